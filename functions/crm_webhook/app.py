@@ -1,0 +1,52 @@
+"""CRM outbound webhooks (form-encoded): verify the CRM's token, read the deal, issue the invoice."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from paybridge.adapters.errors import InvalidSignature
+from paybridge.handlers.problems import register_problem_handlers
+from paybridge.observability import logger, metrics, tracer
+from paybridge.wiring import get_services
+
+app = APIGatewayHttpResolver(enable_validation=True)
+register_problem_handlers(app)
+
+TenantPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$")]
+CrmPath = Annotated[str, Path(pattern=r"^[a-z0-9_-]{2,20}$")]
+
+
+@app.post("/crm/<tenant>/<crm>", summary="A CRM's outbound webhook or robot call (form-encoded)")
+def handle_crm_webhook(tenant: TenantPath, crm: CrmPath) -> Response[dict[str, Any]]:
+    event = app.current_event
+    body = event.decoded_body.encode() if event.decoded_body else b""
+    headers = {k.lower(): v for k, v in (event.headers or {}).items()}
+    try:
+        result = get_services().issue_from_crm(tenant, crm, headers, body)
+    except InvalidSignature:
+        metrics.add_metric(name="SignatureFailures", unit=MetricUnit.Count, value=1)
+        raise
+    if result is None:
+        return Response(status_code=200, content_type="application/json", body={"status": "ignored"})
+    logger.set_correlation_id(result.invoice.invoice_id)
+    if result.created:
+        metrics.add_metric(name="InvoicesIssued", unit=MetricUnit.Count, value=1)
+    body_out = {
+        "status": "issued" if result.created else "exists",
+        "invoice_id": result.invoice.invoice_id,
+        "state": result.invoice.state.value,
+    }
+    return Response(status_code=200, content_type="application/json", body=body_out)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

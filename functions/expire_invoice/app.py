@@ -1,0 +1,24 @@
+"""Lifecycle task: the link's lifetime ran out: expire the invoice (unless money won) and cancel it at the PSP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from paybridge.handlers.lifecycle import LifecycleInput
+from paybridge.observability import logger, metrics, tracer
+from paybridge.wiring import get_services
+
+
+@logger.inject_lambda_context(correlation_id_path="invoice_id")
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+@event_parser(model=LifecycleInput)
+def lambda_handler(event: LifecycleInput, context: LambdaContext) -> dict[str, Any]:
+    document = get_services().expire_invoice(event.tenant_id, event.invoice_id)
+    if document["outcome"]["state"] == "expired":
+        metrics.add_metric(name="InvoicesExpired", unit=MetricUnit.Count, value=1)
+    return document

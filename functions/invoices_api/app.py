@@ -1,0 +1,70 @@
+"""HTTP API for CRM scripts and site back-ends: issue, read and cancel invoices (API key per tenant)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from paybridge.handlers.models import CancelBody, CreateInvoiceBody, InvoiceOut
+from paybridge.handlers.problems import Unauthorized, register_problem_handlers
+from paybridge.observability import logger, metrics, tracer
+from paybridge.services import Services
+from paybridge.wiring import get_services
+
+app = APIGatewayHttpResolver(enable_validation=True)
+register_problem_handlers(app)
+
+TenantPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$", description="Tenant slug")]
+InvoicePath = Annotated[str, Path(pattern=r"^inv_[a-z2-7]{26}$", description="Invoice id")]
+ApiKey = Annotated[str | None, Header(alias="x-api-key", description="The tenant's API key")]
+
+
+def _services(tenant: str, api_key: str | None) -> Services:
+    services = get_services()
+    if not services.tenants.get(tenant).accepts_api_key(api_key):
+        raise Unauthorized("missing or wrong X-Api-Key for this tenant")
+    return services
+
+
+@app.post("/v1/<tenant>/invoices", summary="Issue an invoice (idempotent by deal + number)")
+def handle_create_invoice(tenant: TenantPath, body: CreateInvoiceBody, api_key: ApiKey = None) -> Response[InvoiceOut]:
+    services = _services(tenant, api_key)
+    request = body.to_domain(services.tenants.get(tenant).currency)
+    result = services.issue_invoice(tenant, request, lifetime_given=body.lifetime_seconds is not None)
+    logger.set_correlation_id(result.invoice.invoice_id)
+    if result.created:
+        metrics.add_metric(name="InvoicesIssued", unit=MetricUnit.Count, value=1)
+    return Response(
+        status_code=201 if result.created else 200,
+        content_type="application/json",
+        body=InvoiceOut.of(result.invoice),
+    )
+
+
+@app.get("/v1/<tenant>/invoices/<invoice_id>", summary="An invoice, its money facts and its history")
+def handle_get_invoice(tenant: TenantPath, invoice_id: InvoicePath, api_key: ApiKey = None) -> InvoiceOut:
+    logger.set_correlation_id(invoice_id)
+    invoice, history = _services(tenant, api_key).get_invoice(tenant, invoice_id)
+    return InvoiceOut.of(invoice, history)
+
+
+@app.post("/v1/<tenant>/invoices/<invoice_id>/cancel", summary="Cancel an unpaid invoice")
+def handle_cancel_invoice(
+    tenant: TenantPath, invoice_id: InvoicePath, body: CancelBody | None = None, api_key: ApiKey = None
+) -> InvoiceOut:
+    logger.set_correlation_id(invoice_id)
+    invoice = _services(tenant, api_key).cancel_invoice(tenant, invoice_id, body.reason if body else "")
+    metrics.add_metric(name="InvoicesCancelled", unit=MetricUnit.Count, value=1)
+    return InvoiceOut.of(invoice)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,54 @@
+"""Payment provider notifications: verify, record once, apply, resume the lifecycle, answer what the PSP expects."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from paybridge.adapters.errors import InvalidSignature
+from paybridge.handlers.problems import register_problem_handlers
+from paybridge.observability import logger, metrics, tracer
+from paybridge.wiring import get_services
+
+app = APIGatewayHttpResolver(enable_validation=True)
+register_problem_handlers(app)
+
+TenantPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$")]
+ProviderPath = Annotated[str, Path(pattern=r"^[a-z0-9_-]{2,20}$")]
+
+
+@app.post(
+    "/psp/<tenant>/<provider>",
+    summary="A payment provider's notification (raw body, verified by the provider's own scheme)",
+    responses={200: {"description": "What the provider expects (T-Bank: `OK`)"}},
+)
+def handle_psp_notification(tenant: TenantPath, provider: ProviderPath) -> Response[str]:
+    event = app.current_event
+    body = event.decoded_body.encode() if event.decoded_body else b""
+    headers = {k.lower(): v for k, v in (event.headers or {}).items()}
+    try:
+        result = get_services().accept_psp_notification(tenant, provider, headers, body)
+    except InvalidSignature:
+        metrics.add_metric(name="SignatureFailures", unit=MetricUnit.Count, value=1)
+        raise
+    if result.invoice is not None:
+        logger.set_correlation_id(result.invoice.invoice_id)
+    if result.duplicate:
+        metrics.add_metric(name="DuplicateNotifications", unit=MetricUnit.Count, value=1)
+    if result.seconds_to_pay is not None:
+        metrics.add_metric(name="InvoicesPaid", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="TimeToPay", unit=MetricUnit.Seconds, value=result.seconds_to_pay)
+    ack = result.acknowledgement
+    return Response(status_code=ack.status_code, content_type=ack.content_type, body=ack.body)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,1 @@
+"""PayBridge shared package: domain, adapters and storage used by every function."""

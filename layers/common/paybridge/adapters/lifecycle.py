@@ -1,0 +1,55 @@
+"""The lifecycle engine: AWS Step Functions (standard workflow), one execution per invoice named by its id."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions import SFNClient
+
+
+class LifecycleEngine(Protocol):
+    def start(self, tenant_id: str, invoice_id: str) -> None:
+        """Start the invoice's lifecycle; starting it again is a no-op."""
+        ...
+
+    def resume(self, task_token: str, output: dict[str, Any]) -> bool:
+        """Hand the waiting execution its outcome; False when the wait is already over (token used or timed out)."""
+        ...
+
+
+class StepFunctionsLifecycle:
+    def __init__(self, state_machine_arn: str, client: SFNClient | None = None):
+        self._arn = state_machine_arn
+        self._client = client
+
+    @property
+    def client(self) -> SFNClient:
+        if self._client is None:
+            import boto3  # lazy: keeps cold starts small
+
+            self._client = boto3.client("stepfunctions")
+        return self._client
+
+    def start(self, tenant_id: str, invoice_id: str) -> None:
+        try:
+            self.client.start_execution(
+                stateMachineArn=self._arn,
+                name=invoice_id,
+                input=json.dumps({"tenant_id": tenant_id, "invoice_id": invoice_id}),
+            )
+        except self.client.exceptions.ExecutionAlreadyExists:
+            pass  # the same invoice issued again: its lifecycle is already running (or done)
+
+    def resume(self, task_token: str, output: dict[str, Any]) -> bool:
+        errors = (
+            self.client.exceptions.TaskTimedOut,
+            self.client.exceptions.InvalidToken,
+            self.client.exceptions.TaskDoesNotExist,
+        )
+        try:
+            self.client.send_task_success(taskToken=task_token, output=json.dumps(output))
+        except errors:
+            return False
+        return True

@@ -1,0 +1,1 @@
+"""Payment service providers."""

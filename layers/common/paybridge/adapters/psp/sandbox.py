@@ -1,0 +1,120 @@
+"""The sandbox PSP: a stand-in for a real acquirer, spoken to over HTTP like one.
+
+Wire format (the sandbox server in `devstack/sandbox_psp.py` implements the other side):
+- `POST {base}/api/payments` with `Authorization: Bearer <secret>` and `Idempotency-Key: <order_id>`, JSON
+  `{order_id, amount, currency, description, expires_at, notification_url, method}` → `{id, status, url, qr_payload}`.
+- `POST {base}/api/payments/{id}/cancel`.
+- Notifications: POST JSON `{event_id, type, payment_id, order_id, operation_id, amount, currency, created}` with the
+  header `X-Sandbox-Signature: t=<unix>,v1=<hex>` where hex = HMAC-SHA256(secret, "<t>.<raw body>"); several `v1`
+  values may be given (secret rotation); tolerance 300 s. `type` is one of `payment.succeeded`, `payment.declined`,
+  `payment.canceled`. We answer 200 `OK`; anything else makes the sandbox retry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from paybridge.adapters.errors import InvalidSignature, MalformedNotification, ProviderRejected, ProviderUnavailable
+from paybridge.adapters.http import make_client, send
+from paybridge.adapters.psp.base import Acknowledgement, CreatedPayment, Notification, PaymentRequest
+
+SIGNATURE_HEADER = "x-sandbox-signature"
+TOLERANCE_SECONDS = 300
+
+#: Notification type → what it means for us. Defined once.
+STATUS_MAP: dict[str, str] = {
+    "payment.succeeded": "paid",
+    "payment.declined": "declined",
+    "payment.canceled": "cancelled",
+}
+
+
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    """The signature header value for `body` (used by the sandbox server; one scheme, defined here)."""
+    t = int(time.time()) if timestamp is None else timestamp
+    digest = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={digest}"
+
+
+def verify(secret: str, body: bytes, header: str | None, now: float | None = None) -> None:
+    if not header:
+        raise InvalidSignature("missing signature header")
+    parts: dict[str, list[str]] = {}
+    for item in header.split(","):
+        key, _, value = item.strip().partition("=")
+        parts.setdefault(key, []).append(value)
+    try:
+        timestamp = int(parts["t"][0])
+    except (KeyError, ValueError):
+        raise InvalidSignature("signature header has no timestamp") from None
+    now = time.time() if now is None else now
+    if abs(now - timestamp) > TOLERANCE_SECONDS:
+        raise InvalidSignature("signature timestamp outside the tolerance")
+    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    if not any(hmac.compare_digest(expected, candidate) for candidate in parts.get("v1", [])):
+        raise InvalidSignature("signature does not match")
+
+
+class SandboxNotificationBody(BaseModel):
+    event_id: str
+    type: str
+    payment_id: str
+    order_id: str
+    operation_id: str
+    amount: int
+    currency: str
+    created: int
+
+
+class SandboxPsp:
+    name = "sandbox"
+
+    def __init__(self, base_url: str, secret: str, method: str = "card", transport: Any = None):
+        self._secret = secret
+        self._method = method
+        self._http = make_client(base_url.rstrip("/"), {"Authorization": f"Bearer {secret}"}, transport)
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        return send(self._http, method, url, transient=ProviderUnavailable, permanent=ProviderRejected, **kwargs)
+
+    def create_payment(self, request: PaymentRequest) -> CreatedPayment:
+        body = {
+            "order_id": request.order_id,
+            "amount": request.amount,
+            "currency": request.currency,
+            "description": request.description,
+            "expires_at": request.expires_at.isoformat(),
+            "notification_url": request.notification_url,
+            "method": self._method,
+        }
+        response = self._send("POST", "/api/payments", json=body, headers={"Idempotency-Key": request.order_id})
+        data = response.json()
+        return CreatedPayment(payment_id=data["id"], payment_url=data["url"], qr_payload=data.get("qr_payload"))
+
+    def cancel_payment(self, payment_id: str) -> None:
+        self._send("POST", f"/api/payments/{payment_id}/cancel")
+
+    def verify_notification(self, headers: dict[str, str], body: bytes) -> Notification:
+        verify(self._secret, body, {k.lower(): v for k, v in headers.items()}.get(SIGNATURE_HEADER))
+        try:
+            parsed = SandboxNotificationBody.model_validate(json.loads(body))
+        except (ValueError, ValidationError) as exc:
+            raise MalformedNotification(str(exc)) from None
+        return Notification(
+            event_id=parsed.event_id,
+            payment_id=parsed.payment_id,
+            kind=STATUS_MAP.get(parsed.type, "ignored"),  # type: ignore[arg-type]
+            operation_ref=f"sandbox:{parsed.operation_id}",
+            amount=parsed.amount,
+            raw_status=parsed.type,
+        )
+
+    def acknowledgement(self) -> Acknowledgement:
+        return Acknowledgement(status_code=200, body="OK")

@@ -1,0 +1,1 @@
+"""Pure domain: invoices, money and the lifecycle. No AWS, no HTTP."""

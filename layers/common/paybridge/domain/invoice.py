@@ -1,0 +1,324 @@
+"""The invoice and its lifecycle.
+
+The state of an invoice is *derived* from its money facts (`receipts`, `refunds`, each keyed by the provider's
+reference of the operation) and from its closure (expired / cancelled / failed). Applying an event is a pure function:
+the same event applied twice changes nothing, and events applied in any order end in the same state, so a replayed
+or reordered notification can never move an invoice backwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from paybridge.domain.money import Currency, MinorUnits, PositiveMinorUnits, format_money
+
+TenantId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$", description="Tenant slug")]
+InvoiceId = Annotated[str, Field(pattern=r"^inv_[a-z2-7]{26}$", description="PayBridge invoice id")]
+DealId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\w.:-]+$")]
+InvoiceNumber = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[\w./-]+$")]
+Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+Phone = Annotated[str, Field(pattern=r"^\+[1-9]\d{7,14}$", description="E.164")]
+
+
+class InvoiceState(StrEnum):
+    ISSUED = "issued"
+    AWAITING_PAYMENT = "awaiting_payment"
+    PARTIALLY_PAID = "partially_paid"
+    PAID = "paid"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class Closure(StrEnum):
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+#: States in which the invoice still waits for money.
+OPEN_STATES = frozenset({InvoiceState.ISSUED, InvoiceState.AWAITING_PAYMENT, InvoiceState.PARTIALLY_PAID})
+#: States in which the payment lifecycle (the state machine execution) ends.
+FINAL_STATES = frozenset(set(InvoiceState) - OPEN_STATES)
+
+Flag = Literal["overpaid", "paid_after_close", "amount_mismatch"]
+
+
+class DomainError(Exception):
+    """Base of the errors the domain raises; handlers map them to answers by class, never by text."""
+
+
+class InvalidTransition(DomainError):
+    """The event is not allowed in the invoice's current state (HTTP 409)."""
+
+
+class InvoiceConflict(DomainError):
+    """The same tenant + deal + invoice number already names an invoice with other terms (HTTP 409)."""
+
+
+class Customer(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str | None = Field(default=None, max_length=200)
+    email: Email | None = None
+    phone: Phone | None = None
+
+
+class AuditEntry(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    at: datetime
+    event: str
+    from_state: InvoiceState
+    to_state: InvoiceState
+    amount: int | None = None
+    ref: str | None = None
+    detail: str = ""
+
+
+class Invoice(BaseModel):
+    """The aggregate. Stored as one item; every change goes through `apply` and a conditional write on `version`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tenant_id: TenantId
+    invoice_id: InvoiceId
+    deal_id: DealId
+    number: InvoiceNumber
+    amount: PositiveMinorUnits
+    currency: Currency
+    description: str = Field(default="", max_length=250)
+    customer: Customer = Field(default_factory=Customer)
+    provider: str
+    created_at: datetime
+    expires_at: datetime
+    payment_id: str | None = None
+    payment_url: str | None = None
+    qr_payload: str | None = None
+    receipts: dict[str, MinorUnits] = Field(default_factory=dict)
+    refunds: dict[str, MinorUnits] = Field(default_factory=dict)
+    declines: dict[str, str] = Field(default_factory=dict)
+    closed_as: Closure | None = None
+    close_reason: str = ""
+    flags: tuple[Flag, ...] = ()
+    version: int = 0
+
+    @property
+    def paid(self) -> int:
+        return sum(self.receipts.values())
+
+    @property
+    def refunded(self) -> int:
+        return sum(self.refunds.values())
+
+    @property
+    def outstanding(self) -> int:
+        return max(self.amount - self.paid, 0)
+
+    @property
+    def state(self) -> InvoiceState:
+        return derive_state(self)
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    def describe_amount(self, amount: int | None = None) -> str:
+        return format_money(self.amount if amount is None else amount, self.currency)
+
+
+def derive_state(invoice: Invoice) -> InvoiceState:
+    """One place where the state is computed from the facts."""
+    paid, refunded = invoice.paid, invoice.refunded
+    if refunded > 0:
+        return InvoiceState.REFUNDED if refunded >= paid else InvoiceState.PARTIALLY_REFUNDED
+    if paid >= invoice.amount:
+        return InvoiceState.PAID
+    if invoice.closed_as is not None:
+        return InvoiceState(invoice.closed_as.value)
+    if paid > 0:
+        return InvoiceState.PARTIALLY_PAID
+    if invoice.payment_url is not None:
+        return InvoiceState.AWAITING_PAYMENT
+    return InvoiceState.ISSUED
+
+
+def invoice_id_for(tenant_id: str, deal_id: str, number: str) -> str:
+    """Deterministic id: the same tenant + deal + invoice number always names the same invoice (idempotent issue).
+
+    30 characters, so it also fits providers' order ids (T-Bank: at most 36)."""
+    digest = hashlib.sha256(f"{tenant_id}\x1f{deal_id}\x1f{number}".encode()).digest()
+    return "inv_" + base64.b32encode(digest).decode("ascii").lower()[:26]
+
+
+class NewInvoice(BaseModel):
+    """What is needed to issue an invoice (already validated at the boundary)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    deal_id: DealId
+    number: InvoiceNumber
+    amount: PositiveMinorUnits
+    currency: Currency = "RUB"
+    description: str = Field(default="", max_length=250)
+    customer: Customer = Field(default_factory=Customer)
+    lifetime_seconds: int = Field(default=3 * 24 * 3600, ge=60, le=90 * 24 * 3600)
+
+
+def new_invoice(tenant_id: str, request: NewInvoice, provider: str, now: datetime) -> Invoice:
+    return Invoice(
+        tenant_id=tenant_id,
+        invoice_id=invoice_id_for(tenant_id, request.deal_id, request.number),
+        deal_id=request.deal_id,
+        number=request.number,
+        amount=request.amount,
+        currency=request.currency,
+        description=request.description,
+        customer=request.customer,
+        provider=provider,
+        created_at=now,
+        expires_at=now + timedelta(seconds=request.lifetime_seconds),
+    )
+
+
+def same_terms(invoice: Invoice, request: NewInvoice) -> bool:
+    """A repeated issue is the same invoice only if it asks for the same money from the same customer."""
+    return (
+        invoice.amount == request.amount
+        and invoice.currency == request.currency
+        and invoice.customer == request.customer
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Events
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class PaymentCreated(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["payment_created"] = "payment_created"
+    payment_id: str
+    payment_url: str
+    qr_payload: str | None = None
+
+
+class MoneyReceived(BaseModel):
+    """Money arrived: `ref` identifies the operation at the provider or bank (dedupe key inside the invoice)."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["money_received"] = "money_received"
+    ref: str
+    amount: PositiveMinorUnits
+    expected_amount: int | None = None
+
+
+class PaymentDeclined(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["payment_declined"] = "payment_declined"
+    ref: str
+    reason: str = ""
+
+
+class Close(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["close"] = "close"
+    closure: Closure
+    reason: str = ""
+
+
+class RefundConfirmed(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["refund_confirmed"] = "refund_confirmed"
+    ref: str
+    amount: PositiveMinorUnits
+
+
+InvoiceEvent = PaymentCreated | MoneyReceived | PaymentDeclined | Close | RefundConfirmed
+
+
+class Applied(BaseModel):
+    """The result of applying an event: the new invoice and its audit entry, or `changed=False` for a no-op."""
+
+    model_config = ConfigDict(frozen=True)
+    invoice: Invoice
+    changed: bool
+    audit: AuditEntry | None = None
+
+
+def apply(invoice: Invoice, event: InvoiceEvent, at: datetime | None = None) -> Applied:
+    """Apply one event. Idempotent and order-insensitive for money; raises `InvalidTransition` when not allowed."""
+    at = at or datetime.now(UTC)
+    before = invoice.state
+    updates: dict[str, object] = {}
+    amount: int | None = None
+    ref: str | None = None
+    detail = ""
+
+    match event:
+        case PaymentCreated():
+            if invoice.payment_id == event.payment_id:
+                return Applied(invoice=invoice, changed=False)
+            if invoice.payment_id is not None:
+                raise InvalidTransition(f"invoice already has payment {invoice.payment_id}")
+            if invoice.closed_as is not None:
+                raise InvalidTransition(f"invoice is {invoice.closed_as.value}")
+            updates = {"payment_id": event.payment_id, "payment_url": event.payment_url, "qr_payload": event.qr_payload}
+            ref = event.payment_id
+        case MoneyReceived():
+            if event.ref in invoice.receipts:
+                return Applied(invoice=invoice, changed=False)
+            receipts = {**invoice.receipts, event.ref: event.amount}
+            flags = set(invoice.flags)
+            if invoice.closed_as is not None or before in (InvoiceState.REFUNDED, InvoiceState.PARTIALLY_REFUNDED):
+                flags.add("paid_after_close")
+            if sum(receipts.values()) > invoice.amount:
+                flags.add("overpaid")
+            if event.expected_amount is not None and event.expected_amount != event.amount:
+                flags.add("amount_mismatch")
+            updates = {"receipts": receipts, "flags": tuple(sorted(flags))}
+            amount, ref = event.amount, event.ref
+        case PaymentDeclined():
+            if event.ref in invoice.declines or before not in OPEN_STATES:
+                return Applied(invoice=invoice, changed=False)
+            updates = {"declines": {**invoice.declines, event.ref: event.reason}}
+            ref, detail = event.ref, event.reason
+        case Close():
+            if invoice.closed_as == event.closure:
+                return Applied(invoice=invoice, changed=False)
+            if event.closure is Closure.EXPIRED and (before not in OPEN_STATES or invoice.closed_as is not None):
+                return Applied(invoice=invoice, changed=False)  # money (or a cancel) won the race with the deadline
+            _check_close(invoice, event.closure)
+            updates = {"closed_as": event.closure, "close_reason": event.reason}
+            detail = event.reason
+        case RefundConfirmed():
+            if event.ref in invoice.refunds:
+                return Applied(invoice=invoice, changed=False)
+            if invoice.refunded + event.amount > invoice.paid:
+                raise InvalidTransition(
+                    f"refund of {invoice.describe_amount(event.amount)} exceeds the refundable "
+                    f"{invoice.describe_amount(invoice.paid - invoice.refunded)}"
+                )
+            updates = {"refunds": {**invoice.refunds, event.ref: event.amount}}
+            amount, ref = event.amount, event.ref
+
+    new = invoice.model_copy(update={**updates, "version": invoice.version + 1})
+    audit = AuditEntry(
+        at=at, event=event.kind, from_state=before, to_state=new.state, amount=amount, ref=ref, detail=detail
+    )
+    return Applied(invoice=new, changed=True, audit=audit)
+
+
+def _check_close(invoice: Invoice, closure: Closure) -> None:
+    state = invoice.state
+    if closure is Closure.CANCELLED and state not in (InvoiceState.ISSUED, InvoiceState.AWAITING_PAYMENT):
+        raise InvalidTransition(f"an invoice that is {state.value} cannot be cancelled; refund it instead")
+    if closure is Closure.FAILED and state is not InvoiceState.ISSUED:
+        raise InvalidTransition(f"an invoice that is {state.value} cannot fail")
+    if invoice.closed_as is not None:
+        raise InvalidTransition(f"invoice is already {invoice.closed_as.value}")

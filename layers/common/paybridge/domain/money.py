@@ -1,0 +1,35 @@
+"""Money is an integer number of minor units (kopecks, cents) with an ISO 4217 currency code."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+MinorUnits = Annotated[int, Field(ge=0, le=10**13, description="Amount in minor units (kopecks, cents)")]
+PositiveMinorUnits = Annotated[int, Field(gt=0, le=10**13, description="Amount in minor units, > 0")]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code", examples=["RUB"])]
+
+
+def format_money(amount: int, currency: str) -> str:
+    """`150050, "RUB"` -> `"1 500.50 RUB"` (for people; never parsed back)."""
+    sign = "-" if amount < 0 else ""
+    major, minor = divmod(abs(amount), 100)
+    return f"{sign}{major:,}.{minor:02d} {currency}".replace(",", " ")
+
+
+def to_decimal_string(amount: int) -> str:
+    """`150050` -> `"1500.50"`: the wire format of YooKassa and 1C files."""
+    major, minor = divmod(amount, 100)
+    return f"{major}.{minor:02d}"
+
+
+def from_decimal_string(value: str) -> int:
+    """`"1500.5"` -> `150050`; rejects more than two decimals, signs and junk (ValueError)."""
+    text = value.strip().replace(",", ".")
+    if not text or text.count(".") > 1 or not text.replace(".", "").isdigit():
+        raise ValueError(f"not a money amount: {value!r}")
+    major, _, minor = text.partition(".")
+    if len(minor) > 2:
+        raise ValueError(f"more than two decimals: {value!r}")
+    return int(major or "0") * 100 + int((minor + "00")[:2])

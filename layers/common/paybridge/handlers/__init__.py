@@ -1,0 +1,1 @@
+"""What the Lambda handlers share: error → HTTP problem mapping, request/response models."""

@@ -1,0 +1,96 @@
+"""Errors → RFC 9457 problem bodies (`type`, `title`, `status`, `detail`), mapped by class in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+from paybridge.adapters.errors import (
+    CrmRejected,
+    CrmUnavailable,
+    InvalidSignature,
+    MalformedNotification,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from paybridge.domain.invoice import InvalidTransition, InvoiceConflict
+from paybridge.services import (
+    DealNotInvoiceable,
+    InvoiceNotFound,
+    LifetimeTooShort,
+    RouteNotConfigured,
+    UnknownPayment,
+)
+from paybridge.storage.repository import ConcurrentModification
+from paybridge.tenants import TenantNotFound
+
+
+class Unauthorized(Exception):
+    pass
+
+
+class BadRequest(Exception):
+    pass
+
+
+PROBLEMS: dict[type[Exception], tuple[int, str]] = {
+    Unauthorized: (401, "unauthorized"),
+    InvalidSignature: (401, "invalid-signature"),
+    BadRequest: (400, "bad-request"),
+    MalformedNotification: (400, "malformed-notification"),
+    TenantNotFound: (404, "tenant-not-found"),
+    InvoiceNotFound: (404, "invoice-not-found"),
+    RouteNotConfigured: (404, "route-not-configured"),
+    UnknownPayment: (404, "unknown-payment"),
+    InvalidTransition: (409, "invalid-transition"),
+    InvoiceConflict: (409, "invoice-conflict"),
+    ConcurrentModification: (409, "concurrent-modification"),
+    DealNotInvoiceable: (422, "deal-not-invoiceable"),
+    LifetimeTooShort: (422, "lifetime-too-short"),
+    ProviderRejected: (502, "provider-rejected"),
+    CrmRejected: (502, "crm-rejected"),
+    ProviderUnavailable: (503, "provider-unavailable"),
+    CrmUnavailable: (503, "crm-unavailable"),
+}
+
+TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    409: "Conflict",
+    422: "Unprocessable Content",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
+
+
+def problem(status: int, slug: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
+    body = {
+        "type": f"https://paybridge.dev/problems/{slug}",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    return Response(status_code=status, content_type="application/problem+json", body=body)
+
+
+def register_problem_handlers(app: ApiGatewayResolver) -> None:
+    @app.exception_handler(RequestValidationError)
+    def _validation(exc: RequestValidationError) -> Response[dict[str, Any]]:
+        errors = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
+        return problem(422, "validation-error", detail, errors=errors)
+
+    def _mapped(exc: Exception) -> Response[dict[str, Any]]:
+        status, slug = PROBLEMS[type(exc)]
+        return problem(status, slug, str(exc) or slug.replace("-", " "))
+
+    for exc_class in PROBLEMS:
+        app.exception_handler(exc_class)(_mapped)

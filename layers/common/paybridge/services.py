@@ -1,0 +1,358 @@
+"""Application services: each public method is one job a handler delegates to.
+
+They know the domain and the adapters' interfaces, never Lambda, HTTP or boto3."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from paybridge.adapters.crm.base import Crm, CrmWebhookIgnored
+from paybridge.adapters.errors import ProviderRejected
+from paybridge.adapters.lifecycle import LifecycleEngine
+from paybridge.adapters.psp.base import Acknowledgement, Notification, PaymentProvider, PaymentRequest
+from paybridge.domain import messages
+from paybridge.domain.invoice import (
+    FINAL_STATES,
+    AuditEntry,
+    Close,
+    Closure,
+    DomainError,
+    Invoice,
+    InvoiceConflict,
+    InvoiceEvent,
+    InvoiceState,
+    MoneyReceived,
+    NewInvoice,
+    PaymentCreated,
+    PaymentDeclined,
+    RefundConfirmed,
+    apply,
+    new_invoice,
+    same_terms,
+)
+from paybridge.storage.repository import (
+    ConcurrentModification,
+    DuplicateProviderEvent,
+    InvoiceRepository,
+    ProviderEventRecord,
+    Saved,
+)
+from paybridge.tenants import TenantConfig, TenantDirectory
+
+logger = logging.getLogger(__name__)
+
+MAX_WRITE_ATTEMPTS = 25
+
+
+class InvoiceNotFound(DomainError):
+    pass
+
+
+class RouteNotConfigured(DomainError):
+    """The tenant does not use the provider or CRM named in the URL."""
+
+
+class UnknownPayment(DomainError):
+    """A verified notification for a payment we do not know (yet): the provider should retry."""
+
+
+class DealNotInvoiceable(DomainError):
+    """The CRM deal lacks what an invoice needs (an amount)."""
+
+
+class LifetimeTooShort(DomainError):
+    pass
+
+
+@dataclass(frozen=True)
+class IssueResult:
+    invoice: Invoice
+    created: bool
+
+
+@dataclass(frozen=True)
+class NotificationResult:
+    acknowledgement: Acknowledgement
+    duplicate: bool = False
+    invoice: Invoice | None = None
+    seconds_to_pay: float | None = None  # set when this notification made the invoice paid
+
+
+def outcome(invoice: Invoice, now: datetime, event: str = "") -> dict[str, Any]:
+    """The lifecycle's view of an invoice: the state machine chooses on `final` and waits `seconds_left`."""
+    seconds_left = int((invoice.expires_at - now).total_seconds())
+    return {
+        "state": invoice.state.value,
+        "final": invoice.state in FINAL_STATES,
+        "version": invoice.version,
+        "paid": invoice.paid,
+        "amount": invoice.amount,
+        "seconds_left": max(seconds_left, 1),
+        "event": event,
+    }
+
+
+def lifecycle_document(invoice: Invoice, now: datetime, event: str = "") -> dict[str, Any]:
+    return {"tenant_id": invoice.tenant_id, "invoice_id": invoice.invoice_id, "outcome": outcome(invoice, now, event)}
+
+
+@dataclass
+class Services:
+    repo: InvoiceRepository
+    tenants: TenantDirectory
+    lifecycle: LifecycleEngine
+    providers: Callable[[TenantConfig], PaymentProvider]
+    crms: Callable[[TenantConfig], Crm]
+    public_base_url: str = ""
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+
+    def _invoice(self, tenant_id: str, invoice_id: str) -> Invoice:
+        invoice = self.repo.get(tenant_id, invoice_id)
+        if invoice is None:
+            raise InvoiceNotFound(invoice_id)
+        return invoice
+
+    def change(
+        self,
+        tenant_id: str,
+        invoice_id: str,
+        event: InvoiceEvent,
+        provider_event: ProviderEventRecord | None = None,
+    ) -> tuple[Saved, bool]:
+        """Apply `event` with optimistic concurrency: read, apply, conditional write; retry on a lost race."""
+        for attempt in range(MAX_WRITE_ATTEMPTS):
+            current = self._invoice(tenant_id, invoice_id)
+            result = apply(current, event, self.clock())
+            if not result.changed:
+                if provider_event is not None:
+                    self.repo.record_provider_event(provider_event)
+                return Saved(invoice=current, task_token=None), False
+            try:
+                return self.repo.save(result.invoice, current.version, result.audit, provider_event), True
+            except ConcurrentModification:
+                time.sleep(random.uniform(0, 0.01 * (attempt + 1)))  # noqa: S311 - jitter, not crypto
+        raise ConcurrentModification(invoice_id)
+
+    def _resume(self, saved: Saved, event: str) -> None:
+        if saved.task_token:
+            self.lifecycle.resume(saved.task_token, lifecycle_document(saved.invoice, self.clock(), event))
+
+    # -- issue -----------------------------------------------------------------------------------------------------
+
+    def issue_invoice(self, tenant_id: str, request: NewInvoice, lifetime_given: bool = True) -> IssueResult:
+        tenant = self.tenants.get(tenant_id)
+        if not lifetime_given:
+            request = request.model_copy(update={"lifetime_seconds": tenant.link_lifetime_seconds})
+        provider = self.providers(tenant)
+        minimum = getattr(provider, "min_lifetime_seconds", 60)
+        if request.lifetime_seconds < minimum:
+            raise LifetimeTooShort(f"{provider.name} needs a link lifetime of at least {minimum} s")
+        now = self.clock()
+        invoice = new_invoice(tenant_id, request, provider.name, now)
+        audit = AuditEntry(
+            at=now,
+            event="issued",
+            from_state=InvoiceState.ISSUED,
+            to_state=InvoiceState.ISSUED,
+            amount=invoice.amount,
+            detail=f"deal {invoice.deal_id}, number {invoice.number}",
+        )
+        stored, created = self.repo.create(invoice, audit)
+        if not created and not same_terms(stored, request):
+            raise InvoiceConflict(
+                f"invoice {stored.number} of deal {stored.deal_id} was issued for {stored.describe_amount()}"
+                " with other terms; use another invoice number"
+            )
+        self.lifecycle.start(tenant_id, stored.invoice_id)  # idempotent: also repairs a crash between the two
+        return IssueResult(invoice=stored, created=created)
+
+    def issue_from_crm(self, tenant_id: str, crm_name: str, headers: dict[str, str], body: bytes) -> IssueResult | None:
+        tenant = self.tenants.get(tenant_id)
+        if tenant.crm.kind != crm_name:
+            raise RouteNotConfigured(f"tenant {tenant_id} does not use the CRM {crm_name!r}")
+        crm = self.crms(tenant)
+        command = crm.parse_webhook(headers, body)
+        if isinstance(command, CrmWebhookIgnored):
+            logger.info("crm webhook ignored: %s", command.reason)
+            return None
+        deal = crm.get_deal(command.deal_id)
+        if not deal.amount or deal.amount <= 0:
+            raise DealNotInvoiceable(f"deal {deal.deal_id} has no amount to invoice")
+        request = NewInvoice(
+            deal_id=deal.deal_id,
+            number=command.number or deal.invoice_number or deal.deal_id,
+            amount=deal.amount,
+            currency=deal.currency or tenant.currency,
+            description=deal.title[:250],
+            customer=deal.customer,
+        )
+        return self.issue_invoice(tenant_id, request, lifetime_given=False)
+
+    # -- read / cancel ---------------------------------------------------------------------------------------------
+
+    def get_invoice(self, tenant_id: str, invoice_id: str) -> tuple[Invoice, list[AuditEntry]]:
+        self.tenants.get(tenant_id)
+        invoice = self._invoice(tenant_id, invoice_id)
+        return invoice, self.repo.history(tenant_id, invoice_id)
+
+    def cancel_invoice(self, tenant_id: str, invoice_id: str, reason: str = "") -> Invoice:
+        tenant = self.tenants.get(tenant_id)
+        saved, changed = self.change(tenant_id, invoice_id, Close(closure=Closure.CANCELLED, reason=reason))
+        if changed and saved.invoice.payment_id:
+            try:
+                self.providers(tenant).cancel_payment(saved.invoice.payment_id)
+            except ProviderRejected as exc:  # already final at the PSP: money that still comes is recorded, flagged
+                logger.warning("PSP refused to cancel %s: %s", saved.invoice.payment_id, exc)
+        if changed:
+            self._resume(saved, "cancelled")
+        return saved.invoice
+
+    # -- PSP notifications -----------------------------------------------------------------------------------------
+
+    def accept_psp_notification(
+        self, tenant_id: str, provider_name: str, headers: dict[str, str], body: bytes
+    ) -> NotificationResult:
+        tenant = self.tenants.get(tenant_id)
+        if tenant.psp.provider != provider_name:
+            raise RouteNotConfigured(f"tenant {tenant_id} does not use the provider {provider_name!r}")
+        provider = self.providers(tenant)
+        note = provider.verify_notification(headers, body)  # InvalidSignature / MalformedNotification: nothing written
+        invoice = self.repo.find_by_payment(provider.name, note.payment_id)
+        if invoice is None or invoice.tenant_id != tenant_id:
+            raise UnknownPayment(f"{provider.name} payment {note.payment_id} is not ours (yet)")
+        event = self._event_for(note, invoice)
+        record = ProviderEventRecord(
+            provider=provider.name,
+            event_id=note.event_id,
+            tenant_id=tenant_id,
+            invoice_id=invoice.invoice_id,
+            summary=f"{note.raw_status} {note.amount}",
+        )
+        if event is None:
+            try:
+                self.repo.record_provider_event(record)
+            except DuplicateProviderEvent:
+                return NotificationResult(provider.acknowledgement(), duplicate=True, invoice=invoice)
+            return NotificationResult(provider.acknowledgement(), invoice=invoice)
+        was_paid = invoice.state is InvoiceState.PAID
+        try:
+            saved, changed = self.change(tenant_id, invoice.invoice_id, event, record)
+        except DuplicateProviderEvent:
+            return NotificationResult(provider.acknowledgement(), duplicate=True, invoice=invoice)
+        if changed:
+            self._resume(saved, event.kind)
+        seconds_to_pay = None
+        if changed and not was_paid and saved.invoice.state is InvoiceState.PAID:
+            seconds_to_pay = max((self.clock() - saved.invoice.created_at).total_seconds(), 0.0)
+        return NotificationResult(provider.acknowledgement(), invoice=saved.invoice, seconds_to_pay=seconds_to_pay)
+
+    @staticmethod
+    def _event_for(note: Notification, invoice: Invoice) -> InvoiceEvent | None:
+        if note.kind == "paid" and note.amount:
+            return MoneyReceived(ref=note.operation_ref, amount=note.amount, expected_amount=invoice.amount)
+        if note.kind == "declined":
+            return PaymentDeclined(ref=note.operation_ref, reason=note.detail or note.raw_status)
+        if note.kind == "refunded" and note.amount:
+            return RefundConfirmed(ref=note.operation_ref, amount=note.amount)
+        logger.info("notification %s (%s) changes nothing", note.event_id, note.raw_status)
+        return None
+
+    # -- lifecycle tasks -------------------------------------------------------------------------------------------
+
+    def create_payment(self, tenant_id: str, invoice_id: str) -> dict[str, Any]:
+        tenant = self.tenants.get(tenant_id)
+        invoice = self._invoice(tenant_id, invoice_id)
+        if invoice.payment_id is None and invoice.closed_as is None:
+            provider = self.providers(tenant)
+            created = provider.create_payment(
+                PaymentRequest(
+                    invoice_id=invoice.invoice_id,
+                    order_id=invoice.invoice_id,
+                    amount=invoice.amount,
+                    currency=invoice.currency,
+                    description=invoice.description or f"Счёт № {invoice.number}",
+                    customer=invoice.customer,
+                    expires_at=invoice.expires_at,
+                    notification_url=self._notification_url(tenant),
+                )
+            )
+            event = PaymentCreated(
+                payment_id=created.payment_id, payment_url=created.payment_url, qr_payload=created.qr_payload
+            )
+            invoice = self.change(tenant_id, invoice_id, event)[0].invoice
+        return lifecycle_document(invoice, self.clock(), "payment_created")
+
+    def _notification_url(self, tenant: TenantConfig) -> str | None:
+        if not self.public_base_url:
+            return None
+        return f"{self.public_base_url}/psp/{tenant.tenant_id}/{tenant.psp.provider}"
+
+    def await_payment(self, task_token: str, tenant_id: str, invoice_id: str, version_seen: int) -> bool:
+        """Store the task token; if the invoice changed since the lifecycle last looked (money arrived before the
+        token was stored), resume at once. Returns True when it resumed."""
+        saved = self.repo.set_task_token(tenant_id, invoice_id, task_token)
+        if saved.invoice.version > version_seen or saved.invoice.state in FINAL_STATES:
+            return self.lifecycle.resume(task_token, lifecycle_document(saved.invoice, self.clock(), "changed"))
+        return False
+
+    def expire_invoice(self, tenant_id: str, invoice_id: str) -> dict[str, Any]:
+        tenant = self.tenants.get(tenant_id)
+        saved, changed = self.change(tenant_id, invoice_id, Close(closure=Closure.EXPIRED, reason="link expired"))
+        if changed and saved.invoice.payment_id:
+            try:
+                self.providers(tenant).cancel_payment(saved.invoice.payment_id)
+            except ProviderRejected as exc:
+                logger.warning("PSP refused to cancel expired %s: %s", saved.invoice.payment_id, exc)
+        return lifecycle_document(saved.invoice, self.clock(), "expired")
+
+    def mark_failed(self, tenant_id: str, invoice_id: str, reason: str) -> dict[str, Any]:
+        saved, _ = self.change(tenant_id, invoice_id, Close(closure=Closure.FAILED, reason=reason[:500]))
+        return lifecycle_document(saved.invoice, self.clock(), "failed")
+
+    def sync_deal(self, tenant_id: str, invoice_id: str, event: str = "") -> dict[str, Any]:
+        """Make the CRM deal reflect the invoice: its stage from the tenant's mapping, the link, a timeline entry,
+        and the manager told where a person must act."""
+        tenant = self.tenants.get(tenant_id)
+        invoice = self._invoice(tenant_id, invoice_id)
+        crm = self.crms(tenant)
+        state = invoice.state
+        stage = tenant.stages.stage_for(state)
+        deal = invoice.deal_id
+        if state is InvoiceState.AWAITING_PAYMENT and event == "payment_declined":
+            crm.add_timeline(deal, messages.declined(invoice))
+        elif state is InvoiceState.AWAITING_PAYMENT:
+            crm.update_deal(deal, stage=stage, payment_url=invoice.payment_url)
+            crm.add_timeline(deal, messages.link_published(invoice))
+            if invoice.customer.email or invoice.customer.phone:
+                crm.send_to_customer(deal, invoice.customer, messages.link_for_customer(invoice))
+        else:
+            text = {
+                InvoiceState.PARTIALLY_PAID: messages.partially_paid,
+                InvoiceState.PAID: messages.paid,
+                InvoiceState.EXPIRED: messages.expired,
+                InvoiceState.CANCELLED: messages.cancelled,
+                InvoiceState.FAILED: messages.failed,
+                InvoiceState.REFUNDED: messages.refunded,
+                InvoiceState.PARTIALLY_REFUNDED: messages.refunded,
+                InvoiceState.ISSUED: messages.link_published,
+            }[state](invoice)
+            crm.update_deal(deal, stage=stage)
+            crm.add_timeline(deal, text)
+            if state in (InvoiceState.PARTIALLY_PAID, InvoiceState.EXPIRED, InvoiceState.FAILED):
+                crm.notify_manager(deal, text)
+        if invoice.flags and state not in (InvoiceState.AWAITING_PAYMENT,):
+            crm.notify_manager(deal, messages.flagged(invoice))
+        return lifecycle_document(invoice, self.clock(), event)
+
+    # -- operations ------------------------------------------------------------------------------------------------
+
+    def stuck_invoices(self, deadline_before: datetime) -> list[Invoice]:
+        return self.repo.open_invoices_due_before(deadline_before.isoformat())

@@ -1,0 +1,313 @@
+"""DynamoDB single-table repository. Every state change is a conditional write.
+
+Items
+- invoice:        pk=INV#<tenant>#<invoice>  sk=INVOICE       doc=<invoice JSON>, version, state, task_token
+                  gsi1pk=PSP#<provider>#<payment_id> (lookup by the PSP's payment id)
+                  gsi2pk=OPEN, gsi2sk=<expires_at>#<tenant>#<invoice> while the invoice waits for money
+- audit entry:    pk=INV#<tenant>#<invoice>  sk=AUDIT#<at>#<version>
+- provider event: pk=EVT#<provider>#<event_id> sk=EVENT       (conditional put: recorded once), ttl
+- tenant config:  pk=TENANT#<tenant>         sk=CONFIG        config=<tenant JSON>
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from paybridge.domain.invoice import OPEN_STATES, AuditEntry, Invoice
+from paybridge.storage.repository import (
+    ConcurrentModification,
+    DuplicateProviderEvent,
+    ProviderEventRecord,
+    Saved,
+)
+from paybridge.tenants import TenantConfig, TenantNotFound, parse_tenants
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+INVOICE_SK = "INVOICE"
+OPEN_PK = "OPEN"
+GSI_BY_PAYMENT = "ByPaymentId"
+GSI_OPEN_BY_DUE = "OpenByDue"
+
+
+def invoice_pk(tenant_id: str, invoice_id: str) -> str:
+    return f"INV#{tenant_id}#{invoice_id}"
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+class DynamoInvoiceRepository:
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None, event_retention_days: int = 400):
+        self._table = table_name
+        self._client = client
+        self._event_ttl = event_retention_days * 86400
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            import boto3  # lazy: keeps cold starts small
+
+            self._client = boto3.client("dynamodb")
+        return self._client
+
+    # -- mapping -------------------------------------------------------------------------------------------------
+
+    def _invoice_item(self, invoice: Invoice) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "pk": _s(invoice_pk(invoice.tenant_id, invoice.invoice_id)),
+            "sk": _s(INVOICE_SK),
+            "doc": _s(invoice.model_dump_json()),
+            "version": _n(invoice.version),
+            "state": _s(invoice.state.value),
+            "tenant_id": _s(invoice.tenant_id),
+        }
+        if invoice.payment_id:
+            item["gsi1pk"] = _s(f"PSP#{invoice.provider}#{invoice.payment_id}")
+            item["gsi1sk"] = _s(INVOICE_SK)
+        if invoice.state in OPEN_STATES:
+            item["gsi2pk"] = _s(OPEN_PK)
+            item["gsi2sk"] = _s(f"{invoice.expires_at.isoformat()}#{invoice.tenant_id}#{invoice.invoice_id}")
+        return item
+
+    @staticmethod
+    def _from_item(item: dict[str, Any]) -> Saved:
+        invoice = Invoice.model_validate_json(item["doc"]["S"])
+        token = item.get("task_token", {}).get("S")
+        return Saved(invoice=invoice, task_token=token)
+
+    def _audit_item(self, invoice: Invoice, audit: AuditEntry) -> dict[str, Any]:
+        return {
+            "pk": _s(invoice_pk(invoice.tenant_id, invoice.invoice_id)),
+            "sk": _s(f"AUDIT#{audit.at.isoformat()}#{invoice.version:06d}"),
+            "doc": _s(audit.model_dump_json()),
+        }
+
+    def _event_item(self, record: ProviderEventRecord) -> dict[str, Any]:
+        item = {
+            "pk": _s(f"EVT#{record.provider}#{record.event_id}"),
+            "sk": _s("EVENT"),
+            "tenant_id": _s(record.tenant_id),
+            "summary": _s(record.summary),
+            "ttl": _n(int(time.time()) + self._event_ttl),
+        }
+        if record.invoice_id:
+            item["invoice_id"] = _s(record.invoice_id)
+        return item
+
+    # -- interface -----------------------------------------------------------------------------------------------
+
+    def create(self, invoice: Invoice, audit: AuditEntry) -> tuple[Invoice, bool]:
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": self._invoice_item(invoice),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {"Put": {"TableName": self._table, "Item": self._audit_item(invoice, audit)}},
+                ]
+            )
+        except self.client.exceptions.TransactionCanceledException:
+            existing = self.get(invoice.tenant_id, invoice.invoice_id)
+            if existing is None:  # pragma: no cover - cancelled for another reason (throttling): let it surface
+                raise
+            return existing, False
+        return invoice, True
+
+    def _get_item(self, tenant_id: str, invoice_id: str) -> dict[str, Any] | None:
+        response = self.client.get_item(
+            TableName=self._table,
+            Key={"pk": _s(invoice_pk(tenant_id, invoice_id)), "sk": _s(INVOICE_SK)},
+            ConsistentRead=True,
+        )
+        return response.get("Item")
+
+    def get(self, tenant_id: str, invoice_id: str) -> Invoice | None:
+        item = self._get_item(tenant_id, invoice_id)
+        return self._from_item(item).invoice if item else None
+
+    def get_saved(self, tenant_id: str, invoice_id: str) -> Saved | None:
+        item = self._get_item(tenant_id, invoice_id)
+        return self._from_item(item) if item else None
+
+    def save(
+        self,
+        invoice: Invoice,
+        expected_version: int,
+        audit: AuditEntry | None,
+        provider_event: ProviderEventRecord | None = None,
+    ) -> Saved:
+        item = self._invoice_item(invoice)
+        names = {"#doc": "doc", "#v": "version", "#st": "state"}
+        values: dict[str, Any] = {
+            ":doc": item["doc"],
+            ":v": item["version"],
+            ":st": item["state"],
+            ":expected": _n(expected_version),
+        }
+        sets = ["#doc = :doc", "#v = :v", "#st = :st"]
+        removes = []
+        for attr in ("gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"):
+            if attr in item:
+                sets.append(f"{attr} = :{attr}")
+                values[f":{attr}"] = item[attr]
+            else:
+                removes.append(attr)
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        update = {
+            "TableName": self._table,
+            "Key": {"pk": item["pk"], "sk": item["sk"]},
+            "UpdateExpression": expression,
+            "ConditionExpression": "#v = :expected",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        transact: list[dict[str, Any]] = [{"Update": update}]
+        if audit is not None:
+            transact.append({"Put": {"TableName": self._table, "Item": self._audit_item(invoice, audit)}})
+        if provider_event is not None:
+            transact.append(
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": self._event_item(provider_event),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+            )
+        try:
+            self.client.transact_write_items(TransactItems=transact)  # type: ignore[arg-type]
+        except self.client.exceptions.TransactionCanceledException as exc:
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if provider_event is not None and len(reasons) == len(transact) and reasons[-1] == "ConditionalCheckFailed":
+                raise DuplicateProviderEvent(provider_event.event_id) from None
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                raise ConcurrentModification(invoice.invoice_id) from None
+            raise
+        # Read back after the write: a wait that stored its token before this write is seen here; one that stores
+        # it after sees this write in its own ALL_NEW answer. Either way the lifecycle is resumed (see services).
+        return self.get_saved(invoice.tenant_id, invoice.invoice_id) or Saved(invoice=invoice, task_token=None)
+
+    def record_provider_event(self, record: ProviderEventRecord) -> None:
+        try:
+            self.client.put_item(
+                TableName=self._table,
+                Item=self._event_item(record),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            raise DuplicateProviderEvent(record.event_id) from None
+
+    def find_by_payment(self, provider: str, payment_id: str) -> Invoice | None:
+        response = self.client.query(
+            TableName=self._table,
+            IndexName=GSI_BY_PAYMENT,
+            KeyConditionExpression="gsi1pk = :pk",
+            ExpressionAttributeValues={":pk": _s(f"PSP#{provider}#{payment_id}")},
+            Limit=1,
+        )
+        items = response.get("Items", [])
+        if not items:
+            return None
+        key = items[0]["pk"]["S"].split("#")
+        return self.get(key[1], key[2])  # the index is eventually consistent: read the item itself
+
+    def history(self, tenant_id: str, invoice_id: str) -> list[AuditEntry]:
+        entries: list[AuditEntry] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :audit)",
+            "ExpressionAttributeValues": {":pk": _s(invoice_pk(tenant_id, invoice_id)), ":audit": _s("AUDIT#")},
+            "ConsistentRead": True,
+        }
+        while True:
+            response = self.client.query(**kwargs)
+            entries.extend(AuditEntry.model_validate_json(i["doc"]["S"]) for i in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return entries
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def set_task_token(self, tenant_id: str, invoice_id: str, task_token: str) -> Saved:
+        response = self.client.update_item(
+            TableName=self._table,
+            Key={"pk": _s(invoice_pk(tenant_id, invoice_id)), "sk": _s(INVOICE_SK)},
+            UpdateExpression="SET task_token = :t",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":t": _s(task_token)},
+            ReturnValues="ALL_NEW",
+        )
+        return self._from_item(response["Attributes"])
+
+    def clear_task_token(self, tenant_id: str, invoice_id: str, task_token: str) -> None:
+        try:
+            self.client.update_item(
+                TableName=self._table,
+                Key={"pk": _s(invoice_pk(tenant_id, invoice_id)), "sk": _s(INVOICE_SK)},
+                UpdateExpression="REMOVE task_token",
+                ConditionExpression="task_token = :t",
+                ExpressionAttributeValues={":t": _s(task_token)},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            pass  # a newer wait already stored its own token
+
+    def open_invoices_due_before(self, iso_time: str, limit: int = 100) -> list[Invoice]:
+        response = self.client.query(
+            TableName=self._table,
+            IndexName=GSI_OPEN_BY_DUE,
+            KeyConditionExpression="gsi2pk = :open AND gsi2sk < :due",
+            ExpressionAttributeValues={":open": _s(OPEN_PK), ":due": _s(iso_time)},
+            Limit=limit,
+        )
+        invoices = []
+        for item in response.get("Items", []):
+            _, tenant_id, invoice_id = item["pk"]["S"].split("#")
+            invoice = self.get(tenant_id, invoice_id)
+            if invoice is not None and invoice.is_open:
+                invoices.append(invoice)
+        return invoices
+
+
+class DynamoTenantDirectory:
+    """Tenant configuration items in the table, cached for the life of the execution environment."""
+
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None, ttl_seconds: int = 60):
+        self._repo = DynamoInvoiceRepository(table_name, client)
+        self._table = table_name
+        self._ttl = ttl_seconds
+        self._cache: dict[str, tuple[float, TenantConfig]] = {}
+
+    def get(self, tenant_id: str) -> TenantConfig:
+        cached = self._cache.get(tenant_id)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        response = self._repo.client.get_item(
+            TableName=self._table, Key={"pk": _s(f"TENANT#{tenant_id}"), "sk": _s("CONFIG")}
+        )
+        item = response.get("Item")
+        if not item:
+            raise TenantNotFound(tenant_id)
+        tenant = parse_tenants({"tenants": [json.loads(item["config"]["S"])]}, f"tenant item {tenant_id}")[tenant_id]
+        self._cache[tenant_id] = (time.monotonic() + self._ttl, tenant)
+        return tenant
+
+    def put(self, tenant: TenantConfig) -> None:
+        self._repo.client.put_item(
+            TableName=self._table,
+            Item={
+                "pk": _s(f"TENANT#{tenant.tenant_id}"),
+                "sk": _s("CONFIG"),
+                "config": _s(tenant.model_dump_json()),
+            },
+        )

@@ -1,0 +1,64 @@
+"""The repository interface the services depend on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from paybridge.domain.invoice import AuditEntry, Invoice
+
+
+class ConcurrentModification(Exception):
+    """The invoice changed since it was read (version precondition failed): read again and re-apply."""
+
+
+class DuplicateProviderEvent(Exception):
+    """This provider event was recorded before: the delivery is a repeat."""
+
+
+@dataclass(frozen=True)
+class ProviderEventRecord:
+    provider: str
+    event_id: str
+    tenant_id: str
+    invoice_id: str | None
+    summary: str
+
+
+@dataclass(frozen=True)
+class Saved:
+    invoice: Invoice
+    task_token: str | None
+
+
+class InvoiceRepository(Protocol):
+    def create(self, invoice: Invoice, audit: AuditEntry) -> tuple[Invoice, bool]:
+        """Store a new invoice; when one with the same id exists return it and False."""
+        ...
+
+    def get(self, tenant_id: str, invoice_id: str) -> Invoice | None: ...
+
+    def save(
+        self,
+        invoice: Invoice,
+        expected_version: int,
+        audit: AuditEntry | None,
+        provider_event: ProviderEventRecord | None = None,
+    ) -> Saved:
+        """Write the new version if the stored one is `expected_version` (ConcurrentModification otherwise),
+        with its audit entry and the provider event record (DuplicateProviderEvent if recorded before), atomically."""
+        ...
+
+    def record_provider_event(self, record: ProviderEventRecord) -> None:
+        """Record an event that changed nothing; DuplicateProviderEvent if recorded before."""
+        ...
+
+    def find_by_payment(self, provider: str, payment_id: str) -> Invoice | None: ...
+
+    def history(self, tenant_id: str, invoice_id: str) -> list[AuditEntry]: ...
+
+    def set_task_token(self, tenant_id: str, invoice_id: str, task_token: str) -> Saved: ...
+
+    def clear_task_token(self, tenant_id: str, invoice_id: str, task_token: str) -> None: ...
+
+    def open_invoices_due_before(self, iso_time: str, limit: int = 100) -> list[Invoice]: ...

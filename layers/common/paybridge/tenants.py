@@ -1,0 +1,135 @@
+"""Tenant configuration: which PSP and CRM a company uses, its stage mapping, API keys and secrets references.
+
+Validated once at load with clear errors. Sources: a JSON file (local stack, `PAYBRIDGE_TENANTS`) or the DynamoDB
+table (`pk = TENANT#<id>`, `sk = CONFIG`, attribute `config` holding the same JSON)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from paybridge.domain.invoice import InvoiceState, TenantId
+
+
+class TenantNotFound(Exception):
+    pass
+
+
+class TenantConfigError(Exception):
+    """The tenant configuration is invalid; the message says where."""
+
+
+SecretValue = Annotated[str, Field(min_length=8)]
+
+
+class SecretRef(BaseModel):
+    """A secret given inline (local stack only) or by the name of a Secrets Manager secret (deployed)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    value: SecretValue | None = None
+    secret_name: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.value is None) == (self.secret_name is None):
+            raise ValueError("give exactly one of 'value' (local only) or 'secret_name' (Secrets Manager)")
+        return self
+
+
+class PspSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    provider: Literal["sandbox"] = "sandbox"
+    base_url: str = Field(pattern=r"^https?://")
+    secret: SecretRef
+    method: Literal["card", "sbp"] = "card"
+
+
+class CrmSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["sandbox"] = "sandbox"
+    base_url: str = Field(pattern=r"^https?://")
+    token: SecretRef
+
+
+class StageMapping(BaseModel):
+    """The CRM stage for every lifecycle state: defined once per tenant, every state must be mapped."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    issued: str = "NEW"
+    awaiting_payment: str = "AWAITING_PAYMENT"
+    partially_paid: str = "PARTIALLY_PAID"
+    paid: str = "PAID"
+    partially_refunded: str = "PARTIALLY_REFUNDED"
+    refunded: str = "REFUNDED"
+    expired: str = "EXPIRED"
+    cancelled: str = "CANCELLED"
+    failed: str = "FAILED"
+
+    def stage_for(self, state: InvoiceState) -> str:
+        return str(getattr(self, state.value))
+
+
+class TenantConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    tenant_id: TenantId
+    name: str
+    api_keys_sha256: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(min_length=1)
+    currency: str = Field(default="RUB", pattern=r"^[A-Z]{3}$")
+    link_lifetime_seconds: int = Field(default=3 * 24 * 3600, ge=60, le=90 * 24 * 3600)
+    psp: PspSettings
+    crm: CrmSettings
+    stages: StageMapping = Field(default_factory=StageMapping)
+
+    def accepts_api_key(self, api_key: str | None) -> bool:
+        if not api_key:
+            return False
+        digest = hashlib.sha256(api_key.encode()).hexdigest()
+        return any(hmac.compare_digest(digest, known) for known in self.api_keys_sha256)
+
+
+def parse_tenants(raw: Any, origin: str) -> dict[str, TenantConfig]:
+    if not isinstance(raw, dict) or not isinstance(raw.get("tenants"), list):
+        raise TenantConfigError(f"{origin}: expected an object with a 'tenants' list")
+    tenants: dict[str, TenantConfig] = {}
+    for index, item in enumerate(raw["tenants"]):
+        try:
+            tenant = TenantConfig.model_validate(item)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"tenants[{index}].{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise TenantConfigError(f"{origin}: {problems}") from None
+        if tenant.tenant_id in tenants:
+            raise TenantConfigError(f"{origin}: tenant {tenant.tenant_id!r} is defined twice")
+        tenants[tenant.tenant_id] = tenant
+    return tenants
+
+
+class TenantDirectory(Protocol):
+    def get(self, tenant_id: str) -> TenantConfig: ...
+
+
+class FileTenantDirectory:
+    def __init__(self, path: str) -> None:
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise TenantConfigError(f"{path}: {exc}") from None
+        self._tenants = parse_tenants(raw, path)
+
+    def get(self, tenant_id: str) -> TenantConfig:
+        try:
+            return self._tenants[tenant_id]
+        except KeyError:
+            raise TenantNotFound(tenant_id) from None
+
+
+@lru_cache(maxsize=8)
+def load_file_directory(path: str) -> FileTenantDirectory:
+    return FileTenantDirectory(path)
