@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import string
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
@@ -116,12 +118,19 @@ class TenantDirectory(Protocol):
 
 
 class FileTenantDirectory:
+    """Tenants from a JSON file; `${NAME}` in it is replaced by the environment variable NAME (e.g.
+    `${PAYBRIDGE_LOCAL_URL}`, the local stack's base URL)."""
+
     def __init__(self, path: str) -> None:
         try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+            text = string.Template(Path(path).read_text(encoding="utf-8")).safe_substitute(os.environ)
+            raw = json.loads(text)
         except (OSError, json.JSONDecodeError) as exc:
             raise TenantConfigError(f"{path}: {exc}") from None
         self._tenants = parse_tenants(raw, path)
+
+    def tenant_ids(self) -> list[str]:
+        return list(self._tenants)
 
     def get(self, tenant_id: str) -> TenantConfig:
         try:

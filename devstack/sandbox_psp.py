@@ -1,0 +1,316 @@
+"""The sandbox PSP: creates payments, serves a checkout page (Pay / Pay part / Decline), and sends notifications
+signed like a real provider's (HMAC-SHA256 with the merchant's secret), retried until the merchant answers 200 `OK`.
+
+Wire format: see `paybridge.adapters.psp.sandbox` (the merchant's side)."""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
+from werkzeug.utils import redirect
+from werkzeug.wrappers import Request, Response
+
+from devstack.web import bearer, error, json_response, money, page
+from paybridge.adapters.psp.sandbox import sign
+
+log = logging.getLogger("devstack.psp")
+
+RETRY_DELAYS = (0.5, 1, 2, 4, 8, 16, 30, 60)
+
+
+@dataclass
+class Delivery:
+    event_id: str
+    payment_id: str
+    type: str
+    url: str
+    body: bytes
+    secret: str
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    delivered_at: float | None = None
+    first_sent_at: float | None = None
+
+
+@dataclass
+class Payment:
+    id: str
+    secret: str
+    order_id: str
+    amount: int
+    currency: str
+    description: str
+    notification_url: str | None
+    expires_at: datetime
+    method: str
+    status: str = "new"
+    paid: int = 0
+    operations: list[dict[str, Any]] = field(default_factory=list)
+
+    def public(self, base_url: str) -> dict[str, Any]:
+        url = f"{base_url}/pay/{self.id}"
+        return {
+            "id": self.id,
+            "order_id": self.order_id,
+            "status": self.status,
+            "amount": self.amount,
+            "paid": self.paid,
+            "currency": self.currency,
+            "url": url,
+            "qr_payload": f"https://qr.nspk.ru/SANDBOX{self.id[-12:].upper()}?type=02&sum={self.amount}"
+            if self.method == "sbp"
+            else None,
+            "expires_at": self.expires_at.isoformat(),
+        }
+
+
+class SandboxPsp:
+    def __init__(self, base_url: str):
+        self.base_url = base_url.rstrip("/")
+        self.payments: dict[str, Payment] = {}
+        self.by_order: dict[tuple[str, str], str] = {}
+        self.deliveries: list[Delivery] = []
+        self.faults: dict[str, int] = {}
+        self._lock = threading.RLock()
+        self._http = httpx.Client(timeout=httpx.Timeout(10.0, connect=2.0))
+        self._timers: list[threading.Timer] = []
+        self._stopped = False
+        self.url_map = Map(
+            [
+                Rule("/api/payments", methods=["POST"], endpoint="create"),
+                Rule("/api/payments/<pid>", methods=["GET"], endpoint="show"),
+                Rule("/api/payments/<pid>/cancel", methods=["POST"], endpoint="cancel"),
+                Rule("/api/payments/<pid>/simulate", methods=["POST"], endpoint="simulate"),
+                Rule("/api/deliveries", methods=["GET"], endpoint="deliveries"),
+                Rule("/api/faults", methods=["POST"], endpoint="faults"),
+                Rule("/pay/<pid>", methods=["GET"], endpoint="checkout"),
+                Rule("/pay/<pid>", methods=["POST"], endpoint="checkout_action"),
+            ]
+        )
+
+    def stop(self) -> None:
+        self._stopped = True
+        for timer in self._timers:
+            timer.cancel()
+
+    # -- WSGI --------------------------------------------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        try:
+            endpoint, args = self.url_map.bind_to_environ(environ).match()
+            response = getattr(self, f"on_{endpoint}")(request, **args)
+        except HTTPException as exc:
+            response = exc.get_response()
+        return response(environ, start_response)
+
+    # -- API ---------------------------------------------------------------------------------------------------------
+
+    def on_create(self, request: Request) -> Response:
+        secret = bearer(request)
+        if not secret:
+            return error(401, "missing bearer secret")
+        try:
+            data = json.loads(request.get_data())
+            amount = data["amount"]
+            if not isinstance(amount, int) or amount <= 0:
+                return error(400, "amount must be a positive integer of minor units")
+            expires_at = datetime.fromisoformat(data["expires_at"])
+        except (ValueError, KeyError, TypeError) as exc:
+            return error(400, f"bad request: {exc}")
+        key = (secret, request.headers.get("Idempotency-Key") or data["order_id"])
+        with self._lock:
+            if key in self.by_order:
+                payment = self.payments[self.by_order[key]]
+            else:
+                payment = Payment(
+                    id=f"pay_{uuid.uuid4().hex[:20]}",
+                    secret=secret,
+                    order_id=data["order_id"],
+                    amount=amount,
+                    currency=data.get("currency", "RUB"),
+                    description=data.get("description", ""),
+                    notification_url=data.get("notification_url"),
+                    expires_at=expires_at,
+                    method=data.get("method", "card"),
+                )
+                self.payments[payment.id] = payment
+                self.by_order[key] = payment.id
+            if self.faults.get("create_error", 0) > 0:  # created, but the answer is lost: the caller must retry
+                self.faults["create_error"] -= 1
+                return error(503, "sandbox fault: service unavailable")
+        return json_response(payment.public(self.base_url), 201)
+
+    def _payment(self, request: Request | None, pid: str) -> Payment:
+        payment = self.payments.get(pid)
+        if payment is None or (request is not None and bearer(request) not in ("", payment.secret)):
+            raise _NotFound()
+        return payment
+
+    def on_show(self, request: Request, pid: str) -> Response:
+        return json_response(self._payment(request, pid).public(self.base_url))
+
+    def on_cancel(self, request: Request, pid: str) -> Response:
+        payment = self._payment(request, pid)
+        with self._lock:
+            if payment.status in ("succeeded",):
+                return error(409, "payment already succeeded")
+            payment.status = "canceled"
+        return json_response(payment.public(self.base_url))
+
+    def on_simulate(self, request: Request, pid: str) -> Response:
+        data = json.loads(request.get_data() or b"{}")
+        return self._act(pid, data.get("action", "pay"), data.get("amount"), json_answer=True)
+
+    def on_deliveries(self, request: Request) -> Response:
+        return json_response(
+            [
+                {
+                    "event_id": d.event_id,
+                    "payment_id": d.payment_id,
+                    "type": d.type,
+                    "first_sent_at": d.first_sent_at,
+                    "delivered_at": d.delivered_at,
+                    "attempts": d.attempts,
+                }
+                for d in self.deliveries
+            ]
+        )
+
+    def on_faults(self, request: Request) -> Response:
+        data = json.loads(request.get_data() or b"{}")
+        with self._lock:
+            self.faults.update({k: int(v) for k, v in data.items()})
+        return json_response(self.faults)
+
+    # -- checkout page -----------------------------------------------------------------------------------------------
+
+    def on_checkout(self, request: Request, pid: str) -> Response:
+        payment = self._payment(None, pid)
+        remaining = max(payment.amount - payment.paid, 0)
+        buttons = ""
+        if payment.status in ("new", "partially_paid", "declined"):
+            buttons = f"""<form method="post"><button name="action" value="pay">Pay {money(remaining, payment.currency)}</button>
+<button name="action" value="part">Pay part ({money(remaining // 2, payment.currency)})</button>
+<button name="action" value="decline">Decline</button></form>"""
+        ops = "".join(
+            f"<li>{html.escape(o['type'])} {money(o['amount'], payment.currency)} <span class=muted>{o['at']}</span></li>"
+            for o in payment.operations
+        )
+        qr = payment.public(self.base_url)["qr_payload"]
+        body = f"""<div class="box"><p>{html.escape(payment.description)}</p>
+<p>Amount: <b>{money(payment.amount, payment.currency)}</b>, paid: {money(payment.paid, payment.currency)}</p>
+<p>Status: <span class="stage" id="status">{payment.status}</span>
+<span class="muted">valid until {payment.expires_at:%Y-%m-%d %H:%M:%S} UTC</span></p>
+{f'<p class="muted">SBP QR payload: {html.escape(qr)}</p>' if qr else ''}{buttons}<ul>{ops}</ul></div>"""
+        return page("Sandbox PSP checkout", body)
+
+    def on_checkout_action(self, request: Request, pid: str) -> Response:
+        self._act(pid, request.form.get("action", "pay"), None, json_answer=False)
+        return redirect(f"{self.base_url}/pay/{pid}", code=303)
+
+    def _act(self, pid: str, action: str, amount: int | None, json_answer: bool) -> Response:
+        payment = self._payment(None, pid)
+        with self._lock:
+            if payment.status in ("succeeded", "canceled", "expired"):
+                return error(409, f"payment is {payment.status}")
+            if datetime.now(UTC) > payment.expires_at:
+                payment.status = "expired"
+                return error(409, "payment link expired")
+            remaining = payment.amount - payment.paid
+            if action == "pay":
+                amount = remaining
+            elif action == "part":
+                amount = amount or remaining // 2
+                if not 0 < amount <= remaining:
+                    return error(400, f"part must be between 1 and {remaining}")
+            elif action == "decline":
+                amount = 0
+            else:
+                return error(400, f"unknown action {action!r}")
+            operation_id = f"op_{uuid.uuid4().hex[:16]}"
+            if action == "decline":
+                payment.status = "declined"
+                kind = "payment.declined"
+                notified_amount = remaining
+            else:
+                payment.paid += amount
+                payment.status = "succeeded" if payment.paid >= payment.amount else "partially_paid"
+                kind = "payment.succeeded"
+                notified_amount = amount
+            payment.operations.append({"type": kind, "amount": notified_amount, "at": datetime.now(UTC).isoformat()})
+            delivery = self._notify(payment, kind, operation_id, notified_amount)
+        answer = {**payment.public(self.base_url), "event_id": delivery.event_id if delivery else None}
+        return json_response(answer)
+
+    # -- notifications -----------------------------------------------------------------------------------------------
+
+    def _notify(self, payment: Payment, kind: str, operation_id: str, amount: int) -> Delivery | None:
+        if not payment.notification_url:
+            return None
+        body = json.dumps(
+            {
+                "event_id": f"evt_{uuid.uuid4().hex[:20]}",
+                "type": kind,
+                "payment_id": payment.id,
+                "order_id": payment.order_id,
+                "operation_id": operation_id,
+                "amount": amount,
+                "currency": payment.currency,
+                "created": int(time.time()),
+            }
+        ).encode()
+        delivery = Delivery(
+            event_id=json.loads(body)["event_id"],
+            payment_id=payment.id,
+            type=kind,
+            url=payment.notification_url,
+            body=body,
+            secret=payment.secret,
+        )
+        self.deliveries.append(delivery)
+        threading.Thread(target=self._deliver, args=(delivery, 0), daemon=True).start()
+        return delivery
+
+    def _deliver(self, delivery: Delivery, attempt: int) -> None:
+        if self._stopped:
+            return
+        now = time.time()
+        delivery.first_sent_at = delivery.first_sent_at or now
+        try:
+            response = self._http.post(
+                delivery.url,
+                content=delivery.body,
+                headers={"Content-Type": "application/json", "X-Sandbox-Signature": sign(delivery.secret, delivery.body)},
+            )
+            ok = response.status_code == 200 and response.text.strip() == "OK"
+            delivery.attempts.append({"at": now, "status": response.status_code, "body": response.text[:200]})
+        except httpx.HTTPError as exc:
+            ok = False
+            delivery.attempts.append({"at": now, "status": None, "body": str(exc)[:200]})
+        if ok:
+            delivery.delivered_at = time.time()
+            return
+        if attempt < len(RETRY_DELAYS):
+            log.info("notification %s not accepted; retrying in %ss", delivery.event_id, RETRY_DELAYS[attempt])
+            timer = threading.Timer(RETRY_DELAYS[attempt], self._deliver, args=(delivery, attempt + 1))
+            timer.daemon = True
+            self._timers.append(timer)
+            timer.start()
+
+
+class _NotFound(HTTPException):
+    code = 404
+
+    def get_response(self, environ: Any = None, scope: Any = None) -> Response:  # type: ignore[override]
+        return error(404, "no such payment")

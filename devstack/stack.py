@@ -1,0 +1,133 @@
+"""The local stack: moto AWS + the template's HTTP routes + the sandbox PSP and CRM + a timer for schedules, in one
+process, served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+from devstack.aws import LocalAws
+from devstack.gateway import Gateway
+from devstack.sandbox_crm import SandboxCrm
+from devstack.sandbox_psp import SandboxPsp
+from devstack.template import ROOT
+from devstack.web import json_response, page
+
+DEFAULT_TENANTS = ROOT / "config" / "tenants.local.json"
+log = logging.getLogger("devstack")
+
+
+class LocalStack:
+    def __init__(self, port: int = 3000, tenants_file: str | Path | None = None, host: str = "127.0.0.1"):
+        self.host = host
+        self.port = port
+        self.tenants_file = str(tenants_file or os.environ.get("PAYBRIDGE_TENANTS") or DEFAULT_TENANTS)
+        self.aws = LocalAws()
+        self.server: BaseWSGIServer | None = None
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self.psp: SandboxPsp | None = None
+        self.crm: SandboxCrm | None = None
+        self.gateway: Gateway | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> LocalStack:
+        # Bind first (port 0 = any free port), so that every URL below is known.
+        self.server = make_server(self.host, self.port, self._wsgi, threaded=True)
+        self.port = self.server.server_port
+        os.environ["PAYBRIDGE_LOCAL_URL"] = self.url
+        os.environ["PAYBRIDGE_TENANTS"] = self.tenants_file
+        os.environ["PUBLIC_BASE_URL"] = self.url
+        self.aws.start()
+        from paybridge import wiring
+
+        wiring.reset()
+        self.psp = SandboxPsp(f"{self.url}/sandbox/psp")
+        self.crm = SandboxCrm(f"{self.url}/sandbox/crm")
+        self._add_portals()
+        self.gateway = Gateway(self.aws.template.routes(), self.aws.invoke)
+        self._spawn(self.server.serve_forever, "http")
+        for schedule in self.aws.template.schedules():
+            self._spawn(lambda s=schedule: self._every(s.seconds, s.function), f"schedule-{schedule.function}")
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.psp:
+            self.psp.stop()
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+        self.aws.stop()
+
+    def _spawn(self, target: Any, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _every(self, seconds: int, function: str) -> None:
+        while not self._stop.wait(seconds):
+            try:
+                self.aws.invoke(function, {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
+            except Exception:
+                log.exception("scheduled %s failed", function)
+
+    def _add_portals(self) -> None:
+        from paybridge.secrets import resolve_secret
+        from paybridge.tenants import load_file_directory
+
+        directory = load_file_directory(self.tenants_file)
+        assert self.crm is not None
+        for tenant_id in directory.tenant_ids():
+            tenant = directory.get(tenant_id)
+            if tenant.crm.kind == "sandbox":
+                portal = tenant.crm.base_url.rstrip("/").rsplit("/", 1)[-1]
+                self.crm.add_portal(portal, resolve_secret(tenant.crm.token), f"{self.url}/crm/{tenant_id}/sandbox")
+
+    # -- WSGI --------------------------------------------------------------------------------------------------------
+
+    def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        for prefix, app in (("/sandbox/psp", self.psp), ("/sandbox/crm", self.crm)):
+            if path.startswith(prefix + "/") and app is not None:
+                environ = {**environ, "PATH_INFO": path[len(prefix) :], "SCRIPT_NAME": prefix}
+                return app(environ, start_response)
+        request = Request(environ)
+        response = self._route(request)
+        return response(environ, start_response)
+
+    def _route(self, request: Request) -> Response:
+        if request.path == "/health":
+            return json_response({"status": "ok", "stack": "local", "url": self.url})
+        if request.path == "/":
+            return self._index()
+        assert self.gateway is not None
+        try:
+            response = self.gateway.handle(request)
+        except Exception as exc:  # a crashed handler is a 502 at API Gateway too
+            log.exception("handler crashed")
+            return json_response({"message": "Internal Server Error", "error": type(exc).__name__}, 502)
+        if response is None:
+            return json_response({"message": "Not Found"}, 404)
+        return response
+
+    def _index(self) -> Response:
+        assert self.crm is not None
+        links = "".join(
+            f'<li><a href="{self.url}/sandbox/crm/{name}/">Sandbox CRM — portal {name}</a></li>' for name in self.crm.portals
+        )
+        return page("PayBridge local stack", f"<ul>{links}<li><a href='/health'>health</a></li></ul>")
+
+
+def dump(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, default=str)
