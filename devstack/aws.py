@@ -55,6 +55,7 @@ class LocalAws:
         self._mock: Any = None
         self._handlers: dict[str, Callable[[dict[str, Any], Any], Any]] = {}
         self._lock = threading.Lock()
+        self._invocation_lock = threading.RLock()
         self.state_machine_arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{STATE_MACHINE_NAME}"
 
     # -- lifecycle ---------------------------------------------------------------------------------------------------
@@ -139,9 +140,13 @@ class LocalAws:
             return self._handlers[logical_id]
 
     def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
+        """Run one invocation. Like a single Lambda execution environment, one invocation runs at a time: the
+        handlers' module-level Powertools objects (logger keys, metric sets) are not meant to be shared between
+        threads. Concurrency against DynamoDB is tested on the services directly (tests/integration)."""
         handler = self.handler(logical_id)
         context = LambdaContext(function_name=logical_id, aws_request_id=str(uuid.uuid4()))
-        return handler(event, context)
+        with self._invocation_lock:
+            return handler(event, context)
 
     # -- inspection (tests, demo) ------------------------------------------------------------------------------------
 

@@ -130,6 +130,9 @@ class SandboxPsp:
             return error(400, f"bad request: {exc}")
         key = (secret, request.headers.get("Idempotency-Key") or data["order_id"])
         with self._lock:
+            if self.faults.get("create_reject", 0) > 0:  # a permanent refusal (e.g. terminal blocked)
+                self.faults["create_reject"] -= 1
+                return error(400, "sandbox fault: terminal is blocked")
             if key in self.by_order:
                 payment = self.payments[self.by_order[key]]
             else:
@@ -150,6 +153,9 @@ class SandboxPsp:
                 self.faults["create_error"] -= 1
                 return error(503, "sandbox fault: service unavailable")
         return json_response(payment.public(self.base_url), 201)
+
+    def payments_for_order(self, order_id: str) -> list[Payment]:
+        return [p for p in self.payments.values() if p.order_id == order_id]
 
     def _payment(self, request: Request | None, pid: str) -> Payment:
         payment = self.payments.get(pid)

@@ -228,7 +228,10 @@ class Services:
         invoice = self.repo.find_by_payment(provider.name, note.payment_id)
         if invoice is None or invoice.tenant_id != tenant_id:
             raise UnknownPayment(f"{provider.name} payment {note.payment_id} is not ours (yet)")
-        event = self._event_for(note, invoice)
+        # A provider whose payments are always for the whole invoice must notify that amount; anything else is
+        # flagged to a manager. The sandbox can take part-payments on one link, so it is not held to that.
+        expected = None if getattr(provider, "supports_partial_payments", False) else invoice.amount
+        event = self._event_for(note, expected)
         record = ProviderEventRecord(
             provider=provider.name,
             event_id=note.event_id,
@@ -255,9 +258,9 @@ class Services:
         return NotificationResult(provider.acknowledgement(), invoice=saved.invoice, seconds_to_pay=seconds_to_pay)
 
     @staticmethod
-    def _event_for(note: Notification, invoice: Invoice) -> InvoiceEvent | None:
+    def _event_for(note: Notification, expected_amount: int | None) -> InvoiceEvent | None:
         if note.kind == "paid" and note.amount:
-            return MoneyReceived(ref=note.operation_ref, amount=note.amount, expected_amount=invoice.amount)
+            return MoneyReceived(ref=note.operation_ref, amount=note.amount, expected_amount=expected_amount)
         if note.kind == "declined":
             return PaymentDeclined(ref=note.operation_ref, reason=note.detail or note.raw_status)
         if note.kind == "refunded" and note.amount:
@@ -300,7 +303,9 @@ class Services:
         token was stored), resume at once. Returns True when it resumed."""
         saved = self.repo.set_task_token(tenant_id, invoice_id, task_token)
         if saved.invoice.version > version_seen or saved.invoice.state in FINAL_STATES:
-            return self.lifecycle.resume(task_token, lifecycle_document(saved.invoice, self.clock(), "changed"))
+            history = self.repo.history(tenant_id, invoice_id)
+            event = history[-1].event if history else "changed"
+            return self.lifecycle.resume(task_token, lifecycle_document(saved.invoice, self.clock(), event))
         return False
 
     def expire_invoice(self, tenant_id: str, invoice_id: str) -> dict[str, Any]:
@@ -328,6 +333,8 @@ class Services:
         deal = invoice.deal_id
         if state is InvoiceState.AWAITING_PAYMENT and event == "payment_declined":
             crm.add_timeline(deal, messages.declined(invoice))
+        elif state is InvoiceState.AWAITING_PAYMENT and event != "payment_created":
+            pass  # nothing the deal must show (a repeat)
         elif state is InvoiceState.AWAITING_PAYMENT:
             crm.update_deal(deal, stage=stage, payment_url=invoice.payment_url)
             crm.add_timeline(deal, messages.link_published(invoice))

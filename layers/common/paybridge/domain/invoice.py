@@ -167,7 +167,7 @@ class NewInvoice(BaseModel):
     currency: Currency = "RUB"
     description: str = Field(default="", max_length=250)
     customer: Customer = Field(default_factory=Customer)
-    lifetime_seconds: int = Field(default=3 * 24 * 3600, ge=60, le=90 * 24 * 3600)
+    lifetime_seconds: int = Field(default=3 * 24 * 3600, ge=1, le=90 * 24 * 3600)
 
 
 def new_invoice(tenant_id: str, request: NewInvoice, provider: str, now: datetime) -> Invoice:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -67,7 +68,7 @@ TITLES = {
 }
 
 
-def problem(status: int, slug: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
+def problem(status: int, slug: str, detail: str, **extra: Any) -> Response[str]:
     body = {
         "type": f"https://paybridge.dev/problems/{slug}",
         "title": TITLES.get(status, "Error"),
@@ -75,12 +76,12 @@ def problem(status: int, slug: str, detail: str, **extra: Any) -> Response[dict[
         "detail": detail,
         **extra,
     }
-    return Response(status_code=status, content_type="application/problem+json", body=body)
+    return Response(status_code=status, content_type="application/problem+json", body=json.dumps(body, ensure_ascii=False))
 
 
 def register_problem_handlers(app: ApiGatewayResolver) -> None:
     @app.exception_handler(RequestValidationError)
-    def _validation(exc: RequestValidationError) -> Response[dict[str, Any]]:
+    def _validation(exc: RequestValidationError) -> Response[str]:
         errors = [
             {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
             for e in exc.errors()
@@ -88,7 +89,7 @@ def register_problem_handlers(app: ApiGatewayResolver) -> None:
         detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
         return problem(422, "validation-error", detail, errors=errors)
 
-    def _mapped(exc: Exception) -> Response[dict[str, Any]]:
+    def _mapped(exc: Exception) -> Response[str]:
         status, slug = PROBLEMS[type(exc)]
         return problem(status, slug, str(exc) or slug.replace("-", " "))
 

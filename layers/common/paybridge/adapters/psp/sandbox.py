@@ -75,6 +75,8 @@ class SandboxNotificationBody(BaseModel):
 
 class SandboxPsp:
     name = "sandbox"
+    min_lifetime_seconds = 1  # the sandbox accepts any lifetime, so tests can watch a link expire
+    supports_partial_payments = True  # its checkout has "Pay part"
 
     def __init__(self, base_url: str, secret: str, method: str = "card", transport: Any = None):
         self._secret = secret

@@ -1,0 +1,147 @@
+"""Shared fixtures: one local stack (moto + the template's routes + sandbox PSP/CRM) for the integration and
+end-to-end tests, factories for deals and invoices, and `load_event()` for the sample events in `events/`."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+API_KEY = "demo-api-key"
+TENANT = "demo"
+CRM_TOKEN = "sandbox-crm-token-demo"
+PSP_SECRET = "sandbox-psp-secret-demo"
+
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+
+
+def load_event(name: str, **overrides: Any) -> dict[str, Any]:
+    """A sample event from events/<name>.json, with top-level keys replaced by `overrides`."""
+    event = json.loads((ROOT / "events" / f"{name}.json").read_text(encoding="utf-8"))
+    event.update(overrides)
+    return dict(event)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Any]:
+    from devstack.stack import LocalStack
+
+    local = LocalStack(port=0).start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="session")
+def http(stack: Any) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.url, timeout=30) as client:
+        yield client
+
+
+class Sandbox:
+    """Drives the sandbox CRM and PSP the way a manager and a client would."""
+
+    def __init__(self, http: httpx.Client, tenant: str = TENANT, crm_token: str = CRM_TOKEN):
+        self.http = http
+        self.tenant = tenant
+        self.crm = f"/sandbox/crm/{tenant}/api"
+        self.auth = {"Authorization": f"Bearer {crm_token}"}
+
+    def new_deal(self, amount: int = 100_000, **fields: Any) -> dict[str, Any]:
+        body = {"title": "Test deal", "amount": amount, "contact": {"email": "client@example.com"}, **fields}
+        response = self.http.post(f"{self.crm}/deals", json=body, headers=self.auth)
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    def deal(self, deal_id: str) -> dict[str, Any]:
+        return dict(self.http.get(f"{self.crm}/deals/{deal_id}", headers=self.auth).json())
+
+    def click_issue(self, deal_id: str) -> dict[str, Any]:
+        return dict(self.http.post(f"{self.crm}/deals/{deal_id}/issue").json())
+
+    def pay(self, payment_id: str, action: str = "pay", amount: int | None = None) -> httpx.Response:
+        return self.http.post(
+            f"/sandbox/psp/api/payments/{payment_id}/simulate", json={"action": action, "amount": amount}
+        )
+
+    def wait_deal(self, deal_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        deal = self.deal(deal_id)
+        while not predicate(deal):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"deal {deal_id} never matched; last seen: {deal}")
+            time.sleep(0.05)
+            deal = self.deal(deal_id)
+        return deal
+
+
+@pytest.fixture
+def sandbox(http: httpx.Client) -> Sandbox:
+    return Sandbox(http)
+
+
+class Api:
+    def __init__(self, http: httpx.Client, tenant: str = TENANT, api_key: str = API_KEY):
+        self.http = http
+        self.tenant = tenant
+        self.headers = {"x-api-key": api_key}
+
+    def create(self, **body: Any) -> httpx.Response:
+        return self.http.post(f"/v1/{self.tenant}/invoices", json=body, headers=self.headers)
+
+    def get(self, invoice_id: str) -> dict[str, Any]:
+        response = self.http.get(f"/v1/{self.tenant}/invoices/{invoice_id}", headers=self.headers)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def cancel(self, invoice_id: str, reason: str = "") -> httpx.Response:
+        return self.http.post(
+            f"/v1/{self.tenant}/invoices/{invoice_id}/cancel", json={"reason": reason}, headers=self.headers
+        )
+
+    def wait(self, invoice_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        invoice = self.get(invoice_id)
+        while not predicate(invoice):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"invoice {invoice_id} never matched; last seen: {invoice}")
+            time.sleep(0.05)
+            invoice = self.get(invoice_id)
+        return invoice
+
+    def issue_awaiting(self, deal_id: str, amount: int = 100_000, **extra: Any) -> dict[str, Any]:
+        """Issue an invoice and wait until its payment link exists."""
+        response = self.create(deal_id=deal_id, number=f"N-{deal_id}", amount=amount, **extra)
+        assert response.status_code == 201, response.text
+        invoice_id = response.json()["invoice_id"]
+        return self.wait(invoice_id, lambda i: i["state"] == "awaiting_payment")
+
+
+@pytest.fixture
+def api(http: httpx.Client) -> Api:
+    return Api(http)
+
+
+_counter = iter(range(10**9))
+
+
+@pytest.fixture
+def unique() -> Callable[[str], str]:
+    """Unique ids per test, so tests sharing the session stack never collide."""
+    stamp = int(time.time() * 1000) % 10**8
+
+    def make(prefix: str = "t") -> str:
+        return f"{prefix}{stamp}-{next(_counter)}"
+
+    return make
+
+
+def payment_id_of(invoice: dict[str, Any]) -> str:
+    return str(invoice["payment_url"]).rsplit("/", 1)[-1]
