@@ -84,6 +84,7 @@ class LocalAws:
         )
         self._mock.start()
         self._patch_lambda()
+        self._patch_dynamodb()
         self._create_resources()
         return self
 
@@ -103,6 +104,25 @@ class LocalAws:
             roleArn=f"arn:aws:iam::{ACCOUNT}:role/paybridge-local-states",
             type="STANDARD",
         )
+
+    @staticmethod
+    def _patch_dynamodb() -> None:
+        """DynamoDB executes each request atomically; moto's in-memory backend is not thread-safe (a transaction
+        deep-copies tables another thread is writing). One lock per request restores DynamoDB's atomicity, so
+        concurrency tests exercise our conditional writes, not moto's dictionaries."""
+        from moto.dynamodb.responses import DynamoHandler
+
+        if getattr(DynamoHandler.call_action, "_paybridge_locked", False):
+            return
+        original = DynamoHandler.call_action
+        lock = threading.RLock()
+
+        def call_action(handler: Any) -> Any:
+            with lock:
+                return original(handler)
+
+        call_action._paybridge_locked = True  # type: ignore[attr-defined]
+        DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
     def _patch_lambda(self) -> None:
         from moto.awslambda_simple.models import LambdaSimpleBackend

@@ -57,11 +57,21 @@ class Sandbox:
     def new_deal(self, amount: int = 100_000, **fields: Any) -> dict[str, Any]:
         body = {"title": "Test deal", "amount": amount, "contact": {"email": "client@example.com"}, **fields}
         response = self.http.post(f"{self.crm}/deals", json=body, headers=self.auth)
+        deadline = time.monotonic() + 10
+        while response.status_code == 503 and time.monotonic() < deadline:  # a CRM outage a test switched on
+            time.sleep(0.1)
+            response = self.http.post(f"{self.crm}/deals", json=body, headers=self.auth)
         assert response.status_code == 201, response.text
         return dict(response.json())
 
     def deal(self, deal_id: str) -> dict[str, Any]:
-        return dict(self.http.get(f"{self.crm}/deals/{deal_id}", headers=self.auth).json())
+        deadline = time.monotonic() + 10
+        response = self.http.get(f"{self.crm}/deals/{deal_id}", headers=self.auth)
+        while response.status_code == 503 and time.monotonic() < deadline:  # a CRM outage a test switched on
+            time.sleep(0.1)
+            response = self.http.get(f"{self.crm}/deals/{deal_id}", headers=self.auth)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
 
     def click_issue(self, deal_id: str) -> dict[str, Any]:
         return dict(self.http.post(f"{self.crm}/deals/{deal_id}/issue").json())

@@ -1,0 +1,78 @@
+# PayBridge — every target sets up what it needs (a fresh machine needs only python3 and make).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+STAMP := $(VENV)/.installed
+export PYTHONPATH := layers/common:.
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help dev demo test unit integration e2e lint format typecheck openapi validate build deploy import-times clean
+
+help:
+	@echo "make demo       run the scripted payment scenario on the local stack (starts it if needed)"
+	@echo "make dev        serve the local stack on 127.0.0.1:\$${PAYBRIDGE_PORT:-3000}"
+	@echo "make test       run all tests (unit, integration on moto, end-to-end on the local stack)"
+	@echo "make lint       ruff + mypy;  make validate: sam validate --lint + cfn-lint;  make build: sam build"
+	@echo "make openapi    regenerate openapi.json from the routes;  make deploy: sam deploy --guided"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+$(SAM): 
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet "aws-sam-cli>=1.120"
+
+dev: $(STAMP)
+	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-WARNING} $(BIN)/python -m devstack serve
+
+demo: $(STAMP)
+	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-ERROR} $(BIN)/python -m devstack demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest tests/integration
+
+e2e: $(STAMP)
+	$(BIN)/python -m pytest tests/e2e
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy layers/common functions devstack scripts
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy layers/common functions devstack scripts
+
+openapi: $(STAMP)
+	$(BIN)/python scripts/openapi.py --write openapi.json
+
+import-times: $(STAMP)
+	$(BIN)/python scripts/import_times.py
+
+validate: $(SAM) $(STAMP)
+	$(SAM) validate --lint
+	$(BIN)/cfn-lint template.yaml
+
+build: $(SAM)
+	$(SAM) build
+
+deploy: build
+	$(SAM) deploy --guided
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis

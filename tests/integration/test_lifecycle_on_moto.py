@@ -1,0 +1,252 @@
+"""Integration on moto: the functions, the table built from template.yaml and the real ASL executed by moto's Step
+Functions, asserted through get_execution_history. The sandbox PSP and CRM stand in for the outside world."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from paybridge.adapters.psp.sandbox import sign
+from paybridge.services import InvoiceNotFound
+from paybridge.wiring import get_services
+from tests.conftest import PSP_SECRET, Api, Sandbox, load_event, payment_id_of
+
+
+def wait_execution(stack: Any, invoice_id: str, timeout: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (execution := stack.aws.execution(invoice_id))["status"] == "RUNNING":
+        if time.monotonic() > deadline:
+            raise AssertionError(f"execution still running: {stack.aws.entered_states(invoice_id)}")
+        time.sleep(0.05)
+    return execution
+
+
+def signed_notification(invoice: dict[str, Any], amount: int, kind: str = "payment.succeeded") -> tuple[dict, bytes]:
+    body = json.dumps(
+        {
+            "event_id": f"evt_{uuid.uuid4().hex[:20]}",
+            "type": kind,
+            "payment_id": payment_id_of(invoice),
+            "order_id": invoice["invoice_id"],
+            "operation_id": f"op_{uuid.uuid4().hex[:16]}",
+            "amount": amount,
+            "currency": "RUB",
+            "created": int(time.time()),
+        }
+    ).encode()
+    return {"x-sandbox-signature": sign(PSP_SECRET, body)}, body
+
+
+# -- the sample events, through their handlers ---------------------------------------------------------------------
+
+
+def test_sample_create_invoice_event_starts_the_lifecycle(stack: Any, unique: Any) -> None:
+    event = load_event("invoices_api/create_invoice")
+    body = json.loads(event["body"])
+    body["number"] = unique("INV-")
+    event["body"] = json.dumps(body)
+
+    response = stack.aws.invoke("InvoicesApiFunction", event)
+
+    assert response["statusCode"] == 201, response
+    invoice = json.loads(response["body"])
+    assert invoice["amount"] == 1_500_000 and invoice["state"] == "issued"
+    deadline = time.monotonic() + 10
+    while "WaitForPayment" not in stack.aws.entered_states(invoice["invoice_id"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert stack.aws.entered_states(invoice["invoice_id"])[:4] == [
+        "CreatePayment",
+        "PublishToDeal",
+        "IsFinal",
+        "WaitForPayment",
+    ]
+    # The same request again answers 200 with the same invoice, and starts nothing new
+    again = stack.aws.invoke("InvoicesApiFunction", event)
+    assert again["statusCode"] == 200 and json.loads(again["body"])["invoice_id"] == invoice["invoice_id"]
+
+
+def test_sample_get_event_for_unknown_invoice_is_a_404_problem(stack: Any) -> None:
+    response = stack.aws.invoke("InvoicesApiFunction", load_event("invoices_api/get_invoice"))
+    assert response["statusCode"] == 404
+    problem = json.loads(response["body"])
+    assert set(problem) >= {"type", "title", "status", "detail"} and problem["status"] == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "status"),
+    [
+        ({"deal_id": "1", "number": "1", "amount": 100.5}, "demo-api-key", 422),  # money is never a float
+        ({"deal_id": "1", "number": "1", "amount": -5}, "demo-api-key", 422),
+        ({"deal_id": "1", "number": "1", "amount": 100, "currency": "rub"}, "demo-api-key", 422),
+        ({"deal_id": "1", "number": "1", "amount": 100, "extra": 1}, "demo-api-key", 422),
+        ({"deal_id": "1", "number": "1", "amount": 100}, "wrong-key", 401),
+        ({"deal_id": "1", "number": "1", "amount": 100}, None, 401),
+    ],
+)
+def test_bad_create_requests_get_problems_and_write_nothing(
+    stack: Any, body: dict[str, Any], key: str | None, status: int
+) -> None:
+    event = load_event("invoices_api/create_invoice")
+    event["body"] = json.dumps(body)
+    event["headers"] = {k: v for k, v in event["headers"].items() if k != "x-api-key"}
+    if key:
+        event["headers"]["x-api-key"] = key
+    response = stack.aws.invoke("InvoicesApiFunction", event)
+    assert response["statusCode"] == status, response
+    assert json.loads(response["body"])["status"] == status
+    assert get_services().repo.get("demo", "inv_" + "a" * 26) is None
+
+
+def test_sample_psp_event_with_a_forged_signature_is_401(stack: Any) -> None:
+    response = stack.aws.invoke("PspWebhookFunction", load_event("psp_webhook/sandbox_payment_succeeded"))
+    assert response["statusCode"] == 401
+
+
+def test_sample_crm_event_issues_an_invoice_for_the_deal(stack: Any) -> None:
+    response = stack.aws.invoke("CrmWebhookFunction", load_event("crm_webhook/sandbox_issue_invoice"))
+    assert response["statusCode"] == 200
+    answer = json.loads(response["body"])
+    assert answer["status"] in ("issued", "exists") and answer["invoice_id"].startswith("inv_")
+
+
+def test_crm_event_with_a_wrong_token_is_401_and_issues_nothing(stack: Any) -> None:
+    event = load_event("crm_webhook/sandbox_issue_invoice")
+    form = base64.b64decode(event["body"]).decode().replace("sandbox-crm-token-demo", "forged-token-123")
+    event["body"] = base64.b64encode(form.encode()).decode()
+    response = stack.aws.invoke("CrmWebhookFunction", event)
+    assert response["statusCode"] == 401
+
+
+@pytest.mark.parametrize("name", ["create_payment", "sync_deal", "expire_invoice", "mark_failed"])
+def test_sample_lifecycle_events_for_an_unknown_invoice_raise_a_named_error(stack: Any, name: str) -> None:
+    event = load_event(f"lifecycle/{name}", invoice_id="inv_" + "b" * 26)
+    with pytest.raises(InvoiceNotFound):
+        stack.aws.invoke(
+            {
+                "create_payment": "CreatePaymentFunction",
+                "sync_deal": "SyncDealFunction",
+                "expire_invoice": "ExpireInvoiceFunction",
+                "mark_failed": "MarkFailedFunction",
+            }[name],
+            event,
+        )
+
+
+def test_stuck_invoice_sweep_runs_on_the_sample_schedule_event(stack: Any) -> None:
+    result = stack.aws.invoke("StuckInvoicesFunction", load_event("schedule/stuck_invoices"))
+    assert result == {"stuck": []}
+
+
+# -- the lifecycle's hard cases ------------------------------------------------------------------------------------
+
+
+def test_money_before_the_task_token_is_stored_still_ends_paid(stack: Any, sandbox: Sandbox, api: Api) -> None:
+    # Given the wait step is slow to store its task token
+    original = stack.aws.handler("AwaitPaymentFunction")
+    paid_before_token = {}
+
+    def slow_await(event: dict[str, Any], context: Any) -> Any:
+        stored = get_services().repo.get("demo", event["invoice_id"])
+        assert stored is not None
+        headers, body = signed_notification(stored.model_dump(), stored.amount)
+        # When the money arrives before the token is stored
+        answer = get_services().accept_psp_notification("demo", "sandbox", headers, body)
+        paid_before_token["state"] = answer.invoice.state.value if answer.invoice else None
+        return original(event, context)
+
+    stack.aws._handlers["AwaitPaymentFunction"] = slow_await
+    try:
+        deal = sandbox.new_deal(amount=42_000)
+        created = api.create(deal_id=deal["id"], number=f"R-{deal['id']}", amount=42_000).json()
+        execution = wait_execution(stack, created["invoice_id"])
+    finally:
+        stack.aws._handlers["AwaitPaymentFunction"] = original
+    # Then the lifecycle still ends paid, and the deal is PAID
+    assert paid_before_token["state"] == "paid"
+    assert execution["status"] == "SUCCEEDED"
+    assert json.loads(execution["output"])["outcome"]["state"] == "paid"
+    sandbox.wait_deal(deal["id"], lambda d: d["stage"] == "PAID")
+
+
+def test_transient_psp_failure_on_create_is_retried_and_makes_one_payment(
+    stack: Any, sandbox: Sandbox, api: Api
+) -> None:
+    # Given the PSP creates the payment but its answer is lost (503) once
+    sandbox.http.post("/sandbox/psp/api/faults", json={"create_error": 1})
+    deal = sandbox.new_deal(amount=11_000)
+    invoice = api.issue_awaiting(deal["id"], amount=11_000)
+    # Then the retry (same idempotency key) got the same payment: exactly one at the PSP
+    assert len(stack.psp.payments_for_order(invoice["invoice_id"])) == 1
+    history = stack.aws.history(invoice["invoice_id"])
+    failures = [e for e in history if e["type"] == "TaskFailed"]
+    assert len(failures) == 1 and failures[0]["taskFailedEventDetails"]["error"] == "ProviderUnavailable"
+
+
+def test_permanent_psp_refusal_fails_the_invoice_and_tells_the_manager(stack: Any, sandbox: Sandbox, api: Api) -> None:
+    sandbox.http.post("/sandbox/psp/api/faults", json={"create_reject": 1})
+    deal = sandbox.new_deal(amount=12_000)
+    created = api.create(deal_id=deal["id"], number=f"F-{deal['id']}", amount=12_000).json()
+    execution = wait_execution(stack, created["invoice_id"])
+    assert execution["status"] == "SUCCEEDED"
+    assert "MarkFailed" in stack.aws.entered_states(created["invoice_id"])
+    failed = sandbox.wait_deal(deal["id"], lambda d: d["stage"] == "FAILED")
+    assert "terminal is blocked" in failed["notifications"][-1]["text"]
+    assert api.get(created["invoice_id"])["state"] == "failed"
+
+
+def test_crm_outage_during_publish_is_retried_until_the_link_lands(stack: Any, sandbox: Sandbox, api: Api) -> None:
+    deal = sandbox.new_deal(amount=13_000)
+    outage_until = sandbox.http.post("/sandbox/crm/demo/api/faults", json={"unavailable_for": 2.5}).json()[
+        "unavailable_until"
+    ]
+    created = api.create(deal_id=deal["id"], number=f"C-{deal['id']}", amount=13_000).json()
+    published = sandbox.wait_deal(deal["id"], lambda d: bool(d["payment_url"]), timeout=30)
+    assert published["stage"] == "AWAITING_PAYMENT"
+    assert time.time() >= outage_until  # it landed only once the CRM was back
+    history = stack.aws.history(created["invoice_id"])
+    assert any(e["type"] == "TaskFailed" for e in history)
+
+
+# -- concurrency, on the services directly (real threads against moto's DynamoDB) -----------------------------------
+
+
+def test_concurrent_duplicates_and_distinct_parts_count_exactly(sandbox: Sandbox, api: Api) -> None:
+    deal = sandbox.new_deal(amount=100_000)
+    invoice = api.issue_awaiting(deal["id"], amount=100_000)
+    services = get_services()
+    duplicate = signed_notification(invoice, 5_000)
+    parts = [signed_notification(invoice, 5_000) for _ in range(19)]
+    deliveries = [duplicate] * 30 + parts
+
+    with ThreadPoolExecutor(max_workers=25) as pool:
+        results = list(pool.map(lambda d: services.accept_psp_notification("demo", "sandbox", *d), deliveries))
+
+    assert all(r.acknowledgement.body == "OK" for r in results)
+    assert sum(r.duplicate for r in results) == 29
+    final = api.wait(invoice["invoice_id"], lambda i: i["paid"] == 100_000)
+    assert final["state"] == "paid"
+    assert [h["event"] for h in final["history"]].count("money_received") == 20
+
+
+def test_openapi_document_is_current() -> None:
+    from scripts.openapi import ROOT, generate
+
+    assert (ROOT / "openapi.json").read_text(encoding="utf-8") == generate(), "openapi.json is stale: make openapi"
+
+
+def test_table_in_moto_comes_from_the_template(stack: Any) -> None:
+    import boto3
+
+    from paybridge.storage import dynamodb
+
+    table = boto3.client("dynamodb").describe_table(TableName=stack.aws.table_name)["Table"]
+    indexes = {i["IndexName"] for i in table["GlobalSecondaryIndexes"]}
+    assert {dynamodb.GSI_BY_PAYMENT, dynamodb.GSI_OPEN_BY_DUE} <= indexes
+    assert table["KeySchema"] == stack.aws.template.table()["KeySchema"]
