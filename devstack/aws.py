@@ -66,7 +66,7 @@ class LocalAws:
                 "AWS_DEFAULT_REGION": REGION,
                 "AWS_REGION": REGION,
                 "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's fake credentials
+                "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_SESSION_TOKEN": "testing",
                 "TABLE_NAME": self.table_name,
                 "STATE_MACHINE_ARN": self.state_machine_arn,
@@ -186,7 +186,7 @@ class LocalAws:
         kwargs: dict[str, Any] = {"executionArn": self.execution_arn(invoice_id), "maxResults": 1000}
         while True:
             page = client.get_execution_history(**kwargs)
-            events.extend(page["events"])
+            events.extend(dict(e) for e in page["events"])
             if not page.get("nextToken"):
                 return events
             kwargs["nextToken"] = page["nextToken"]

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from paybridge.adapters.crm.sandbox import ISSUE_EVENT
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
 from devstack.web import bearer, error, json_response, money, page
-from paybridge.adapters.crm.sandbox import ISSUE_EVENT
 
 
 @dataclass
@@ -103,7 +103,8 @@ class SandboxCrm:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
         try:
-            endpoint, args = self.url_map.bind_to_environ(environ).match()
+            endpoint, matched = self.url_map.bind_to_environ(environ).match()
+            args = dict(matched)
             portal = self.portals.get(args.pop("portal"))
             if portal is None:
                 response = error(404, "no such portal")
@@ -122,7 +123,7 @@ class SandboxCrm:
             self.calls += 1
             if time.time() < self.unavailable_until:
                 return error(503, "sandbox fault: CRM unavailable")
-        return getattr(self, f"on_{endpoint}")(request, portal, **args)  # type: ignore[no-any-return]
+        return getattr(self, f"on_{endpoint}")(request, portal, **args)
 
     def _deal(self, portal: Portal, deal_id: str) -> Deal:
         deal = portal.deals.get(deal_id)
@@ -228,19 +229,19 @@ class SandboxCrm:
             notes = "".join(f"<li>⚠ {html.escape(n['text'])}</li>" for n in deal.notifications[-3:])
             rows.append(
                 f"""<tr><td>#{deal.id}</td><td>{html.escape(deal.title)}<br><span class=muted>
-{html.escape(str(deal.contact.get('email') or ''))}</span></td><td>{money(deal.amount, deal.currency)}</td>
+{html.escape(str(deal.contact.get("email") or ""))}</span></td><td>{money(deal.amount, deal.currency)}</td>
 <td class="stage">{html.escape(deal.stage)}<br>{link}</td><td><ul>{timeline}{notes}</ul></td>
 <td><form method="post" action="{self.base_url}/{portal.name}/deals/{deal.id}/issue">
 <button>Issue invoice</button></form></td></tr>"""
             )
         body = f"""<p class="muted">Portal <b>{html.escape(portal.name)}</b>. "Issue invoice" fires the CRM's outbound
 webhook to PayBridge. Refresh to see the deal follow the money.</p>
-<table><tr><th>Deal</th><th>Title</th><th>Amount</th><th>Stage</th><th>Timeline</th><th></th></tr>{''.join(rows)}</table>"""
+<table><tr><th>Deal</th><th>Title</th><th>Amount</th><th>Stage</th><th>Timeline</th><th></th></tr>{"".join(rows)}</table>"""
         return page(f"Sandbox CRM — {portal.name}", body)
 
 
 class _NotFound(HTTPException):
     code = 404
 
-    def get_response(self, environ: Any = None, scope: Any = None) -> Response:  # type: ignore[override]
+    def get_response(self, environ: Any = None, scope: Any = None) -> Response:
         return error(404, "no such deal")

@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from paybridge.adapters.psp.sandbox import sign
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
 from devstack.web import bearer, error, json_response, money, page
-from paybridge.adapters.psp.sandbox import sign
 
 log = logging.getLogger("devstack.psp")
 
@@ -206,11 +206,13 @@ class SandboxPsp:
         remaining = max(payment.amount - payment.paid, 0)
         buttons = ""
         if payment.status in ("new", "partially_paid", "declined"):
-            buttons = f"""<form method="post"><button name="action" value="pay">Pay {money(remaining, payment.currency)}</button>
+            full = money(remaining, payment.currency)
+            buttons = f"""<form method="post"><button name="action" value="pay">Pay {full}</button>
 <button name="action" value="part">Pay part ({money(remaining // 2, payment.currency)})</button>
 <button name="action" value="decline">Decline</button></form>"""
         ops = "".join(
-            f"<li>{html.escape(o['type'])} {money(o['amount'], payment.currency)} <span class=muted>{o['at']}</span></li>"
+            f"<li>{html.escape(o['type'])} {money(o['amount'], payment.currency)}"
+            f" <span class=muted>{o['at']}</span></li>"
             for o in payment.operations
         )
         qr = payment.public(self.base_url)["qr_payload"]
@@ -218,7 +220,7 @@ class SandboxPsp:
 <p>Amount: <b>{money(payment.amount, payment.currency)}</b>, paid: {money(payment.paid, payment.currency)}</p>
 <p>Status: <span class="stage" id="status">{payment.status}</span>
 <span class="muted">valid until {payment.expires_at:%Y-%m-%d %H:%M:%S} UTC</span></p>
-{f'<p class="muted">SBP QR payload: {html.escape(qr)}</p>' if qr else ''}{buttons}<ul>{ops}</ul></div>"""
+{f'<p class="muted">SBP QR payload: {html.escape(qr)}</p>' if qr else ""}{buttons}<ul>{ops}</ul></div>"""
         return page("Sandbox PSP checkout", body)
 
     def on_checkout_action(self, request: Request, pid: str) -> Response:
@@ -297,7 +299,10 @@ class SandboxPsp:
             response = self._http.post(
                 delivery.url,
                 content=delivery.body,
-                headers={"Content-Type": "application/json", "X-Sandbox-Signature": sign(delivery.secret, delivery.body)},
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Sandbox-Signature": sign(delivery.secret, delivery.body),
+                },
             )
             ok = response.status_code == 200 and response.text.strip() == "OK"
             delivery.attempts.append({"at": now, "status": response.status_code, "body": response.text[:200]})
@@ -318,5 +323,5 @@ class SandboxPsp:
 class _NotFound(HTTPException):
     code = 404
 
-    def get_response(self, environ: Any = None, scope: Any = None) -> Response:  # type: ignore[override]
+    def get_response(self, environ: Any = None, scope: Any = None) -> Response:
         return error(404, "no such payment")

@@ -124,7 +124,8 @@ class LocalStack:
     def _index(self) -> Response:
         assert self.crm is not None
         links = "".join(
-            f'<li><a href="{self.url}/sandbox/crm/{name}/">Sandbox CRM — portal {name}</a></li>' for name in self.crm.portals
+            f'<li><a href="{self.url}/sandbox/crm/{name}/">Sandbox CRM — portal {name}</a></li>'
+            for name in self.crm.portals
         )
         return page("PayBridge local stack", f"<ul>{links}<li><a href='/health'>health</a></li></ul>")
 

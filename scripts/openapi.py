@@ -1,7 +1,7 @@
 """Generate the OpenAPI document from the functions' own routes (Powertools OpenAPIMerge over functions/*/app.py).
 
-    python scripts/openapi.py --write openapi.json   # regenerate
-    python scripts/openapi.py --check openapi.json   # exit 1 when the file is stale
+python scripts/openapi.py --write openapi.json   # regenerate
+python scripts/openapi.py --check openapi.json   # exit 1 when the file is stale
 """
 
 from __future__ import annotations

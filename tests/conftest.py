@@ -81,7 +81,9 @@ class Sandbox:
             f"/sandbox/psp/api/payments/{payment_id}/simulate", json={"action": action, "amount": amount}
         )
 
-    def wait_deal(self, deal_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15) -> dict[str, Any]:
+    def wait_deal(
+        self, deal_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         deal = self.deal(deal_id)
         while not predicate(deal):

@@ -9,7 +9,6 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from paybridge.adapters.errors import InvalidSignature
 from paybridge.handlers.problems import register_problem_handlers
 from paybridge.observability import logger, metrics, tracer

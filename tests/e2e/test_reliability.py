@@ -10,14 +10,16 @@ from typing import Any
 
 import httpx
 import pytest
-
 from paybridge.adapters.psp.sandbox import sign
+
 from tests.conftest import PSP_SECRET, Api, Sandbox, payment_id_of
 
 pytestmark = pytest.mark.e2e
 
 
-def notification(invoice: dict[str, Any], kind: str = "payment.succeeded", amount: int | None = None, **extra: Any) -> bytes:
+def notification(
+    invoice: dict[str, Any], kind: str = "payment.succeeded", amount: int | None = None, **extra: Any
+) -> bytes:
     body = {
         "event_id": f"evt_{uuid.uuid4().hex[:20]}",
         "type": kind,
@@ -37,7 +39,9 @@ def deliver(http: httpx.Client, body: bytes, secret: str = PSP_SECRET, signature
     return http.post("/psp/demo/sandbox", content=body, headers=headers)
 
 
-def test_fifty_concurrent_deliveries_of_one_notification_count_once(http: httpx.Client, sandbox: Sandbox, api: Api) -> None:
+def test_fifty_concurrent_deliveries_of_one_notification_count_once(
+    http: httpx.Client, sandbox: Sandbox, api: Api
+) -> None:
     deal = sandbox.new_deal(amount=100_000)
     invoice = api.issue_awaiting(deal["id"], amount=100_000)
     body = notification(invoice, amount=60_000)
@@ -78,7 +82,9 @@ def test_bad_signature_is_rejected_and_changes_nothing(http: httpx.Client, sandb
     [b"not json at all", b"{}", b'{"event_id": "evt_1", "type": "payment.succeeded"}', b"[1, 2, 3]"],
     ids=["garbage", "empty-object", "missing-fields", "array"],
 )
-def test_malformed_bodies_get_400_and_change_nothing(http: httpx.Client, sandbox: Sandbox, api: Api, body: bytes) -> None:
+def test_malformed_bodies_get_400_and_change_nothing(
+    http: httpx.Client, sandbox: Sandbox, api: Api, body: bytes
+) -> None:
     deal = sandbox.new_deal(amount=10_000)
     invoice = api.issue_awaiting(deal["id"], amount=10_000)
     before = api.get(invoice["invoice_id"])

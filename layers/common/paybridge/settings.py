@@ -25,7 +25,7 @@ def get_settings() -> Settings:
     return Settings(
         table_name=env.get("TABLE_NAME", "paybridge"),
         state_machine_arn=env.get("STATE_MACHINE_ARN", ""),
-        tenants_source="file" if env.get("PAYBRIDGE_TENANTS") else "dynamodb",  # type: ignore[arg-type]
+        tenants_source="file" if env.get("PAYBRIDGE_TENANTS") else "dynamodb",
         tenants_file=env.get("PAYBRIDGE_TENANTS", ""),
         public_base_url=env.get("PUBLIC_BASE_URL", "").rstrip("/"),
         stage=env.get("STAGE", "dev"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,14 +34,13 @@ class StepFunctionsLifecycle:
         return self._client
 
     def start(self, tenant_id: str, invoice_id: str) -> None:
-        try:
+        # The same invoice issued again: its lifecycle is already running (or done).
+        with contextlib.suppress(self.client.exceptions.ExecutionAlreadyExists):
             self.client.start_execution(
                 stateMachineArn=self._arn,
                 name=invoice_id,
                 input=json.dumps({"tenant_id": tenant_id, "invoice_id": invoice_id}),
             )
-        except self.client.exceptions.ExecutionAlreadyExists:
-            pass  # the same invoice issued again: its lifecycle is already running (or done)
 
     def resume(self, task_token: str, output: dict[str, Any]) -> bool:
         errors = (

@@ -76,7 +76,9 @@ def problem(status: int, slug: str, detail: str, **extra: Any) -> Response[str]:
         "detail": detail,
         **extra,
     }
-    return Response(status_code=status, content_type="application/problem+json", body=json.dumps(body, ensure_ascii=False))
+    return Response(
+        status_code=status, content_type="application/problem+json", body=json.dumps(body, ensure_ascii=False)
+    )
 
 
 def register_problem_handlers(app: ApiGatewayResolver) -> None:

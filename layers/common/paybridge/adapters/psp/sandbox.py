@@ -112,7 +112,7 @@ class SandboxPsp:
         return Notification(
             event_id=parsed.event_id,
             payment_id=parsed.payment_id,
-            kind=STATUS_MAP.get(parsed.type, "ignored"),  # type: ignore[arg-type]
+            kind=STATUS_MAP.get(parsed.type, "ignored"),
             operation_ref=f"sandbox:{parsed.operation_id}",
             amount=parsed.amount,
             raw_status=parsed.type,

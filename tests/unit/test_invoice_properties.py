@@ -1,0 +1,272 @@
+"""Properties of the invoice lifecycle over random sequences of events (hypothesis).
+
+A sequence is applied in order; an event that raises `InvalidTransition` is "rejected" and leaves the invoice as it
+was. Refs are drawn from small sets so that repeats (redeliveries) happen often."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from paybridge.domain.invoice import (
+    OPEN_STATES,
+    Close,
+    Closure,
+    InvalidTransition,
+    Invoice,
+    InvoiceEvent,
+    InvoiceState,
+    MoneyReceived,
+    NewInvoice,
+    PaymentCreated,
+    PaymentDeclined,
+    RefundConfirmed,
+    apply,
+    new_invoice,
+)
+
+AT = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+PAID_LIKE = frozenset({InvoiceState.PAID, InvoiceState.PARTIALLY_REFUNDED, InvoiceState.REFUNDED})
+SETTINGS = settings(max_examples=200, deadline=None)
+
+MONEY_REFS = ["op-1", "op-2", "op-3", "op-4"]
+REFUND_REFS = ["r-1", "r-2", "r-3"]
+DECLINE_REFS = ["d-1", "d-2"]
+PAYMENT_IDS = ["pay-1", "pay-2"]
+
+# Amounts around a 100 000 invoice so that partial, exact and over-payments all occur.
+amounts = st.one_of(st.sampled_from([1, 25_000, 50_000, 100_000]), st.integers(min_value=1, max_value=150_000))
+
+money_events = st.builds(
+    MoneyReceived,
+    ref=st.sampled_from(MONEY_REFS),
+    amount=amounts,
+    expected_amount=st.one_of(st.none(), st.just(100_000)),
+)
+events = st.one_of(
+    money_events,
+    st.builds(PaymentDeclined, ref=st.sampled_from(DECLINE_REFS), reason=st.sampled_from(["", "no funds"])),
+    st.builds(Close, closure=st.sampled_from(list(Closure)), reason=st.just("test")),
+    st.builds(RefundConfirmed, ref=st.sampled_from(REFUND_REFS), amount=amounts),
+    st.builds(
+        PaymentCreated,
+        payment_id=st.sampled_from(PAYMENT_IDS),
+        payment_url=st.just("https://psp.test/pay"),
+    ),
+)
+sequences = st.lists(events, max_size=25)
+invoice_amounts = st.one_of(st.just(100_000), st.integers(min_value=1, max_value=200_000))
+
+
+def fresh(amount: int = 100_000) -> Invoice:
+    return new_invoice("demo", NewInvoice(deal_id="D-1", number="N-1", amount=amount), "sandbox", AT)
+
+
+@dataclass(frozen=True)
+class Step:
+    event: InvoiceEvent
+    before: Invoice
+    after: Invoice
+    outcome: str  # "changed" | "no-op" | "rejected"
+
+
+def replay(invoice: Invoice, sequence: list[InvoiceEvent]) -> tuple[Invoice, list[Step]]:
+    steps: list[Step] = []
+    for event in sequence:
+        try:
+            result = apply(invoice, event, AT)
+        except InvalidTransition:
+            steps.append(Step(event, invoice, invoice, "rejected"))
+            continue
+        steps.append(Step(event, invoice, result.invoice, "changed" if result.changed else "no-op"))
+        invoice = result.invoice
+    return invoice, steps
+
+
+def money_facts(invoice: Invoice) -> tuple[object, ...]:
+    return (invoice.receipts, invoice.refunds, invoice.paid, invoice.refunded)
+
+
+@SETTINGS
+@given(amount=invoice_amounts, sequence=sequences)
+def test_money_invariants_hold_after_every_step(amount: int, sequence: list[InvoiceEvent]) -> None:
+    _, steps = replay(fresh(amount), sequence)
+    for step in steps:
+        invoice = step.after
+        assert invoice.paid >= 0
+        assert invoice.refunded >= 0
+        assert invoice.refunded <= invoice.paid, step
+        assert invoice.outstanding == max(invoice.amount - invoice.paid, 0)
+        assert invoice.amount == amount
+
+
+@SETTINGS
+@given(amount=invoice_amounts, sequence=sequences)
+def test_version_counts_changes_and_audit_matches_states(amount: int, sequence: list[InvoiceEvent]) -> None:
+    start = fresh(amount)
+    final, steps = replay(start, sequence)
+    for step in steps:
+        if step.outcome == "changed":
+            assert step.after.version == step.before.version + 1
+            result = apply(step.before, step.event, AT)
+            assert result.audit is not None
+            assert result.audit.event == step.event.kind
+            assert result.audit.from_state is step.before.state
+            assert result.audit.to_state is step.after.state
+        else:
+            # a no-op or a rejection leaves the invoice exactly as it was
+            assert step.after == step.before
+    assert final.version == start.version + sum(s.outcome == "changed" for s in steps)
+
+
+@SETTINGS
+@given(amount=invoice_amounts, sequence=sequences)
+def test_facts_only_grow(amount: int, sequence: list[InvoiceEvent]) -> None:
+    _, steps = replay(fresh(amount), sequence)
+    for step in steps:
+        before, after = step.before, step.after
+        assert before.receipts.items() <= after.receipts.items()
+        assert before.refunds.items() <= after.refunds.items()
+        assert before.declines.items() <= after.declines.items()
+        assert set(before.flags) <= set(after.flags)
+        if before.closed_as is not None:
+            assert after.closed_as is before.closed_as
+        if before.payment_id is not None:
+            assert after.payment_id == before.payment_id
+
+
+@SETTINGS
+@given(amount=invoice_amounts, sequence=sequences)
+def test_paid_never_goes_back(amount: int, sequence: list[InvoiceEvent]) -> None:
+    _, steps = replay(fresh(amount), sequence)
+    reached_paid = False
+    for step in steps:
+        state = step.after.state
+        if reached_paid:
+            assert state in PAID_LIKE, f"{step.event!r} moved a paid invoice to {state}"
+            assert state not in OPEN_STATES
+            if isinstance(step.event, Close):
+                assert step.outcome != "changed", "a paid invoice cannot be closed"
+        reached_paid = reached_paid or state in PAID_LIKE
+
+
+@SETTINGS
+@given(amount=invoice_amounts, sequence=sequences)
+def test_final_states_are_absorbing(amount: int, sequence: list[InvoiceEvent]) -> None:
+    _, steps = replay(fresh(amount), sequence)
+    closed = False
+    for step in steps:
+        if closed:
+            assert step.after.state not in OPEN_STATES
+        closed = closed or step.after.state not in OPEN_STATES
+
+
+@SETTINGS
+@given(amount=invoice_amounts, sequence=sequences)
+def test_replaying_accepted_events_changes_nothing(amount: int, sequence: list[InvoiceEvent]) -> None:
+    # Every event that changed the invoice is a no-op when delivered again to the final invoice.
+    final, steps = replay(fresh(amount), sequence)
+    for step in steps:
+        if step.outcome == "changed":
+            result = apply(final, step.event, AT)
+            assert not result.changed, step.event
+            assert result.invoice == final
+
+
+@SETTINGS
+@given(amount=invoice_amounts, sequence=sequences)
+def test_replaying_the_whole_sequence_gives_the_same_money_facts(amount: int, sequence: list[InvoiceEvent]) -> None:
+    once, steps = replay(fresh(amount), sequence)
+    twice, _ = replay(once, sequence)
+    assert twice.receipts == once.receipts
+    assert twice.paid == once.paid
+    assert twice.closed_as == once.closed_as
+    assert twice.payment_id == once.payment_id
+    assert twice.declines == once.declines
+    refund_rejected = any(s.outcome == "rejected" and isinstance(s.event, RefundConfirmed) for s in steps)
+    if refund_rejected:
+        # A refund rejected because its money had not arrived yet is accepted when redelivered (that is what the
+        # 409 asks of the sender); anything recorded once stays as it was.
+        assert once.refunds.items() <= twice.refunds.items()
+    else:
+        assert money_facts(twice) == money_facts(once)
+        assert twice.state is once.state
+        assert twice.flags == once.flags
+        assert twice.version == once.version
+    # Two passes reach a fixed point: a third delivery of everything changes nothing.
+    thrice, third_steps = replay(twice, sequence)
+    assert thrice == twice
+    assert not any(s.outcome == "changed" for s in third_steps)
+
+
+def test_refund_before_its_money_is_rejected_then_accepted_on_redelivery() -> None:
+    # Given a refund notification that arrives before the payment it refunds
+    sequence: list[InvoiceEvent] = [
+        RefundConfirmed(ref="r-1", amount=100),
+        MoneyReceived(ref="op-1", amount=100_000),
+    ]
+    # When the sequence is applied once
+    once, steps = replay(fresh(), sequence)
+    # Then the refund is rejected (out of order) and the invoice is paid
+    assert [s.outcome for s in steps] == ["rejected", "changed"]
+    assert once.state is InvoiceState.PAID
+    # When it is delivered again
+    twice, _ = replay(once, sequence)
+    # Then the refund is accepted
+    assert twice.refunds == {"r-1": 100}
+    assert twice.state is InvoiceState.PARTIALLY_REFUNDED
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Order-insensitivity of money
+# ---------------------------------------------------------------------------------------------------------------
+
+START_STATES = {
+    "issued": [],
+    "awaiting": [PaymentCreated(payment_id="pay-1", payment_url="https://psp.test/pay")],
+    "expired": [
+        PaymentCreated(payment_id="pay-1", payment_url="https://psp.test/pay"),
+        Close(closure=Closure.EXPIRED),
+    ],
+    "cancelled": [Close(closure=Closure.CANCELLED)],
+}
+
+
+@st.composite
+def money_permutations(draw: st.DrawFn) -> tuple[list[MoneyReceived], list[MoneyReceived], list[MoneyReceived]]:
+    """A multiset of money events (a ref always carries the same amount, as a provider's redelivery does) and two
+    permutations of it."""
+    per_ref = {
+        ref: (draw(amounts), draw(st.one_of(st.none(), st.just(100_000))))
+        for ref in draw(st.lists(st.sampled_from(MONEY_REFS), min_size=1, max_size=4, unique=True))
+    }
+    refs = draw(st.lists(st.sampled_from(sorted(per_ref)), min_size=1, max_size=10))
+    base = [MoneyReceived(ref=r, amount=per_ref[r][0], expected_amount=per_ref[r][1]) for r in refs]
+    return base, draw(st.permutations(base)), draw(st.permutations(base))
+
+
+@SETTINGS
+@given(
+    amount=invoice_amounts,
+    start=st.sampled_from(sorted(START_STATES)),
+    money=money_permutations(),
+)
+def test_money_in_any_order_ends_the_same(
+    amount: int, start: str, money: tuple[list[MoneyReceived], list[MoneyReceived], list[MoneyReceived]]
+) -> None:
+    origin, _ = replay(fresh(amount), list(START_STATES[start]))
+    results = [replay(origin, list(order)) for order in money]
+    finals = [final for final, _ in results]
+    first = finals[0]
+    distinct_refs = {event.ref for event in money[0]}
+    assert first.paid == sum(event.amount for event in {e.ref: e for e in money[0]}.values())
+    assert first.version == origin.version + len(distinct_refs)
+    for final, steps in results:
+        assert not any(s.outcome == "rejected" for s in steps)
+        assert final.paid == first.paid
+        assert final.receipts == first.receipts
+        assert final.state is first.state
+        assert final.flags == first.flags
+        assert final.version == first.version
