@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import json
 import os
-import string
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
@@ -117,13 +117,18 @@ class TenantDirectory(Protocol):
     def get(self, tenant_id: str) -> TenantConfig: ...
 
 
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
 class FileTenantDirectory:
     """Tenants from a JSON file; `${NAME}` in it is replaced by the environment variable NAME (e.g.
     `${PAYBRIDGE_LOCAL_URL}`, the local stack's base URL)."""
 
     def __init__(self, path: str) -> None:
         try:
-            text = string.Template(Path(path).read_text(encoding="utf-8")).safe_substitute(os.environ)
+            text = _ENV_REFERENCE.sub(
+                lambda m: os.environ.get(m.group(1), m.group(0)), Path(path).read_text(encoding="utf-8")
+            )
             raw = json.loads(text)
         except (OSError, json.JSONDecodeError) as exc:
             raise TenantConfigError(f"{path}: {exc}") from None

@@ -20,8 +20,9 @@ def format_money(amount: int, currency: str) -> str:
 
 def to_decimal_string(amount: int) -> str:
     """`150050` -> `"1500.50"`: the wire format of YooKassa and 1C files."""
-    major, minor = divmod(amount, 100)
-    return f"{major}.{minor:02d}"
+    sign = "-" if amount < 0 else ""
+    major, minor = divmod(abs(amount), 100)
+    return f"{sign}{major}.{minor:02d}"
 
 
 def from_decimal_string(value: str) -> int:
