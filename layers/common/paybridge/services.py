@@ -4,6 +4,7 @@ They know the domain and the adapters' interfaces, never Lambda, HTTP or boto3."
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -23,6 +24,7 @@ from paybridge.domain.invoice import (
     Close,
     Closure,
     DomainError,
+    InvalidTransition,
     Invoice,
     InvoiceConflict,
     InvoiceEvent,
@@ -290,7 +292,13 @@ class Services:
             event = PaymentCreated(
                 payment_id=created.payment_id, payment_url=created.payment_url, qr_payload=created.qr_payload
             )
-            invoice = self.change(tenant_id, invoice_id, event)[0].invoice
+            try:
+                invoice = self.change(tenant_id, invoice_id, event)[0].invoice
+            except InvalidTransition:
+                # Cancelled while the payment was being created: withdraw it at the PSP, end the lifecycle.
+                with contextlib.suppress(ProviderRejected):
+                    provider.cancel_payment(created.payment_id)
+                invoice = self._invoice(tenant_id, invoice_id)
         return lifecycle_document(invoice, self.clock(), "payment_created")
 
     def _notification_url(self, tenant: TenantConfig) -> str | None:
@@ -319,8 +327,11 @@ class Services:
         return lifecycle_document(saved.invoice, self.clock(), "expired")
 
     def mark_failed(self, tenant_id: str, invoice_id: str, reason: str) -> dict[str, Any]:
-        saved, _ = self.change(tenant_id, invoice_id, Close(closure=Closure.FAILED, reason=reason[:500]))
-        return lifecycle_document(saved.invoice, self.clock(), "failed")
+        try:
+            invoice = self.change(tenant_id, invoice_id, Close(closure=Closure.FAILED, reason=reason[:500]))[0].invoice
+        except InvalidTransition:  # it was cancelled (or paid) meanwhile: that state stands
+            invoice = self._invoice(tenant_id, invoice_id)
+        return lifecycle_document(invoice, self.clock(), "failed")
 
     def sync_deal(self, tenant_id: str, invoice_id: str, event: str = "") -> dict[str, Any]:
         """Make the CRM deal reflect the invoice: its stage from the tenant's mapping, the link, a timeline entry,

@@ -1,0 +1,120 @@
+"""Services with in-memory fakes: the races the lifecycle must survive (no AWS, no HTTP)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from paybridge.adapters.psp.base import CreatedPayment, PaymentRequest
+from paybridge.domain.invoice import AuditEntry, Invoice, InvoiceState, NewInvoice
+from paybridge.services import Services
+from paybridge.storage.repository import ConcurrentModification, Saved
+from paybridge.tenants import parse_tenants
+
+TENANT = parse_tenants(
+    {
+        "tenants": [
+            {
+                "tenant_id": "acme",
+                "name": "Acme",
+                "api_keys_sha256": ["0" * 64],
+                "psp": {"provider": "sandbox", "base_url": "http://psp", "secret": {"value": "secret-123"}},
+                "crm": {"kind": "sandbox", "base_url": "http://crm", "token": {"value": "token-123"}},
+            }
+        ]
+    },
+    "test",
+)["acme"]
+
+
+class MemoryRepo:
+    def __init__(self) -> None:
+        self.items: dict[str, Invoice] = {}
+        self.audit: list[AuditEntry] = []
+        self.token: str | None = None
+
+    def create(self, invoice: Invoice, audit: AuditEntry) -> tuple[Invoice, bool]:
+        if invoice.invoice_id in self.items:
+            return self.items[invoice.invoice_id], False
+        self.items[invoice.invoice_id] = invoice
+        return invoice, True
+
+    def get(self, tenant_id: str, invoice_id: str) -> Invoice | None:
+        return self.items.get(invoice_id)
+
+    def save(self, invoice: Invoice, expected_version: int, audit: Any, provider_event: Any = None) -> Saved:
+        if self.items[invoice.invoice_id].version != expected_version:
+            raise ConcurrentModification(invoice.invoice_id)
+        self.items[invoice.invoice_id] = invoice
+        if audit:
+            self.audit.append(audit)
+        return Saved(invoice=invoice, task_token=self.token)
+
+    def history(self, tenant_id: str, invoice_id: str) -> list[AuditEntry]:
+        return self.audit
+
+
+class Tenants:
+    def get(self, tenant_id: str) -> Any:
+        return TENANT
+
+
+class RacingPsp:
+    """Creates the payment, and while it does, the invoice is cancelled by someone else."""
+
+    name = "sandbox"
+    min_lifetime_seconds = 1
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.cancelled: list[str] = []
+
+    def create_payment(self, request: PaymentRequest) -> CreatedPayment:
+        self.services.cancel_invoice("acme", request.invoice_id, "client changed their mind")
+        return CreatedPayment(payment_id="pay_1", payment_url="http://psp/pay/pay_1")
+
+    def cancel_payment(self, payment_id: str) -> None:
+        self.cancelled.append(payment_id)
+
+
+class NoLifecycle:
+    def start(self, tenant_id: str, invoice_id: str) -> None:
+        pass
+
+    def resume(self, task_token: str, output: dict[str, Any]) -> bool:
+        return True
+
+
+@pytest.fixture
+def services() -> Services:
+    return Services(
+        repo=MemoryRepo(),  # type: ignore[arg-type]
+        tenants=Tenants(),
+        lifecycle=NoLifecycle(),
+        providers=lambda tenant: psp,  # type: ignore[arg-type,return-value]
+        crms=lambda tenant: None,  # type: ignore[arg-type,return-value]
+        clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
+    )
+
+
+psp: Any = None
+
+
+def test_cancel_while_the_payment_is_being_created_withdraws_it_at_the_psp(services: Services) -> None:
+    global psp
+    psp = RacingPsp(services)
+    issued = services.issue_invoice("acme", NewInvoice(deal_id="7", number="7", amount=1000, lifetime_seconds=60))
+
+    document = services.create_payment("acme", issued.invoice.invoice_id)
+
+    # Then the lifecycle ends cancelled, and the payment created meanwhile is cancelled at the PSP
+    assert document["outcome"]["state"] == "cancelled" and document["outcome"]["final"] is True
+    assert psp.cancelled == ["pay_1"]
+
+
+def test_mark_failed_after_a_cancel_keeps_the_cancel(services: Services) -> None:
+    issued = services.issue_invoice("acme", NewInvoice(deal_id="8", number="8", amount=1000, lifetime_seconds=60))
+    services.cancel_invoice("acme", issued.invoice.invoice_id)
+    document = services.mark_failed("acme", issued.invoice.invoice_id, "ProviderRejected")
+    assert document["outcome"]["state"] == InvoiceState.CANCELLED.value
