@@ -613,7 +613,7 @@ class TestRefundConfirmed:
         assert run(invoice, RefundConfirmed(ref="r-2", amount=10_000)).state is InvoiceState.REFUNDED
 
     def test_refund_of_an_unpaid_invoice_is_rejected(self) -> None:
-        with pytest.raises(InvalidTransition, match="exceeds the refundable 0.00 RUB"):
+        with pytest.raises(InvalidTransition, match=r"exceeds the refundable 0\.00 RUB"):
             apply(awaiting(), RefundConfirmed(ref="r-1", amount=1), LATER)
 
     def test_refund_of_money_received_after_close(self) -> None:
