@@ -23,7 +23,7 @@ def measure(statement: str) -> float:
     }
     samples = []
     for _ in range(RUNS):
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)  # noqa: S603
         samples.append(float(out.stdout.strip()) * 1000)
     return round(statistics.median(samples), 1)
 

@@ -9,8 +9,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from paybridge.adapters.errors import InvalidSignature
 from paybridge.handlers.problems import register_problem_handlers
+from paybridge.handlers.webhooks import verified
 from paybridge.observability import logger, metrics, tracer
 from paybridge.wiring import get_services
 
@@ -23,14 +23,7 @@ CrmPath = Annotated[str, Path(pattern=r"^[a-z0-9_-]{2,20}$")]
 
 @app.post("/crm/<tenant>/<crm>", summary="A CRM's outbound webhook or robot call (form-encoded)")
 def handle_crm_webhook(tenant: TenantPath, crm: CrmPath) -> Response[dict[str, Any]]:
-    event = app.current_event
-    body = event.decoded_body.encode() if event.decoded_body else b""
-    headers = {k.lower(): v for k, v in (event.headers or {}).items()}
-    try:
-        result = get_services().issue_from_crm(tenant, crm, headers, body)
-    except InvalidSignature:
-        metrics.add_metric(name="SignatureFailures", unit=MetricUnit.Count, value=1)
-        raise
+    result = verified(app, lambda headers, body: get_services().issue_from_crm(tenant, crm, headers, body))
     if result is None:
         return Response(status_code=200, content_type="application/json", body={"status": "ignored"})
     logger.set_correlation_id(result.invoice.invoice_id)

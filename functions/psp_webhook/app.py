@@ -9,8 +9,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from paybridge.adapters.errors import InvalidSignature
 from paybridge.handlers.problems import register_problem_handlers
+from paybridge.handlers.webhooks import verified
 from paybridge.observability import logger, metrics, tracer
 from paybridge.wiring import get_services
 
@@ -27,14 +27,9 @@ ProviderPath = Annotated[str, Path(pattern=r"^[a-z0-9_-]{2,20}$")]
     responses={200: {"description": "What the provider expects (T-Bank: `OK`)"}},
 )
 def handle_psp_notification(tenant: TenantPath, provider: ProviderPath) -> Response[str]:
-    event = app.current_event
-    body = event.decoded_body.encode() if event.decoded_body else b""
-    headers = {k.lower(): v for k, v in (event.headers or {}).items()}
-    try:
-        result = get_services().accept_psp_notification(tenant, provider, headers, body)
-    except InvalidSignature:
-        metrics.add_metric(name="SignatureFailures", unit=MetricUnit.Count, value=1)
-        raise
+    result = verified(
+        app, lambda headers, body: get_services().accept_psp_notification(tenant, provider, headers, body)
+    )
     if result.invoice is not None:
         logger.set_correlation_id(result.invoice.invoice_id)
     if result.duplicate:

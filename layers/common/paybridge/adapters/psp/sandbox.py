@@ -16,14 +16,15 @@ import hashlib
 import hmac
 import json
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from paybridge.adapters.errors import InvalidSignature, MalformedNotification, ProviderRejected, ProviderUnavailable
 from paybridge.adapters.http import make_client, send
 from paybridge.adapters.psp.base import Acknowledgement, CreatedPayment, Notification, PaymentRequest
+from paybridge.domain.money import MinorUnits
 
 SIGNATURE_HEADER = "x-sandbox-signature"
 TOLERANCE_SECONDS = 300
@@ -63,12 +64,12 @@ def verify(secret: str, body: bytes, header: str | None, now: float | None = Non
 
 
 class SandboxNotificationBody(BaseModel):
-    event_id: str
+    event_id: str = Field(min_length=1, max_length=100)
     type: str
-    payment_id: str
+    payment_id: str = Field(min_length=1, max_length=100)
     order_id: str
-    operation_id: str
-    amount: int
+    operation_id: str = Field(min_length=1, max_length=100)
+    amount: Annotated[MinorUnits, Field(strict=True)]
     currency: str
     created: int
 
@@ -97,8 +98,12 @@ class SandboxPsp:
             "method": self._method,
         }
         response = self._send("POST", "/api/payments", json=body, headers={"Idempotency-Key": request.order_id})
-        data = response.json()
-        return CreatedPayment(payment_id=data["id"], payment_url=data["url"], qr_payload=data.get("qr_payload"))
+        try:
+            data = response.json()
+            return CreatedPayment(payment_id=data["id"], payment_url=data["url"], qr_payload=data.get("qr_payload"))
+        except (ValueError, KeyError, TypeError, ValidationError) as exc:
+            # 2xx without a payment: unknown result, and the retry (same idempotency key) is safe
+            raise ProviderUnavailable(f"unexpected create answer: {response.text[:200]}") from exc
 
     def cancel_payment(self, payment_id: str) -> None:
         self._send("POST", f"/api/payments/{payment_id}/cancel")
