@@ -45,6 +45,20 @@ def http(stack: Any) -> Iterator[httpx.Client]:
         yield client
 
 
+def poll(
+    what: str, fetch: Callable[[], dict[str, Any]], predicate: Callable[[dict[str, Any]], bool], timeout: float
+) -> dict[str, Any]:
+    """Fetch until `predicate` holds; fail with the last value seen."""
+    deadline = time.monotonic() + timeout
+    value = fetch()
+    while not predicate(value):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} never matched; last seen: {value}")
+        time.sleep(0.05)
+        value = fetch()
+    return value
+
+
 class Sandbox:
     """Drives the sandbox CRM and PSP the way a manager and a client would."""
 
@@ -84,14 +98,7 @@ class Sandbox:
     def wait_deal(
         self, deal_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15
     ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        deal = self.deal(deal_id)
-        while not predicate(deal):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"deal {deal_id} never matched; last seen: {deal}")
-            time.sleep(0.05)
-            deal = self.deal(deal_id)
-        return deal
+        return poll(f"deal {deal_id}", lambda: self.deal(deal_id), predicate, timeout)
 
 
 @pytest.fixture
@@ -119,14 +126,7 @@ class Api:
         )
 
     def wait(self, invoice_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        invoice = self.get(invoice_id)
-        while not predicate(invoice):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"invoice {invoice_id} never matched; last seen: {invoice}")
-            time.sleep(0.05)
-            invoice = self.get(invoice_id)
-        return invoice
+        return poll(f"invoice {invoice_id}", lambda: self.get(invoice_id), predicate, timeout)
 
     def issue_awaiting(self, deal_id: str, amount: int = 100_000, **extra: Any) -> dict[str, Any]:
         """Issue an invoice and wait until its payment link exists."""
