@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from paybridge.adapters.crm.sandbox import ISSUE_EVENT
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
 from devstack.web import bearer, error, json_response, money, page
+from paybridge.adapters.crm.sandbox import ISSUE_EVENT
 
 
 @dataclass

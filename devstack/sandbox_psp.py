@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from paybridge.adapters.psp.sandbox import sign
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
 from devstack.web import bearer, error, json_response, money, page
+from paybridge.adapters.psp.sandbox import sign
 
 log = logging.getLogger("devstack.psp")
 

@@ -3,7 +3,6 @@ process, served on 127.0.0.1."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -128,7 +127,3 @@ class LocalStack:
             for name in self.crm.portals
         )
         return page("PayBridge local stack", f"<ul>{links}<li><a href='/health'>health</a></li></ul>")
-
-
-def dump(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, default=str)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from paybridge.handlers.lifecycle import AwaitInput
 from paybridge.observability import logger, metrics, tracer
 from paybridge.wiring import get_services

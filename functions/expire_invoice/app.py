@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from paybridge.handlers.lifecycle import LifecycleInput
 from paybridge.observability import logger, metrics, tracer
 from paybridge.wiring import get_services

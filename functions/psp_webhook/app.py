@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from paybridge.handlers.problems import register_problem_handlers
 from paybridge.handlers.webhooks import verified
 from paybridge.observability import logger, metrics, tracer

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from paybridge.adapters.psp.sandbox import sign
 
+from paybridge.adapters.psp.sandbox import sign
 from tests.conftest import PSP_SECRET, Api, Sandbox, payment_id_of
 
 pytestmark = pytest.mark.e2e

@@ -11,10 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+
 from paybridge.adapters.psp.sandbox import sign
 from paybridge.services import InvoiceNotFound
 from paybridge.wiring import get_services
-
 from tests.conftest import PSP_SECRET, Api, Sandbox, load_event, payment_id_of
 
 
@@ -243,6 +243,7 @@ def test_openapi_document_is_current() -> None:
 
 def test_table_in_moto_comes_from_the_template(stack: Any) -> None:
     import boto3
+
     from paybridge.storage import dynamodb
 
     table = boto3.client("dynamodb").describe_table(TableName=stack.aws.table_name)["Table"]

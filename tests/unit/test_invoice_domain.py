@@ -6,6 +6,8 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
+
 from paybridge.domain.invoice import (
     FINAL_STATES,
     OPEN_STATES,
@@ -26,7 +28,6 @@ from paybridge.domain.invoice import (
     new_invoice,
     same_terms,
 )
-from pydantic import ValidationError
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=5)

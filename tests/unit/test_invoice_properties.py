@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from paybridge.domain.invoice import (
     OPEN_STATES,
     Close,

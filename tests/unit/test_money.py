@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from paybridge.domain.money import format_money, from_decimal_string, to_decimal_string
 
 MAX_MINOR = 10**13

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 import respx
+
 from paybridge.adapters.crm.base import CrmWebhookIgnored, Deal, IssueInvoiceCommand
 from paybridge.adapters.crm.sandbox import ISSUE_EVENT, SandboxCrm
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable, InvalidSignature, MalformedNotification

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
+
 from paybridge.adapters.errors import InvalidSignature, MalformedNotification, ProviderRejected, ProviderUnavailable
 from paybridge.adapters.psp.base import CreatedPayment, PaymentRequest
 from paybridge.adapters.psp.sandbox import STATUS_MAP, TOLERANCE_SECONDS, SandboxPsp, sign, verify

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
 from paybridge.adapters.psp.base import CreatedPayment, PaymentRequest
 from paybridge.domain.invoice import AuditEntry, Invoice, InvoiceState, NewInvoice
 from paybridge.services import Services
@@ -65,6 +66,7 @@ class RacingPsp:
 
     name = "sandbox"
     min_lifetime_seconds = 1
+    supports_partial_payments = False
 
     def __init__(self, services: Services) -> None:
         self.services = services

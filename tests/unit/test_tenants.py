@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from paybridge.domain.invoice import InvoiceState
 from paybridge.tenants import (
     FileTenantDirectory,

@@ -154,9 +154,10 @@ class Services:
         if not lifetime_given:
             request = request.model_copy(update={"lifetime_seconds": tenant.link_lifetime_seconds})
         provider = self.providers(tenant)
-        minimum = getattr(provider, "min_lifetime_seconds", 60)
-        if request.lifetime_seconds < minimum:
-            raise LifetimeTooShort(f"{provider.name} needs a link lifetime of at least {minimum} s")
+        if request.lifetime_seconds < provider.min_lifetime_seconds:
+            raise LifetimeTooShort(
+                f"{provider.name} needs a link lifetime of at least {provider.min_lifetime_seconds} s"
+            )
         now = self.clock()
         invoice = new_invoice(tenant_id, request, provider.name, now)
         audit = AuditEntry(
@@ -231,8 +232,8 @@ class Services:
         if invoice is None or invoice.tenant_id != tenant_id:
             raise UnknownPayment(f"{provider.name} payment {note.payment_id} is not ours (yet)")
         # A provider whose payments are always for the whole invoice must notify that amount; anything else is
-        # flagged to a manager. The sandbox can take part-payments on one link, so it is not held to that.
-        expected = None if getattr(provider, "supports_partial_payments", False) else invoice.amount
+        # flagged to a manager. One that takes part-payments on one link is not held to that.
+        expected = None if provider.supports_partial_payments else invoice.amount
         event = self._event_for(note, expected)
         record = ProviderEventRecord(
             provider=provider.name,

@@ -107,10 +107,3 @@ class InvoiceOut(BaseModel):
             flags=list(invoice.flags),
             history=None if history is None else [HistoryEntryOut(**h.model_dump()) for h in history],
         )
-
-
-class Problem(BaseModel):
-    type: str
-    title: str
-    status: int
-    detail: str

@@ -11,7 +11,6 @@ Items
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -250,17 +249,6 @@ class DynamoInvoiceRepository:
             ReturnValues="ALL_NEW",
         )
         return self._from_item(response["Attributes"])
-
-    def clear_task_token(self, tenant_id: str, invoice_id: str, task_token: str) -> None:
-        # A newer wait may already have stored its own token: then there is nothing to clear.
-        with contextlib.suppress(self.client.exceptions.ConditionalCheckFailedException):
-            self.client.update_item(
-                TableName=self._table,
-                Key={"pk": _s(invoice_pk(tenant_id, invoice_id)), "sk": _s(INVOICE_SK)},
-                UpdateExpression="REMOVE task_token",
-                ConditionExpression="task_token = :t",
-                ExpressionAttributeValues={":t": _s(task_token)},
-            )
 
     def open_invoices_due_before(self, iso_time: str, limit: int = 100) -> list[Invoice]:
         response = self.client.query(

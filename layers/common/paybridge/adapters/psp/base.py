@@ -56,6 +56,10 @@ class Acknowledgement(BaseModel):
 
 class PaymentProvider(Protocol):
     name: str
+    #: The shortest link lifetime the provider accepts (T-Bank's RedirectDueDate: 1 minute).
+    min_lifetime_seconds: int
+    #: Whether one payment can be paid in parts; if not, a notified amount other than the invoice's is flagged.
+    supports_partial_payments: bool
 
     def create_payment(self, request: PaymentRequest) -> CreatedPayment:
         """Create the payment; idempotent by `request.order_id` (a retry returns the same payment)."""
