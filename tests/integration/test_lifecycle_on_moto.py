@@ -250,3 +250,17 @@ def test_table_in_moto_comes_from_the_template(stack: Any) -> None:
     indexes = {i["IndexName"] for i in table["GlobalSecondaryIndexes"]}
     assert {dynamodb.GSI_BY_PAYMENT, dynamodb.GSI_OPEN_BY_DUE} <= indexes
     assert table["KeySchema"] == stack.aws.template.table()["KeySchema"]
+
+
+def test_tenant_config_items_in_the_table_round_trip(stack: Any) -> None:
+    from paybridge.storage.dynamodb import DynamoTenantDirectory
+    from paybridge.tenants import TenantNotFound
+
+    # Given the shipped demo tenant stored as a table item (the deployed source of tenants)
+    directory = DynamoTenantDirectory(stack.aws.table_name)
+    demo = get_services().tenants.get("demo")
+    directory.put(demo)
+    # Then a fresh directory reads back the same, validated config, and an unknown tenant is a TenantNotFound
+    assert DynamoTenantDirectory(stack.aws.table_name).get("demo") == demo
+    with pytest.raises(TenantNotFound):
+        directory.get("nobody")

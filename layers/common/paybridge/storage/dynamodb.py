@@ -33,6 +33,12 @@ GSI_BY_PAYMENT = "ByPaymentId"
 GSI_OPEN_BY_DUE = "OpenByDue"
 
 
+def _client() -> DynamoDBClient:
+    import boto3  # lazy: keeps cold starts small
+
+    return boto3.client("dynamodb")
+
+
 def invoice_pk(tenant_id: str, invoice_id: str) -> str:
     return f"INV#{tenant_id}#{invoice_id}"
 
@@ -54,9 +60,7 @@ class DynamoInvoiceRepository:
     @property
     def client(self) -> DynamoDBClient:
         if self._client is None:
-            import boto3  # lazy: keeps cold starts small
-
-            self._client = boto3.client("dynamodb")
+            self._client = _client()
         return self._client
 
     # -- mapping -------------------------------------------------------------------------------------------------
@@ -271,16 +275,22 @@ class DynamoTenantDirectory:
     """Tenant configuration items in the table, cached for the life of the execution environment."""
 
     def __init__(self, table_name: str, client: DynamoDBClient | None = None, ttl_seconds: int = 60):
-        self._repo = DynamoInvoiceRepository(table_name, client)
+        self._client = client
         self._table = table_name
         self._ttl = ttl_seconds
         self._cache: dict[str, tuple[float, TenantConfig]] = {}
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            self._client = _client()
+        return self._client
 
     def get(self, tenant_id: str) -> TenantConfig:
         cached = self._cache.get(tenant_id)
         if cached and cached[0] > time.monotonic():
             return cached[1]
-        response = self._repo.client.get_item(
+        response = self.client.get_item(
             TableName=self._table, Key={"pk": _s(f"TENANT#{tenant_id}"), "sk": _s("CONFIG")}
         )
         item = response.get("Item")
@@ -291,7 +301,7 @@ class DynamoTenantDirectory:
         return tenant
 
     def put(self, tenant: TenantConfig) -> None:
-        self._repo.client.put_item(
+        self.client.put_item(
             TableName=self._table,
             Item={
                 "pk": _s(f"TENANT#{tenant.tenant_id}"),
