@@ -80,7 +80,8 @@ def test_decline_keeps_the_invoice_payable(sandbox: Sandbox, api: Api) -> None:
 def test_link_expires_and_the_payment_is_cancelled_at_the_psp(stack: Any, sandbox: Sandbox, api: Api) -> None:
     deal = sandbox.new_deal(amount=50_000)
     invoice = api.issue_awaiting(deal["id"], amount=50_000, lifetime_seconds=4)
-    expired = sandbox.wait_deal(deal["id"], lambda d: d["stage"] == "EXPIRED", timeout=20)
+    # The stage lands before the manager's message: wait for both, then check what the message says
+    expired = sandbox.wait_deal(deal["id"], lambda d: d["stage"] == "EXPIRED" and bool(d["notifications"]), timeout=20)
     assert any("истёк" in n["text"] for n in expired["notifications"])
     assert api.get(invoice["invoice_id"])["state"] == "expired"
     payment = sandbox.http.get(f"/sandbox/psp/api/payments/{payment_id_of(invoice)}").json()
