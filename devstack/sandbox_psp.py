@@ -55,6 +55,8 @@ class Payment:
     method: str
     status: str = "new"
     paid: int = 0
+    refunded: int = 0
+    refunds: dict[str, dict[str, Any]] = field(default_factory=dict)  # by idempotency key
     operations: list[dict[str, Any]] = field(default_factory=list)
 
     def public(self, base_url: str) -> dict[str, Any]:
@@ -65,6 +67,7 @@ class Payment:
             "status": self.status,
             "amount": self.amount,
             "paid": self.paid,
+            "refunded": self.refunded,
             "currency": self.currency,
             "url": url,
             "qr_payload": f"https://qr.nspk.ru/SANDBOX{self.id[-12:].upper()}?type=02&sum={self.amount}"
@@ -91,6 +94,7 @@ class SandboxPsp:
                 Rule("/api/payments/<pid>", methods=["GET"], endpoint="show"),
                 Rule("/api/payments/<pid>/cancel", methods=["POST"], endpoint="cancel"),
                 Rule("/api/payments/<pid>/simulate", methods=["POST"], endpoint="simulate"),
+                Rule("/api/payments/<pid>/refunds", methods=["POST"], endpoint="refund"),
                 Rule("/api/deliveries", methods=["GET"], endpoint="deliveries"),
                 Rule("/api/faults", methods=["POST"], endpoint="faults"),
                 Rule("/pay/<pid>", methods=["GET"], endpoint="checkout"),
@@ -173,6 +177,31 @@ class SandboxPsp:
                 return error(409, "payment already succeeded")
             payment.status = "canceled"
         return json_response(payment.public(self.base_url))
+
+    def on_refund(self, request: Request, pid: str) -> Response:
+        payment = self._payment(request, pid)
+        key = request.headers.get("Idempotency-Key", "")
+        try:
+            data = json.loads(request.get_data())
+            amount = data["amount"]
+        except (ValueError, KeyError, TypeError) as exc:
+            return error(400, f"bad request: {exc}")
+        if not key or not isinstance(amount, int) or amount <= 0:
+            return error(400, "an Idempotency-Key and a positive integer amount are required")
+        with self._lock:
+            if key in payment.refunds:
+                return json_response(payment.refunds[key])
+            if amount > payment.paid - payment.refunded:
+                return error(409, f"refund exceeds the refundable {payment.paid - payment.refunded}")
+            payment.refunded += amount
+            refund_id = f"re_{uuid.uuid4().hex[:16]}"
+            refund = {"id": refund_id, "status": "succeeded", "amount": amount, "key": key}
+            payment.refunds[key] = refund
+            payment.operations.append(
+                {"type": "refund.succeeded", "amount": amount, "at": datetime.now(UTC).isoformat()}
+            )
+            self._notify(payment, "refund.succeeded", refund_id, amount, refund_key=key)
+        return json_response(refund, 201)
 
     def on_simulate(self, request: Request, pid: str) -> Response:
         data = json.loads(request.get_data() or b"{}")
@@ -263,21 +292,24 @@ class SandboxPsp:
 
     # -- notifications -----------------------------------------------------------------------------------------------
 
-    def _notify(self, payment: Payment, kind: str, operation_id: str, amount: int) -> Delivery | None:
+    def _notify(
+        self, payment: Payment, kind: str, operation_id: str, amount: int, refund_key: str | None = None
+    ) -> Delivery | None:
         if not payment.notification_url:
             return None
-        body = json.dumps(
-            {
-                "event_id": f"evt_{uuid.uuid4().hex[:20]}",
-                "type": kind,
-                "payment_id": payment.id,
-                "order_id": payment.order_id,
-                "operation_id": operation_id,
-                "amount": amount,
-                "currency": payment.currency,
-                "created": int(time.time()),
-            }
-        ).encode()
+        message = {
+            "event_id": f"evt_{uuid.uuid4().hex[:20]}",
+            "type": kind,
+            "payment_id": payment.id,
+            "order_id": payment.order_id,
+            "operation_id": operation_id,
+            "amount": amount,
+            "currency": payment.currency,
+            "created": int(time.time()),
+        }
+        if refund_key:
+            message["refund_key"] = refund_key
+        body = json.dumps(message).encode()
         delivery = Delivery(
             event_id=json.loads(body)["event_id"],
             payment_id=payment.id,

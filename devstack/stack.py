@@ -12,7 +12,9 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
+from devstack import fakes
 from devstack.aws import LocalAws
+from devstack.fakes import FakeProvider
 from devstack.gateway import Gateway
 from devstack.sandbox_crm import SandboxCrm
 from devstack.sandbox_psp import SandboxPsp
@@ -35,6 +37,7 @@ class LocalStack:
         self.psp: SandboxPsp | None = None
         self.crm: SandboxCrm | None = None
         self.gateway: Gateway | None = None
+        self.fakes: dict[str, FakeProvider] = {}
 
     @property
     def url(self) -> str:
@@ -54,6 +57,7 @@ class LocalStack:
         self.psp = SandboxPsp(f"{self.url}/sandbox/psp")
         self.crm = SandboxCrm(f"{self.url}/sandbox/crm")
         self._add_portals()
+        self._add_fakes()
         self.gateway = Gateway(self.aws.template.routes(), self.aws.invoke)
         self._spawn(self.server.serve_forever, "http")
         for schedule in self.aws.template.schedules():
@@ -64,6 +68,8 @@ class LocalStack:
         self._stop.set()
         if self.psp:
             self.psp.stop()
+        for fake in self.fakes.values():
+            fake.stop()
         if self.server:
             self.server.shutdown()
             self.server.server_close()
@@ -93,11 +99,30 @@ class LocalStack:
                 portal = tenant.crm.base_url.rstrip("/").rsplit("/", 1)[-1]
                 self.crm.add_portal(portal, resolve_secret(tenant.crm.token), f"{self.url}/crm/{tenant_id}/sandbox")
 
+    def _add_fakes(self) -> None:
+        """Serve a fake of each real provider a local tenant uses, and register those tenants with it."""
+        from paybridge.secrets import resolve_secret
+        from paybridge.tenants import SecretRef, load_file_directory
+
+        directory = load_file_directory(self.tenants_file)
+        for tenant_id in directory.tenant_ids():
+            tenant = directory.get(tenant_id)
+            name = tenant.psp.provider
+            if name not in self.fakes:
+                fake = fakes.load(name, f"{self.url}/fake/{name}")
+                if fake is None:
+                    continue
+                self.fakes[name] = fake
+            secrets = {field: resolve_secret(value) for field, value in tenant.psp if isinstance(value, SecretRef)}
+            self.fakes[name].add_merchant(tenant, secrets, f"{self.url}/psp/{tenant_id}/{name}")
+
     # -- WSGI --------------------------------------------------------------------------------------------------------
 
     def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
-        for prefix, app in (("/sandbox/psp", self.psp), ("/sandbox/crm", self.crm)):
+        mounts: list[tuple[str, Any]] = [("/sandbox/psp", self.psp), ("/sandbox/crm", self.crm)]
+        mounts += [(f"/fake/{name}", fake) for name, fake in self.fakes.items()]
+        for prefix, app in mounts:
             if path.startswith(prefix + "/") and app is not None:
                 environ = {**environ, "PATH_INFO": path[len(prefix) :], "SCRIPT_NAME": prefix}
                 return app(environ, start_response)

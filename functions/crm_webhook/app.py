@@ -24,7 +24,7 @@ CrmPath = Annotated[str, Path(pattern=r"^[a-z0-9_-]{2,20}$")]
 
 @app.post("/crm/<tenant>/<crm>", summary="A CRM's outbound webhook or robot call (form-encoded)")
 def handle_crm_webhook(tenant: TenantPath, crm: CrmPath) -> Response[dict[str, Any]]:
-    result = verified(app, lambda headers, body: get_services().issue_from_crm(tenant, crm, headers, body))
+    result = verified(app, lambda raw: get_services().issue_from_crm(tenant, crm, raw.headers, raw.body))
     if result is None:
         return Response(status_code=200, content_type="application/json", body={"status": "ignored"})
     logger.set_correlation_id(result.invoice.invoice_id)

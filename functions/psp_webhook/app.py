@@ -29,7 +29,8 @@ ProviderPath = Annotated[str, Path(pattern=r"^[a-z0-9_-]{2,20}$")]
 )
 def handle_psp_notification(tenant: TenantPath, provider: ProviderPath) -> Response[str]:
     result = verified(
-        app, lambda headers, body: get_services().accept_psp_notification(tenant, provider, headers, body)
+        app,
+        lambda raw: get_services().accept_psp_notification(tenant, provider, raw.headers, raw.body, raw.source_ip),
     )
     if result.invoice is not None:
         logger.set_correlation_id(result.invoice.invoice_id)

@@ -61,7 +61,8 @@ def test_sample_create_invoice_event_starts_the_lifecycle(stack: Any, unique: An
     while "WaitForPayment" not in stack.aws.entered_states(invoice["invoice_id"]):
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    assert stack.aws.entered_states(invoice["invoice_id"])[:4] == [
+    assert stack.aws.entered_states(invoice["invoice_id"])[:5] == [
+        "Start",
         "CreatePayment",
         "PublishToDeal",
         "IsFinal",

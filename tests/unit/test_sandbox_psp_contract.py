@@ -174,6 +174,7 @@ class TestNotification:
             "payment.succeeded": "paid",
             "payment.declined": "declined",
             "payment.canceled": "cancelled",
+            "refund.succeeded": "refunded",
         }
 
     @pytest.mark.parametrize("name", ["x-sandbox-signature", "X-SANDBOX-SIGNATURE", "X-Sandbox-Signature"])
@@ -258,6 +259,7 @@ EXPIRES = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 def payment_request(**overrides: Any) -> PaymentRequest:
     fields: dict[str, Any] = {
+        "tenant_id": "demo",
         "invoice_id": "inv_aaaaaaaaaaaaaaaaaaaaaaaaaa",
         "order_id": "inv_aaaaaaaaaaaaaaaaaaaaaaaaaa",
         "amount": 150050,

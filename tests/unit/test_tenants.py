@@ -13,6 +13,7 @@ import pytest
 from paybridge.domain.invoice import InvoiceState
 from paybridge.tenants import (
     FileTenantDirectory,
+    SandboxPspSettings,
     SecretRef,
     StageMapping,
     TenantConfig,
@@ -57,12 +58,14 @@ def error_of(raw: Any, origin: str = "tenants.json") -> str:
 
 
 class TestShippedConfig:
-    def test_loads_both_tenants_with_the_url_substituted(self, directory: FileTenantDirectory) -> None:
+    def test_loads_every_tenant_with_the_url_substituted(self, directory: FileTenantDirectory) -> None:
         # Given the shipped file and PAYBRIDGE_LOCAL_URL set
         # When it is loaded
-        # Then both tenants are there, with ${PAYBRIDGE_LOCAL_URL} replaced
-        assert directory.tenant_ids() == ["demo", "qr-shop"]
+        # Then every tenant is there, with ${PAYBRIDGE_LOCAL_URL} replaced
+        assert directory.tenant_ids() == ["demo", "qr-shop", "tbank-shop", "tbank-sbp", "yookassa-shop", "stripe-shop"]
+        assert directory.get("tbank-shop").psp.base_url == f"{LOCAL_URL}/fake/tbank/v2/"
         demo = directory.get("demo")
+        assert isinstance(demo.psp, SandboxPspSettings)
         assert demo.name == "Demo LLC (sandbox PSP + sandbox CRM)"
         assert demo.psp.provider == "sandbox"
         assert demo.psp.base_url == f"{LOCAL_URL}/sandbox/psp"
@@ -205,8 +208,11 @@ class TestErrors:
 
     def test_unknown_provider_name(self) -> None:
         tenant = valid_tenant()
-        tenant["psp"]["provider"] = "yookassa"
-        assert error_of({"tenants": [tenant]}) == "tenants.json: tenants[0].psp.provider: Input should be 'sandbox'"
+        tenant["psp"]["provider"] = "paypal"
+        assert error_of({"tenants": [tenant]}) == (
+            "tenants.json: tenants[0].psp: Input tag 'paypal' found using 'provider' does not match any of the"
+            " expected tags: 'sandbox', 'tbank', 'yookassa', 'stripe'"
+        )
 
     def test_unknown_crm_kind(self) -> None:
         tenant = valid_tenant()

@@ -16,7 +16,14 @@ from typing import Any
 from paybridge.adapters.crm.base import Crm, CrmWebhookIgnored
 from paybridge.adapters.errors import ProviderRejected
 from paybridge.adapters.lifecycle import LifecycleEngine
-from paybridge.adapters.psp.base import Acknowledgement, Notification, PaymentProvider, PaymentRequest
+from paybridge.adapters.psp.base import (
+    Acknowledgement,
+    Notification,
+    PaymentProvider,
+    PaymentRequest,
+    RefundOrder,
+    RefundResult,
+)
 from paybridge.domain import messages
 from paybridge.domain.invoice import (
     FINAL_STATES,
@@ -33,11 +40,16 @@ from paybridge.domain.invoice import (
     NewInvoice,
     PaymentCreated,
     PaymentDeclined,
+    RefundAccepted,
     RefundConfirmed,
+    RefundFailed,
+    RefundRequest,
+    RefundRequested,
     apply,
     new_invoice,
     same_terms,
 )
+from paybridge.domain.receipt import FiscalReceipt, ReceiptItem, build_receipt, check_items_sum, refund_items
 from paybridge.storage.repository import (
     ConcurrentModification,
     DuplicateProviderEvent,
@@ -74,6 +86,14 @@ class LifetimeTooShort(DomainError):
 
 @dataclass(frozen=True)
 class IssueResult:
+    invoice: Invoice
+    created: bool
+
+
+@dataclass(frozen=True)
+class RefundView:
+    key: str
+    request: RefundRequest
     invoice: Invoice
     created: bool
 
@@ -147,6 +167,24 @@ class Services:
         if saved.task_token:
             self.lifecycle.resume(saved.task_token, lifecycle_document(saved.invoice, self.clock(), event))
 
+    def _announce(self, saved: Saved, was_final: bool, event: str) -> None:
+        """Tell the lifecycle about a change: the waiting execution resumes; when the lifecycle is already over
+        (a refund of a paid invoice, money after expiry), a short execution publishes the change to the deal."""
+        if saved.task_token:
+            self._resume(saved, event)
+        elif was_final:
+            invoice = saved.invoice
+            document = lifecycle_document(invoice, self.clock(), event)
+            self.lifecycle.publish(document, f"{invoice.invoice_id}-v{invoice.version}")
+
+    def _receipt(
+        self, tenant: TenantConfig, invoice: Invoice, amount: int, items: tuple[ReceiptItem, ...], name: str
+    ) -> FiscalReceipt | None:
+        if tenant.fiscal is None:
+            return None
+        customer = invoice.customer
+        return build_receipt(tenant.fiscal, items, amount, customer.email, customer.phone, name)
+
     # -- issue -----------------------------------------------------------------------------------------------------
 
     def issue_invoice(self, tenant_id: str, request: NewInvoice, lifetime_given: bool = True) -> IssueResult:
@@ -160,6 +198,7 @@ class Services:
             )
         now = self.clock()
         invoice = new_invoice(tenant_id, request, provider.name, now)
+        self._receipt(tenant, invoice, invoice.amount, invoice.items, invoice.description)  # ReceiptError: 422
         audit = AuditEntry(
             at=now,
             event="issued",
@@ -221,13 +260,14 @@ class Services:
     # -- PSP notifications -----------------------------------------------------------------------------------------
 
     def accept_psp_notification(
-        self, tenant_id: str, provider_name: str, headers: dict[str, str], body: bytes
+        self, tenant_id: str, provider_name: str, headers: dict[str, str], body: bytes, source_ip: str | None = None
     ) -> NotificationResult:
         tenant = self.tenants.get(tenant_id)
         if tenant.psp.provider != provider_name:
             raise RouteNotConfigured(f"tenant {tenant_id} does not use the provider {provider_name!r}")
         provider = self.providers(tenant)
-        note = provider.verify_notification(headers, body)  # InvalidSignature / MalformedNotification: nothing written
+        # InvalidSignature / MalformedNotification: nothing written
+        note = provider.verify_notification(headers, body, source_ip)
         invoice = self.repo.find_by_payment(provider.name, note.payment_id)
         if invoice is None or invoice.tenant_id != tenant_id:
             raise UnknownPayment(f"{provider.name} payment {note.payment_id} is not ours (yet)")
@@ -249,12 +289,13 @@ class Services:
                 return NotificationResult(provider.acknowledgement(), duplicate=True, invoice=invoice)
             return NotificationResult(provider.acknowledgement(), invoice=invoice)
         was_paid = invoice.state is InvoiceState.PAID
+        was_final = invoice.state in FINAL_STATES
         try:
             saved, changed = self.change(tenant_id, invoice.invoice_id, event, record)
         except DuplicateProviderEvent:
             return NotificationResult(provider.acknowledgement(), duplicate=True, invoice=invoice)
         if changed:
-            self._resume(saved, event.kind)
+            self._announce(saved, was_final, event.kind)
         seconds_to_pay = None
         if changed and not was_paid and saved.invoice.state is InvoiceState.PAID:
             seconds_to_pay = max((self.clock() - saved.invoice.created_at).total_seconds(), 0.0)
@@ -267,9 +308,82 @@ class Services:
         if note.kind == "declined":
             return PaymentDeclined(ref=note.operation_ref, reason=note.detail or note.raw_status)
         if note.kind == "refunded" and note.amount:
-            return RefundConfirmed(ref=note.operation_ref, amount=note.amount)
+            return RefundConfirmed(ref=note.operation_ref, amount=note.amount, request_key=note.refund_key)
+        if note.kind == "refund_failed" and note.refund_key:
+            return RefundFailed(key=note.refund_key, reason=note.detail or note.raw_status)
         logger.info("notification %s (%s) changes nothing", note.event_id, note.raw_status)
         return None
+
+    # -- refunds -----------------------------------------------------------------------------------------------------
+
+    def refund_invoice(
+        self,
+        tenant_id: str,
+        invoice_id: str,
+        key: str,
+        amount: int | None = None,
+        reason: str = "",
+        items: tuple[ReceiptItem, ...] = (),
+    ) -> RefundView:
+        """Refund `amount` (default: all that is refundable) once per client `key`. The amount is reserved on the
+        invoice before the provider is asked, so concurrent refunds can never exceed what was paid; a repeat with
+        the same key returns the first result (and re-asks the provider, with the same key, if it is still
+        pending after an outage)."""
+        tenant = self.tenants.get(tenant_id)
+        invoice = self._invoice(tenant_id, invoice_id)
+        existing = invoice.refund_requests.get(key)
+        if existing is not None:
+            if amount is not None and amount != existing.amount:
+                raise InvoiceConflict(f"refund key {key!r} was used for {invoice.describe_amount(existing.amount)}")
+            if existing.status != "pending" or existing.provider_ref is not None:
+                return RefundView(key, existing, invoice, created=False)
+            return self._send_refund(tenant, invoice, key, existing, created=False)
+        if invoice.payment_id is None or invoice.paid == 0:
+            raise InvalidTransition(f"invoice is {invoice.state.value}: nothing was paid, so nothing can be refunded")
+        amount = invoice.refundable if amount is None else amount
+        if amount <= 0:
+            raise InvalidTransition("everything paid has already been refunded (or is being refunded)")
+        if tenant.fiscal is not None:
+            items = items or refund_items(invoice.items, invoice.amount, amount)
+        check_items_sum(items, amount, "the refund")
+        requested = RefundRequested(key=key, amount=amount, reason=reason, items=items)
+        saved, _ = self.change(tenant_id, invoice_id, requested)
+        request = saved.invoice.refund_requests[key]
+        return self._send_refund(tenant, saved.invoice, key, request, created=True)
+
+    def _send_refund(
+        self, tenant: TenantConfig, invoice: Invoice, key: str, request: RefundRequest, created: bool
+    ) -> RefundView:
+        assert invoice.payment_id is not None
+        provider = self.providers(tenant)
+        name = f"Возврат по счёту № {invoice.number}"
+        order = RefundOrder(
+            tenant_id=invoice.tenant_id,
+            invoice_id=invoice.invoice_id,
+            payment_id=invoice.payment_id,
+            key=key,
+            amount=request.amount,
+            currency=invoice.currency,
+            payment_amount=invoice.paid,
+            reason=request.reason,
+            receipt=self._receipt(tenant, invoice, request.amount, request.items, name),
+        )
+        try:
+            result = provider.refund(order)  # ProviderUnavailable: stays pending; the client retries with the key
+        except ProviderRejected as exc:
+            result = RefundResult(ref=f"rejected:{key}", status="failed", amount=request.amount, detail=str(exc))
+        was_final = invoice.state in FINAL_STATES
+        event: InvoiceEvent
+        if result.status == "succeeded":
+            event = RefundConfirmed(ref=result.ref, amount=result.amount, request_key=key)
+        elif result.status == "failed":
+            event = RefundFailed(key=key, reason=result.detail or "refused by the provider")
+        else:
+            event = RefundAccepted(key=key, ref=result.ref)
+        saved, changed = self.change(invoice.tenant_id, invoice.invoice_id, event)
+        if changed and event.kind in ("refund_confirmed", "refund_failed"):
+            self._announce(saved, was_final, event.kind)
+        return RefundView(key, saved.invoice.refund_requests[key], saved.invoice, created=created)
 
     # -- lifecycle tasks -------------------------------------------------------------------------------------------
 
@@ -278,16 +392,20 @@ class Services:
         invoice = self._invoice(tenant_id, invoice_id)
         if invoice.payment_id is None and invoice.closed_as is None:
             provider = self.providers(tenant)
+            description = invoice.description or f"Счёт № {invoice.number}"
             created = provider.create_payment(
                 PaymentRequest(
+                    tenant_id=tenant_id,
                     invoice_id=invoice.invoice_id,
                     order_id=invoice.invoice_id,
                     amount=invoice.amount,
                     currency=invoice.currency,
-                    description=invoice.description or f"Счёт № {invoice.number}",
+                    description=description,
                     customer=invoice.customer,
                     expires_at=invoice.expires_at,
                     notification_url=self._notification_url(tenant),
+                    return_url=tenant.return_url,
+                    receipt=self._receipt(tenant, invoice, invoice.amount, invoice.items, description),
                 )
             )
             event = PaymentCreated(

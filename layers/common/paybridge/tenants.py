@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from paybridge.domain.invoice import InvoiceState, TenantId
+from paybridge.domain.receipt import FiscalSettings
 
 
 class TenantNotFound(Exception):
@@ -44,12 +45,61 @@ class SecretRef(BaseModel):
         return self
 
 
-class PspSettings(BaseModel):
+HttpUrl = Annotated[str, Field(pattern=r"^https?://\S+$")]
+PaymentMethodKind = Literal["card", "sbp"]
+
+
+class SandboxPspSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     provider: Literal["sandbox"] = "sandbox"
-    base_url: str = Field(pattern=r"^https?://")
+    base_url: HttpUrl
     secret: SecretRef
-    method: Literal["card", "sbp"] = "card"
+    method: PaymentMethodKind = "card"
+
+
+class TBankSettings(BaseModel):
+    """T-Bank internet acquiring (API v2). Test host: https://rest-api-test.tinkoff.ru/v2/."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    provider: Literal["tbank"]
+    base_url: HttpUrl = "https://securepay.tinkoff.ru/v2/"
+    terminal_key: str = Field(min_length=1, max_length=20)
+    password: SecretRef
+    method: PaymentMethodKind = "card"
+    #: `O` one-stage (money is taken at once), `T` two-stage (held: AUTHORIZED, then confirmed in T-Bank).
+    pay_type: Literal["O", "T"] = "O"
+    #: For SBP: `PAYLOAD` (a https://qr.nspk.ru/… link to render or open) or `IMAGE` (an SVG of the QR code).
+    qr_data_type: Literal["PAYLOAD", "IMAGE"] = "PAYLOAD"
+
+
+class YooKassaSettings(BaseModel):
+    """YooKassa API v3 (test shops use the same host with a test secret key)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    provider: Literal["yookassa"]
+    base_url: HttpUrl = "https://api.yookassa.ru/v3/"
+    shop_id: str = Field(min_length=1, max_length=20, pattern=r"^\d+$")
+    secret_key: SecretRef
+    method: PaymentMethodKind = "card"
+    #: Optional source-IP allow-list for notifications (CIDRs); the re-fetch of the object is the check that counts.
+    notification_ips: tuple[str, ...] | None = None
+
+
+class StripeSettings(BaseModel):
+    """Stripe Checkout. Test mode: the same host with an `sk_test_…` key and the test endpoint's `whsec_…`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    provider: Literal["stripe"]
+    base_url: HttpUrl = "https://api.stripe.com"
+    secret_key: SecretRef
+    webhook_secret: SecretRef
+    #: Stripe Checkout needs a URL to send the payer back to; defaults to the tenant's `return_url`.
+    cancel_url: HttpUrl | None = None
+
+
+PspSettings = Annotated[
+    SandboxPspSettings | TBankSettings | YooKassaSettings | StripeSettings, Field(discriminator="provider")
+]
 
 
 class CrmSettings(BaseModel):
@@ -84,9 +134,13 @@ class TenantConfig(BaseModel):
     api_keys_sha256: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(min_length=1)
     currency: str = Field(default="RUB", pattern=r"^[A-Z]{3}$")
     link_lifetime_seconds: int = Field(default=3 * 24 * 3600, ge=60, le=90 * 24 * 3600)
+    #: Where payers land after paying (T-Bank SuccessURL, YooKassa return_url, Stripe success_url).
+    return_url: HttpUrl | None = None
     psp: PspSettings
     crm: CrmSettings
     stages: StageMapping = Field(default_factory=StageMapping)
+    #: 54-FZ receipts: when set, every payment and refund carries a receipt (T-Bank, YooKassa).
+    fiscal: FiscalSettings | None = None
 
     def accepts_api_key(self, api_key: str | None) -> bool:
         if not api_key:
@@ -103,14 +157,23 @@ def parse_tenants(raw: Any, origin: str) -> dict[str, TenantConfig]:
         try:
             tenant = TenantConfig.model_validate(item)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"tenants[{index}].{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-            )
+            problems = "; ".join(f"tenants[{index}].{_where(e['loc'])}: {e['msg']}" for e in exc.errors())
             raise TenantConfigError(f"{origin}: {problems}") from None
         if tenant.tenant_id in tenants:
             raise TenantConfigError(f"{origin}: tenant {tenant.tenant_id!r} is defined twice")
         tenants[tenant.tenant_id] = tenant
     return tenants
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    """`psp.tbank.password` → `psp.password`: pydantic names the provider of the tagged union; the file does not."""
+    parts = [str(p) for p in loc]
+    if len(parts) > 2 and parts[0] == "psp" and parts[1] in _PSP_TAGS:
+        del parts[1]
+    return ".".join(parts)
+
+
+_PSP_TAGS = frozenset({"sandbox", "tbank", "yookassa", "stripe"})
 
 
 class TenantDirectory(Protocol):

@@ -11,15 +11,37 @@ from paybridge.secrets import resolve_secret
 from paybridge.services import Services
 from paybridge.settings import get_settings
 from paybridge.storage.dynamodb import DynamoInvoiceRepository, DynamoTenantDirectory
-from paybridge.tenants import TenantConfig, TenantDirectory, load_file_directory
+from paybridge.tenants import (
+    SandboxPspSettings,
+    StripeSettings,
+    TBankSettings,
+    TenantConfig,
+    TenantDirectory,
+    YooKassaSettings,
+    load_file_directory,
+)
 
 
 def make_provider(tenant: TenantConfig) -> PaymentProvider:
+    """The tenant's PSP adapter; each provider's module is imported only by the tenants that use it."""
     psp = tenant.psp
-    if psp.provider == "sandbox":
-        from paybridge.adapters.psp.sandbox import SandboxPsp
+    match psp:
+        case SandboxPspSettings():
+            from paybridge.adapters.psp.sandbox import SandboxPsp
 
-        return SandboxPsp(psp.base_url, resolve_secret(psp.secret), psp.method)
+            return SandboxPsp(psp.base_url, resolve_secret(psp.secret), psp.method)
+        case TBankSettings():
+            from paybridge.adapters.psp.tbank import TBankAcquiring
+
+            return TBankAcquiring(psp, resolve_secret(psp.password))
+        case YooKassaSettings():
+            from paybridge.adapters.psp.yookassa import YooKassa
+
+            return YooKassa(psp, resolve_secret(psp.secret_key))
+        case StripeSettings():
+            from paybridge.adapters.psp.stripe import StripeCheckout
+
+            return StripeCheckout(psp, resolve_secret(psp.secret_key), resolve_secret(psp.webhook_secret))
     raise ValueError(f"unknown provider {psp.provider}")  # pragma: no cover - the config model forbids it
 
 

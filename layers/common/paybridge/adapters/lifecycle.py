@@ -19,6 +19,11 @@ class LifecycleEngine(Protocol):
         """Hand the waiting execution its outcome; False when the wait is already over (token used or timed out)."""
         ...
 
+    def publish(self, document: dict[str, Any], name: str) -> None:
+        """Publish a change of an invoice whose lifecycle is over (a short execution: deal sync only). `name` makes
+        it idempotent: the same change published twice runs once."""
+        ...
+
 
 class StepFunctionsLifecycle:
     def __init__(self, state_machine_arn: str, client: SFNClient | None = None):
@@ -41,6 +46,10 @@ class StepFunctionsLifecycle:
                 name=invoice_id,
                 input=json.dumps({"tenant_id": tenant_id, "invoice_id": invoice_id}),
             )
+
+    def publish(self, document: dict[str, Any], name: str) -> None:
+        with contextlib.suppress(self.client.exceptions.ExecutionAlreadyExists):
+            self.client.start_execution(stateMachineArn=self._arn, name=name[:80], input=json.dumps(document))
 
     def resume(self, task_token: str, output: dict[str, Any]) -> bool:
         errors = (

@@ -14,9 +14,10 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from paybridge.domain.money import Currency, MinorUnits, PositiveMinorUnits, format_money
+from paybridge.domain.receipt import ReceiptItem, ReceiptItems, check_items_sum
 
 TenantId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$", description="Tenant slug")]
 InvoiceId = Annotated[str, Field(pattern=r"^inv_[a-z2-7]{26}$", description="PayBridge invoice id")]
@@ -82,6 +83,22 @@ class AuditEntry(BaseModel):
     detail: str = ""
 
 
+RefundStatus = Literal["pending", "succeeded", "failed"]
+
+
+class RefundRequest(BaseModel):
+    """A refund we asked the provider for, keyed in the invoice by the client's idempotency key. While `pending` its
+    amount is reserved, so two refunds asked at once can never together exceed what was paid."""
+
+    model_config = ConfigDict(frozen=True)
+    amount: PositiveMinorUnits
+    status: RefundStatus = "pending"
+    reason: str = ""
+    items: tuple[ReceiptItem, ...] = ()
+    provider_ref: str | None = None
+    detail: str = ""
+
+
 class Invoice(BaseModel):
     """The aggregate. Stored as one item; every change goes through `apply` and a conditional write on `version`."""
 
@@ -95,6 +112,7 @@ class Invoice(BaseModel):
     currency: Currency
     description: str = Field(default="", max_length=250)
     customer: Customer = Field(default_factory=Customer)
+    items: ReceiptItems = ()
     provider: str
     created_at: datetime
     expires_at: datetime
@@ -104,6 +122,7 @@ class Invoice(BaseModel):
     receipts: dict[str, MinorUnits] = Field(default_factory=dict)
     refunds: dict[str, MinorUnits] = Field(default_factory=dict)
     declines: dict[str, str] = Field(default_factory=dict)
+    refund_requests: dict[str, RefundRequest] = Field(default_factory=dict)
     closed_as: Closure | None = None
     close_reason: str = ""
     flags: tuple[Flag, ...] = ()
@@ -116,6 +135,15 @@ class Invoice(BaseModel):
     @property
     def refunded(self) -> int:
         return sum(self.refunds.values())
+
+    @property
+    def refund_pending(self) -> int:
+        return sum(r.amount for r in self.refund_requests.values() if r.status == "pending")
+
+    @property
+    def refundable(self) -> int:
+        """What may still be refunded: paid, less refunded, less refunds asked for and not yet answered."""
+        return max(self.paid - self.refunded - self.refund_pending, 0)
 
     @property
     def outstanding(self) -> int:
@@ -167,7 +195,13 @@ class NewInvoice(BaseModel):
     currency: Currency = "RUB"
     description: str = Field(default="", max_length=250)
     customer: Customer = Field(default_factory=Customer)
+    items: ReceiptItems = ()
     lifetime_seconds: int = Field(default=3 * 24 * 3600, ge=1, le=90 * 24 * 3600)
+
+    @model_validator(mode="after")
+    def _items_add_up(self) -> NewInvoice:
+        check_items_sum(self.items, self.amount)
+        return self
 
 
 def new_invoice(tenant_id: str, request: NewInvoice, provider: str, now: datetime) -> Invoice:
@@ -180,6 +214,7 @@ def new_invoice(tenant_id: str, request: NewInvoice, provider: str, now: datetim
         currency=request.currency,
         description=request.description,
         customer=request.customer,
+        items=request.items,
         provider=provider,
         created_at=now,
         expires_at=now + timedelta(seconds=request.lifetime_seconds),
@@ -192,6 +227,7 @@ def same_terms(invoice: Invoice, request: NewInvoice) -> bool:
         invoice.amount == request.amount
         and invoice.currency == request.currency
         and invoice.customer == request.customer
+        and invoice.items == request.items
     )
 
 
@@ -232,14 +268,56 @@ class Close(BaseModel):
     reason: str = ""
 
 
+class RefundRequested(BaseModel):
+    """We are about to ask the provider for a refund: reserve the amount under the client's key."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["refund_requested"] = "refund_requested"
+    key: str
+    amount: PositiveMinorUnits
+    reason: str = ""
+    items: tuple[ReceiptItem, ...] = ()
+
+
 class RefundConfirmed(BaseModel):
+    """The provider confirmed a refund: `ref` is its reference of the refund operation (dedupe key); `request_key`
+    links it to our request when it was ours."""
+
     model_config = ConfigDict(frozen=True)
     kind: Literal["refund_confirmed"] = "refund_confirmed"
     ref: str
     amount: PositiveMinorUnits
+    request_key: str | None = None
 
 
-InvoiceEvent = PaymentCreated | MoneyReceived | PaymentDeclined | Close | RefundConfirmed
+class RefundAccepted(BaseModel):
+    """The provider took our refund request and will confirm it later under `ref`."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["refund_accepted"] = "refund_accepted"
+    key: str
+    ref: str
+
+
+class RefundFailed(BaseModel):
+    """The provider refused (or gave up on) our refund request: the reserved amount is free again."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["refund_failed"] = "refund_failed"
+    key: str
+    reason: str = ""
+
+
+InvoiceEvent = (
+    PaymentCreated
+    | MoneyReceived
+    | PaymentDeclined
+    | Close
+    | RefundRequested
+    | RefundAccepted
+    | RefundConfirmed
+    | RefundFailed
+)
 
 
 class Applied(BaseModel):
@@ -296,16 +374,59 @@ def apply(invoice: Invoice, event: InvoiceEvent, at: datetime | None = None) -> 
             _check_close(invoice, event.closure)
             updates = {"closed_as": event.closure, "close_reason": event.reason}
             detail = event.reason
-        case RefundConfirmed():
-            if event.ref in invoice.refunds:
+        case RefundRequested():
+            existing = invoice.refund_requests.get(event.key)
+            if existing is not None:
+                if existing.amount != event.amount:
+                    raise InvoiceConflict(
+                        f"refund key {event.key!r} was used for {invoice.describe_amount(existing.amount)}"
+                    )
                 return Applied(invoice=invoice, changed=False)
-            if invoice.refunded + event.amount > invoice.paid:
+            if event.amount > invoice.refundable:
                 raise InvalidTransition(
                     f"refund of {invoice.describe_amount(event.amount)} exceeds the refundable "
-                    f"{invoice.describe_amount(invoice.paid - invoice.refunded)}"
+                    f"{invoice.describe_amount(invoice.refundable)}"
                 )
-            updates = {"refunds": {**invoice.refunds, event.ref: event.amount}}
+            request = RefundRequest(amount=event.amount, reason=event.reason, items=event.items)
+            updates = {"refund_requests": {**invoice.refund_requests, event.key: request}}
+            amount, ref, detail = event.amount, event.key, event.reason
+        case RefundAccepted():
+            accepted = invoice.refund_requests.get(event.key)
+            if accepted is None or accepted.status != "pending" or accepted.provider_ref == event.ref:
+                return Applied(invoice=invoice, changed=False)
+            requests = {**invoice.refund_requests, event.key: accepted.model_copy(update={"provider_ref": event.ref})}
+            updates = {"refund_requests": requests}
+            amount, ref = accepted.amount, event.ref
+        case RefundConfirmed():
+            requests = dict(invoice.refund_requests)
+            key = event.request_key or next(
+                (k for k, r in requests.items() if r.provider_ref == event.ref and r.status == "pending"), None
+            )
+            linked = requests.get(key) if key else None
+            if key and linked is not None and linked.status != "succeeded":
+                requests[key] = linked.model_copy(update={"status": "succeeded", "provider_ref": event.ref})
+            if event.ref in invoice.refunds:
+                if requests == invoice.refund_requests:
+                    return Applied(invoice=invoice, changed=False)
+                updates = {"refund_requests": requests}  # known refund, now linked to our request
+            else:
+                if invoice.refunded + event.amount > invoice.paid:
+                    raise InvalidTransition(
+                        f"refund of {invoice.describe_amount(event.amount)} exceeds the refundable "
+                        f"{invoice.describe_amount(invoice.paid - invoice.refunded)}"
+                    )
+                updates = {"refunds": {**invoice.refunds, event.ref: event.amount}, "refund_requests": requests}
             amount, ref = event.amount, event.ref
+        case RefundFailed():
+            failed = invoice.refund_requests.get(event.key)
+            if failed is None or failed.status != "pending":
+                return Applied(invoice=invoice, changed=False)
+            requests = {
+                **invoice.refund_requests,
+                event.key: failed.model_copy(update={"status": "failed", "detail": event.reason[:500]}),
+            }
+            updates = {"refund_requests": requests}
+            amount, ref, detail = failed.amount, event.key, event.reason
 
     new = invoice.model_copy(update={**updates, "version": invoice.version + 1})
     audit = AuditEntry(

@@ -4,6 +4,7 @@ bytes sent), and every rejected signature is counted."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
@@ -15,13 +16,22 @@ from paybridge.observability import metrics
 T = TypeVar("T")
 
 
-def verified(app: APIGatewayHttpResolver, call: Callable[[dict[str, str], bytes], T]) -> T:
-    """Run `call(headers, body)` on the raw request (API Gateway base64-encodes form bodies; decoded here)."""
+@dataclass(frozen=True)
+class RawRequest:
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    source_ip: str | None
+
+
+def verified(app: APIGatewayHttpResolver, call: Callable[[RawRequest], T]) -> T:
+    """Run `call(request)` on the raw request (API Gateway base64-encodes form bodies; decoded here). The source IP
+    is API Gateway's own view of the caller (`requestContext.http.sourceIp`), not a header anyone can send."""
     event = app.current_event
     body = event.decoded_body.encode() if event.decoded_body else b""
     headers = {k.lower(): v for k, v in (event.headers or {}).items()}
+    source_ip = event.request_context.http.source_ip or None
     try:
-        return call(headers, body)
+        return call(RawRequest(headers=headers, body=body, source_ip=source_ip))
     except InvalidSignature:
         metrics.add_metric(name="SignatureFailures", unit=MetricUnit.Count, value=1)
         raise

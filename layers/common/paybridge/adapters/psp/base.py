@@ -8,11 +8,14 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from paybridge.domain.invoice import Customer
+from paybridge.domain.receipt import FiscalReceipt
 
 
 class PaymentRequest(BaseModel):
     model_config = ConfigDict(frozen=True)
+    tenant_id: str
     invoice_id: str
+    #: Our order id at the provider (= the invoice id, 30 chars); also the idempotency key of the create call.
     order_id: str
     amount: int
     currency: str
@@ -20,6 +23,10 @@ class PaymentRequest(BaseModel):
     customer: Customer
     expires_at: datetime
     notification_url: str | None = None
+    #: Where the provider sends the payer back after paying (when it asks for one).
+    return_url: str | None = None
+    #: The 54-FZ receipt, when the tenant sends receipts.
+    receipt: FiscalReceipt | None = None
 
 
 class CreatedPayment(BaseModel):
@@ -29,7 +36,37 @@ class CreatedPayment(BaseModel):
     qr_payload: str | None = None
 
 
-NotificationKind = Literal["paid", "declined", "cancelled", "refunded", "ignored"]
+class RefundOrder(BaseModel):
+    """A refund to make. `key` is the client's idempotency key: retries with it never refund twice."""
+
+    model_config = ConfigDict(frozen=True)
+    tenant_id: str
+    invoice_id: str
+    payment_id: str
+    key: str
+    amount: int
+    currency: str
+    #: The amount the payment had at the provider (some providers check or need it).
+    payment_amount: int
+    reason: str = ""
+    receipt: FiscalReceipt | None = None
+
+
+RefundState = Literal["succeeded", "pending", "failed"]
+
+
+class RefundResult(BaseModel):
+    """The provider's answer to a refund: `ref` names the refund operation the same way its notifications will, so
+    a confirmation seen twice (answer + notification) counts once."""
+
+    model_config = ConfigDict(frozen=True)
+    ref: str
+    status: RefundState
+    amount: int
+    detail: str = ""
+
+
+NotificationKind = Literal["paid", "declined", "cancelled", "refunded", "refund_failed", "ignored"]
 
 
 class Notification(BaseModel):
@@ -43,6 +80,20 @@ class Notification(BaseModel):
     amount: int | None = None
     raw_status: str
     detail: str = ""
+    #: For refund notifications: our refund request key when the provider echoes it (metadata, ExternalRequestId).
+    refund_key: str | None = None
+
+
+class PaymentSnapshot(BaseModel):
+    """What the provider's API says of a payment now (its own status, mapped once per provider)."""
+
+    model_config = ConfigDict(frozen=True)
+    payment_id: str
+    raw_status: str
+    kind: NotificationKind
+    amount: int
+    paid_amount: int = 0
+    refunded_amount: int = 0
 
 
 class Acknowledgement(BaseModel):
@@ -65,10 +116,20 @@ class PaymentProvider(Protocol):
         """Create the payment; idempotent by `request.order_id` (a retry returns the same payment)."""
         ...
 
-    def cancel_payment(self, payment_id: str) -> None: ...
+    def cancel_payment(self, payment_id: str) -> None:
+        """Withdraw an unpaid payment (the link stops working). ProviderRejected when it is already final."""
+        ...
 
-    def verify_notification(self, headers: dict[str, str], body: bytes) -> Notification:
-        """Verify and parse; raise InvalidSignature or MalformedNotification."""
+    def refund(self, order: RefundOrder) -> RefundResult:
+        """Refund (part of) a paid payment, idempotent by `order.key`. ProviderRejected when refused for good."""
+        ...
+
+    def get_payment(self, payment_id: str) -> PaymentSnapshot:
+        """The payment as the provider's API reports it now."""
+        ...
+
+    def verify_notification(self, headers: dict[str, str], body: bytes, source_ip: str | None = None) -> Notification:
+        """Verify and parse; raise InvalidSignature or MalformedNotification. Headers are lower-cased."""
         ...
 
     def acknowledgement(self) -> Acknowledgement: ...

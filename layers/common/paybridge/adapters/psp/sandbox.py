@@ -3,11 +3,14 @@
 Wire format (the sandbox server in `devstack/sandbox_psp.py` implements the other side):
 - `POST {base}/api/payments` with `Authorization: Bearer <secret>` and `Idempotency-Key: <order_id>`, JSON
   `{order_id, amount, currency, description, expires_at, notification_url, method}` → `{id, status, url, qr_payload}`.
-- `POST {base}/api/payments/{id}/cancel`.
+- `POST {base}/api/payments/{id}/cancel`; `GET {base}/api/payments/{id}` → `{id, status, amount, paid, refunded}`.
+- `POST {base}/api/payments/{id}/refunds` with `Idempotency-Key: <our refund key>`, JSON `{amount, reason}` →
+  `{id, status: "succeeded", amount, key}`; a refund beyond what is left is a 409.
 - Notifications: POST JSON `{event_id, type, payment_id, order_id, operation_id, amount, currency, created}` with the
   header `X-Sandbox-Signature: t=<unix>,v1=<hex>` where hex = HMAC-SHA256(secret, "<t>.<raw body>"); several `v1`
   values may be given (secret rotation); tolerance 300 s. `type` is one of `payment.succeeded`, `payment.declined`,
-  `payment.canceled`. We answer 200 `OK`; anything else makes the sandbox retry.
+  `payment.canceled`, `refund.succeeded` (then `operation_id` is the refund id and `refund_key` our key).
+We answer 200 `OK`; anything else makes the sandbox retry.
 """
 
 from __future__ import annotations
@@ -23,17 +26,36 @@ from pydantic import BaseModel, Field, ValidationError
 
 from paybridge.adapters.errors import InvalidSignature, MalformedNotification, ProviderRejected, ProviderUnavailable
 from paybridge.adapters.http import make_client, send
-from paybridge.adapters.psp.base import Acknowledgement, CreatedPayment, Notification, PaymentRequest
+from paybridge.adapters.psp.base import (
+    Acknowledgement,
+    CreatedPayment,
+    Notification,
+    NotificationKind,
+    PaymentRequest,
+    PaymentSnapshot,
+    RefundOrder,
+    RefundResult,
+)
 from paybridge.domain.money import MinorUnits
 
 SIGNATURE_HEADER = "x-sandbox-signature"
 TOLERANCE_SECONDS = 300
 
 #: Notification type → what it means for us. Defined once.
-STATUS_MAP: dict[str, str] = {
+STATUS_MAP: dict[str, NotificationKind] = {
     "payment.succeeded": "paid",
     "payment.declined": "declined",
     "payment.canceled": "cancelled",
+    "refund.succeeded": "refunded",
+}
+#: Payment status (GET) → what it means for us.
+PAYMENT_STATUS_MAP: dict[str, NotificationKind] = {
+    "new": "ignored",
+    "partially_paid": "paid",
+    "succeeded": "paid",
+    "declined": "declined",
+    "canceled": "cancelled",
+    "expired": "cancelled",
 }
 
 
@@ -72,6 +94,7 @@ class SandboxNotificationBody(BaseModel):
     amount: Annotated[MinorUnits, Field(strict=True)]
     currency: str
     created: int
+    refund_key: str | None = None
 
 
 class SandboxPsp:
@@ -108,7 +131,26 @@ class SandboxPsp:
     def cancel_payment(self, payment_id: str) -> None:
         self._send("POST", f"/api/payments/{payment_id}/cancel")
 
-    def verify_notification(self, headers: dict[str, str], body: bytes) -> Notification:
+    def get_payment(self, payment_id: str) -> PaymentSnapshot:
+        data = self._send("GET", f"/api/payments/{payment_id}").json()
+        return PaymentSnapshot(
+            payment_id=data["id"],
+            raw_status=data["status"],
+            kind=PAYMENT_STATUS_MAP.get(data["status"], "ignored"),
+            amount=data["amount"],
+            paid_amount=data["paid"],
+            refunded_amount=data.get("refunded", 0),
+        )
+
+    def refund(self, order: RefundOrder) -> RefundResult:
+        body = {"amount": order.amount, "reason": order.reason}
+        response = self._send(
+            "POST", f"/api/payments/{order.payment_id}/refunds", json=body, headers={"Idempotency-Key": order.key}
+        )
+        data = response.json()
+        return RefundResult(ref=f"sandbox:{data['id']}", status=data["status"], amount=data["amount"])
+
+    def verify_notification(self, headers: dict[str, str], body: bytes, source_ip: str | None = None) -> Notification:
         verify(self._secret, body, {k.lower(): v for k, v in headers.items()}.get(SIGNATURE_HEADER))
         try:
             parsed = SandboxNotificationBody.model_validate(json.loads(body))
@@ -121,6 +163,7 @@ class SandboxPsp:
             operation_ref=f"sandbox:{parsed.operation_id}",
             amount=parsed.amount,
             raw_status=parsed.type,
+            refund_key=parsed.refund_key,
         )
 
     def acknowledgement(self) -> Acknowledgement:
