@@ -66,6 +66,7 @@ class RacingPsp:
 
     name = "sandbox"
     min_lifetime_seconds = 1
+    max_lifetime_seconds = 90 * 24 * 3600
     supports_partial_payments = False
 
     def __init__(self, services: Services) -> None:

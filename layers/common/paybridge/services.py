@@ -80,8 +80,8 @@ class DealNotInvoiceable(DomainError):
     """The CRM deal lacks what an invoice needs (an amount)."""
 
 
-class LifetimeTooShort(DomainError):
-    pass
+class LifetimeOutOfRange(DomainError):
+    """The link lifetime is outside what the tenant's provider accepts (T-Bank ≥ 1 min, Stripe 30 min … 24 h)."""
 
 
 @dataclass(frozen=True)
@@ -192,9 +192,10 @@ class Services:
         if not lifetime_given:
             request = request.model_copy(update={"lifetime_seconds": tenant.link_lifetime_seconds})
         provider = self.providers(tenant)
-        if request.lifetime_seconds < provider.min_lifetime_seconds:
-            raise LifetimeTooShort(
-                f"{provider.name} needs a link lifetime of at least {provider.min_lifetime_seconds} s"
+        low, high = provider.min_lifetime_seconds, provider.max_lifetime_seconds
+        if not low <= request.lifetime_seconds <= high:
+            raise LifetimeOutOfRange(
+                f"{provider.name} accepts a link lifetime of {low} to {high} s, not {request.lifetime_seconds} s"
             )
         now = self.clock()
         invoice = new_invoice(tenant_id, request, provider.name, now)

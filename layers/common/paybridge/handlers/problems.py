@@ -21,7 +21,7 @@ from paybridge.domain.invoice import InvalidTransition, InvoiceConflict
 from paybridge.services import (
     DealNotInvoiceable,
     InvoiceNotFound,
-    LifetimeTooShort,
+    LifetimeOutOfRange,
     RouteNotConfigured,
     UnknownPayment,
 )
@@ -50,7 +50,7 @@ PROBLEMS: dict[type[Exception], tuple[int, str]] = {
     InvoiceConflict: (409, "invoice-conflict"),
     ConcurrentModification: (409, "concurrent-modification"),
     DealNotInvoiceable: (422, "deal-not-invoiceable"),
-    LifetimeTooShort: (422, "lifetime-too-short"),
+    LifetimeOutOfRange: (422, "lifetime-out-of-range"),
     ProviderRejected: (502, "provider-rejected"),
     CrmRejected: (502, "crm-rejected"),
     ProviderUnavailable: (503, "provider-unavailable"),

@@ -109,6 +109,8 @@ class PaymentProvider(Protocol):
     name: str
     #: The shortest link lifetime the provider accepts (T-Bank's RedirectDueDate: 1 minute).
     min_lifetime_seconds: int
+    #: The longest (Stripe Checkout: 24 h; T-Bank: 90 days).
+    max_lifetime_seconds: int
     #: Whether one payment can be paid in parts; if not, a notified amount other than the invoice's is flagged.
     supports_partial_payments: bool
 

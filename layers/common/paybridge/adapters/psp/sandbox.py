@@ -100,6 +100,7 @@ class SandboxNotificationBody(BaseModel):
 class SandboxPsp:
     name = "sandbox"
     min_lifetime_seconds = 1  # the sandbox accepts any lifetime, so tests can watch a link expire
+    max_lifetime_seconds = 90 * 24 * 3600
     supports_partial_payments = True  # its checkout has "Pay part"
 
     def __init__(self, base_url: str, secret: str, method: str = "card", transport: Any = None):
