@@ -1,4 +1,4 @@
-"""HTTP API for CRM scripts and site back-ends: issue, read and cancel invoices (API key per tenant)."""
+"""HTTP API for CRM scripts and site back-ends: issue, read, cancel and refund invoices (API key per tenant)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from paybridge.handlers.models import CancelBody, CreateInvoiceBody, InvoiceOut
+from paybridge.handlers.models import CancelBody, CreateInvoiceBody, InvoiceOut, RefundBody, RefundOut
 from paybridge.handlers.problems import Unauthorized, register_problem_handlers
 from paybridge.observability import logger, metrics, tracer
 from paybridge.services import Services
@@ -22,6 +22,14 @@ register_problem_handlers(app)
 TenantPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$", description="Tenant slug")]
 InvoicePath = Annotated[str, Path(pattern=r"^inv_[a-z2-7]{26}$", description="Invoice id")]
 ApiKey = Annotated[str | None, Header(alias="x-api-key", description="The tenant's API key")]
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="idempotency-key",
+        pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="Your key for this refund: a repeat with it returns the first result, never a second refund",
+    ),
+]
 
 
 def _services(tenant: str, api_key: str | None) -> Services:
@@ -61,6 +69,37 @@ def handle_cancel_invoice(
     invoice = _services(tenant, api_key).cancel_invoice(tenant, invoice_id, body.reason if body else "")
     metrics.add_metric(name="InvoicesCancelled", unit=MetricUnit.Count, value=1)
     return InvoiceOut.of(invoice)
+
+
+@app.post(
+    "/v1/<tenant>/invoices/<invoice_id>/refunds",
+    summary="Refund all or part of what was paid (idempotent by the Idempotency-Key header)",
+)
+def handle_refund_invoice(
+    tenant: TenantPath,
+    invoice_id: InvoicePath,
+    idempotency_key: IdempotencyKey,
+    body: RefundBody | None = None,
+    api_key: ApiKey = None,
+) -> Response[RefundOut]:
+    logger.set_correlation_id(invoice_id)
+    body = body or RefundBody()
+    result = _services(tenant, api_key).refund_invoice(
+        tenant, invoice_id, idempotency_key, body.amount, body.reason, tuple(body.items)
+    )
+    if result.created:
+        metrics.add_metric(name="RefundsRequested", unit=MetricUnit.Count, value=1)
+    request = result.request
+    out = RefundOut(
+        refund_key=result.key,
+        amount=request.amount,
+        status=request.status,
+        provider_ref=request.provider_ref,
+        detail=request.detail,
+        reason=request.reason,
+        invoice=InvoiceOut.of(result.invoice),
+    )
+    return Response(status_code=201 if result.created else 200, content_type="application/json", body=out)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -170,10 +170,12 @@ class Services:
     def _announce(self, saved: Saved, was_final: bool, event: str) -> None:
         """Tell the lifecycle about a change: the waiting execution resumes; when the lifecycle is already over
         (a refund of a paid invoice, money after expiry), a short execution publishes the change to the deal."""
-        if saved.task_token:
-            self._resume(saved, event)
-        elif was_final:
-            invoice = saved.invoice
+        invoice = saved.invoice
+        if saved.task_token and self.lifecycle.resume(
+            saved.task_token, lifecycle_document(invoice, self.clock(), event)
+        ):
+            return
+        if was_final:  # the stored token (if any) belonged to a wait that is over
             document = lifecycle_document(invoice, self.clock(), event)
             self.lifecycle.publish(document, f"{invoice.invoice_id}-v{invoice.version}")
 
@@ -462,6 +464,11 @@ class Services:
         state = invoice.state
         stage = tenant.stages.stage_for(state)
         deal = invoice.deal_id
+        if event == "refund_failed":
+            text = messages.refund_failed(invoice)
+            crm.add_timeline(deal, text)
+            crm.notify_manager(deal, text)
+            return lifecycle_document(invoice, self.clock(), event)
         if state is InvoiceState.AWAITING_PAYMENT and event == "payment_declined":
             crm.add_timeline(deal, messages.declined(invoice))
         elif state is InvoiceState.AWAITING_PAYMENT and event != "payment_created":

@@ -50,7 +50,18 @@ def failed(invoice: Invoice) -> str:
 
 
 def refunded(invoice: Invoice) -> str:
-    return f"PayBridge: по счёту № {invoice.number} возвращено {invoice.describe_amount(invoice.refunded)}."
+    text = f"PayBridge: по счёту № {invoice.number} возвращено {invoice.describe_amount(invoice.refunded)}"
+    if invoice.refunded < invoice.paid:
+        text += f" из оплаченных {invoice.describe_amount(invoice.paid)}"
+    return text + "."
+
+
+def refund_failed(invoice: Invoice) -> str:
+    failed = [r for r in invoice.refund_requests.values() if r.status == "failed"]
+    last = failed[-1] if failed else None
+    amount = invoice.describe_amount(last.amount) if last else ""
+    reason = f": {last.detail}" if last and last.detail else ""
+    return f"PayBridge: возврат {amount} по счёту № {invoice.number} не выполнен{reason}. Нужно решение менеджера."
 
 
 def flagged(invoice: Invoice) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from paybridge.domain.invoice import (
     AuditEntry,
@@ -16,8 +16,10 @@ from paybridge.domain.invoice import (
     InvoiceNumber,
     InvoiceState,
     NewInvoice,
+    RefundStatus,
 )
 from paybridge.domain.money import Currency
+from paybridge.domain.receipt import MAX_ITEMS, ReceiptItem, check_items_sum
 
 StrictMinorUnits = Annotated[
     int, Field(strict=True, gt=0, le=10**13, description="Amount in minor units (kopecks, cents); integers only")
@@ -35,6 +37,16 @@ class CreateInvoiceBody(BaseModel):
     lifetime_seconds: int | None = Field(
         default=None, ge=1, le=90 * 24 * 3600, description="Link lifetime; defaults to the tenant's"
     )
+    items: list[ReceiptItem] = Field(
+        default_factory=list,
+        max_length=MAX_ITEMS,
+        description="54-FZ receipt lines; price × quantity of all lines must add up to `amount`",
+    )
+
+    @model_validator(mode="after")
+    def _items_add_up(self) -> CreateInvoiceBody:
+        check_items_sum(tuple(self.items), self.amount)
+        return self
 
     def to_domain(self, default_currency: str) -> NewInvoice:
         fields = {
@@ -44,6 +56,7 @@ class CreateInvoiceBody(BaseModel):
             "currency": self.currency or default_currency,
             "description": self.description,
             "customer": self.customer,
+            "items": tuple(self.items),
         }
         if self.lifetime_seconds is not None:
             fields["lifetime_seconds"] = self.lifetime_seconds
@@ -53,6 +66,32 @@ class CreateInvoiceBody(BaseModel):
 class CancelBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(default="", max_length=500)
+
+
+class RefundBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: StrictMinorUnits | None = Field(default=None, description="Defaults to everything still refundable")
+    reason: str = Field(default="", max_length=250)
+    items: list[ReceiptItem] = Field(
+        default_factory=list,
+        max_length=MAX_ITEMS,
+        description="Lines of the refund receipt (54-FZ); by default the invoice's lines for a full refund",
+    )
+
+    @model_validator(mode="after")
+    def _items_add_up(self) -> RefundBody:
+        if self.amount is not None:
+            check_items_sum(tuple(self.items), self.amount, "the refund")
+        return self
+
+
+class RefundRequestOut(BaseModel):
+    refund_key: str
+    amount: int
+    status: RefundStatus
+    provider_ref: str | None
+    detail: str
+    reason: str
 
 
 class HistoryEntryOut(BaseModel):
@@ -78,11 +117,14 @@ class InvoiceOut(BaseModel):
     currency: str
     description: str
     provider: str
+    payment_id: str | None
     payment_url: str | None
     qr_payload: str | None
     created_at: datetime
     expires_at: datetime
     flags: list[str]
+    items: list[ReceiptItem]
+    refunds: list[RefundRequestOut]
     history: list[HistoryEntryOut] | None = None
 
     @classmethod
@@ -100,10 +142,27 @@ class InvoiceOut(BaseModel):
             currency=invoice.currency,
             description=invoice.description,
             provider=invoice.provider,
+            payment_id=invoice.payment_id,
             payment_url=invoice.payment_url,
             qr_payload=invoice.qr_payload,
             created_at=invoice.created_at,
             expires_at=invoice.expires_at,
             flags=list(invoice.flags),
+            items=list(invoice.items),
+            refunds=[
+                RefundRequestOut(
+                    refund_key=key,
+                    amount=r.amount,
+                    status=r.status,
+                    provider_ref=r.provider_ref,
+                    detail=r.detail,
+                    reason=r.reason,
+                )
+                for key, r in invoice.refund_requests.items()
+            ],
             history=None if history is None else [HistoryEntryOut(**h.model_dump()) for h in history],
         )
+
+
+class RefundOut(RefundRequestOut):
+    invoice: InvoiceOut

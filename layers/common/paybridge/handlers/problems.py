@@ -18,6 +18,7 @@ from paybridge.adapters.errors import (
     ProviderUnavailable,
 )
 from paybridge.domain.invoice import InvalidTransition, InvoiceConflict
+from paybridge.domain.receipt import ReceiptError
 from paybridge.services import (
     DealNotInvoiceable,
     InvoiceNotFound,
@@ -51,6 +52,7 @@ PROBLEMS: dict[type[Exception], tuple[int, str]] = {
     ConcurrentModification: (409, "concurrent-modification"),
     DealNotInvoiceable: (422, "deal-not-invoiceable"),
     LifetimeOutOfRange: (422, "lifetime-out-of-range"),
+    ReceiptError: (422, "receipt-invalid"),
     ProviderRejected: (502, "provider-rejected"),
     CrmRejected: (502, "crm-rejected"),
     ProviderUnavailable: (503, "provider-unavailable"),
