@@ -17,13 +17,17 @@ from paybridge.domain.invoice import (
     Closure,
     InvalidTransition,
     Invoice,
+    InvoiceConflict,
     InvoiceEvent,
     InvoiceState,
     MoneyReceived,
     NewInvoice,
     PaymentCreated,
     PaymentDeclined,
+    RefundAccepted,
     RefundConfirmed,
+    RefundFailed,
+    RefundRequested,
     apply,
     new_invoice,
 )
@@ -36,6 +40,7 @@ MONEY_REFS = ["op-1", "op-2", "op-3", "op-4"]
 REFUND_REFS = ["r-1", "r-2", "r-3"]
 DECLINE_REFS = ["d-1", "d-2"]
 PAYMENT_IDS = ["pay-1", "pay-2"]
+REFUND_KEYS = ["k-1", "k-2", "k-3"]
 
 # Amounts around a 100 000 invoice so that partial, exact and over-payments all occur.
 amounts = st.one_of(st.sampled_from([1, 25_000, 50_000, 100_000]), st.integers(min_value=1, max_value=150_000))
@@ -57,7 +62,19 @@ events = st.one_of(
         payment_url=st.just("https://psp.test/pay"),
     ),
 )
-sequences = st.lists(events, max_size=25)
+#: Refunds asked through PayBridge: reserve, then accepted / confirmed / failed by the provider.
+refund_request_events = st.one_of(
+    st.builds(RefundRequested, key=st.sampled_from(REFUND_KEYS), amount=amounts),
+    st.builds(RefundAccepted, key=st.sampled_from(REFUND_KEYS), ref=st.sampled_from(REFUND_REFS)),
+    st.builds(
+        RefundConfirmed,
+        ref=st.sampled_from(REFUND_REFS),
+        amount=amounts,
+        request_key=st.sampled_from(REFUND_KEYS),
+    ),
+    st.builds(RefundFailed, key=st.sampled_from(REFUND_KEYS), reason=st.just("refused")),
+)
+sequences = st.lists(st.one_of(events, refund_request_events), max_size=25)
 invoice_amounts = st.one_of(st.just(100_000), st.integers(min_value=1, max_value=200_000))
 
 
@@ -78,7 +95,7 @@ def replay(invoice: Invoice, sequence: list[InvoiceEvent]) -> tuple[Invoice, lis
     for event in sequence:
         try:
             result = apply(invoice, event, AT)
-        except InvalidTransition:
+        except (InvalidTransition, InvoiceConflict):
             steps.append(Step(event, invoice, invoice, "rejected"))
             continue
         steps.append(Step(event, invoice, result.invoice, "changed" if result.changed else "no-op"))
@@ -186,20 +203,32 @@ def test_replaying_the_whole_sequence_gives_the_same_money_facts(amount: int, se
     assert twice.closed_as == once.closed_as
     assert twice.payment_id == once.payment_id
     assert twice.declines == once.declines
-    refund_rejected = any(s.outcome == "rejected" and isinstance(s.event, RefundConfirmed) for s in steps)
+    refund_rejected = any(
+        step.outcome == "rejected"
+        and isinstance(step.event, RefundConfirmed | RefundRequested | RefundAccepted | RefundFailed)
+        for step in steps
+    )
     if refund_rejected:
         # A refund rejected because its money had not arrived yet is accepted when redelivered (that is what the
-        # 409 asks of the sender); anything recorded once stays as it was.
+        # 409 asks of the sender; a refund asked for too early may be asked again, and a confirmation seen before
+        # its request is linked to it on redelivery); anything recorded once stays.
         assert once.refunds.items() <= twice.refunds.items()
     else:
         assert money_facts(twice) == money_facts(once)
         assert twice.state is once.state
         assert twice.flags == once.flags
         assert twice.version == once.version
-    # Two passes reach a fixed point: a third delivery of everything changes nothing.
-    thrice, third_steps = replay(twice, sequence)
-    assert thrice == twice
-    assert not any(s.outcome == "changed" for s in third_steps)
+    # Redelivery reaches a fixed point: two passes suffice for provider events; a chain of refund events that each
+    # waited for the one before (money → request → accepted) needs one pass per link, never more.
+    current, passes = twice, 2
+    while True:
+        again, again_steps = replay(current, sequence)
+        if not any(s.outcome == "changed" for s in again_steps):
+            assert again == current
+            break
+        passes += 1
+        assert refund_rejected and passes <= len(sequence) + 1, "redelivery never settles"
+        current = again
 
 
 def test_refund_before_its_money_is_rejected_then_accepted_on_redelivery() -> None:
@@ -271,3 +300,50 @@ def test_money_in_any_order_ends_the_same(
         assert final.state is first.state
         assert final.flags == first.flags
         assert final.version == first.version
+
+
+@SETTINGS
+@given(amount=invoice_amounts, sequence=sequences)
+def test_a_refund_request_never_goes_back(amount: int, sequence: list[InvoiceEvent]) -> None:
+    # pending → succeeded | failed; a succeeded request stays succeeded; a failed one changes only when the provider
+    # confirms that refund after all (the money moved: that fact wins); the amount never changes
+    _, steps = replay(fresh(amount), sequence)
+    for step in steps:
+        for key, before in step.before.refund_requests.items():
+            after = step.after.refund_requests[key]
+            assert after.amount == before.amount
+            if before.status == "succeeded":
+                assert after.status == "succeeded", step
+            if before.status == "failed" and after.status != "failed":
+                assert after.status == "succeeded" and isinstance(step.event, RefundConfirmed), step
+
+
+@SETTINGS
+@given(
+    amount=invoice_amounts,
+    payments=st.lists(money_events, max_size=4),
+    refunds=st.lists(
+        st.one_of(
+            st.builds(RefundRequested, key=st.sampled_from(REFUND_KEYS), amount=amounts),
+            st.builds(RefundFailed, key=st.sampled_from(REFUND_KEYS)),
+        ),
+        max_size=12,
+    ),
+)
+def test_reserved_refunds_never_exceed_what_was_paid(
+    amount: int, payments: list[InvoiceEvent], refunds: list[InvoiceEvent]
+) -> None:
+    # Every refund asked through PayBridge is reserved first, so confirmed + still pending never exceeds paid
+    invoice, _ = replay(fresh(amount), [PaymentCreated(payment_id="pay-1", payment_url="https://psp.test/pay")])
+    invoice, _ = replay(invoice, payments)
+    invoice, steps = replay(invoice, refunds)
+    confirmations: list[InvoiceEvent] = [
+        RefundConfirmed(ref=f"re-{key}", amount=request.amount, request_key=key)
+        for key, request in invoice.refund_requests.items()
+        if request.status == "pending"
+    ]
+    invoice, confirmed = replay(invoice, confirmations)
+    assert all(step.outcome == "changed" for step in confirmed)
+    for step in steps:
+        assert step.after.refunded + step.after.refund_pending <= step.after.paid
+    assert invoice.refunded <= invoice.paid and invoice.refund_pending == 0

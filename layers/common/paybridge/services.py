@@ -277,6 +277,8 @@ class Services:
         # A provider whose payments are always for the whole invoice must notify that amount; anything else is
         # flagged to a manager. One that takes part-payments on one link is not held to that.
         expected = None if provider.supports_partial_payments else invoice.amount
+        if note.refund_key is not None and note.refund_key not in invoice.refund_requests:
+            note = note.model_copy(update={"refund_key": None})  # not asked through us: an outside refund
         event = self._event_for(note, expected)
         record = ProviderEventRecord(
             provider=provider.name,

@@ -392,16 +392,25 @@ def apply(invoice: Invoice, event: InvoiceEvent, at: datetime | None = None) -> 
             amount, ref, detail = event.amount, event.key, event.reason
         case RefundAccepted():
             accepted = invoice.refund_requests.get(event.key)
-            if accepted is None or accepted.status != "pending" or accepted.provider_ref == event.ref:
+            if accepted is None:
+                raise InvalidTransition(f"no refund request {event.key!r}")
+            if accepted.status != "pending" or accepted.provider_ref is not None:  # the provider named it once
                 return Applied(invoice=invoice, changed=False)
-            requests = {**invoice.refund_requests, event.key: accepted.model_copy(update={"provider_ref": event.ref})}
-            updates = {"refund_requests": requests}
+            # Its confirmation may have come first (a notification overtaking the API answer): then it is done
+            status = "succeeded" if event.ref in invoice.refunds else "pending"
+            changed_request = accepted.model_copy(update={"provider_ref": event.ref, "status": status})
+            updates = {"refund_requests": {**invoice.refund_requests, event.key: changed_request}}
             amount, ref = accepted.amount, event.ref
         case RefundConfirmed():
+            if event.request_key is not None and event.request_key not in invoice.refund_requests:
+                raise InvalidTransition(f"no refund request {event.request_key!r}")
             requests = dict(invoice.refund_requests)
-            key = event.request_key or next(
-                (k for k, r in requests.items() if r.provider_ref == event.ref and r.status == "pending"), None
-            )
+            # Ours when it names our key, or when the provider already named it to us (RefundAccepted)
+            key = event.request_key
+            if key is None and event.ref not in invoice.refunds:
+                key = next(
+                    (k for k, r in requests.items() if r.provider_ref == event.ref and r.status == "pending"), None
+                )
             linked = requests.get(key) if key else None
             if key and linked is not None and linked.status != "succeeded":
                 requests[key] = linked.model_copy(update={"status": "succeeded", "provider_ref": event.ref})
@@ -419,7 +428,9 @@ def apply(invoice: Invoice, event: InvoiceEvent, at: datetime | None = None) -> 
             amount, ref = event.amount, event.ref
         case RefundFailed():
             failed = invoice.refund_requests.get(event.key)
-            if failed is None or failed.status != "pending":
+            if failed is None:
+                raise InvalidTransition(f"no refund request {event.key!r}")
+            if failed.status != "pending":
                 return Applied(invoice=invoice, changed=False)
             requests = {
                 **invoice.refund_requests,
