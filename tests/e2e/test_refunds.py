@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Api, Sandbox, payment_id_of
+from tests.conftest import Api, Sandbox, payment_id_of, poll
 
 
 class Refunds:
@@ -123,3 +123,21 @@ def test_an_unpaid_invoice_cannot_be_refunded(sandbox: Sandbox, api: Api, refund
     answer = refunds.post(invoice["invoice_id"], unique("r"))
     assert answer.status_code == 409 and "nothing was paid" in answer.json()["detail"]
     assert api.get(invoice["invoice_id"])["refunds"] == []
+
+
+def test_a_refund_after_the_lifecycle_ended_is_published_by_a_short_execution(
+    stack: Any, sandbox: Sandbox, api: Api, refunds: Refunds, unique: Any
+) -> None:
+    import boto3
+
+    from devstack.aws import ACCOUNT, REGION, STATE_MACHINE_NAME
+
+    deal, invoice = paid_invoice(sandbox, api, 10_000)
+    assert refunds.post(invoice["invoice_id"], unique("r"), amount=4_000).status_code == 201
+    sandbox.wait_deal(deal["id"], lambda d: d["stage"] == "PARTIALLY_REFUNDED")
+    machine = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{STATE_MACHINE_NAME}"
+    executions = boto3.client("stepfunctions").list_executions(stateMachineArn=machine, maxResults=1000)["executions"]
+    names = [e["name"] for e in executions if e["name"].startswith(f"{invoice['invoice_id']}-v")]
+    assert len(names) == 1, names
+    poll(f"execution {names[0]}", lambda: stack.aws.execution(names[0]), lambda e: e["status"] != "RUNNING", 10)
+    assert stack.aws.entered_states(names[0]) == ["Start", "PublishToDeal", "IsFinal", "Done"]

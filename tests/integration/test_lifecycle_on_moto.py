@@ -105,6 +105,15 @@ def test_bad_create_requests_get_problems_and_write_nothing(
     assert get_services().repo.get("demo", "inv_" + "a" * 26) is None
 
 
+def test_sample_refund_event_for_an_unknown_invoice_is_a_404_and_without_a_key_a_422(stack: Any) -> None:
+    event = load_event("invoices_api/refund_invoice")
+    response = stack.aws.invoke("InvoicesApiFunction", event)
+    assert response["statusCode"] == 404 and json.loads(response["body"])["type"].endswith("/invoice-not-found")
+    event["headers"] = {k: v for k, v in event["headers"].items() if k != "idempotency-key"}
+    response = stack.aws.invoke("InvoicesApiFunction", event)
+    assert response["statusCode"] == 422 and "idempotency-key" in json.loads(response["body"])["detail"]
+
+
 def test_sample_psp_event_with_a_forged_signature_is_401(stack: Any) -> None:
     response = stack.aws.invoke("PspWebhookFunction", load_event("psp_webhook/sandbox_payment_succeeded"))
     assert response["statusCode"] == 401
