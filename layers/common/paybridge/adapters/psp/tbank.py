@@ -1,0 +1,281 @@
+"""T-Bank internet acquiring, API v2 (cards and SBP QR).
+
+Wire format (POST JSON to `{base_url}<Method>`; every request and every notification carries `Token`):
+- `Init {TerminalKey, Amount (kopecks), OrderId, Description, PayType, NotificationURL, SuccessURL, FailURL,
+  RedirectDueDate, DATA, Receipt}` → `{Success, ErrorCode, PaymentId, Status: "NEW", PaymentURL}`.
+- `GetQr {TerminalKey, PaymentId, DataType: PAYLOAD|IMAGE}` → `{Success, Data}` (SBP: an https://qr.nspk.ru/… link
+  or an SVG).
+- `GetState {TerminalKey, PaymentId}` → `{Success, Status, Amount}`; `CheckOrder {TerminalKey, OrderId}` →
+  `{Success, Payments: [{PaymentId, Amount, Status}]}`.
+- `Cancel {TerminalKey, PaymentId, Amount?, ExternalRequestId?, Receipt?}` → `{Success, Status, OriginalAmount,
+  NewAmount}`: NEW → CANCELED; AUTHORIZED → (PARTIAL_)REVERSED; CONFIRMED → (PARTIAL_)REFUNDED.
+- Notifications: POST JSON `{TerminalKey, OrderId, Success, Status, PaymentId, ErrorCode, Amount, …, Token}`; the
+  answer must be HTTP 200 with the body `OK`, otherwise T-Bank repeats it.
+
+Token: the root-level scalar fields (not nested `Receipt`, `DATA`, not `Token`) plus `Password`, sorted by key, values
+concatenated, SHA-256, lower-case hex; booleans are written `true`/`false`.
+
+Exactly one payment per order: `Init` does not deduplicate by `OrderId`. When a create is retried (its answer was
+lost), `CheckOrder` first lists the order's payments: one that is already paid or held means the money is on its way
+(we refuse to create another, permanently — the notification brings the money); payments still `NEW`, whose link we
+never received, are cancelled; then `Init` runs. So at most one payable payment exists per invoice.
+
+Refunds are confirmed by the `Cancel` answer (`OriginalAmount − NewAmount`), named `tbank:refund:<PaymentId>:<key>`.
+T-Bank's refund-status notifications carry no id of the refund operation, so they cannot be matched to one refund
+without risking a double count: they are recorded and change nothing (refunds started in T-Bank's own cabinet are not
+reflected; start refunds from PayBridge).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+from datetime import UTC
+from typing import Any
+
+from paybridge.adapters.errors import InvalidSignature, MalformedNotification, ProviderRejected, ProviderUnavailable
+from paybridge.adapters.http import make_client, send
+from paybridge.adapters.psp.base import (
+    Acknowledgement,
+    CreatedPayment,
+    Notification,
+    NotificationKind,
+    PaymentRequest,
+    PaymentSnapshot,
+    RefundOrder,
+    RefundResult,
+    RefundState,
+)
+from paybridge.domain.receipt import FiscalReceipt
+from paybridge.tenants import TBankSettings
+
+logger = logging.getLogger(__name__)
+
+#: Every documented payment status → what it means for us. Defined once.
+STATUS_MAP: dict[str, NotificationKind] = {
+    "NEW": "ignored",
+    "FORM_SHOWED": "ignored",
+    "AUTHORIZING": "ignored",
+    "3DS_CHECKING": "ignored",
+    "3DS_CHECKED": "ignored",
+    "AUTHORIZED": "ignored",  # two-stage: money held, not taken; CONFIRMED follows
+    "CONFIRMING": "ignored",
+    "CONFIRMED": "paid",
+    "REVERSING": "ignored",
+    "PARTIAL_REVERSED": "ignored",  # refunds are confirmed by the Cancel answer (see the module docstring)
+    "REVERSED": "ignored",
+    "REFUNDING": "ignored",
+    "PARTIAL_REFUNDED": "ignored",
+    "REFUNDED": "ignored",
+    "CANCELED": "cancelled",
+    "DEADLINE_EXPIRED": "cancelled",
+    "REJECTED": "declined",
+    "AUTH_FAIL": "declined",
+}
+#: The `Cancel` answer's status → the refund's state.
+REFUND_STATUS: dict[str, RefundState] = {
+    "REFUNDED": "succeeded",
+    "PARTIAL_REFUNDED": "succeeded",
+    "REVERSED": "succeeded",
+    "PARTIAL_REVERSED": "succeeded",
+    "CANCELED": "succeeded",
+    "REFUNDING": "pending",
+    "REVERSING": "pending",
+}
+#: Payments of an order that mean money is (being) taken: never create another one next to them.
+MONEY_STATUSES = frozenset({"AUTHORIZING", "AUTHORIZED", "CONFIRMING", "CONFIRMED", "3DS_CHECKING", "3DS_CHECKED"})
+TEMPORARY_ERRORS = frozenset({"-1", "9999"})  # "system error / try again" answers
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def token(fields: dict[str, Any], password: str) -> str:
+    """The T-Bank `Token` of a request or notification (one scheme for both directions)."""
+    scalars = {k: v for k, v in fields.items() if k != "Token" and not isinstance(v, dict | list) and v is not None}
+    scalars["Password"] = password
+    joined = "".join(_scalar(scalars[key]) for key in sorted(scalars))
+    return hashlib.sha256(joined.encode()).hexdigest()
+
+
+def receipt_body(receipt: FiscalReceipt) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "FfdVersion": receipt.ffd_version,
+        "Taxation": receipt.taxation,
+        "Items": [
+            {
+                "Name": item.name,
+                "Price": item.price,
+                "Quantity": float(item.quantity),
+                "Amount": item.amount,
+                "Tax": item.vat,
+                "PaymentMethod": item.payment_method,
+                "PaymentObject": item.payment_object,
+            }
+            for item in receipt.items
+        ],
+    }
+    if receipt.email:
+        body["Email"] = receipt.email
+    if receipt.phone:
+        body["Phone"] = receipt.phone
+    return body
+
+
+class TBankAcquiring:
+    name = "tbank"
+    min_lifetime_seconds = 60  # RedirectDueDate: at least 1 minute …
+    max_lifetime_seconds = 90 * 24 * 3600  # … at most 90 days
+    supports_partial_payments = False
+
+    def __init__(self, settings: TBankSettings, password: str, transport: Any = None):
+        self._settings = settings
+        self._password = password
+        base = settings.base_url if settings.base_url.endswith("/") else settings.base_url + "/"
+        self._http = make_client(base, {"Content-Type": "application/json"}, transport)
+
+    # -- requests --------------------------------------------------------------------------------------------------
+
+    def _call(self, method: str, fields: dict[str, Any]) -> dict[str, Any]:
+        body = {"TerminalKey": self._settings.terminal_key, **{k: v for k, v in fields.items() if v is not None}}
+        body["Token"] = token(body, self._password)
+        response = send(
+            self._http, "POST", method, transient=ProviderUnavailable, permanent=ProviderRejected, json=body
+        )
+        try:
+            data = response.json()
+        except ValueError:
+            raise ProviderUnavailable(f"{method}: unreadable answer {response.text[:200]}") from None
+        if not isinstance(data, dict) or "Success" not in data:
+            raise ProviderUnavailable(f"{method}: unexpected answer {response.text[:200]}")
+        if data["Success"] is not True:
+            code = str(data.get("ErrorCode", ""))
+            error = ProviderUnavailable if code in TEMPORARY_ERRORS else ProviderRejected
+            raise error(f"{method}: ErrorCode {code}: {data.get('Message', '')} {data.get('Details', '')}".strip())
+        return data
+
+    def create_payment(self, request: PaymentRequest) -> CreatedPayment:
+        self._withdraw_unfinished(request.order_id)
+        fields: dict[str, Any] = {
+            "Amount": request.amount,
+            "OrderId": request.order_id,
+            "Description": request.description[:140],
+            "PayType": self._settings.pay_type,
+            "NotificationURL": request.notification_url,
+            "SuccessURL": request.return_url,
+            "FailURL": request.return_url,
+            "RedirectDueDate": request.expires_at.astimezone(UTC).replace(microsecond=0).isoformat(),
+            "DATA": {"invoice_id": request.invoice_id, "tenant_id": request.tenant_id},
+        }
+        if request.customer.email:
+            fields["DATA"]["Email"] = request.customer.email
+        if request.receipt is not None:
+            fields["Receipt"] = receipt_body(request.receipt)
+        data = self._call("Init", fields)
+        try:
+            payment_id, url = str(data["PaymentId"]), str(data["PaymentURL"])
+        except KeyError:
+            raise ProviderUnavailable(f"Init: no PaymentId/PaymentURL in {data}") from None
+        qr = None
+        if self._settings.method == "sbp":
+            qr = str(self._call("GetQr", {"PaymentId": payment_id, "DataType": self._settings.qr_data_type})["Data"])
+        return CreatedPayment(payment_id=payment_id, payment_url=url, qr_payload=qr)
+
+    def _withdraw_unfinished(self, order_id: str) -> None:
+        """Before an Init: no second payment next to one that is taking money; cancel links nobody received."""
+        try:
+            payments = self._call("CheckOrder", {"OrderId": order_id}).get("Payments") or []
+        except ProviderRejected:
+            return  # no payments for this order yet
+        for payment in payments:
+            status = str(payment.get("Status", ""))
+            if status in MONEY_STATUSES:
+                raise ProviderRejected(f"order {order_id} already has payment {payment.get('PaymentId')} ({status})")
+        for payment in payments:
+            if payment.get("Status") in ("NEW", "FORM_SHOWED"):
+                with contextlib.suppress(ProviderRejected):  # it expired meanwhile: as good as cancelled
+                    self.cancel_payment(str(payment["PaymentId"]))
+
+    def get_payment(self, payment_id: str) -> PaymentSnapshot:
+        data = self._call("GetState", {"PaymentId": payment_id})
+        status = str(data.get("Status", ""))
+        amount = int(data.get("Amount", 0))
+        kind = STATUS_MAP.get(status, "ignored")
+        return PaymentSnapshot(
+            payment_id=payment_id,
+            raw_status=status,
+            kind=kind,
+            amount=amount,
+            paid_amount=amount if kind == "paid" else 0,
+        )
+
+    def cancel_payment(self, payment_id: str) -> None:
+        self._call("Cancel", {"PaymentId": payment_id})
+
+    def refund(self, order: RefundOrder) -> RefundResult:
+        fields: dict[str, Any] = {
+            "PaymentId": order.payment_id,
+            "Amount": order.amount,
+            "ExternalRequestId": order.key,
+        }
+        if order.receipt is not None:
+            fields["Receipt"] = receipt_body(order.receipt)
+        data = self._call("Cancel", fields)
+        status = str(data.get("Status", ""))
+        state = REFUND_STATUS.get(status)
+        if state is None:
+            raise ProviderRejected(f"Cancel answered status {status!r}")
+        amount = order.amount
+        if "OriginalAmount" in data and "NewAmount" in data:
+            amount = int(data["OriginalAmount"]) - int(data["NewAmount"])
+        return RefundResult(ref=f"tbank:refund:{order.payment_id}:{order.key}", status=state, amount=amount)
+
+    # -- notifications ---------------------------------------------------------------------------------------------
+
+    def verify_notification(self, headers: dict[str, str], body: bytes, source_ip: str | None = None) -> Notification:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise MalformedNotification("body is not JSON") from None
+        if not isinstance(data, dict):
+            raise MalformedNotification("body is not a JSON object")
+        given = data.get("Token")
+        if not isinstance(given, str) or not hmac.compare_digest(given, token(data, self._password)):
+            raise InvalidSignature("Token does not match")
+        if data.get("TerminalKey") != self._settings.terminal_key:
+            raise InvalidSignature("notification for another terminal")
+        try:
+            payment_id = str(data["PaymentId"])
+            status = str(data["Status"])
+            amount = int(data["Amount"])
+        except (KeyError, TypeError, ValueError):
+            raise MalformedNotification("PaymentId, Status and an integer Amount are required") from None
+        kind = STATUS_MAP.get(status)
+        if kind is None:
+            logger.warning("T-Bank status %s is not documented; kept, changes nothing", status)
+            kind = "ignored"
+        if data.get("Success") is False and kind == "paid":
+            kind = "ignored"
+        detail = ""
+        if kind == "declined":
+            detail = f"{status} (ErrorCode {data.get('ErrorCode', '')})"
+        elif status in REFUND_STATUS or status == "AUTHORIZED":
+            detail = f"{status}: recorded; refunds are confirmed by the Cancel answer, holds by CONFIRMED"
+        return Notification(
+            event_id=f"{payment_id}:{status}:{amount}",
+            payment_id=payment_id,
+            kind=kind,
+            operation_ref=f"tbank:{payment_id}",
+            amount=amount,
+            raw_status=status,
+            detail=detail,
+        )
+
+    def acknowledgement(self) -> Acknowledgement:
+        return Acknowledgement(status_code=200, body="OK", content_type="text/plain")
