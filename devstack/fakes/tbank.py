@@ -1,0 +1,213 @@
+"""A local fake of T-Bank acquiring API v2: checks the Token of every request with the terminal's password, keeps
+payments, validates receipts, refunds through Cancel (deduplicated by ExternalRequestId) and sends notifications
+signed with the Token, repeated until the merchant answers `OK`.
+
+Control: `POST /_control/payments/<PaymentId>/pay` (`{"amount": …}` to notify another amount), `…/decline`;
+faults `lose_next_init` (the payment is made, the answer is a 503) through `POST /_control/faults`."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from werkzeug.routing import Rule
+from werkzeug.wrappers import Request, Response
+
+from devstack.fakes.base import FakeApp
+from devstack.web import json_response
+from paybridge.adapters.psp.tbank import token
+from paybridge.tenants import TenantConfig
+
+_ids = itertools.count(4_100_000_000)
+
+
+@dataclass
+class Payment:
+    payment_id: str
+    terminal: str
+    order_id: str
+    amount: int
+    notification_url: str | None
+    receipt: dict[str, Any] | None
+    pay_type: str
+    status: str = "NEW"
+    refunded: int = 0
+    refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class FakeTBank(FakeApp):
+    rules = (
+        Rule("/v2/<method>", methods=["POST"], endpoint="api"),
+        Rule("/pay/<pid>", methods=["GET"], endpoint="page"),
+        Rule("/_control/payments/<pid>/<action>", methods=["POST"], endpoint="control"),
+    )
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(base_url)
+        self.passwords: dict[str, str] = {}
+        self.payments: dict[str, Payment] = {}
+        self.requests: list[dict[str, Any]] = []
+
+    def add_merchant(self, tenant: TenantConfig, secrets: dict[str, str], notification_url: str) -> None:
+        self.passwords[tenant.psp.terminal_key] = secrets["password"]  # type: ignore[union-attr]
+
+    # -- API -------------------------------------------------------------------------------------------------------
+
+    def on_api(self, request: Request, method: str) -> Response:
+        try:
+            body = json.loads(request.get_data())
+        except ValueError:
+            return _error("215", "Неверный формат запроса")
+        password = self.passwords.get(body.get("TerminalKey", ""))
+        if password is None or body.get("Token") != token(body, password):
+            return _error("204", "Неверный токен. Проверьте пару TerminalKey/SecretKey.")
+        self.requests.append({"method": method, **body})
+        handler = getattr(self, f"_{method.lower()}", None)
+        if handler is None:
+            return _error("9", f"unknown method {method}")
+        with self.lock:
+            return handler(body)
+
+    def _init(self, body: dict[str, Any]) -> Response:
+        amount = body.get("Amount")
+        if not isinstance(amount, int) or amount <= 0 or not body.get("OrderId"):
+            return _error("215", "Amount and OrderId are required")
+        receipt = body.get("Receipt")
+        if receipt is not None and sum(i["Amount"] for i in receipt.get("Items", [])) != amount:
+            return _error("308", "Сумма позиций чека не равна сумме платежа")
+        payment = Payment(
+            payment_id=str(next(_ids)),
+            terminal=body["TerminalKey"],
+            order_id=body["OrderId"],
+            amount=amount,
+            notification_url=body.get("NotificationURL"),
+            receipt=receipt,
+            pay_type=body.get("PayType", "O"),
+        )
+        self.payments[payment.payment_id] = payment
+        if self.fault("lose_next_init"):
+            return Response("upstream timeout", status=503)
+        return _ok(payment, PaymentURL=f"{self.base_url}/pay/{payment.payment_id}", Amount=amount)
+
+    def _getqr(self, body: dict[str, Any]) -> Response:
+        payment = self.payments.get(str(body.get("PaymentId")))
+        if payment is None:
+            return _error("7", "Платёж не найден")
+        data = f"https://qr.nspk.ru/FAKE{payment.payment_id}?type=02&sum={payment.amount}&cur=RUB"
+        if body.get("DataType") == "IMAGE":
+            data = f"<svg xmlns='http://www.w3.org/2000/svg'><text>{payment.payment_id}</text></svg>"
+        return _ok(payment, Data=data)
+
+    def _getstate(self, body: dict[str, Any]) -> Response:
+        payment = self.payments.get(str(body.get("PaymentId")))
+        return _error("7", "Платёж не найден") if payment is None else _ok(payment, Amount=payment.amount)
+
+    def _checkorder(self, body: dict[str, Any]) -> Response:
+        found = [p for p in self.payments.values() if p.order_id == body.get("OrderId")]
+        if not found:
+            return _error("7", "Заказ не найден")
+        payments = [{"PaymentId": p.payment_id, "Amount": p.amount, "Status": p.status, "Success": True} for p in found]
+        return json_response({"Success": True, "ErrorCode": "0", "OrderId": body["OrderId"], "Payments": payments})
+
+    def _cancel(self, body: dict[str, Any]) -> Response:
+        payment = self.payments.get(str(body.get("PaymentId")))
+        if payment is None:
+            return _error("7", "Платёж не найден")
+        if payment.status in ("NEW", "FORM_SHOWED"):
+            payment.status = "CANCELED"
+            return _ok(payment, OriginalAmount=payment.amount, NewAmount=0)
+        if payment.status not in ("CONFIRMED", "PARTIAL_REFUNDED"):
+            return _error("1001", f"Нельзя отменить платёж в статусе {payment.status}")
+        key = body.get("ExternalRequestId")
+        if key and key in payment.refunds:
+            return json_response(payment.refunds[key])
+        amount = body.get("Amount", payment.amount - payment.refunded)
+        if not isinstance(amount, int) or not 0 < amount <= payment.amount - payment.refunded:
+            return _error("1003", "Неверная сумма возврата")
+        receipt = body.get("Receipt")
+        if receipt is not None and sum(i["Amount"] for i in receipt.get("Items", [])) != amount:
+            return _error("308", "Сумма позиций чека возврата не равна сумме возврата")
+        original = payment.amount - payment.refunded
+        payment.refunded += amount
+        payment.status = "REFUNDED" if payment.refunded == payment.amount else "PARTIAL_REFUNDED"
+        answer = {
+            "Success": True,
+            "ErrorCode": "0",
+            "TerminalKey": payment.terminal,
+            "Status": payment.status,
+            "PaymentId": payment.payment_id,
+            "OrderId": payment.order_id,
+            "OriginalAmount": original,
+            "NewAmount": original - amount,
+        }
+        if key:
+            payment.refunds[key] = answer
+        self._notify(payment, payment.status, amount)
+        return json_response(answer)
+
+    # -- payer and control -----------------------------------------------------------------------------------------
+
+    def on_page(self, request: Request, pid: str) -> Response:
+        payment = self.payments.get(pid)
+        text = f"T-Bank fake: payment {pid}: {payment.status if payment else 'unknown'}"
+        return Response(text, mimetype="text/plain")
+
+    def on_control(self, request: Request, pid: str, action: str) -> Response:
+        with self.lock:
+            payment = self.payments.get(pid)
+            if payment is None or payment.status not in ("NEW", "FORM_SHOWED", "AUTHORIZED"):
+                return json_response({"error": "not payable"}, 409)
+            data = request.get_json(silent=True) or {}
+            if action == "pay":
+                payment.status = (
+                    "AUTHORIZED" if payment.pay_type == "T" and payment.status != "AUTHORIZED" else "CONFIRMED"
+                )
+            elif action == "decline":
+                payment.status = "REJECTED"
+            else:
+                return json_response({"error": f"unknown action {action}"}, 400)
+            self._notify(payment, payment.status, int(data.get("amount", payment.amount)))
+            return json_response({"PaymentId": pid, "Status": payment.status})
+
+    def _notify(self, payment: Payment, status: str, amount: int) -> None:
+        if not payment.notification_url:
+            return
+        fields: dict[str, Any] = {
+            "TerminalKey": payment.terminal,
+            "OrderId": payment.order_id,
+            "Success": status != "REJECTED",
+            "Status": status,
+            "PaymentId": int(payment.payment_id),
+            "ErrorCode": "0" if status != "REJECTED" else "1051",
+            "Amount": amount,
+            "CardId": 10452089,
+            "Pan": "430000******0777",
+            "ExpDate": "1230",
+        }
+        fields["Token"] = token(fields, self.passwords[payment.terminal])
+        self.deliver(
+            payment.notification_url,
+            json.dumps(fields).encode(),
+            {"Content-Type": "application/json"},
+            lambda r: r.status_code == 200 and r.text == "OK",
+        )
+
+
+def _ok(payment: Payment, **extra: Any) -> Response:
+    return json_response(
+        {
+            "Success": True,
+            "ErrorCode": "0",
+            "TerminalKey": payment.terminal,
+            "Status": payment.status,
+            "PaymentId": payment.payment_id,
+            "OrderId": payment.order_id,
+            **extra,
+        }
+    )
+
+
+def _error(code: str, message: str) -> Response:
+    return json_response({"Success": False, "ErrorCode": code, "Message": message, "Details": ""})
