@@ -112,3 +112,71 @@ def test_a_receipt_tenant_refuses_an_invoice_without_contact(http: httpx.Client)
     api = Api(http, tenant="tbank-shop")
     answer = api.create(deal_id="x1", number="x1", amount=1_000)
     assert answer.status_code == 422 and answer.json()["type"].endswith("/receipt-invalid")
+
+
+# -- YooKassa --------------------------------------------------------------------------------------------------------
+
+
+def test_yookassa_payment_with_receipt_refunds_and_unsigned_notifications(
+    stack: Any, http: httpx.Client, unique: Any
+) -> None:
+    api, deals = Api(http, tenant="yookassa-shop"), crm(http, "yookassa-shop")
+    deal = deals.new_deal(amount=150_000)
+    invoice = api.issue_awaiting(deal["id"], amount=150_000, items=TBANK_ITEMS, customer={"phone": "+79001234567"})
+    fake = stack.fakes["yookassa"]
+    sent = [r for r in fake.requests if r.get("metadata", {}).get("invoice_id") == invoice["invoice_id"]][-1]
+    assert sent["receipt"]["customer"] == {"phone": "+79001234567"} and sent["receipt"]["tax_system_code"] == 2
+    assert [i["vat_code"] for i in sent["receipt"]["items"]] == [11, 1]
+    # A forged "succeeded" for the still-pending payment: the re-fetch says pending, so nothing changes
+    forged = {
+        "type": "notification",
+        "event": "payment.succeeded",
+        "object": {
+            "id": invoice["payment_id"],
+            "status": "succeeded",
+            "amount": {"value": "1500.00", "currency": "RUB"},
+        },
+    }
+    assert http.post("/psp/yookassa-shop/yookassa", json=forged).status_code == 200
+    assert api.get(invoice["invoice_id"])["state"] == "awaiting_payment"
+    unknown = {**forged, "object": {"id": "00000000-0000-0000-0000-000000000000"}}
+    assert http.post("/psp/yookassa-shop/yookassa", json=unknown).status_code == 401
+    # The payer pays; the real notification (and its repeat) count once
+    assert http.post(f"/fake/yookassa/_control/payments/{invoice['payment_id']}/succeed").status_code == 200
+    deals.wait_deal(deal["id"], lambda d: d["stage"] == "PAID")
+    assert http.post("/psp/yookassa-shop/yookassa", json=forged).status_code == 200
+    assert api.get(invoice["invoice_id"])["paid"] == 150_000
+    # Partial refund, then the rest; refund.succeeded notifications after the answers count nothing twice
+    first = refund(api, invoice["invoice_id"], unique("rf"), amount=30_000)
+    assert first.status_code == 201 and first.json()["status"] == "succeeded", first.text
+    deals.wait_deal(deal["id"], lambda d: d["stage"] == "PARTIALLY_REFUNDED")
+    assert refund(api, invoice["invoice_id"], unique("rf")).json()["amount"] == 120_000
+    deals.wait_deal(deal["id"], lambda d: d["stage"] == "REFUNDED")
+    mine = [r for r in fake.refunds.values() if r["payment_id"] == invoice["payment_id"]]
+    assert sorted(r["amount"]["value"] for r in mine) == ["1200.00", "300.00"]
+    assert all(r["receipt"] is not None for r in mine)
+    poll(
+        "refund notifications",
+        lambda: {
+            "n": sum(
+                d["delivered"]
+                for d in deliveries(http, "yookassa")
+                if "refund.succeeded" in d["body"] and invoice["payment_id"] in d["body"]
+            )
+        },
+        lambda v: v["n"] == 2,
+        10,
+    )
+    assert api.get(invoice["invoice_id"])["refunded"] == 150_000
+
+
+def test_yookassa_lost_create_answer_ends_with_one_payment(stack: Any, http: httpx.Client) -> None:
+    api, deals = Api(http, tenant="yookassa-shop"), crm(http, "yookassa-shop")
+    http.post("/fake/yookassa/_control/faults", json={"lose_next_create": 1})
+    deal = deals.new_deal(amount=10_000)
+    invoice = api.issue_awaiting(deal["id"], amount=10_000, customer={"email": "c@example.com"})
+    mine = [
+        p for p in stack.fakes["yookassa"].payments.values() if p["metadata"].get("invoice_id") == invoice["invoice_id"]
+    ]
+    # The first answer was a 500 ("result unknown"); the retry with the same Idempotence-Key got the same payment
+    assert [p["id"] for p in mine] == [invoice["payment_id"]]

@@ -1,0 +1,187 @@
+"""A local fake of YooKassa API v3: Basic auth per shop, `Idempotence-Key` required on every POST (the same key
+returns the first result), receipts validated, payments that cannot be cancelled while `pending`, refunds, and
+unsigned notifications `{type, event, object}` sent to the shop's URL until it answers 200.
+
+Control: `POST /_control/payments/<id>/succeed` | `…/cancel`; faults `lose_next_create` (made, answered 500)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from werkzeug.routing import Rule
+from werkzeug.wrappers import Request, Response
+
+from devstack.fakes.base import FakeApp
+from devstack.web import json_response
+from paybridge.domain.money import from_decimal_string
+from paybridge.tenants import TenantConfig
+
+
+class FakeYooKassa(FakeApp):
+    rules = (
+        Rule("/v3/payments", methods=["POST"], endpoint="create"),
+        Rule("/v3/payments/<pid>", methods=["GET"], endpoint="payment"),
+        Rule("/v3/payments/<pid>/cancel", methods=["POST"], endpoint="cancel"),
+        Rule("/v3/refunds", methods=["POST"], endpoint="refund"),
+        Rule("/v3/refunds/<rid>", methods=["GET"], endpoint="refund_get"),
+        Rule("/checkout/<pid>", methods=["GET"], endpoint="page"),
+        Rule("/_control/payments/<pid>/<action>", methods=["POST"], endpoint="control"),
+    )
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(base_url)
+        self.shops: dict[str, tuple[str, str]] = {}  # shop id → (secret key, notification URL)
+        self.payments: dict[str, dict[str, Any]] = {}
+        self.refunds: dict[str, dict[str, Any]] = {}
+        self.keys: dict[tuple[str, str], tuple[str, Response]] = {}  # (shop, key) → (body, first answer)
+        self.owner: dict[str, str] = {}  # object id → shop id
+        self.requests: list[dict[str, Any]] = []
+        self._made: Response | None = None
+
+    def add_merchant(self, tenant: TenantConfig, secrets: dict[str, str], notification_url: str) -> None:
+        self.shops[tenant.psp.shop_id] = (secrets["secret_key"], notification_url)  # type: ignore[union-attr]
+
+    def _shop(self, request: Request) -> str | None:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return None
+        shop, _, secret = base64.b64decode(header[6:]).decode().partition(":")
+        return shop if shop in self.shops and self.shops[shop][0] == secret else None
+
+    def _post(self, request: Request, handler: Any) -> Response:
+        shop = self._shop(request)
+        if shop is None:
+            return _error(401, "invalid_credentials", "Basic auth failed")
+        key = request.headers.get("Idempotence-Key")
+        if not key:
+            return _error(400, "invalid_request", "Idempotence-Key header is required")
+        raw = request.get_data(as_text=True)
+        with self.lock:
+            if (shop, key) in self.keys:
+                body, first = self.keys[(shop, key)]
+                if body != raw:
+                    return _error(400, "invalid_request", "Idempotence key duplicated with another request body")
+                return first
+            data = json.loads(raw or "{}")
+            self.requests.append(data)
+            self._made = None
+            answer: Response = handler(shop, data)
+            if answer.status_code < 500:
+                self.keys[(shop, key)] = (raw, answer)
+            elif self._made is not None:  # done, but the answer was lost: the same key returns what was made
+                self.keys[(shop, key)] = (raw, self._made)
+            return answer
+
+    def on_create(self, request: Request) -> Response:
+        return self._post(request, self._create)
+
+    def _create(self, shop: str, data: dict[str, Any]) -> Response:
+        amount = from_decimal_string(data["amount"]["value"])
+        receipt = data.get("receipt")
+        if receipt is not None:
+            total = sum(
+                Decimal(i["quantity"]) * from_decimal_string(i["amount"]["value"]) for i in receipt.get("items", [])
+            )
+            if total != amount or not receipt.get("customer"):
+                return _error(400, "invalid_request", "receipt items do not add up or customer contact missing")
+        pid = str(uuid.uuid4())
+        payment = {
+            "id": pid,
+            "status": "pending",
+            "paid": False,
+            "amount": data["amount"],
+            "description": data.get("description", ""),
+            "metadata": data.get("metadata", {}),
+            "confirmation": {"type": "redirect", "confirmation_url": f"{self.base_url}/checkout/{pid}"},
+            "refundable": False,
+            "test": True,
+        }
+        self.payments[pid] = payment
+        self.owner[pid] = shop
+        if self.fault("lose_next_create"):
+            self._made = json_response(payment)
+            return _error(500, "internal_server_error", "result unknown")
+        return json_response(payment)
+
+    def on_payment(self, request: Request, pid: str) -> Response:
+        shop = self._shop(request)
+        if shop is None or self.owner.get(pid) != shop:
+            return _error(404, "not_found", "payment not found")
+        return json_response(self.payments[pid])
+
+    def on_cancel(self, request: Request, pid: str) -> Response:
+        def cancel(shop: str, _data: dict[str, Any]) -> Response:
+            payment = self.payments.get(pid)
+            if payment is None or self.owner[pid] != shop:
+                return _error(404, "not_found", "payment not found")
+            if payment["status"] != "waiting_for_capture":
+                return _error(400, "invalid_request", f"payment in status {payment['status']} cannot be canceled")
+            payment["status"] = "canceled"
+            return json_response(payment)
+
+        return self._post(request, cancel)
+
+    def on_refund(self, request: Request) -> Response:
+        return self._post(request, self._refund)
+
+    def _refund(self, shop: str, data: dict[str, Any]) -> Response:
+        payment = self.payments.get(data.get("payment_id", ""))
+        if payment is None or self.owner[payment["id"]] != shop:
+            return _error(404, "not_found", "payment not found")
+        amount = from_decimal_string(data["amount"]["value"])
+        refunded = from_decimal_string(payment.get("refunded_amount", {}).get("value", "0"))
+        if payment["status"] != "succeeded" or amount > from_decimal_string(payment["amount"]["value"]) - refunded:
+            return _error(400, "invalid_request", "refund amount exceeds the refundable")
+        rid = str(uuid.uuid4())
+        refund = {
+            "id": rid,
+            "payment_id": payment["id"],
+            "status": "succeeded",
+            "amount": data["amount"],
+            "metadata": data.get("metadata", {}),
+            "receipt": data.get("receipt"),
+        }
+        self.refunds[rid] = refund
+        self.owner[rid] = shop
+        payment["refunded_amount"] = {"value": f"{Decimal(refunded + amount) / 100:.2f}", "currency": "RUB"}
+        self._notify(shop, "refund.succeeded", refund)
+        return json_response(refund)
+
+    def on_refund_get(self, request: Request, rid: str) -> Response:
+        shop = self._shop(request)
+        if shop is None or self.owner.get(rid) != shop:
+            return _error(404, "not_found", "refund not found")
+        return json_response(self.refunds[rid])
+
+    def on_page(self, request: Request, pid: str) -> Response:
+        payment = self.payments.get(pid)
+        return Response(f"YooKassa fake: payment {pid}: {payment and payment['status']}", mimetype="text/plain")
+
+    def on_control(self, request: Request, pid: str, action: str) -> Response:
+        with self.lock:
+            payment = self.payments.get(pid)
+            if payment is None or payment["status"] != "pending":
+                return json_response({"error": "not pending"}, 409)
+            if action == "succeed":
+                payment.update(status="succeeded", paid=True, refundable=True)
+                self._notify(self.owner[pid], "payment.succeeded", payment)
+            elif action == "cancel":
+                payment.update(
+                    status="canceled", cancellation_details={"party": "yoo_money", "reason": "expired_on_confirmation"}
+                )
+                self._notify(self.owner[pid], "payment.canceled", payment)
+            else:
+                return json_response({"error": f"unknown action {action}"}, 400)
+            return json_response(payment)
+
+    def _notify(self, shop: str, event: str, obj: dict[str, Any]) -> None:
+        body = json.dumps({"type": "notification", "event": event, "object": obj}).encode()
+        self.deliver(self.shops[shop][1], body, {"Content-Type": "application/json"}, lambda r: r.status_code == 200)
+
+
+def _error(status: int, code: str, description: str) -> Response:
+    return json_response({"type": "error", "id": str(uuid.uuid4()), "code": code, "description": description}, status)
