@@ -180,3 +180,93 @@ def test_yookassa_lost_create_answer_ends_with_one_payment(stack: Any, http: htt
     ]
     # The first answer was a 500 ("result unknown"); the retry with the same Idempotence-Key got the same payment
     assert [p["id"] for p in mine] == [invoice["payment_id"]]
+
+
+# -- Stripe ----------------------------------------------------------------------------------------------------------
+
+
+def stripe_paid(
+    stack: Any, http: httpx.Client, amount: int
+) -> tuple[Api, Sandbox, dict[str, Any], dict[str, Any], str]:
+    api, deals = Api(http, tenant="stripe-shop"), crm(http, "stripe-shop")
+    deal = deals.new_deal(amount=amount, currency="EUR")
+    invoice = api.issue_awaiting(deal["id"], amount=amount, currency="EUR", lifetime_seconds=3600)
+    session = stack.fakes["stripe"].sessions[invoice["payment_id"]]
+    assert session["client_reference_id"] == invoice["invoice_id"] and session["currency"] == "eur"
+    completed = http.post(f"/fake/stripe/_control/sessions/{invoice['payment_id']}/complete").json()
+    deals.wait_deal(deal["id"], lambda d: d["stage"] == "PAID")
+    return api, deals, deal, invoice, completed["event_id"]
+
+
+def test_stripe_checkout_paid_duplicates_and_stale_events_never_move_it_back(stack: Any, http: httpx.Client) -> None:
+    api, _, _, invoice, event_id = stripe_paid(stack, http, 4_990)
+    assert api.wait(invoice["invoice_id"], lambda i: i["state"] == "paid")["paid"] == 4_990
+    # The same event again, and an old "expired" for the session arriving late: nothing moves
+    http.post(f"/fake/stripe/_control/resend/{event_id}")
+    expired = {**stack.fakes["stripe"].sessions[invoice["payment_id"]], "status": "expired"}
+    http.post("/fake/stripe/_control/send", json={"type": "checkout.session.expired", "object": expired})
+    poll(
+        "deliveries",
+        lambda: {"n": sum(d["delivered"] for d in deliveries(http, "stripe") if invoice["payment_id"] in d["body"])},
+        lambda v: v["n"] >= 3,
+        10,
+    )
+    after = api.get(invoice["invoice_id"])
+    assert after["state"] == "paid" and after["paid"] == 4_990
+    assert [h["event"] for h in after["history"]].count("money_received") == 1
+
+
+def test_stripe_partial_then_full_refund(stack: Any, http: httpx.Client, unique: Any) -> None:
+    api, deals, deal, invoice, _ = stripe_paid(stack, http, 10_000)
+    first = refund(api, invoice["invoice_id"], unique("rf"), amount=2_500)
+    assert first.status_code == 201 and first.json()["status"] == "succeeded", first.text
+    assert first.json()["provider_ref"].startswith("stripe:refund:re_")
+    deals.wait_deal(deal["id"], lambda d: d["stage"] == "PARTIALLY_REFUNDED")
+    assert refund(api, invoice["invoice_id"], unique("rf")).json()["amount"] == 7_500
+    deals.wait_deal(deal["id"], lambda d: d["stage"] == "REFUNDED")
+    poll(
+        "refund events",
+        lambda: {
+            "n": sum(
+                d["delivered"]
+                for d in deliveries(http, "stripe")
+                if "refund.created" in d["body"] and invoice["invoice_id"] in d["body"]
+            )
+        },
+        lambda v: v["n"] == 2,
+        10,
+    )
+    assert api.get(invoice["invoice_id"])["refunded"] == 10_000
+
+
+def test_stripe_forged_and_stale_signatures_are_refused(stack: Any, http: httpx.Client) -> None:
+    from paybridge.adapters.psp.stripe import sign
+
+    api, deals = Api(http, tenant="stripe-shop"), crm(http, "stripe-shop")
+    deal = deals.new_deal(amount=3_000, currency="EUR")
+    invoice = api.issue_awaiting(deal["id"], amount=3_000, currency="EUR", lifetime_seconds=3600)
+    session = {
+        **stack.fakes["stripe"].sessions[invoice["payment_id"]],
+        "status": "complete",
+        "payment_status": "paid",
+        "payment_intent": "pi_forged",
+    }
+    body = json.dumps({"id": "evt_forged", "type": "checkout.session.completed", "data": {"object": session}}).encode()
+    for header in (sign("whsec_wrong", body), sign("whsec_paybridge_local", body, 1_000_000_000)):
+        answer = http.post("/psp/stripe-shop/stripe", content=body, headers={"Stripe-Signature": header})
+        assert answer.status_code == 401
+    assert api.get(invoice["invoice_id"])["state"] == "awaiting_payment"
+
+
+def test_stripe_lifetime_outside_checkout_window_is_refused(http: httpx.Client) -> None:
+    answer = Api(http, tenant="stripe-shop").create(deal_id="s1", number="s1", amount=1_000, lifetime_seconds=3 * 86400)
+    assert answer.status_code == 422 and answer.json()["type"].endswith("/lifetime-out-of-range")
+
+
+def test_stripe_lost_create_answer_ends_with_one_session(stack: Any, http: httpx.Client) -> None:
+    api, deals = Api(http, tenant="stripe-shop"), crm(http, "stripe-shop")
+    http.post("/fake/stripe/_control/faults", json={"lose_next_create": 1})
+    deal = deals.new_deal(amount=2_000, currency="EUR")
+    invoice = api.issue_awaiting(deal["id"], amount=2_000, currency="EUR", lifetime_seconds=3600)
+    mine = [s for s in stack.fakes["stripe"].sessions.values() if s["client_reference_id"] == invoice["invoice_id"]]
+    assert [s["id"] for s in mine] == [invoice["payment_id"]]

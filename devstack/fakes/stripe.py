@@ -1,0 +1,222 @@
+"""A local fake of the Stripe API for Checkout: Bearer auth, form-encoded bodies with bracket notation,
+`Idempotency-Key` replay (same key + other params is an `idempotency_error`), the 30 min … 24 h `expires_at` window,
+sessions, payment intents on completion, refunds, and events signed with `Stripe-Signature` sent to the webhook
+endpoint until it answers 2xx.
+
+Control: `POST /_control/sessions/<id>/complete` | `…/expire`, `POST /_control/resend/<event id>` (a duplicate
+delivery), `POST /_control/send {"type": …, "object": …}` (an arbitrary event, e.g. out of order); faults
+`lose_next_create`."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+from urllib.parse import parse_qsl
+
+from werkzeug.routing import Rule
+from werkzeug.wrappers import Request, Response
+
+from devstack.fakes.base import FakeApp
+from devstack.web import json_response
+from paybridge.adapters.psp.stripe import sign
+from paybridge.tenants import TenantConfig
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:24]}"
+
+
+class FakeStripe(FakeApp):
+    rules = (
+        Rule("/v1/checkout/sessions", methods=["POST"], endpoint="create"),
+        Rule("/v1/checkout/sessions", methods=["GET"], endpoint="list"),
+        Rule("/v1/checkout/sessions/<sid>", methods=["GET"], endpoint="session"),
+        Rule("/v1/checkout/sessions/<sid>/expire", methods=["POST"], endpoint="expire"),
+        Rule("/v1/refunds", methods=["POST"], endpoint="refund"),
+        Rule("/pay/<sid>", methods=["GET"], endpoint="page"),
+        Rule("/_control/sessions/<sid>/<action>", methods=["POST"], endpoint="control"),
+        Rule("/_control/resend/<eid>", methods=["POST"], endpoint="resend"),
+        Rule("/_control/send", methods=["POST"], endpoint="send"),
+    )
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(base_url)
+        self.accounts: dict[str, tuple[str, str]] = {}  # secret key → (webhook secret, endpoint URL)
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self.refunds: dict[str, dict[str, Any]] = {}
+        self.events: dict[str, tuple[str, bytes]] = {}  # event id → (account key, body)
+        self.keys: dict[tuple[str, str], tuple[dict[str, str], Response]] = {}
+        self.owner: dict[str, str] = {}
+        self._made: Response | None = None
+
+    def add_merchant(self, tenant: TenantConfig, secrets: dict[str, str], notification_url: str) -> None:
+        self.accounts[secrets["secret_key"]] = (secrets["webhook_secret"], notification_url)
+
+    def _account(self, request: Request) -> str | None:
+        key = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        return key if key in self.accounts else None
+
+    def _post(self, request: Request, handler: Any) -> Response:
+        account = self._account(request)
+        if account is None:
+            return _error(401, "authentication_error", "Invalid API Key provided")
+        params = dict(parse_qsl(request.get_data(as_text=True)))
+        key = request.headers.get("Idempotency-Key")
+        with self.lock:
+            if key and (account, key) in self.keys:
+                first_params, first = self.keys[(account, key)]
+                if first_params != params:
+                    return _error(
+                        400,
+                        "idempotency_error",
+                        "Keys for idempotent requests can only be used with the same parameters",
+                    )
+                return first
+            self._made = None
+            answer: Response = handler(account, params)
+            if key and answer.status_code < 500:
+                self.keys[(account, key)] = (params, answer)
+            elif key and self._made is not None:
+                self.keys[(account, key)] = (params, self._made)
+            return answer
+
+    def on_create(self, request: Request) -> Response:
+        return self._post(request, self._create)
+
+    def _create(self, account: str, params: dict[str, str]) -> Response:
+        now = int(time.time())
+        expires_at = int(params.get("expires_at", now + 86400))
+        if not now + 1800 - 60 <= expires_at <= now + 86400 + 60:
+            return _error(
+                400, "invalid_request_error", "expires_at must be 30 minutes to 24 hours from now", "expires_at"
+            )
+        if params.get("mode") != "payment" or not params.get("success_url"):
+            return _error(400, "invalid_request_error", "mode=payment and success_url are required")
+        amount = int(params["line_items[0][price_data][unit_amount]"]) * int(params.get("line_items[0][quantity]", 1))
+        sid = _id("cs_test")
+        session = {
+            "id": sid,
+            "object": "checkout.session",
+            "url": f"{self.base_url}/pay/{sid}",
+            "status": "open",
+            "payment_status": "unpaid",
+            "amount_total": amount,
+            "currency": params["line_items[0][price_data][currency]"],
+            "client_reference_id": params.get("client_reference_id"),
+            "expires_at": expires_at,
+            "payment_intent": None,
+            "metadata": {k[9:-1]: v for k, v in params.items() if k.startswith("metadata[")},
+        }
+        self.sessions[sid] = session
+        self.owner[sid] = account
+        if self.fault("lose_next_create"):
+            self._made = json_response(session)
+            return _error(500, "api_error", "result unknown")
+        return json_response(session)
+
+    def on_list(self, request: Request) -> Response:
+        account = self._account(request)
+        intent = request.args.get("payment_intent")
+        data = [s for s in self.sessions.values() if self.owner[s["id"]] == account and s["payment_intent"] == intent]
+        return json_response({"object": "list", "data": data[:1], "has_more": False})
+
+    def on_session(self, request: Request, sid: str) -> Response:
+        if self._account(request) is None or self.owner.get(sid) != self._account(request):
+            return _error(404, "invalid_request_error", f"No such checkout.session: '{sid}'")
+        return json_response(self.sessions[sid])
+
+    def on_expire(self, request: Request, sid: str) -> Response:
+        def expire(account: str, _params: dict[str, str]) -> Response:
+            session = self.sessions.get(sid)
+            if session is None or self.owner[sid] != account:
+                return _error(404, "invalid_request_error", f"No such checkout.session: '{sid}'")
+            if session["status"] != "open":
+                return _error(400, "invalid_request_error", f"Only open sessions can be expired ({session['status']})")
+            session["status"] = "expired"
+            self._event(account, "checkout.session.expired", session)
+            return json_response(session)
+
+        return self._post(request, expire)
+
+    def on_refund(self, request: Request) -> Response:
+        return self._post(request, self._refund)
+
+    def _refund(self, account: str, params: dict[str, str]) -> Response:
+        session = next((s for s in self.sessions.values() if s["payment_intent"] == params.get("payment_intent")), None)
+        if session is None or self.owner[session["id"]] != account:
+            return _error(404, "invalid_request_error", "No such payment_intent")
+        refunded = sum(r["amount"] for r in self.refunds.values() if r["payment_intent"] == session["payment_intent"])
+        amount = int(params.get("amount", session["amount_total"] - refunded))
+        if amount > session["amount_total"] - refunded:
+            return _error(400, "invalid_request_error", "Refund amount is greater than unrefunded amount", "amount")
+        refund = {
+            "id": _id("re"),
+            "object": "refund",
+            "status": "succeeded",
+            "amount": amount,
+            "currency": session["currency"],
+            "payment_intent": session["payment_intent"],
+            "metadata": {k[9:-1]: v for k, v in params.items() if k.startswith("metadata[")},
+        }
+        self.refunds[refund["id"]] = refund
+        self._event(account, "refund.created", refund)
+        return json_response(refund)
+
+    def on_page(self, request: Request, sid: str) -> Response:
+        session = self.sessions.get(sid)
+        return Response(f"Stripe fake: session {sid}: {session and session['status']}", mimetype="text/plain")
+
+    def on_control(self, request: Request, sid: str, action: str) -> Response:
+        with self.lock:
+            session = self.sessions.get(sid)
+            if session is None or session["status"] != "open":
+                return json_response({"error": "session is not open"}, 409)
+            if action == "complete":
+                session.update(status="complete", payment_status="paid", payment_intent=_id("pi"))
+                event_id = self._event(self.owner[sid], "checkout.session.completed", session)
+            elif action == "expire":
+                session["status"] = "expired"
+                event_id = self._event(self.owner[sid], "checkout.session.expired", session)
+            else:
+                return json_response({"error": f"unknown action {action}"}, 400)
+            return json_response({**session, "event_id": event_id})
+
+    def on_resend(self, request: Request, eid: str) -> Response:
+        account, body = self.events[eid]
+        self._deliver(account, body)
+        return json_response({"resent": eid})
+
+    def on_send(self, request: Request) -> Response:
+        data = request.get_json()
+        account = (
+            self.owner[data["object"].get("id")]
+            if data["object"].get("id") in self.owner
+            else next(iter(self.accounts))
+        )
+        return json_response({"event_id": self._event(account, data["type"], data["object"])})
+
+    def _event(self, account: str, event_type: str, obj: dict[str, Any]) -> str:
+        event_id = _id("evt")
+        body = json.dumps(
+            {
+                "id": event_id,
+                "object": "event",
+                "type": event_type,
+                "created": int(time.time()),
+                "data": {"object": obj},
+            }
+        ).encode()
+        self.events[event_id] = (account, body)
+        self._deliver(account, body)
+        return event_id
+
+    def _deliver(self, account: str, body: bytes) -> None:
+        secret, url = self.accounts[account]
+        headers = {"Content-Type": "application/json", "Stripe-Signature": sign(secret, body)}
+        self.deliver(url, body, headers, lambda r: 200 <= r.status_code < 300)
+
+
+def _error(status: int, kind: str, message: str, param: str | None = None) -> Response:
+    return json_response({"error": {"type": kind, "message": message, "param": param}}, status)
