@@ -119,6 +119,32 @@ def test_sample_psp_event_with_a_forged_signature_is_401(stack: Any) -> None:
     assert response["statusCode"] == 401
 
 
+def test_sample_tbank_event_is_verified_then_refused_as_not_ours_and_tampered_is_401(stack: Any) -> None:
+    event = load_event("psp_webhook/tbank_confirmed")
+    # Signed with the local terminal password: the Token checks out, the payment is unknown to us
+    response = stack.aws.invoke("PspWebhookFunction", event)
+    assert response["statusCode"] == 404 and json.loads(response["body"])["type"].endswith("/unknown-payment")
+    tampered = json.loads(event["body"]) | {"Amount": 1}
+    response = stack.aws.invoke("PspWebhookFunction", {**event, "body": json.dumps(tampered)})
+    assert response["statusCode"] == 401
+
+
+def test_sample_yookassa_event_naming_a_payment_yookassa_never_made_is_401(stack: Any) -> None:
+    # Unsigned by design: the object is re-fetched from the (local fake) API, which does not know it
+    response = stack.aws.invoke("PspWebhookFunction", load_event("psp_webhook/yookassa_payment_succeeded"))
+    assert response["statusCode"] == 401
+
+
+def test_sample_stripe_event_is_genuinely_signed_but_stale(stack: Any) -> None:
+    from paybridge.adapters.psp.stripe import verify
+
+    event = load_event("psp_webhook/stripe_checkout_completed")
+    signed_at = int(event["headers"]["stripe-signature"].split(",")[0].removeprefix("t="))
+    verify("whsec_paybridge_local", event["body"].encode(), event["headers"]["stripe-signature"], now=signed_at + 60)
+    response = stack.aws.invoke("PspWebhookFunction", event)
+    assert response["statusCode"] == 401  # signed on 2026-11-23, far outside the 300 s tolerance
+
+
 def test_sample_crm_event_issues_an_invoice_for_the_deal(stack: Any) -> None:
     response = stack.aws.invoke("CrmWebhookFunction", load_event("crm_webhook/sandbox_issue_invoice"))
     assert response["statusCode"] == 200
