@@ -57,6 +57,8 @@ class LocalAws:
         self._lock = threading.Lock()
         self._invocation_lock = threading.RLock()
         self.state_machine_arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{STATE_MACHINE_NAME}"
+        self.queue_urls: dict[str, str] = {}
+        self.queue_arns: dict[str, str] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------------------------
 
@@ -85,6 +87,7 @@ class LocalAws:
         self._mock.start()
         self._patch_lambda()
         self._patch_dynamodb()
+        self._patch_sqs()
         self._create_resources()
         return self
 
@@ -97,6 +100,7 @@ class LocalAws:
         import boto3
 
         boto3.client("dynamodb").create_table(TableName=self.table_name, **self.template.table())
+        self._create_queues()
         arns = {logical_id: function_arn(logical_id) for logical_id in self.functions}
         boto3.client("stepfunctions").create_state_machine(
             name=STATE_MACHINE_NAME,
@@ -104,6 +108,98 @@ class LocalAws:
             roleArn=f"arn:aws:iam::{ACCOUNT}:role/paybridge-local-states",
             type="STANDARD",
         )
+
+    def _create_queues(self) -> None:
+        """The template's SQS queues (dead-letter targets first), and the functions' environment variables that
+        `!Ref` them (queue URLs)."""
+        import boto3
+
+        sqs = boto3.client("sqs")
+        queues = self.template.queues("local")
+        for logical_id, spec in sorted(queues.items(), key=lambda item: "deadLetterTarget" in item[1]["Attributes"]):
+            attributes = dict(spec["Attributes"])
+            target = attributes.pop("deadLetterTarget", None)
+            max_receive = attributes.pop("maxReceiveCount", None)
+            if target is not None:
+                policy = {"deadLetterTargetArn": self.queue_arns[target], "maxReceiveCount": max_receive}
+                attributes["RedrivePolicy"] = json.dumps(policy)
+            url = sqs.create_queue(QueueName=spec["QueueName"], Attributes=attributes)["QueueUrl"]
+            self.queue_urls[logical_id] = url
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            self.queue_arns[logical_id] = arn
+        for name, value in self.template.global_environment().items():
+            if isinstance(value, dict) and value.get("Ref") in self.queue_urls:
+                os.environ[name] = self.queue_urls[value["Ref"]]
+
+    def poll_queue(self, function: str, queue: str, batch_size: int) -> int:
+        """One turn of an SQS event source mapping (what Lambda's poller does): receive a batch, invoke the function
+        with it, delete what it did not report as failed (`ReportBatchItemFailures`). Returns the batch's size."""
+        import boto3
+
+        sqs = boto3.client("sqs")
+        url = self.queue_urls[queue]
+        received = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=batch_size,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+            WaitTimeSeconds=0,
+        ).get("Messages", [])
+        if not received:
+            return 0
+        event = {"Records": [self._sqs_record(dict(m), queue) for m in received]}
+        try:
+            answer = self.invoke(function, event) or {}
+            failed = {f["itemIdentifier"] for f in answer.get("batchItemFailures", [])}
+        except Exception:  # the whole batch comes back after its visibility timeout, as on AWS
+            log.exception("%s failed on a batch of %s", function, len(received))
+            return len(received)
+        done = [m for m in received if m["MessageId"] not in failed]
+        for start in range(0, len(done), 10):
+            entries: list[Any] = [
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start : start + 10])
+            ]
+            sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+        return len(received)
+
+    def _sqs_record(self, message: dict[str, Any], queue: str) -> dict[str, Any]:
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": message.get("Attributes", {}),
+            "messageAttributes": {
+                name: {
+                    "stringValue": value.get("StringValue"),
+                    "binaryValue": None,
+                    "stringListValues": [],
+                    "binaryListValues": [],
+                    "dataType": value.get("DataType", "String"),
+                }
+                for name, value in message.get("MessageAttributes", {}).items()
+            },
+            "md5OfBody": message["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self.queue_arns[queue],
+            "awsRegion": REGION,
+        }
+
+    @staticmethod
+    def _patch_sqs() -> None:
+        """Like DynamoDB below: each SQS request atomic (the local poller and the functions call it from threads)."""
+        from moto.sqs.responses import SQSResponse
+
+        if getattr(SQSResponse.call_action, "_paybridge_locked", False):
+            return
+        original = SQSResponse.call_action
+        lock = threading.RLock()
+
+        def call_action(handler: Any) -> Any:
+            with lock:
+                return original(handler)
+
+        call_action._paybridge_locked = True  # type: ignore[attr-defined]
+        SQSResponse.call_action = call_action  # type: ignore[method-assign,assignment]
 
     @staticmethod
     def _patch_dynamodb() -> None:

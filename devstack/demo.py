@@ -62,14 +62,15 @@ def run_demo(base_url: str, out: Callable[[str], None] = print, tenant: str = TE
     issued = http.post(f"{crm}/deals/{deal['id']}/issue").json()
     if issued["webhook_status"] != 200:
         raise DemoFailed(f"the CRM webhook was answered {issued}")
-    invoice_id = issued["answer"]["invoice_id"]
+    invoice_id = issued["answer"]["invoices"][0]["invoice_id"]
     step(f"manager clicked 'Issue invoice' -> CRM webhook -> invoice {invoice_id}")
 
     published = wait_for("the payment link in the deal", lambda: deal_now(deal["id"]).get("payment_url"))
     step(f"deal moved to {deal_now(deal['id'])['stage']}, payment link {published}")
 
     again = http.post(f"{crm}/deals/{deal['id']}/issue").json()
-    step(f"repeated click -> {again['answer']['status']} (same invoice: {again['answer']['invoice_id'] == invoice_id})")
+    same = again["answer"]["invoices"][0]["invoice_id"] == invoice_id
+    step(f"repeated click -> {again['answer']['status']} (same invoice: {same})")
 
     payment_id = published.rsplit("/", 1)[-1]
     paid = http.post(f"/sandbox/psp/api/payments/{payment_id}/simulate", json={"action": "pay"}).json()

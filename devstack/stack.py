@@ -62,7 +62,20 @@ class LocalStack:
         self._spawn(self.server.serve_forever, "http")
         for schedule in self.aws.template.schedules():
             self._spawn(lambda s=schedule: self._every(s.seconds, s.function), f"schedule-{schedule.function}")
+        for source in self.aws.template.queue_sources():
+            self._spawn(lambda s=source: self._poll(s.function, s.queue, s.batch_size), f"sqs-{source.function}")
         return self
+
+    def _poll(self, function: str, queue: str, batch_size: int) -> None:
+        """The SQS event source mapping: poll, invoke with a batch, delete what succeeded; idle briefly when empty."""
+        while not self._stop.is_set():
+            try:
+                received = self.aws.poll_queue(function, queue, batch_size)
+            except Exception:
+                log.exception("polling %s for %s failed", queue, function)
+                received = 0
+            if not received:
+                self._stop.wait(0.02)
 
     def stop(self) -> None:
         self._stop.set()

@@ -50,6 +50,15 @@ class Schedule:
 
 
 @dataclass(frozen=True)
+class QueueSource:
+    """An SQS event source mapping: the function, its queue's logical id, the batch size."""
+
+    function: str
+    queue: str
+    batch_size: int
+
+
+@dataclass(frozen=True)
 class FunctionDef:
     logical_id: str
     module: str  # importable module path: functions.invoices_api.app
@@ -101,6 +110,40 @@ class Template:
                     expression = event["Properties"].get("Schedule") or event["Properties"]["ScheduleExpression"]
                     schedules.append(Schedule(logical_id, rate_seconds(expression)))
         return schedules
+
+    def queues(self, stage: str) -> dict[str, dict[str, Any]]:
+        """create_queue arguments per SQS queue of the template (names with `${Stage}` filled in). Redrive policies
+        name their target by logical id under `deadLetterTarget`; the caller resolves it to an ARN."""
+        queues = {}
+        for logical_id, resource in self.resources.items():
+            if resource["Type"] != "AWS::SQS::Queue":
+                continue
+            props = dict(resource["Properties"])
+            name = props.pop("QueueName")
+            name = str(name["Fn::Sub"] if isinstance(name, dict) else name).replace("${Stage}", stage)
+            attributes = {
+                key: str(props[key]).lower() if isinstance(props[key], bool) else str(props[key])
+                for key in ("FifoQueue", "ContentBasedDeduplication", "VisibilityTimeout", "MessageRetentionPeriod")
+                if key in props
+            }
+            if "RedrivePolicy" in props:
+                policy = props["RedrivePolicy"]
+                attributes["deadLetterTarget"] = policy["deadLetterTargetArn"]["Fn::GetAtt"][0]
+                attributes["maxReceiveCount"] = str(policy["maxReceiveCount"])
+            queues[logical_id] = {"QueueName": name, "Attributes": attributes}
+        return queues
+
+    def queue_sources(self) -> list[QueueSource]:
+        sources = []
+        for logical_id, resource in self.resources.items():
+            if resource["Type"] != "AWS::Serverless::Function":
+                continue
+            for event in resource["Properties"].get("Events", {}).values():
+                if event["Type"] == "SQS":
+                    props = event["Properties"]
+                    queue = props["Queue"]["Fn::GetAtt"][0]
+                    sources.append(QueueSource(logical_id, queue, int(props.get("BatchSize", 10))))
+        return sources
 
     def table(self) -> dict[str, Any]:
         """create_table arguments for the table, from the template's own key schema and indexes (no drift)."""

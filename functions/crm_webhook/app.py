@@ -22,18 +22,26 @@ TenantPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$")]
 CrmPath = Annotated[str, Path(pattern=r"^[a-z0-9_-]{2,20}$")]
 
 
-@app.post("/crm/<tenant>/<crm>", summary="A CRM's outbound webhook or robot call (form-encoded)")
+@app.post(
+    "/crm/<tenant>/<crm>",
+    summary="A CRM's outbound webhook or robot call (form-encoded)",
+    responses={200: {"description": "`{status, invoices[{invoice_id, state, created}], ignored[]}`"}},
+)
 def handle_crm_webhook(tenant: TenantPath, crm: CrmPath) -> Response[dict[str, Any]]:
-    result = verified(app, lambda raw: get_services().issue_from_crm(tenant, crm, raw.headers, raw.body))
-    if result is None:
-        return Response(status_code=200, content_type="application/json", body={"status": "ignored"})
-    logger.set_correlation_id(result.invoice.invoice_id)
-    if result.created:
-        metrics.add_metric(name="InvoicesIssued", unit=MetricUnit.Count, value=1)
+    result = verified(app, lambda raw: get_services().issue_from_crm(tenant, crm, raw.headers, raw.body, raw.query))
+    if len(result.issued) == 1:
+        logger.set_correlation_id(result.issued[0].invoice.invoice_id)
+    created = sum(1 for r in result.issued if r.created)
+    if created:
+        metrics.add_metric(name="InvoicesIssued", unit=MetricUnit.Count, value=created)
+    status = "issued" if created else "exists" if result.issued else "ignored"
     body_out = {
-        "status": "issued" if result.created else "exists",
-        "invoice_id": result.invoice.invoice_id,
-        "state": result.invoice.state.value,
+        "status": status,
+        "invoices": [
+            {"invoice_id": r.invoice.invoice_id, "state": r.invoice.state.value, "created": r.created}
+            for r in result.issued
+        ],
+        "ignored": list(result.ignored),
     }
     return Response(status_code=200, content_type="application/json", body=body_out)
 

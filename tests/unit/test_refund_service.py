@@ -86,6 +86,7 @@ class Setup:
             lifecycle=self.lifecycle,
             providers=lambda _tenant: self.psp,  # type: ignore[arg-type,return-value]
             crms=lambda _tenant: None,  # type: ignore[arg-type,return-value]
+            outbox=None,  # type: ignore[arg-type]
             clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
         )
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import respx
 
-from paybridge.adapters.crm.base import CrmWebhookIgnored, Deal, IssueInvoiceCommand
+from paybridge.adapters.crm.base import CrmWebhook, Deal, IssueInvoiceCommand
 from paybridge.adapters.crm.sandbox import ISSUE_EVENT, SandboxCrm
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable, InvalidSignature, MalformedNotification
 from paybridge.domain.invoice import Customer
@@ -51,13 +51,15 @@ class TestParseWebhook:
         # Given the documented webhook with the right application token
         body = body_of(base_form())
         # When it is parsed
-        command = crm.parse_webhook(FORM, body)
+        command = crm.parse_webhook(FORM, body, {})
         # Then it asks to issue an invoice for the deal, no number given
-        assert command == IssueInvoiceCommand(deal_id="42", number=None)
+        assert command == CrmWebhook(commands=(IssueInvoiceCommand(deal_id="42", number=None),))
 
     def test_issue_invoice_command_with_number(self, crm: SandboxCrm) -> None:
         body = body_of(base_form(**{"data[FIELDS][INVOICE_NUMBER]": "INV-2025/07"}))
-        assert crm.parse_webhook(FORM, body) == IssueInvoiceCommand(deal_id="42", number="INV-2025/07")
+        assert crm.parse_webhook(FORM, body, {}) == CrmWebhook(
+            commands=(IssueInvoiceCommand(deal_id="42", number="INV-2025/07"),)
+        )
 
     def test_raw_bitrix_style_body(self, crm: SandboxCrm) -> None:
         # The exact bytes a Bitrix24-like CRM sends (brackets percent-encoded)
@@ -65,49 +67,53 @@ class TestParseWebhook:
             b"event=ONCRMDEALISSUEINVOICE&data%5BFIELDS%5D%5BID%5D=1007&data%5BFIELDS%5D%5BINVOICE_NUMBER%5D=A-1"
             b"&ts=1750000000&auth%5Bapplication_token%5D=sandbox-crm-token-demo"
         )
-        assert crm.parse_webhook(FORM, body) == IssueInvoiceCommand(deal_id="1007", number="A-1")
+        assert crm.parse_webhook(FORM, body, {}) == CrmWebhook(
+            commands=(IssueInvoiceCommand(deal_id="1007", number="A-1"),)
+        )
 
     def test_deal_id_is_trimmed(self, crm: SandboxCrm) -> None:
         body = body_of(base_form(**{"data[FIELDS][ID]": "  42 "}))
-        command = crm.parse_webhook(FORM, body)
-        assert isinstance(command, IssueInvoiceCommand)
-        assert command.deal_id == "42"
+        command = crm.parse_webhook(FORM, body, {})
+        assert isinstance(command, CrmWebhook) and len(command.commands) == 1
+        assert command.commands[0].deal_id == "42"
 
     def test_empty_invoice_number_means_none(self, crm: SandboxCrm) -> None:
         body = (
             b"event=ONCRMDEALISSUEINVOICE&data[FIELDS][ID]=42&data[FIELDS][INVOICE_NUMBER]=&auth[application_token]="
             + (TOKEN.encode())
         )
-        assert crm.parse_webhook(FORM, body) == IssueInvoiceCommand(deal_id="42", number=None)
+        assert crm.parse_webhook(FORM, body, {}) == CrmWebhook(
+            commands=(IssueInvoiceCommand(deal_id="42", number=None),)
+        )
 
     @pytest.mark.parametrize("token", ["wrong-token", "sandbox-crm-token-qr", TOKEN + "x", TOKEN[:-1]])
     def test_wrong_token(self, crm: SandboxCrm, token: str) -> None:
         body = body_of(base_form(**{"auth[application_token]": token}))
         with pytest.raises(InvalidSignature, match=r"auth\[application_token\] does not match"):
-            crm.parse_webhook(FORM, body)
+            crm.parse_webhook(FORM, body, {})
 
     def test_missing_token(self, crm: SandboxCrm) -> None:
         body = body_of(base_form(**{"auth[application_token]": None}))
         with pytest.raises(InvalidSignature):
-            crm.parse_webhook(FORM, body)
+            crm.parse_webhook(FORM, body, {})
 
     def test_token_is_checked_before_anything_else(self, crm: SandboxCrm) -> None:
         # A forged call is InvalidSignature even when it also lacks fields or is another event
         with pytest.raises(InvalidSignature):
-            crm.parse_webhook(FORM, body_of({"event": "ONCRMDEALUPDATE", "auth[application_token]": "nope"}))
+            crm.parse_webhook(FORM, body_of({"event": "ONCRMDEALUPDATE", "auth[application_token]": "nope"}), {})
         with pytest.raises(InvalidSignature):
-            crm.parse_webhook(FORM, body_of({"event": ISSUE_EVENT}))
+            crm.parse_webhook(FORM, body_of({"event": ISSUE_EVENT}), {})
 
     @pytest.mark.parametrize("event", ["ONCRMDEALUPDATE", "ONCRMDEALADD", "oncrmdealissueinvoice"])
     def test_other_event_is_ignored(self, crm: SandboxCrm, event: str) -> None:
         body = body_of(base_form(event=event))
-        result = crm.parse_webhook(FORM, body)
-        assert isinstance(result, CrmWebhookIgnored)
-        assert result.reason == f"event {event} is not an invoice request"
+        result = crm.parse_webhook(FORM, body, {})
+        assert isinstance(result, CrmWebhook) and not result.commands and result.ignored
+        assert result.ignored == (f"event {event} is not an invoice request",)
 
     def test_missing_event(self, crm: SandboxCrm) -> None:
         with pytest.raises(MalformedNotification, match="missing field: event"):
-            crm.parse_webhook(FORM, body_of(base_form(event=None)))
+            crm.parse_webhook(FORM, body_of(base_form(event=None)), {})
 
     @pytest.mark.parametrize("deal_id", [None, "", "   "])
     def test_missing_deal_id(self, crm: SandboxCrm, deal_id: str | None) -> None:
@@ -117,7 +123,7 @@ class TestParseWebhook:
             form["data[FIELDS][ID]"] = deal_id
         # Then the call is malformed
         with pytest.raises(MalformedNotification, match=r"missing field: data\[FIELDS\]\[ID\]"):
-            crm.parse_webhook(FORM, body_of(form))
+            crm.parse_webhook(FORM, body_of(form), {})
 
     @pytest.mark.parametrize(
         "body",
@@ -131,11 +137,13 @@ class TestParseWebhook:
     )
     def test_not_form_encoded(self, crm: SandboxCrm, body: bytes) -> None:
         with pytest.raises(MalformedNotification, match="not a form-encoded body"):
-            crm.parse_webhook({"Content-Type": "application/json"}, body)
+            crm.parse_webhook({"Content-Type": "application/json"}, body, {})
 
     def test_first_value_wins_for_repeated_fields(self, crm: SandboxCrm) -> None:
         body = body_of(base_form()) + b"&data[FIELDS][ID]=43"
-        assert crm.parse_webhook(FORM, body) == IssueInvoiceCommand(deal_id="42", number=None)
+        assert crm.parse_webhook(FORM, body, {}) == CrmWebhook(
+            commands=(IssueInvoiceCommand(deal_id="42", number=None),)
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -97,6 +97,7 @@ def services() -> Services:
         lifecycle=NoLifecycle(),
         providers=lambda tenant: psp,  # type: ignore[arg-type,return-value]
         crms=lambda tenant: None,  # type: ignore[arg-type,return-value]
+        outbox=None,  # type: ignore[arg-type]
         clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
     )
 

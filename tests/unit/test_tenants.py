@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LOCAL_FILE = ROOT / "config" / "tenants.local.json"
 LOCAL_URL = "http://127.0.0.1:4567"
 DEMO_API_KEY = "demo-api-key"
+STAGE_NAMES = list(StageMapping.model_fields)
 
 
 @pytest.fixture
@@ -216,8 +217,41 @@ class TestErrors:
 
     def test_unknown_crm_kind(self) -> None:
         tenant = valid_tenant()
-        tenant["crm"]["kind"] = "amocrm"
-        assert error_of({"tenants": [tenant]}) == "tenants.json: tenants[0].crm.kind: Input should be 'sandbox'"
+        tenant["crm"]["kind"] = "pipedrive"
+        assert error_of({"tenants": [tenant]}) == (
+            "tenants.json: tenants[0].crm: Input tag 'pipedrive' found using 'kind' does not match any of the"
+            " expected tags: 'sandbox', 'bitrix24', 'amocrm'"
+        )
+
+    def test_bitrix24_errors_name_the_field_as_written(self) -> None:
+        tenant = valid_tenant()
+        tenant["crm"] = {
+            "kind": "bitrix24",
+            "portal": "acme.bitrix24.ru",
+            "auth": {"kind": "oauth", "client_secret": {"value": "app-secret-123"}},
+            "application_token": {"value": "app-token-123"},
+            "trigger": {"kind": "stage"},
+        }
+        assert error_of({"tenants": [tenant]}) == (
+            "tenants.json: tenants[0].crm.auth.client_id: Field required; "
+            "tenants[0].crm.trigger.stage_id: Field required"
+        )
+
+    def test_amocrm_stages_must_be_status_ids(self) -> None:
+        tenant = valid_tenant()
+        tenant["crm"] = {
+            "kind": "amocrm",
+            "base_url": "https://acme.amocrm.ru",
+            "subdomain": "acme",
+            "auth": {"kind": "long_lived", "token": {"value": "long-lived-token"}},
+            "webhook_token": {"value": "webhook-token-1"},
+            "trigger": {"status_id": 61234},
+            "pipeline_id": 7001,
+        }
+        message = error_of({"tenants": [tenant]})
+        assert message.startswith("tenants.json: tenants[0]: Value error, amoCRM stages are status ids (digits)")
+        tenant["stages"] = {name: str(142 + i) for i, name in enumerate(STAGE_NAMES)}
+        assert parse_tenants({"tenants": [tenant]}, "tenants.json")["acme"].crm.kind == "amocrm"
 
     def test_unknown_field_is_rejected(self) -> None:
         message = error_of({"tenants": [valid_tenant(colour="blue")]})

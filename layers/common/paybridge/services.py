@@ -8,14 +8,15 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from paybridge.adapters.crm.base import Crm, CrmWebhookIgnored
-from paybridge.adapters.errors import ProviderRejected
+from paybridge.adapters.crm.base import Crm, UpdateOutcome
+from paybridge.adapters.errors import CrmUnavailable, ProviderRejected
 from paybridge.adapters.lifecycle import LifecycleEngine
+from paybridge.adapters.outbox import Outbox
 from paybridge.adapters.psp.base import (
     Acknowledgement,
     Notification,
@@ -24,7 +25,7 @@ from paybridge.adapters.psp.base import (
     RefundOrder,
     RefundResult,
 )
-from paybridge.domain import messages
+from paybridge.domain.deal_sync import DealUpdate, deal_update
 from paybridge.domain.invoice import (
     FINAL_STATES,
     AuditEntry,
@@ -57,7 +58,7 @@ from paybridge.storage.repository import (
     ProviderEventRecord,
     Saved,
 )
-from paybridge.tenants import TenantConfig, TenantDirectory
+from paybridge.tenants import TenantConfig, TenantDirectory, TenantNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,14 @@ class LifetimeOutOfRange(DomainError):
 class IssueResult:
     invoice: Invoice
     created: bool
+
+
+@dataclass(frozen=True)
+class CrmIssueResult:
+    """What an inbound CRM call led to: the invoices it asked for, and what it asked nothing of us for."""
+
+    issued: tuple[IssueResult, ...]
+    ignored: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,7 @@ class Services:
     lifecycle: LifecycleEngine
     providers: Callable[[TenantConfig], PaymentProvider]
     crms: Callable[[TenantConfig], Crm]
+    outbox: Outbox
     public_base_url: str = ""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
@@ -219,27 +229,37 @@ class Services:
         self.lifecycle.start(tenant_id, stored.invoice_id)  # idempotent: also repairs a crash between the two
         return IssueResult(invoice=stored, created=created)
 
-    def issue_from_crm(self, tenant_id: str, crm_name: str, headers: dict[str, str], body: bytes) -> IssueResult | None:
+    def issue_from_crm(
+        self, tenant_id: str, crm_name: str, headers: dict[str, str], body: bytes, query: dict[str, str] | None = None
+    ) -> CrmIssueResult:
         tenant = self.tenants.get(tenant_id)
         if tenant.crm.kind != crm_name:
             raise RouteNotConfigured(f"tenant {tenant_id} does not use the CRM {crm_name!r}")
         crm = self.crms(tenant)
-        command = crm.parse_webhook(headers, body)
-        if isinstance(command, CrmWebhookIgnored):
-            logger.info("crm webhook ignored: %s", command.reason)
-            return None
-        deal = crm.get_deal(command.deal_id)
-        if not deal.amount or deal.amount <= 0:
-            raise DealNotInvoiceable(f"deal {deal.deal_id} has no amount to invoice")
-        request = NewInvoice(
-            deal_id=deal.deal_id,
-            number=command.number or deal.invoice_number or deal.deal_id,
-            amount=deal.amount,
-            currency=deal.currency or tenant.currency,
-            description=deal.title[:250],
-            customer=deal.customer,
-        )
-        return self.issue_invoice(tenant_id, request, lifetime_given=False)
+        webhook = crm.parse_webhook(headers, body, query or {})  # InvalidSignature / MalformedNotification
+        for reason in webhook.ignored:
+            logger.info("crm webhook: %s", reason)
+        issued: list[IssueResult] = []
+        ignored = list(webhook.ignored)
+        for command in webhook.commands:
+            deal = crm.get_deal(command.deal_id)
+            if command.when_stage is not None and deal.stage != command.when_stage:
+                reason = f"deal {deal.deal_id} is in stage {deal.stage}, not {command.when_stage}"
+                logger.info("crm webhook: %s", reason)
+                ignored.append(reason)
+                continue
+            if not deal.amount or deal.amount <= 0:
+                raise DealNotInvoiceable(f"deal {deal.deal_id} has no amount to invoice")
+            request = NewInvoice(
+                deal_id=deal.deal_id,
+                number=command.number or deal.invoice_number or deal.deal_id,
+                amount=deal.amount,
+                currency=deal.currency or tenant.currency,
+                description=deal.title[:250],
+                customer=deal.customer,
+            )
+            issued.append(self.issue_invoice(tenant_id, request, lifetime_given=False))
+        return CrmIssueResult(issued=tuple(issued), ignored=tuple(ignored))
 
     # -- read / cancel ---------------------------------------------------------------------------------------------
 
@@ -458,46 +478,33 @@ class Services:
         return lifecycle_document(invoice, self.clock(), "failed")
 
     def sync_deal(self, tenant_id: str, invoice_id: str, event: str = "") -> dict[str, Any]:
-        """Make the CRM deal reflect the invoice: its stage from the tenant's mapping, the link, a timeline entry,
-        and the manager told where a person must act."""
+        """Plan what the deal must show after this step and put it on the CRM outbox (delivered in order per deal,
+        batched, within the CRM's rate limit — see `deliver_deal_updates`). Retrying the step enqueues nothing new."""
         tenant = self.tenants.get(tenant_id)
         invoice = self._invoice(tenant_id, invoice_id)
-        crm = self.crms(tenant)
-        state = invoice.state
-        stage = tenant.stages.stage_for(state)
-        deal = invoice.deal_id
-        if event == "refund_failed":
-            text = messages.refund_failed(invoice)
-            crm.add_timeline(deal, text)
-            crm.notify_manager(deal, text)
-            return lifecycle_document(invoice, self.clock(), event)
-        if state is InvoiceState.AWAITING_PAYMENT and event == "payment_declined":
-            crm.add_timeline(deal, messages.declined(invoice))
-        elif state is InvoiceState.AWAITING_PAYMENT and event != "payment_created":
-            pass  # nothing the deal must show (a repeat)
-        elif state is InvoiceState.AWAITING_PAYMENT:
-            crm.update_deal(deal, stage=stage, payment_url=invoice.payment_url)
-            crm.add_timeline(deal, messages.link_published(invoice))
-            if invoice.customer.email or invoice.customer.phone:
-                crm.send_to_customer(deal, invoice.customer, messages.link_for_customer(invoice))
-        else:
-            text = {
-                InvoiceState.PARTIALLY_PAID: messages.partially_paid,
-                InvoiceState.PAID: messages.paid,
-                InvoiceState.EXPIRED: messages.expired,
-                InvoiceState.CANCELLED: messages.cancelled,
-                InvoiceState.FAILED: messages.failed,
-                InvoiceState.REFUNDED: messages.refunded,
-                InvoiceState.PARTIALLY_REFUNDED: messages.refunded,
-                InvoiceState.ISSUED: messages.link_published,
-            }[state](invoice)
-            crm.update_deal(deal, stage=stage)
-            crm.add_timeline(deal, text)
-            if state in (InvoiceState.PARTIALLY_PAID, InvoiceState.EXPIRED, InvoiceState.FAILED):
-                crm.notify_manager(deal, text)
-        if invoice.flags and state not in (InvoiceState.AWAITING_PAYMENT,):
-            crm.notify_manager(deal, messages.flagged(invoice))
+        update = deal_update(invoice, tenant.stages.stage_for(invoice.state), event)
+        if update is not None:
+            self.outbox.publish(update)
         return lifecycle_document(invoice, self.clock(), event)
+
+    def deliver_deal_updates(self, updates: Sequence[DealUpdate]) -> list[UpdateOutcome]:
+        """Send outbox updates to their CRMs: one `apply` (batched by the adapter) per tenant, order kept. One outcome
+        per update, in order."""
+        outcomes: list[UpdateOutcome | None] = [None] * len(updates)
+        by_tenant: dict[str, list[int]] = {}
+        for index, update in enumerate(updates):
+            by_tenant.setdefault(update.tenant_id, []).append(index)
+        for tenant_id, indexes in by_tenant.items():
+            try:
+                crm = self.crms(self.tenants.get(tenant_id))
+                results = crm.apply([updates[i] for i in indexes])
+            except TenantNotFound:
+                results = [UpdateOutcome.park(f"tenant {tenant_id} is not configured")] * len(indexes)
+            except CrmUnavailable as exc:
+                results = [UpdateOutcome.retry(str(exc))] * len(indexes)
+            for index, result in zip(indexes, results, strict=True):
+                outcomes[index] = result
+        return [o if o is not None else UpdateOutcome.retry("no outcome") for o in outcomes]
 
     # -- operations ------------------------------------------------------------------------------------------------
 

@@ -17,6 +17,8 @@ class Settings(BaseModel):
     public_base_url: str = Field(default="", description="Base URL of our HTTP API, for providers' notification URLs")
     stage: str = "dev"
     event_retention_days: int = 400
+    crm_outbox_url: str = Field(default="", description="SQS FIFO queue of CRM writes (one group per deal)")
+    crm_outbox_dlq_url: str = Field(default="", description="Where CRM writes that cannot succeed are parked")
 
 
 @lru_cache(maxsize=1)
@@ -29,4 +31,6 @@ def get_settings() -> Settings:
         tenants_file=env.get("PAYBRIDGE_TENANTS", ""),
         public_base_url=env.get("PUBLIC_BASE_URL", "").rstrip("/"),
         stage=env.get("STAGE", "dev"),
+        crm_outbox_url=env.get("CRM_OUTBOX_URL", ""),
+        crm_outbox_dlq_url=env.get("CRM_OUTBOX_DLQ_URL", ""),
     )

@@ -102,11 +102,115 @@ PspSettings = Annotated[
 ]
 
 
-class CrmSettings(BaseModel):
+class SandboxCrmSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["sandbox"] = "sandbox"
     base_url: str = Field(pattern=r"^https?://")
     token: SecretRef
+
+
+class CrmRateLimitSettings(BaseModel):
+    """The CRM account's request budget: a leaky bucket of `per_second` requests holding up to `burst`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    per_second: float = Field(gt=0, le=100)
+    burst: int = Field(ge=1, le=1000)
+
+
+class Bitrix24WebhookAuth(BaseModel):
+    """Writes through an incoming webhook: `https://<portal>/rest/<user_id>/<secret>/` (a secret: it grants access)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["webhook"]
+    url: SecretRef
+
+
+class OAuthAppAuth(BaseModel):
+    """An OAuth 2 app (Bitrix24 local/market app, amoCRM integration). The first refresh token (from installing the
+    app) seeds the token store; every refresh then stores the new single-use pair atomically."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["oauth"]
+    client_id: str = Field(min_length=1, max_length=200)
+    client_secret: SecretRef
+    initial_refresh_token: SecretRef | None = None
+    #: Bitrix24: https://oauth.bitrix.info/oauth/token/; amoCRM: <base_url>/oauth2/access_token (the default).
+    token_url: HttpUrl | None = None
+    #: amoCRM requires the integration's redirect URI on every refresh.
+    redirect_uri: HttpUrl | None = None
+
+
+class LongLivedTokenAuth(BaseModel):
+    """amoCRM private integrations: a long-lived token (up to 5 years), sent as a Bearer token."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["long_lived"]
+    token: SecretRef
+
+
+class Bitrix24StageTrigger(BaseModel):
+    """Issue an invoice when a deal enters this stage (ONCRMDEALUPDATE, the deal re-read with crm.deal.get)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["stage"]
+    stage_id: str = Field(min_length=1, max_length=50)
+
+
+class Bitrix24RobotTrigger(BaseModel):
+    """Issue an invoice when our robot (bizproc.robot.add, this CODE) runs on a deal."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["robot"]
+    code: str = Field(default="paybridge_issue_invoice", pattern=r"^[a-z0-9_]{1,50}$")
+
+
+class Bitrix24Settings(BaseModel):
+    """Bitrix24 REST. Inbound calls (events, robots) carry `auth[application_token]`, checked on every call."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["bitrix24"]
+    portal: str = Field(pattern=r"^[a-z0-9.-]+(:[0-9]+)?$", description="the portal's domain, e.g. acme.bitrix24.ru")
+    auth: Annotated[Bitrix24WebhookAuth | OAuthAppAuth, Field(discriminator="kind")]
+    application_token: SecretRef
+    trigger: Annotated[Bitrix24StageTrigger | Bitrix24RobotTrigger, Field(discriminator="kind")]
+    #: The deal's user field that receives the payment link (create it in the CRM: type string/URL).
+    link_field: str | None = Field(default="UF_CRM_PAYBRIDGE_LINK", pattern=r"^UF_CRM_[A-Z0-9_]+$")
+    #: A deal field holding the invoice number; the deal id is used when absent or empty.
+    invoice_number_field: str | None = Field(default=None, pattern=r"^(UF_CRM_[A-Z0-9_]+|TITLE)$")
+    rate_limit: CrmRateLimitSettings = CrmRateLimitSettings(per_second=2, burst=50)
+
+
+class AmoCrmStatusTrigger(BaseModel):
+    """Issue an invoice when a lead moves to this status (webhook `leads[status]`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    status_id: int = Field(gt=0)
+    pipeline_id: int | None = Field(default=None, gt=0)
+
+
+class AmoCrmSettings(BaseModel):
+    """amoCRM API v4. Its webhooks are unsigned: the URL registered in amoCRM carries `?token=<webhook_token>`, and
+    `account[subdomain]` must be the tenant's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["amocrm"]
+    base_url: HttpUrl = Field(description="https://<subdomain>.amocrm.ru")
+    subdomain: str = Field(pattern=r"^[a-z0-9-]{1,63}$")
+    auth: Annotated[OAuthAppAuth | LongLivedTokenAuth, Field(discriminator="kind")]
+    webhook_token: SecretRef
+    trigger: AmoCrmStatusTrigger
+    #: The pipeline the mapped statuses belong to (PATCH needs it with `status_id`).
+    pipeline_id: int = Field(gt=0)
+    #: The lead's custom field (URL/text) that receives the payment link.
+    link_field_id: int | None = Field(default=None, gt=0)
+    #: A lead custom field holding the invoice number; the lead id is used when absent or empty.
+    invoice_number_field_id: int | None = Field(default=None, gt=0)
+    #: Tasks for the responsible manager are due this many hours after they are set.
+    task_due_hours: int = Field(default=24, ge=1, le=720)
+    rate_limit: CrmRateLimitSettings = CrmRateLimitSettings(per_second=7, burst=7)
+
+
+CrmSettings = Annotated[SandboxCrmSettings | Bitrix24Settings | AmoCrmSettings, Field(discriminator="kind")]
 
 
 class StageMapping(BaseModel):
@@ -142,6 +246,14 @@ class TenantConfig(BaseModel):
     #: 54-FZ receipts: when set, every payment and refund carries a receipt (T-Bank, YooKassa).
     fiscal: FiscalSettings | None = None
 
+    @model_validator(mode="after")
+    def _stages_fit_the_crm(self) -> TenantConfig:
+        if isinstance(self.crm, AmoCrmSettings):
+            wrong = [name for name, value in self.stages.model_dump().items() if not str(value).isdigit()]
+            if wrong:
+                raise ValueError(f"amoCRM stages are status ids (digits); not so for: {', '.join(wrong)}")
+        return self
+
     def accepts_api_key(self, api_key: str | None) -> bool:
         if not api_key:
             return False
@@ -157,7 +269,9 @@ def parse_tenants(raw: Any, origin: str) -> dict[str, TenantConfig]:
         try:
             tenant = TenantConfig.model_validate(item)
         except ValidationError as exc:
-            problems = "; ".join(f"tenants[{index}].{_where(e['loc'])}: {e['msg']}" for e in exc.errors())
+            problems = "; ".join(
+                f"tenants[{index}]{'.' if e['loc'] else ''}{_where(e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
             raise TenantConfigError(f"{origin}: {problems}") from None
         if tenant.tenant_id in tenants:
             raise TenantConfigError(f"{origin}: tenant {tenant.tenant_id!r} is defined twice")
@@ -166,14 +280,21 @@ def parse_tenants(raw: Any, origin: str) -> dict[str, TenantConfig]:
 
 
 def _where(loc: tuple[int | str, ...]) -> str:
-    """`psp.tbank.password` → `psp.password`: pydantic names the provider of the tagged union; the file does not."""
+    """`psp.tbank.password` → `psp.password`, `crm.amocrm.auth.oauth.client_id` → `crm.auth.client_id`: pydantic
+    names the member of each tagged union; the file does not."""
     parts = [str(p) for p in loc]
     if len(parts) > 2 and parts[0] == "psp" and parts[1] in _PSP_TAGS:
         del parts[1]
-    return ".".join(parts)
+    if len(parts) > 2 and parts[0] == "crm" and parts[1] in _CRM_TAGS:
+        del parts[1]
+    kept = [p for i, p in enumerate(parts) if not (i >= 2 and parts[i - 1] in _NESTED_UNIONS and p in _AUTH_TAGS)]
+    return ".".join(kept)
 
 
 _PSP_TAGS = frozenset({"sandbox", "tbank", "yookassa", "stripe"})
+_CRM_TAGS = frozenset({"sandbox", "bitrix24", "amocrm"})
+_AUTH_TAGS = frozenset({"webhook", "oauth", "long_lived", "stage", "robot"})
+_NESTED_UNIONS = frozenset({"auth", "trigger"})
 
 
 class TenantDirectory(Protocol):

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
-from paybridge.adapters.crm.base import Crm
+from paybridge.adapters.crm.base import Crm, Throttle
+from paybridge.adapters.crm.oauth import OAuthSession, TokenPair
 from paybridge.adapters.lifecycle import StepFunctionsLifecycle
+from paybridge.adapters.outbox import SqsOutbox
 from paybridge.adapters.psp.base import PaymentProvider
 from paybridge.secrets import resolve_secret
 from paybridge.services import Services
 from paybridge.settings import get_settings
 from paybridge.storage.dynamodb import DynamoInvoiceRepository, DynamoTenantDirectory
 from paybridge.tenants import (
+    AmoCrmSettings,
+    Bitrix24Settings,
+    Bitrix24WebhookAuth,
+    LongLivedTokenAuth,
+    OAuthAppAuth,
+    SandboxCrmSettings,
     SandboxPspSettings,
     StripeSettings,
     TBankSettings,
@@ -46,12 +55,84 @@ def make_provider(tenant: TenantConfig) -> PaymentProvider:
 
 
 def make_crm(tenant: TenantConfig) -> Crm:
-    crm = tenant.crm
-    if crm.kind == "sandbox":
-        from paybridge.adapters.crm.sandbox import SandboxCrm
+    """The tenant's CRM adapter (cached per tenant while its configuration is unchanged: one HTTP client, one OAuth
+    session per execution environment). Every request goes through the shared rate limiter."""
+    cached = _crms.get(tenant.tenant_id)
+    if cached is not None and cached[0] == tenant:
+        return cached[1]
+    crm = _build_crm(tenant)
+    _crms[tenant.tenant_id] = (tenant, crm)
+    return crm
 
-        return SandboxCrm(crm.base_url, resolve_secret(crm.token))
-    raise ValueError(f"unknown CRM {crm.kind}")  # pragma: no cover
+
+_crms: dict[str, tuple[TenantConfig, Crm]] = {}
+
+
+def _build_crm(tenant: TenantConfig) -> Crm:
+    settings = tenant.crm
+    throttle = get_throttle()
+    match settings:
+        case SandboxCrmSettings():
+            from paybridge.adapters.crm.sandbox import SandboxCrm
+
+            return SandboxCrm(settings.base_url, resolve_secret(settings.token), throttle=throttle)
+        case Bitrix24Settings():
+            from paybridge.adapters.crm import bitrix24
+
+            app_token = resolve_secret(settings.application_token)
+            if isinstance(settings.auth, Bitrix24WebhookAuth):
+                return bitrix24.Bitrix24(settings, app_token, resolve_secret(settings.auth.url), throttle=throttle)
+            auth = settings.auth
+            refresh = bitrix24.oauth_refresher(
+                auth.token_url or "https://oauth.bitrix.info/oauth/token/",
+                auth.client_id,
+                resolve_secret(auth.client_secret),
+            )
+            session = _oauth_session(f"{tenant.tenant_id}:bitrix24", refresh, auth)
+            return bitrix24.Bitrix24(
+                settings,
+                app_token,
+                f"https://{settings.portal}/rest/",
+                access=session.access_token,
+                on_unauthorized=session.invalidate,
+                throttle=throttle,
+            )
+        case AmoCrmSettings():
+            from paybridge.adapters.crm import amocrm
+
+            webhook_token = resolve_secret(settings.webhook_token)
+            if isinstance(settings.auth, LongLivedTokenAuth):
+                token = resolve_secret(settings.auth.token)
+                return amocrm.AmoCrm(settings, lambda: token, webhook_token, throttle=throttle)
+            refresh = amocrm.oauth_refresher(settings, resolve_secret(settings.auth.client_secret))
+            session = _oauth_session(f"{tenant.tenant_id}:amocrm", refresh, settings.auth)
+            return amocrm.AmoCrm(
+                settings, session.access_token, webhook_token, throttle=throttle, on_unauthorized=session.invalidate
+            )
+    raise ValueError(f"unknown CRM {tenant.crm.kind}")  # pragma: no cover - the config model forbids it
+
+
+def _oauth_session(key: str, refresh: Callable[[str], TokenPair], auth: OAuthAppAuth) -> OAuthSession:
+    from paybridge.storage.crm_state import DynamoTokenStore
+
+    initial = None
+    if auth.initial_refresh_token is not None:
+        initial = TokenPair(access_token="", refresh_token=resolve_secret(auth.initial_refresh_token), expires_at=0)
+    return OAuthSession(DynamoTokenStore(get_settings().table_name), key, refresh, initial)
+
+
+@lru_cache(maxsize=1)
+def get_throttle() -> Throttle:
+    """Every CRM request of every function takes a token from the account's bucket in the table."""
+    from paybridge.storage.crm_state import DynamoRateLimiter
+
+    return DynamoRateLimiter(get_settings().table_name)
+
+
+@lru_cache(maxsize=1)
+def get_outbox() -> SqsOutbox:
+    settings = get_settings()
+    return SqsOutbox(settings.crm_outbox_url, settings.crm_outbox_dlq_url)
 
 
 def make_tenant_directory() -> TenantDirectory:
@@ -70,6 +151,7 @@ def get_services() -> Services:
         lifecycle=StepFunctionsLifecycle(settings.state_machine_arn),
         providers=make_provider,
         crms=make_crm,
+        outbox=get_outbox(),
         public_base_url=settings.public_base_url,
     )
 
@@ -80,4 +162,7 @@ def reset() -> None:
 
     get_settings.cache_clear()
     get_services.cache_clear()
+    get_throttle.cache_clear()
+    get_outbox.cache_clear()
+    _crms.clear()
     _loader.cache_clear()

@@ -21,6 +21,7 @@ class RawRequest:
     headers: dict[str, str]  # lower-cased names
     body: bytes
     source_ip: str | None
+    query: dict[str, str]  # the URL's query string (a CRM whose webhooks are unsigned carries our token there)
 
 
 def verified(app: APIGatewayHttpResolver, call: Callable[[RawRequest], T]) -> T:
@@ -30,8 +31,9 @@ def verified(app: APIGatewayHttpResolver, call: Callable[[RawRequest], T]) -> T:
     body = event.decoded_body.encode() if event.decoded_body else b""
     headers = {k.lower(): v for k, v in (event.headers or {}).items()}
     source_ip = event.request_context.http.source_ip or None
+    query = dict(event.query_string_parameters or {})
     try:
-        return call(RawRequest(headers=headers, body=body, source_ip=source_ip))
+        return call(RawRequest(headers=headers, body=body, source_ip=source_ip, query=query))
     except InvalidSignature:
         metrics.add_metric(name="SignatureFailures", unit=MetricUnit.Count, value=1)
         raise

@@ -1,11 +1,21 @@
-"""The CRM interface every CRM adapter implements."""
+"""The CRM interface every CRM adapter implements, and the values that cross it.
+
+Reads (`get_deal`) happen where they are needed (an inbound webhook). Every write goes through the outbox: the
+lifecycle plans the writes one step asks of one deal (`DealUpdate`, an ordered list of `DealOp`s), the outbox queue
+keeps them in order per deal, and the consumer hands a batch of updates to `apply`, which sends them in as few
+requests as the CRM allows and reports per update whether it landed.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from paybridge.domain.deal_sync import DealOp as DealOp  # planned by the domain, delivered by the adapters
+from paybridge.domain.deal_sync import DealUpdate as DealUpdate
 from paybridge.domain.invoice import Customer
 
 
@@ -13,11 +23,12 @@ class Deal(BaseModel):
     model_config = ConfigDict(frozen=True)
     deal_id: str
     title: str = ""
-    amount: int | None = None
+    amount: int | None = None  # minor units
     currency: str | None = None
     stage: str | None = None
     customer: Customer = Customer()
     invoice_number: str | None = None
+    manager_id: str | None = None  # the responsible user, where the CRM has one
 
 
 class IssueInvoiceCommand(BaseModel):
@@ -26,28 +37,69 @@ class IssueInvoiceCommand(BaseModel):
     model_config = ConfigDict(frozen=True)
     deal_id: str
     number: str | None = None
+    #: Only when the deal, as read, is in this stage (events that carry only the deal id; also the echo guard).
+    when_stage: str | None = None
 
 
-class CrmWebhookIgnored(BaseModel):
-    """A verified inbound call that asks nothing of us (another event, our own echo)."""
+class CrmWebhook(BaseModel):
+    """A verified inbound call: the invoices it asks for (one per deal), and why the rest was ignored."""
 
     model_config = ConfigDict(frozen=True)
-    reason: str
+    commands: tuple[IssueInvoiceCommand, ...] = ()
+    ignored: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UpdateOutcome:
+    """How one update fared. `transient` failures are retried later (in order); permanent ones are parked."""
+
+    ok: bool
+    transient: bool = False
+    detail: str = ""
+
+    @classmethod
+    def done(cls) -> UpdateOutcome:
+        return cls(ok=True)
+
+    @classmethod
+    def retry(cls, detail: str) -> UpdateOutcome:
+        return cls(ok=False, transient=True, detail=detail)
+
+    @classmethod
+    def park(cls, detail: str) -> UpdateOutcome:
+        return cls(ok=False, transient=False, detail=detail)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """The CRM's request budget per account: a leaky bucket of `per_second`, holding up to `burst`."""
+
+    per_second: float
+    burst: int
+
+
+#: Called before every request to the CRM with the account's key and limit; blocks until the request may go (or
+#: raises CrmUnavailable when it would wait too long). Chosen by configuration: a DynamoDB token bucket shared by all
+#: consumers when deployed and on the local stack, a no-op in unit tests.
+Throttle = Callable[[str, RateLimit], None]
+
+
+def no_throttle(account: str, limit: RateLimit) -> None:
+    return None
 
 
 class Crm(Protocol):
     name: str
+    #: Requests the CRM allows per account (see `Throttle`).
+    rate_limit: RateLimit
 
     def get_deal(self, deal_id: str) -> Deal: ...
 
-    def update_deal(self, deal_id: str, *, stage: str | None = None, payment_url: str | None = None) -> None: ...
+    def apply(self, updates: Sequence[DealUpdate]) -> list[UpdateOutcome]:
+        """Send the updates (batched where the CRM allows it); one outcome per update, in order. Raise
+        CrmUnavailable when nothing could be sent (the whole batch is retried)."""
+        ...
 
-    def add_timeline(self, deal_id: str, text: str) -> None: ...
-
-    def notify_manager(self, deal_id: str, text: str) -> None: ...
-
-    def send_to_customer(self, deal_id: str, customer: Customer, text: str) -> None: ...
-
-    def parse_webhook(self, headers: dict[str, str], body: bytes) -> IssueInvoiceCommand | CrmWebhookIgnored:
+    def parse_webhook(self, headers: dict[str, str], body: bytes, query: dict[str, str]) -> CrmWebhook:
         """Verify (token) and parse; raise InvalidSignature / MalformedNotification."""
         ...

@@ -12,12 +12,23 @@ Wire format (the server is `devstack/sandbox_crm.py`):
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 
-from paybridge.adapters.crm.base import CrmWebhookIgnored, Deal, IssueInvoiceCommand
+from paybridge.adapters.crm.base import (
+    CrmWebhook,
+    Deal,
+    DealOp,
+    DealUpdate,
+    IssueInvoiceCommand,
+    RateLimit,
+    Throttle,
+    UpdateOutcome,
+    no_throttle,
+)
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable, InvalidSignature, MalformedNotification
 from paybridge.adapters.http import make_client, send
 from paybridge.domain.invoice import Customer
@@ -26,14 +37,51 @@ ISSUE_EVENT = "ONCRMDEALISSUEINVOICE"
 
 
 class SandboxCrm:
-    name = "sandbox"
+    """No batch API: `apply` sends each write as its own request, in order, and stops a deal at its first failure."""
 
-    def __init__(self, base_url: str, token: str, transport: Any = None):
+    name = "sandbox"
+    rate_limit = RateLimit(per_second=50, burst=100)
+
+    def __init__(self, base_url: str, token: str, transport: Any = None, throttle: Throttle = no_throttle):
         self._token = token
+        self._account = base_url.rstrip("/")
+        self._throttle = throttle
         self._http = make_client(base_url.rstrip("/"), {"Authorization": f"Bearer {token}"}, transport)
 
     def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        self._throttle(self._account, self.rate_limit)
         return send(self._http, method, url, transient=CrmUnavailable, permanent=CrmRejected, **kwargs)
+
+    def apply(self, updates: Sequence[DealUpdate]) -> list[UpdateOutcome]:
+        outcomes: list[UpdateOutcome] = []
+        stopped: dict[str, str] = {}  # deal → why its later updates wait
+        for update in updates:
+            if update.deal_id in stopped:
+                outcomes.append(UpdateOutcome.retry(f"an earlier update of deal {update.deal_id} failed"))
+                continue
+            try:
+                for op in update.ops:
+                    self._apply_op(update.deal_id, op)
+            except CrmUnavailable as exc:
+                stopped[update.deal_id] = str(exc)
+                outcomes.append(UpdateOutcome.retry(str(exc)))
+            except CrmRejected as exc:
+                stopped[update.deal_id] = str(exc)
+                outcomes.append(UpdateOutcome.park(str(exc)))
+            else:
+                outcomes.append(UpdateOutcome.done())
+        return outcomes
+
+    def _apply_op(self, deal_id: str, op: DealOp) -> None:
+        match op.kind:
+            case "set_stage":
+                self.update_deal(deal_id, stage=op.stage, payment_url=op.payment_url)
+            case "comment":
+                self.add_timeline(deal_id, op.text or "")
+            case "notify_manager":
+                self.notify_manager(deal_id, op.text or "")
+            case "send_to_customer":
+                self.send_to_customer(deal_id, op.customer or Customer(), op.text or "")
 
     def get_deal(self, deal_id: str) -> Deal:
         data = self._send("GET", f"/api/deals/{deal_id}").json()
@@ -66,7 +114,7 @@ class SandboxCrm:
             json={"deal_id": deal_id, "to_email": customer.email, "to_phone": customer.phone, "text": text},
         )
 
-    def parse_webhook(self, headers: dict[str, str], body: bytes) -> IssueInvoiceCommand | CrmWebhookIgnored:
+    def parse_webhook(self, headers: dict[str, str], body: bytes, query: dict[str, str]) -> CrmWebhook:
         try:
             form = {k: v[0] for k, v in parse_qs(body.decode("utf-8"), strict_parsing=True).items()}
         except (UnicodeDecodeError, ValueError) as exc:
@@ -78,8 +126,9 @@ class SandboxCrm:
         if not event:
             raise MalformedNotification("missing field: event")
         if event != ISSUE_EVENT:
-            return CrmWebhookIgnored(reason=f"event {event} is not an invoice request")
+            return CrmWebhook(ignored=(f"event {event} is not an invoice request",))
         deal_id = form.get("data[FIELDS][ID]", "").strip()
         if not deal_id:
             raise MalformedNotification("missing field: data[FIELDS][ID]")
-        return IssueInvoiceCommand(deal_id=deal_id, number=form.get("data[FIELDS][INVOICE_NUMBER]") or None)
+        number = form.get("data[FIELDS][INVOICE_NUMBER]") or None
+        return CrmWebhook(commands=(IssueInvoiceCommand(deal_id=deal_id, number=number),))

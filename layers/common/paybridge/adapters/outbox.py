@@ -1,0 +1,69 @@
+"""The CRM outbox: every write to a CRM is a `DealUpdate` message on an SQS FIFO queue.
+
+- One message group per deal (`<tenant>:<deal>`): updates of a deal are delivered in order, deals in parallel.
+- The deduplication id is the update's id (invoice, version, event): a retried lifecycle step enqueues nothing new.
+- The consumer (functions/crm_outbox) reports failed messages; a transient failure is retried after a growing delay
+  (the message's visibility), a permanent one is parked on the dead-letter queue with its reason. Messages that
+  keep failing past the queue's `maxReceiveCount` land on the same dead-letter queue through its redrive policy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Protocol
+
+from paybridge.domain.deal_sync import DealUpdate
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+
+class Outbox(Protocol):
+    def publish(self, update: DealUpdate) -> None: ...
+
+
+class OutboxControl(Protocol):
+    """What the consumer needs beyond the event: delay a message, park one."""
+
+    def delay(self, receipt_handle: str, seconds: int) -> None: ...
+
+    def park(self, body: str, group: str, reason: str) -> None: ...
+
+
+def dedup_id(update: DealUpdate) -> str:
+    return hashlib.sha256(update.update_id.encode()).hexdigest()
+
+
+class SqsOutbox:
+    def __init__(self, queue_url: str, dead_letter_url: str = "", client: SQSClient | None = None):
+        self._url, self._dlq, self._client = queue_url, dead_letter_url, client
+
+    @property
+    def client(self) -> SQSClient:
+        if self._client is None:
+            import boto3  # lazy: keeps cold starts small
+
+            self._client = boto3.client("sqs")
+        return self._client
+
+    def publish(self, update: DealUpdate) -> None:
+        self.client.send_message(
+            QueueUrl=self._url,
+            MessageBody=update.model_dump_json(),
+            MessageGroupId=update.group,
+            MessageDeduplicationId=dedup_id(update),
+        )
+
+    def delay(self, receipt_handle: str, seconds: int) -> None:
+        self.client.change_message_visibility(
+            QueueUrl=self._url, ReceiptHandle=receipt_handle, VisibilityTimeout=max(0, min(seconds, 43_200))
+        )
+
+    def park(self, body: str, group: str, reason: str) -> None:
+        self.client.send_message(
+            QueueUrl=self._dlq,
+            MessageBody=body,
+            MessageGroupId=group,
+            MessageDeduplicationId=hashlib.sha256(body.encode()).hexdigest(),
+            MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000] or "rejected"}},
+        )

@@ -1,0 +1,106 @@
+"""What a deal must show after a lifecycle step: an ordered list of writes, planned here once for every CRM.
+
+The plan is pure: the invoice, the tenant's stage for its state, and the step's event go in; the writes come out.
+Delivering them (in order per deal, batched, within the CRM's rate limit) is the outbox's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from paybridge.domain import messages
+from paybridge.domain.invoice import Customer, Invoice, InvoiceState
+
+DealOpKind = Literal["set_stage", "comment", "notify_manager", "send_to_customer"]
+
+
+class DealOp(BaseModel):
+    """One write to a deal. `set_stage` may carry the payment link (written into the tenant's link field)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: DealOpKind
+    stage: str | None = None
+    payment_url: str | None = None
+    text: str | None = None
+    customer: Customer | None = None
+
+
+class DealUpdate(BaseModel):
+    """One outbox message: the writes one lifecycle step asks of one deal, applied in this order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    tenant_id: str
+    deal_id: str
+    invoice_id: str
+    version: int = Field(ge=0)  # the invoice version that produced it
+    event: str = ""
+    ops: tuple[DealOp, ...] = Field(min_length=1)
+
+    @property
+    def update_id(self) -> str:
+        """Stable across retries of the step that produced it: the outbox's deduplication id."""
+        return f"{self.invoice_id}:v{self.version}:{self.event or 'sync'}"[:128]
+
+    @property
+    def group(self) -> str:
+        """Order is kept per deal."""
+        return f"{self.tenant_id}:{self.deal_id}"[:128]
+
+
+_CLOSING_TEXT: dict[InvoiceState, Callable[[Invoice], str]] = {
+    InvoiceState.ISSUED: messages.link_published,
+    InvoiceState.PARTIALLY_PAID: messages.partially_paid,
+    InvoiceState.PAID: messages.paid,
+    InvoiceState.EXPIRED: messages.expired,
+    InvoiceState.CANCELLED: messages.cancelled,
+    InvoiceState.FAILED: messages.failed,
+    InvoiceState.REFUNDED: messages.refunded,
+    InvoiceState.PARTIALLY_REFUNDED: messages.refunded,
+}
+#: States a person must act on: the responsible manager is told, not only the timeline.
+_MANAGER_STATES = frozenset({InvoiceState.PARTIALLY_PAID, InvoiceState.EXPIRED, InvoiceState.FAILED})
+
+
+def plan_deal_ops(invoice: Invoice, stage: str, event: str = "") -> tuple[DealOp, ...]:
+    """The writes that make the deal reflect the invoice after `event`: the stage (from the tenant's mapping), the
+    link, a timeline entry, the client and the manager told where the state asks for it. Empty: nothing to show."""
+    state = invoice.state
+    ops: list[DealOp] = []
+    if event == "refund_failed":
+        text = messages.refund_failed(invoice)
+        return (DealOp(kind="comment", text=text), DealOp(kind="notify_manager", text=text))
+    if state is InvoiceState.AWAITING_PAYMENT:
+        if event == "payment_declined":
+            ops.append(DealOp(kind="comment", text=messages.declined(invoice)))
+        elif event == "payment_created":
+            ops.append(DealOp(kind="set_stage", stage=stage, payment_url=invoice.payment_url))
+            ops.append(DealOp(kind="comment", text=messages.link_published(invoice)))
+            if invoice.customer.email or invoice.customer.phone:
+                ops.append(
+                    DealOp(kind="send_to_customer", customer=invoice.customer, text=messages.link_for_customer(invoice))
+                )
+        return tuple(ops)  # anything else while awaiting payment is a repeat: nothing new to show
+    text = _CLOSING_TEXT[state](invoice)
+    ops += [DealOp(kind="set_stage", stage=stage), DealOp(kind="comment", text=text)]
+    if state in _MANAGER_STATES:
+        ops.append(DealOp(kind="notify_manager", text=text))
+    if invoice.flags:
+        ops.append(DealOp(kind="notify_manager", text=messages.flagged(invoice)))
+    return tuple(ops)
+
+
+def deal_update(invoice: Invoice, stage: str, event: str = "") -> DealUpdate | None:
+    ops = plan_deal_ops(invoice, stage, event)
+    if not ops:
+        return None
+    return DealUpdate(
+        tenant_id=invoice.tenant_id,
+        deal_id=invoice.deal_id,
+        invoice_id=invoice.invoice_id,
+        version=invoice.version,
+        event=event,
+        ops=ops,
+    )

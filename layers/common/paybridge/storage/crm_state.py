@@ -1,0 +1,205 @@
+"""CRM state shared by every outbox consumer, in the same single table as the invoices. Every write is conditional.
+
+Items
+- OAuth tokens:   pk=OAUTH#<key>       sk=TOKENS   access_token, refresh_token, expires_at (N, epoch seconds),
+                  version (N, 1 on the first pair, +1 per refresh), lease_until (N, epoch seconds, float) and
+                  lease_owner while a refresh is in flight (see paybridge.adapters.crm.oauth)
+- rate bucket:    pk=RATE#<account>    sk=BUCKET   tokens (N, float), at (N, epoch seconds, float): the account's
+                  token bucket as of `at` (see paybridge.domain.ratelimit); absent = full
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from paybridge.adapters.crm.base import RateLimit
+from paybridge.adapters.crm.oauth import StoredTokens, TokenPair
+from paybridge.adapters.errors import CrmUnavailable
+from paybridge.domain.ratelimit import Bucket, take
+from paybridge.storage.dynamodb import _client, _n, _s
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+TOKENS_SK = "TOKENS"
+BUCKET_SK = "BUCKET"
+
+
+def _f(value: float) -> dict[str, str]:
+    """A float as a DynamoDB number: its shortest exact decimal, never in exponent notation."""
+    return {"N": format(Decimal(repr(float(value))), "f")}
+
+
+def _tokens_key(key: str) -> dict[str, Any]:
+    return {"pk": _s(f"OAUTH#{key}"), "sk": _s(TOKENS_SK)}
+
+
+def _bucket_key(account: str) -> dict[str, Any]:
+    return {"pk": _s(f"RATE#{account}"), "sk": _s(BUCKET_SK)}
+
+
+class _Table:
+    def __init__(self, table_name: str, client: DynamoDBClient | None):
+        self._table = table_name
+        self._client = client
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            self._client = _client()
+        return self._client
+
+
+class DynamoTokenStore(_Table):
+    """`TokenStore` (paybridge.adapters.crm.oauth) on one item per account."""
+
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None):
+        super().__init__(table_name, client)
+
+    def load(self, key: str) -> StoredTokens | None:
+        response = self.client.get_item(TableName=self._table, Key=_tokens_key(key), ConsistentRead=True)
+        item = response.get("Item")
+        if not item:
+            return None
+        pair = TokenPair(
+            access_token=item["access_token"]["S"],
+            refresh_token=item["refresh_token"]["S"],
+            expires_at=int(item["expires_at"]["N"]),
+        )
+        lease_until = float(item["lease_until"]["N"]) if "lease_until" in item else 0.0
+        return StoredTokens(pair=pair, version=int(item["version"]["N"]), lease_until=lease_until)
+
+    def seed(self, key: str, pair: TokenPair) -> bool:
+        try:
+            self.client.put_item(
+                TableName=self._table,
+                Item={
+                    **_tokens_key(key),
+                    "access_token": _s(pair.access_token),
+                    "refresh_token": _s(pair.refresh_token),
+                    "expires_at": _n(pair.expires_at),
+                    "version": _n(1),
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def lease(self, key: str, version: int, owner: str, until: float, now: float) -> bool:
+        try:
+            self.client.update_item(
+                TableName=self._table,
+                Key=_tokens_key(key),
+                UpdateExpression="SET #lu = :until, #lo = :owner",
+                ConditionExpression="#v = :v AND (attribute_not_exists(#lu) OR #lu < :now)",
+                ExpressionAttributeNames={"#v": "version", "#lu": "lease_until", "#lo": "lease_owner"},
+                ExpressionAttributeValues={
+                    ":v": _n(version),
+                    ":until": _f(until),
+                    ":owner": _s(owner),
+                    ":now": _f(now),
+                },
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def save(self, key: str, pair: TokenPair, expected_version: int) -> bool:
+        try:
+            self.client.update_item(
+                TableName=self._table,
+                Key=_tokens_key(key),
+                UpdateExpression="SET #at = :at, #rt = :rt, #exp = :exp, #v = :next REMOVE #lu, #lo",
+                ConditionExpression="#v = :expected",
+                ExpressionAttributeNames={
+                    "#at": "access_token",
+                    "#rt": "refresh_token",
+                    "#exp": "expires_at",
+                    "#v": "version",
+                    "#lu": "lease_until",
+                    "#lo": "lease_owner",
+                },
+                ExpressionAttributeValues={
+                    ":at": _s(pair.access_token),
+                    ":rt": _s(pair.refresh_token),
+                    ":exp": _n(pair.expires_at),
+                    ":next": _n(expected_version + 1),
+                    ":expected": _n(expected_version),
+                },
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+
+class DynamoRateLimiter(_Table):
+    """A `Throttle` (paybridge.adapters.crm.base) shared by every consumer: one token bucket item per account.
+
+    Each take reads the bucket, computes it (paybridge.domain.ratelimit) and writes it back conditional on what it
+    read; a lost race is retried at once. An empty bucket is waited out with `sleep`, up to `max_wait_seconds`
+    in all; past that, CrmUnavailable (the work is retried later, the queue keeps it)."""
+
+    def __init__(
+        self,
+        table_name: str,
+        client: DynamoDBClient | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        max_wait_seconds: float = 10.0,
+    ):
+        super().__init__(table_name, client)
+        self._clock, self._sleep, self._max_wait = clock, sleep, max_wait_seconds
+
+    def __call__(self, account: str, limit: RateLimit) -> None:
+        started = self._clock()
+        while True:
+            response = self.client.get_item(TableName=self._table, Key=_bucket_key(account), ConsistentRead=True)
+            item = response.get("Item")
+            old = Bucket(tokens=float(item["tokens"]["N"]), at=float(item["at"]["N"])) if item else None
+            now = self._clock()
+            new, wait = take(old, now, limit.per_second, limit.burst)
+            if new is not None:
+                if self._write(account, new, item):
+                    return
+                if now - started > self._max_wait:  # pragma: no cover - endless contention
+                    raise CrmUnavailable(f"rate limit of {account}: the bucket kept moving for {now - started:.1f}s")
+                continue
+            if now + wait - started > self._max_wait:
+                raise CrmUnavailable(
+                    f"rate limit of {account}: the next request may go in {wait:.1f}s, "
+                    f"over the {self._max_wait:.1f}s we wait ({limit.per_second}/s, burst {limit.burst})"
+                )
+            self._sleep(wait)
+
+    def _write(self, account: str, bucket: Bucket, read: dict[str, Any] | None) -> bool:
+        """Store the bucket if nobody else wrote it since we `read` it. A write either moves `at` forward or keeps it
+        (same instant, or a clock behind the stored one) and takes a token, so (`at`, `tokens`) never comes back to
+        a value it had: the condition on both, compared as the numbers read, catches every concurrent take."""
+        try:
+            if read is None:
+                self.client.put_item(
+                    TableName=self._table,
+                    Item={**_bucket_key(account), "tokens": _f(bucket.tokens), "at": _f(bucket.at)},
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+            else:
+                self.client.update_item(
+                    TableName=self._table,
+                    Key=_bucket_key(account),
+                    UpdateExpression="SET #t = :tokens, #at = :at",
+                    ConditionExpression="#at = :old_at AND #t = :old_tokens",
+                    ExpressionAttributeNames={"#t": "tokens", "#at": "at"},
+                    ExpressionAttributeValues={
+                        ":tokens": _f(bucket.tokens),
+                        ":at": _f(bucket.at),
+                        ":old_at": read["at"],
+                        ":old_tokens": read["tokens"],
+                    },
+                )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
