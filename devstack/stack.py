@@ -113,21 +113,24 @@ class LocalStack:
                 self.crm.add_portal(portal, resolve_secret(tenant.crm.token), f"{self.url}/crm/{tenant_id}/sandbox")
 
     def _add_fakes(self) -> None:
-        """Serve a fake of each real provider a local tenant uses, and register those tenants with it."""
-        from paybridge.secrets import resolve_secret
-        from paybridge.tenants import SecretRef, load_file_directory
+        """Serve a fake of each real provider and CRM a local tenant uses, and register those tenants with it."""
+        from paybridge.tenants import load_file_directory
 
         directory = load_file_directory(self.tenants_file)
         for tenant_id in directory.tenant_ids():
             tenant = directory.get(tenant_id)
-            name = tenant.psp.provider
-            if name not in self.fakes:
-                fake = fakes.load(name, f"{self.url}/fake/{name}")
-                if fake is None:
-                    continue
-                self.fakes[name] = fake
-            secrets = {field: resolve_secret(value) for field, value in tenant.psp if isinstance(value, SecretRef)}
-            self.fakes[name].add_merchant(tenant, secrets, f"{self.url}/psp/{tenant_id}/{name}")
+            targets: list[tuple[str, Any, str]] = [
+                (tenant.psp.provider, tenant.psp, f"{self.url}/psp/{tenant_id}/{tenant.psp.provider}")
+            ]
+            if tenant.crm.kind != "sandbox":
+                targets.append((tenant.crm.kind, tenant.crm, f"{self.url}/crm/{tenant_id}/{tenant.crm.kind}"))
+            for name, settings, our_url in targets:
+                if name not in self.fakes:
+                    fake = fakes.load(name, f"{self.url}/fake/{name}")
+                    if fake is None:
+                        continue
+                    self.fakes[name] = fake
+                self.fakes[name].add_merchant(tenant, _secrets_of(settings), our_url)
 
     # -- WSGI --------------------------------------------------------------------------------------------------------
 
@@ -165,3 +168,19 @@ class LocalStack:
             for name in self.crm.portals
         )
         return page("PayBridge local stack", f"<ul>{links}<li><a href='/health'>health</a></li></ul>")
+
+
+def _secrets_of(settings: Any) -> dict[str, str]:
+    """The resolved secrets of a provider's or CRM's settings by field name, nested ones (`auth`) included."""
+    from pydantic import BaseModel
+
+    from paybridge.secrets import resolve_secret
+    from paybridge.tenants import SecretRef
+
+    found: dict[str, str] = {}
+    for name, value in settings:
+        if isinstance(value, SecretRef):
+            found[name] = resolve_secret(value)
+        elif isinstance(value, BaseModel):
+            found.update(_secrets_of(value))
+    return found

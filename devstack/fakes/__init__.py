@@ -1,4 +1,5 @@
-"""Local fakes of the real payment providers' APIs, served by the local stack on 127.0.0.1 under `/fake/<provider>`.
+"""Local fakes of the real payment providers' and CRMs' APIs, served by the local stack on 127.0.0.1 under
+`/fake/<name>`.
 
 Each speaks its provider's documented wire format (the same bytes our adapters send and parse in production), so the
 end-to-end tests run every adapter for real against them. A fake is a WSGI app with:
@@ -30,6 +31,8 @@ FAKES: dict[str, str] = {
     "tbank": "devstack.fakes.tbank:FakeTBank",
     "yookassa": "devstack.fakes.yookassa:FakeYooKassa",
     "stripe": "devstack.fakes.stripe:FakeStripe",
+    "bitrix24": "devstack.fakes.bitrix24:FakeBitrix24",
+    "amocrm": "devstack.fakes.amocrm:FakeAmoCrm",
 }
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from paybridge.domain.invoice import InvoiceState
 from paybridge.tenants import (
+    Bitrix24Settings,
     FileTenantDirectory,
     SandboxPspSettings,
     SecretRef,
@@ -63,8 +64,20 @@ class TestShippedConfig:
         # Given the shipped file and PAYBRIDGE_LOCAL_URL set
         # When it is loaded
         # Then every tenant is there, with ${PAYBRIDGE_LOCAL_URL} replaced
-        assert directory.tenant_ids() == ["demo", "qr-shop", "tbank-shop", "tbank-sbp", "yookassa-shop", "stripe-shop"]
+        assert directory.tenant_ids() == [
+            "demo",
+            "qr-shop",
+            "tbank-shop",
+            "tbank-sbp",
+            "yookassa-shop",
+            "stripe-shop",
+            "bitrix-shop",
+            "bitrix-app",
+            "amo-shop",
+        ]
         assert directory.get("tbank-shop").psp.base_url == f"{LOCAL_URL}/fake/tbank/v2/"
+        bitrix_app = directory.get("bitrix-app").crm
+        assert isinstance(bitrix_app, Bitrix24Settings) and bitrix_app.rest_url == f"{LOCAL_URL}/fake/bitrix24/rest/"
         demo = directory.get("demo")
         assert isinstance(demo.psp, SandboxPspSettings)
         assert demo.name == "Demo LLC (sandbox PSP + sandbox CRM)"

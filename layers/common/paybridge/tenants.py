@@ -173,6 +173,8 @@ class Bitrix24Settings(BaseModel):
     auth: Annotated[Bitrix24WebhookAuth | OAuthAppAuth, Field(discriminator="kind")]
     application_token: SecretRef
     trigger: Annotated[Bitrix24StageTrigger | Bitrix24RobotTrigger, Field(discriminator="kind")]
+    #: OAuth apps: the REST base (the token answer's `client_endpoint`); default `https://<portal>/rest/`.
+    rest_url: HttpUrl | None = None
     #: The deal's user field that receives the payment link (create it in the CRM: type string/URL).
     link_field: str | None = Field(default="UF_CRM_PAYBRIDGE_LINK", pattern=r"^UF_CRM_[A-Z0-9_]+$")
     #: A deal field holding the invoice number; the deal id is used when absent or empty.

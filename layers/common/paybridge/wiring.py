@@ -92,7 +92,7 @@ def _build_crm(tenant: TenantConfig) -> Crm:
             return bitrix24.Bitrix24(
                 settings,
                 app_token,
-                f"https://{settings.portal}/rest/",
+                settings.rest_url or f"https://{settings.portal}/rest/",
                 access=session.access_token,
                 on_unauthorized=session.invalidate,
                 throttle=throttle,

@@ -1,0 +1,356 @@
+"""Bitrix24 REST.
+
+Wire format
+- Calls: `POST <rest base><method>.json` with a JSON body. The rest base is the incoming-webhook URL
+  (`https://<portal>/rest/<user_id>/<secret>/`) or, for an OAuth app, `https://<portal>/rest/` with `auth=<access
+  token>` in the body. Answers: `{"result": …, "time": {…}}` or `{"error": CODE, "error_description": …}`; HTTP 503
+  `QUERY_LIMIT_EXCEEDED` when the portal's leaky bucket (about 2 requests/s, 50 burst) is over; 401 `expired_token`
+  when an OAuth access token has expired (refreshed once through the token store, then the call is repeated).
+- `batch {halt: 0, cmd: {key: "method?query"}}` runs up to 50 calls in one request and answers
+  `{"result": {"result": {key: …}, "result_error": {key: {error, error_description}}}}`; a later command may use an
+  earlier one's answer as `$result[key][FIELD]`.
+- Reads: `crm.deal.get {id}` (ID, TITLE, OPPORTUNITY "1500.00", CURRENCY_ID, STAGE_ID, CONTACT_ID, ASSIGNED_BY_ID,
+  UF_CRM_…) and `crm.contact.get {id}` (NAME, LAST_NAME, EMAIL[{VALUE}], PHONE[{VALUE}]) — one batch request.
+- Writes: `crm.deal.update {id, fields{STAGE_ID, <link field>}, params{REGISTER_SONET_EVENT: "N"}}`,
+  `crm.timeline.comment.add {fields{ENTITY_ID, ENTITY_TYPE: "deal", COMMENT}}`, `im.notify.system.add {USER_ID,
+  MESSAGE}` to the deal's responsible user (read in the same batch: `USER_ID=$result[…][ASSIGNED_BY_ID]`). Client
+  messages are sent by the portal's own automation on the awaiting-payment stage (a robot "send SMS/e-mail" that
+  uses the link field), so `send_to_customer` writes nothing here.
+- Inbound: form-encoded POSTs. Events (`event=ONCRMDEALUPDATE`, `data[FIELDS][ID]`) carry only the id: the deal is
+  read with `crm.deal.get`. Robots (`code`, `document_id[2]=DEAL_<id>`, `event_token`) carry the deal in
+  `document_id`. Every call carries `auth[application_token]` (checked, constant time) and `auth[domain]` (must be
+  the tenant's portal).
+
+Echoes: our own `crm.deal.update` raises ONCRMDEALUPDATE at us again. An update event only asks for an invoice when
+the deal, as read, is in the trigger stage; we never move a deal into the trigger stage, and issuing is idempotent by
+deal and number, so our writes cannot loop.
+
+Batching and order: `apply` sends the updates in rounds — round k holds the k-th update of every deal in the batch
+— each round in as few `batch` requests as the 50-call cap allows. A request that fails as a whole (503 over the
+limit, 5xx, timeout) makes its round and every later round retry; an update one of whose calls Bitrix24 refused is
+parked with the error (a refused call does not succeed on retry: unknown deal, stage or field, no access), and it
+does not hold up the deal's later updates.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+import httpx
+from pydantic import ValidationError
+
+from paybridge.adapters.crm.base import (
+    CrmWebhook,
+    Deal,
+    DealOp,
+    DealUpdate,
+    IssueInvoiceCommand,
+    RateLimit,
+    Throttle,
+    UpdateOutcome,
+    no_throttle,
+)
+from paybridge.adapters.crm.oauth import TokenPair
+from paybridge.adapters.errors import CrmRejected, CrmUnavailable, InvalidSignature, MalformedNotification
+from paybridge.adapters.http import make_client, send
+from paybridge.domain.invoice import Customer
+from paybridge.domain.money import from_decimal_string
+from paybridge.tenants import Bitrix24RobotTrigger, Bitrix24Settings, Bitrix24StageTrigger
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH_CALLS = 50
+UPDATE_EVENTS = frozenset({"ONCRMDEALUPDATE", "ONCRMDEALADD"})
+#: Errors of a whole request that a later retry can cure.
+TRANSIENT_ERRORS = frozenset(
+    {"QUERY_LIMIT_EXCEEDED", "OVERLOAD_LIMIT", "INTERNAL_SERVER_ERROR", "OPERATION_TIME_LIMIT"}
+)
+_ROBOT_DEAL = re.compile(r"^DEAL_(\d+)$")
+
+
+def query_string(params: dict[str, Any], prefix: str = "") -> str:
+    """PHP's http_build_query: nested dicts as `fields[STAGE_ID]=…`. Values starting with `$result[` are left as they
+    are, so a batch command can use an earlier command's answer."""
+    parts: list[str] = []
+    for key, value in params.items():
+        name = f"{prefix}[{key}]" if prefix else str(key)
+        if isinstance(value, dict):
+            parts.append(query_string(value, name))
+        elif isinstance(value, str) and value.startswith("$result["):
+            parts.append(f"{quote(name, safe='[]')}={value}")
+        else:
+            parts.append(f"{quote(name, safe='[]')}={quote(str(value), safe='')}")
+    return "&".join(p for p in parts if p)
+
+
+def _phone(value: str | None) -> str | None:
+    digits = re.sub(r"\D", "", value or "")
+    if len(digits) == 11 and digits[0] == "8":
+        digits = "7" + digits[1:]
+    return f"+{digits}" if 8 <= len(digits) <= 15 and digits[0] != "0" else None
+
+
+def _first(values: Any) -> str | None:
+    if isinstance(values, list) and values and isinstance(values[0], dict):
+        value = values[0].get("VALUE")
+        return str(value) if value else None
+    return None
+
+
+def _customer(contact: dict[str, Any] | None) -> Customer:
+    if not contact:
+        return Customer()
+    name = " ".join(str(contact.get(k) or "").strip() for k in ("NAME", "LAST_NAME")).strip() or None
+    email, phone = _first(contact.get("EMAIL")), _phone(_first(contact.get("PHONE")))
+    try:
+        return Customer(name=name, email=email, phone=phone)
+    except ValidationError:  # a malformed e-mail in the CRM: keep what is usable
+        return Customer(name=name, phone=phone)
+
+
+def oauth_refresher(
+    token_url: str, client_id: str, client_secret: str, transport: Any = None, clock: Callable[[], float] | None = None
+) -> Callable[[str], TokenPair]:
+    """`GET https://oauth.bitrix.info/oauth/token/?grant_type=refresh_token&client_id&client_secret&refresh_token` →
+    `{access_token, refresh_token, expires_in}`; the refresh token is single-use."""
+    import time
+
+    now = clock or time.time
+    client = make_client(token_url, transport=transport)
+
+    def refresh(refresh_token: str) -> TokenPair:
+        params = {
+            "grant_type": "refresh_token",
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "refresh_token": refresh_token,
+        }
+        try:
+            answer = send(client, "GET", "", transient=CrmUnavailable, permanent=CrmRejected, params=params).json()
+        except CrmRejected as exc:
+            raise CrmRejected(f"Bitrix24 refused the refresh token; re-install the app: {exc}") from None
+        return TokenPair(
+            access_token=answer["access_token"],
+            refresh_token=answer["refresh_token"],
+            expires_at=int(now()) + int(answer.get("expires_in", 3600)),
+        )
+
+    return refresh
+
+
+class Bitrix24:
+    name = "bitrix24"
+
+    def __init__(
+        self,
+        settings: Bitrix24Settings,
+        application_token: str,
+        rest_base: str,
+        access: Callable[[], str] | None = None,
+        on_unauthorized: Callable[[], str] | None = None,
+        throttle: Throttle = no_throttle,
+        transport: Any = None,
+    ):
+        """`rest_base`: the incoming-webhook URL, or the portal's `https://<portal>/rest/` with `access` giving an OAuth
+        access token (and `on_unauthorized` a fresh one after a 401)."""
+        self._settings = settings
+        self._app_token = application_token
+        self._access, self._on_unauthorized = access, on_unauthorized
+        self._throttle = throttle
+        self.rate_limit = RateLimit(settings.rate_limit.per_second, settings.rate_limit.burst)
+        self._http = make_client(rest_base.rstrip("/") + "/", transport=transport)
+        self.requests = 0
+
+    # -- transport ---------------------------------------------------------------------------------------------------
+
+    def call(self, method: str, params: dict[str, Any]) -> Any:
+        """One REST call; its `result`. CrmUnavailable when it may succeed later, CrmRejected when it will not."""
+        token = self._access() if self._access else None
+        for attempt in (1, 2):
+            self._throttle(self._settings.portal, self.rate_limit)
+            self.requests += 1
+            body = {**params, "auth": token} if token else params
+            try:
+                response = self._http.post(f"{method}.json", json=body)
+            except httpx.TransportError as exc:
+                raise CrmUnavailable(f"Bitrix24 {method}: {type(exc).__name__}: {exc}") from exc
+            answer = _json(response)
+            error = str(answer.get("error", "")) if isinstance(answer, dict) else ""
+            if response.status_code == 401 and attempt == 1 and self._on_unauthorized is not None:
+                token = self._on_unauthorized()
+                continue
+            if response.status_code >= 500 or response.status_code == 429 or error in TRANSIENT_ERRORS:
+                raise CrmUnavailable(f"Bitrix24 {method}: HTTP {response.status_code} {error}".strip())
+            if response.status_code >= 400 or error:
+                detail = answer.get("error_description", "") if isinstance(answer, dict) else response.text[:200]
+                raise CrmRejected(f"Bitrix24 {method}: {error or response.status_code}: {detail}")
+            return answer.get("result")
+        raise CrmRejected(f"Bitrix24 {method}: the access token was refused after a refresh")  # pragma: no cover
+
+    def batch(self, commands: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Run up to 50 commands in one request: (results by key, errors by key)."""
+        if len(commands) > MAX_BATCH_CALLS:
+            raise ValueError(f"a batch holds at most {MAX_BATCH_CALLS} commands, not {len(commands)}")
+        result = self.call("batch", {"halt": 0, "cmd": commands}) or {}
+        results = result.get("result") or {}
+        errors = result.get("result_error") or {}
+        return (results if isinstance(results, dict) else {}), (errors if isinstance(errors, dict) else {})
+
+    # -- reads -------------------------------------------------------------------------------------------------------
+
+    def get_deal(self, deal_id: str) -> Deal:
+        results, errors = self.batch(
+            {
+                "deal": f"crm.deal.get?{query_string({'id': deal_id})}",
+                "contact": "crm.contact.get?id=$result[deal][CONTACT_ID]",
+            }
+        )
+        deal = results.get("deal")
+        if not isinstance(deal, dict):
+            error = errors.get("deal") or {}
+            raise CrmRejected(f"Bitrix24 deal {deal_id}: {error.get('error_description') or error or 'not found'}")
+        contact = results.get("contact") if isinstance(results.get("contact"), dict) else None
+        try:
+            amount = from_decimal_string(str(deal.get("OPPORTUNITY") or "0"))
+        except ValueError:
+            amount = None
+        number_field = self._settings.invoice_number_field
+        number = str(deal.get(number_field) or "").strip() if number_field else ""
+        return Deal(
+            deal_id=str(deal["ID"]),
+            title=str(deal.get("TITLE") or ""),
+            amount=amount,
+            currency=deal.get("CURRENCY_ID") or None,
+            stage=deal.get("STAGE_ID"),
+            customer=_customer(contact),
+            invoice_number=number or None,
+            manager_id=str(deal["ASSIGNED_BY_ID"]) if deal.get("ASSIGNED_BY_ID") else None,
+        )
+
+    # -- writes ------------------------------------------------------------------------------------------------------
+
+    def _commands(self, key: str, deal_id: str, op: DealOp) -> list[tuple[str, str]]:
+        match op.kind:
+            case "set_stage":
+                fields: dict[str, Any] = {"STAGE_ID": op.stage}
+                if op.payment_url and self._settings.link_field:
+                    fields[self._settings.link_field] = op.payment_url
+                params = {"id": deal_id, "fields": fields, "params": {"REGISTER_SONET_EVENT": "N"}}
+                return [(key, f"crm.deal.update?{query_string(params)}")]
+            case "comment":
+                comment = {"fields": {"ENTITY_ID": deal_id, "ENTITY_TYPE": "deal", "COMMENT": op.text or ""}}
+                return [(key, f"crm.timeline.comment.add?{query_string(comment)}")]
+            case "notify_manager":
+                notify = {"USER_ID": f"$result[{key}d][ASSIGNED_BY_ID]", "MESSAGE": op.text or ""}
+                return [
+                    (f"{key}d", f"crm.deal.get?{query_string({'id': deal_id})}"),
+                    (key, f"im.notify.system.add?{query_string(notify)}"),
+                ]
+            case "send_to_customer":
+                logger.debug("deal %s: the portal's automation sends the link to the client", deal_id)
+                return []
+        return []  # pragma: no cover - DealOpKind is closed
+
+    def apply(self, updates: Sequence[DealUpdate]) -> list[UpdateOutcome]:
+        outcomes: list[UpdateOutcome | None] = [None] * len(updates)
+        rounds: list[list[int]] = []
+        seen: dict[str, int] = {}
+        for index, update in enumerate(updates):
+            k = seen.get(update.deal_id, 0)
+            seen[update.deal_id] = k + 1
+            if k == len(rounds):
+                rounds.append([])
+            rounds[k].append(index)
+        for number, members in enumerate(rounds):
+            try:
+                self._send_round(updates, members, outcomes)
+            except CrmUnavailable as exc:
+                for later in rounds[number:]:
+                    for index in later:
+                        if outcomes[index] is None:
+                            outcomes[index] = UpdateOutcome.retry(str(exc))
+                break
+        return [o if o is not None else UpdateOutcome.retry("not sent") for o in outcomes]
+
+    def _send_round(
+        self, updates: Sequence[DealUpdate], members: list[int], outcomes: list[UpdateOutcome | None]
+    ) -> None:
+        chunk: list[tuple[str, str]] = []
+        owners: dict[str, int] = {}
+        pending: list[int] = []
+
+        def flush() -> None:
+            if not chunk:
+                return
+            _, errors = self.batch(dict(chunk))  # CrmUnavailable: this round and later ones retry
+            for index in pending:
+                failed = [
+                    f"{key}: {errors[key].get('error_description') or errors[key].get('error')}"
+                    for key, owner in owners.items()
+                    if owner == index and key in errors and isinstance(errors[key], dict)
+                ]
+                outcomes[index] = UpdateOutcome.park("; ".join(failed)) if failed else UpdateOutcome.done()
+            chunk.clear()
+            owners.clear()
+            pending.clear()
+
+        for index in members:
+            update = updates[index]
+            commands = [
+                command
+                for n, op in enumerate(update.ops)
+                for command in self._commands(f"u{index}o{n}", update.deal_id, op)
+            ]
+            if not commands:
+                outcomes[index] = UpdateOutcome.done()
+                continue
+            if len(chunk) + len(commands) > MAX_BATCH_CALLS:
+                flush()
+            chunk.extend(commands)
+            owners.update({key: index for key, _ in commands})
+            pending.append(index)
+        flush()
+
+    # -- inbound -----------------------------------------------------------------------------------------------------
+
+    def parse_webhook(self, headers: dict[str, str], body: bytes, query: dict[str, str]) -> CrmWebhook:
+        try:
+            form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise MalformedNotification(f"not a form-encoded body: {exc}") from None
+        token = form.get("auth[application_token]", "")
+        if not hmac.compare_digest(token.encode(), self._app_token.encode()):
+            raise InvalidSignature("auth[application_token] does not match")
+        domain = form.get("auth[domain]", "")
+        if domain.lower() != self._settings.portal.lower():
+            raise InvalidSignature(f"auth[domain] {domain!r} is not the tenant's portal")
+        trigger = self._settings.trigger
+        if "event_token" in form or "code" in form:  # a robot call
+            code = form.get("code", "")
+            if not isinstance(trigger, Bitrix24RobotTrigger) or code != trigger.code:
+                return CrmWebhook(ignored=(f"robot {code!r} is not ours",))
+            match = _ROBOT_DEAL.match(form.get("document_id[2]", ""))
+            if match is None:
+                raise MalformedNotification("a robot call without document_id[2]=DEAL_<id>")
+            return CrmWebhook(commands=(IssueInvoiceCommand(deal_id=match.group(1)),))
+        event = form.get("event", "").upper()
+        if not event:
+            raise MalformedNotification("missing field: event")
+        if event not in UPDATE_EVENTS or not isinstance(trigger, Bitrix24StageTrigger):
+            return CrmWebhook(ignored=(f"event {event} does not ask for an invoice",))
+        deal_id = form.get("data[FIELDS][ID]", "").strip()
+        if not deal_id.isdigit():
+            raise MalformedNotification("missing or bad field: data[FIELDS][ID]")
+        return CrmWebhook(commands=(IssueInvoiceCommand(deal_id=deal_id, when_stage=trigger.stage_id),))
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return {}
