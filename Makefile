@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 export PYTHONPATH := layers/common:.
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help dev demo test unit integration e2e lint format typecheck openapi validate build deploy import-times clean
+.PHONY: help dev demo test unit integration e2e lint format typecheck openapi validate build deploy import-times clean \
+	redrive-crm bench-crm
 
 help:
 	@echo "make demo       run the scripted payment scenario on the local stack (starts it if needed)"
@@ -16,6 +17,8 @@ help:
 	@echo "make test       run all tests (unit, integration on moto, end-to-end on the local stack)"
 	@echo "make lint       ruff + mypy;  make validate: sam validate --lint + cfn-lint;  make build: sam build"
 	@echo "make openapi    regenerate openapi.json from the routes;  make deploy: sam deploy --guided"
+	@echo "make bench-crm  N payments through the CRM outbox to the fake Bitrix24 at its real limit (ARGS=--payments N)"
+	@echo "make redrive-crm STAGE=<stage>  send parked CRM writes back to the outbox (ARGS=--dry-run to list)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +63,12 @@ typecheck: $(STAMP)
 
 openapi: $(STAMP)
 	$(BIN)/python scripts/openapi.py --write openapi.json
+
+redrive-crm: $(STAMP)
+	$(BIN)/python scripts/redrive_crm_outbox.py --stage $${STAGE:?set STAGE, e.g. make redrive-crm STAGE=prod} $(ARGS)
+
+bench-crm: $(STAMP)
+	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-ERROR} $(BIN)/python scripts/bench_crm.py $(ARGS)
 
 import-times: $(STAMP)
 	$(BIN)/python scripts/import_times.py

@@ -10,7 +10,8 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.parser.models import SqsModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from paybridge.handlers.outbox import OutboxRecord, process
+from paybridge.adapters.outbox import OutboxRecord
+from paybridge.handlers.outbox import process
 from paybridge.observability import logger, metrics, tracer
 from paybridge.wiring import get_outbox, get_services
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from paybridge.adapters.crm.base import Crm, UpdateOutcome
-from paybridge.adapters.errors import CrmUnavailable, ProviderRejected
+from paybridge.adapters.errors import CrmRejected, CrmUnavailable, ProviderRejected
 from paybridge.adapters.lifecycle import LifecycleEngine
 from paybridge.adapters.outbox import Outbox
 from paybridge.adapters.psp.base import (
@@ -500,7 +500,7 @@ class Services:
                 results = crm.apply([updates[i] for i in indexes])
             except TenantNotFound:
                 results = [UpdateOutcome.park(f"tenant {tenant_id} is not configured")] * len(indexes)
-            except CrmUnavailable as exc:
+            except (CrmUnavailable, CrmRejected) as exc:  # the adapter could not even start (e.g. a secret)
                 results = [UpdateOutcome.retry(str(exc))] * len(indexes)
             for index, result in zip(indexes, results, strict=True):
                 outcomes[index] = result

@@ -10,7 +10,8 @@
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from paybridge.domain.deal_sync import DealUpdate
 
@@ -22,12 +23,26 @@ class Outbox(Protocol):
     def publish(self, update: DealUpdate) -> None: ...
 
 
+@dataclass(frozen=True)
+class OutboxRecord:
+    message_id: str
+    body: str
+    group: str
+    receive_count: int
+    receipt_handle: str
+    pulled: bool = False  # received by the consumer itself (top-up), not handed over by the event source mapping
+
+
 class OutboxControl(Protocol):
-    """What the consumer needs beyond the event: delay a message, park one."""
+    """What the consumer needs beyond the event: delay a message, park one, pull more, delete pulled ones."""
 
     def delay(self, receipt_handle: str, seconds: int) -> None: ...
 
     def park(self, body: str, group: str, reason: str) -> None: ...
+
+    def pull(self, count: int) -> list[OutboxRecord]: ...
+
+    def delete(self, receipt_handles: list[str]) -> None: ...
 
 
 def dedup_id(update: DealUpdate) -> str:
@@ -67,3 +82,35 @@ class SqsOutbox:
             MessageDeduplicationId=hashlib.sha256(body.encode()).hexdigest(),
             MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000] or "rejected"}},
         )
+
+    def pull(self, count: int) -> list[OutboxRecord]:
+        """Receive up to `count` more waiting updates (FIFO: only from deals with nothing in flight)."""
+        records: list[OutboxRecord] = []
+        while len(records) < count:
+            messages: list[Any] = self.client.receive_message(
+                QueueUrl=self._url,
+                MaxNumberOfMessages=min(10, count - len(records)),
+                AttributeNames=["All"],
+                WaitTimeSeconds=0,
+            ).get("Messages", [])
+            if not messages:
+                break
+            records += [
+                OutboxRecord(
+                    message_id=m["MessageId"],
+                    body=m["Body"],
+                    group=m.get("Attributes", {}).get("MessageGroupId", ""),
+                    receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
+                    receipt_handle=m["ReceiptHandle"],
+                    pulled=True,
+                )
+                for m in messages
+            ]
+        return records
+
+    def delete(self, receipt_handles: list[str]) -> None:
+        for start in range(0, len(receipt_handles), 10):
+            entries: list[Any] = [
+                {"Id": str(n), "ReceiptHandle": handle} for n, handle in enumerate(receipt_handles[start : start + 10])
+            ]
+            self.client.delete_message_batch(QueueUrl=self._url, Entries=entries)

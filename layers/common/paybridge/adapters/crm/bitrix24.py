@@ -29,7 +29,8 @@ Batching and order: `apply` sends the updates in rounds — round k holds the k-
 — each round in as few `batch` requests as the 50-call cap allows. A request that fails as a whole (503 over the
 limit, 5xx, timeout) makes its round and every later round retry; an update one of whose calls Bitrix24 refused is
 parked with the error (a refused call does not succeed on retry: unknown deal, stage or field, no access), and it
-does not hold up the deal's later updates.
+does not hold up the deal's later updates. A request refused as a whole (no access, a dead OAuth token) is retried
+like an outage: the account is at fault, not the updates.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ UPDATE_EVENTS = frozenset({"ONCRMDEALUPDATE", "ONCRMDEALADD"})
 TRANSIENT_ERRORS = frozenset(
     {"QUERY_LIMIT_EXCEEDED", "OVERLOAD_LIMIT", "INTERNAL_SERVER_ERROR", "OPERATION_TIME_LIMIT"}
 )
-_ROBOT_DEAL = re.compile(r"^DEAL_(\d+)$")
+_ROBOT_DEAL = re.compile(r"^DEAL_([0-9]+)$")
+_DEAL_ID = re.compile(r"^[0-9]+$")
 
 
 def query_string(params: dict[str, Any], prefix: str = "") -> str:
@@ -269,7 +271,11 @@ class Bitrix24:
         for number, members in enumerate(rounds):
             try:
                 self._send_round(updates, members, outcomes)
-            except CrmUnavailable as exc:
+            except (CrmUnavailable, CrmRejected) as exc:
+                # The whole request failed (over the limit, down, or refused as a whole: no access, a dead token).
+                # What earlier requests wrote stays done; this round and the later ones wait — an account-wide
+                # refusal is not the updates' fault, so they are retried (and parked by the queue's redrive policy
+                # if it lasts), never dropped.
                 for later in rounds[number:]:
                     for index in later:
                         if outcomes[index] is None:
@@ -344,7 +350,7 @@ class Bitrix24:
         if event not in UPDATE_EVENTS or not isinstance(trigger, Bitrix24StageTrigger):
             return CrmWebhook(ignored=(f"event {event} does not ask for an invoice",))
         deal_id = form.get("data[FIELDS][ID]", "").strip()
-        if not deal_id.isdigit():
+        if not _DEAL_ID.match(deal_id):
             raise MalformedNotification("missing or bad field: data[FIELDS][ID]")
         return CrmWebhook(commands=(IssueInvoiceCommand(deal_id=deal_id, when_stage=trigger.stage_id),))
 
