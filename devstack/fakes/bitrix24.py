@@ -7,8 +7,8 @@ What it enforces, as Bitrix24 does:
 - the leaky bucket per portal: `limit_per_second` (2) draining a bucket of `burst` (50); a request that would overflow
   it is answered 503 `QUERY_LIMIT_EXCEEDED` and does nothing;
 - `batch {halt, cmd}` (≤ 50 commands, `$result[key][FIELD]` substitution, `result` / `result_error`);
-- `crm.deal.get`, `crm.contact.get`, `crm.deal.update` (which raises ONCRMDEALUPDATE at the application's handler —
-  the echo PayBridge must ignore), `crm.timeline.comment.add`, `im.notify.system.add`;
+- `crm.deal.get`, `crm.contact.get`, `crm.deal.update` (which raises ONCRMDEALUPDATE at the application's handler
+  when it bound that event — the echo PayBridge must ignore), `crm.timeline.comment.add`, `im.notify.system.add`;
 - outbound events and robot calls, form-encoded with `auth[application_token]` and `auth[domain]`.
 
 Control (tests, benchmark): `POST /_control/deals` (create a deal, with `contact`), `GET /_control/deals/<id>` (the
@@ -51,6 +51,8 @@ class Portal:
     application_token: str
     handler_url: str
     robot_code: str | None
+    #: Events the application bound (event.bind): a stage trigger binds ONCRMDEALUPDATE; a robot binds nothing.
+    bound_events: frozenset[str] = frozenset()
     webhook: tuple[str, str] | None = None  # (user id, secret)
     client_secret: str | None = None
     refresh_tokens: set[str] = field(default_factory=set)
@@ -115,6 +117,7 @@ class FakeBitrix24(FakeApp):
             application_token=secrets_["application_token"],
             handler_url=notification_url,
             robot_code=robot,
+            bound_events=frozenset() if robot else frozenset({"ONCRMDEALUPDATE"}),
         )
         if isinstance(settings.auth, Bitrix24WebhookAuth):
             match = _WEBHOOK_PATH.search(urllib.parse.urlparse(secrets_["url"]).path)
@@ -281,6 +284,8 @@ class FakeBitrix24(FakeApp):
         }
 
     def _event(self, portal: Portal, event: str, deal_id: int) -> None:
+        if event not in portal.bound_events:
+            return
         form = {"event": event, "event_handler_id": "7", "data[FIELDS][ID]": str(deal_id), "ts": str(int(time.time()))}
         self._post_form(portal, {**form, **self._auth_fields(portal)})
 
@@ -293,13 +298,37 @@ class FakeBitrix24(FakeApp):
 
     def on_create_deal(self, request: Request) -> Response:
         data = request.get_json(force=True)
-        portal = self.portals[data["portal"]]
+        deal_id = self.add_deal(
+            data["portal"],
+            data["amount"],
+            title=data.get("title"),
+            currency=data.get("currency", "RUB"),
+            stage_id=data.get("stage_id", "NEW"),
+            contact=data.get("contact"),
+            assigned_by_id=int(data.get("assigned_by_id", 1)),
+            fields=data.get("fields"),
+        )
+        with self.lock:
+            return json_response(self._view(deal_id), 201)
+
+    def add_deal(
+        self,
+        portal_domain: str,
+        amount: int,
+        *,
+        title: str | None = None,
+        currency: str = "RUB",
+        stage_id: str = "NEW",
+        contact: dict[str, Any] | None = None,
+        assigned_by_id: int = 1,
+        fields: dict[str, Any] | None = None,
+    ) -> int:
+        portal = self.portals[portal_domain]
         with self.lock:
             deal_id = next(self._ids)
             contact_id = 0
-            if data.get("contact"):
+            if contact:
                 contact_id = next(self._ids)
-                contact = data["contact"]
                 self.contacts[contact_id] = {
                     "ID": str(contact_id),
                     "NAME": contact.get("name", ""),
@@ -313,16 +342,16 @@ class FakeBitrix24(FakeApp):
                 }
             self.deals[deal_id] = {
                 "ID": str(deal_id),
-                "TITLE": data.get("title", f"Сделка #{deal_id}"),
-                "OPPORTUNITY": f"{data['amount'] // 100}.{data['amount'] % 100:02d}",
-                "CURRENCY_ID": data.get("currency", "RUB"),
-                "STAGE_ID": data.get("stage_id", "NEW"),
+                "TITLE": title or f"Сделка #{deal_id}",
+                "OPPORTUNITY": f"{amount // 100}.{amount % 100:02d}",
+                "CURRENCY_ID": currency,
+                "STAGE_ID": stage_id,
                 "CONTACT_ID": str(contact_id) if contact_id else None,
-                "ASSIGNED_BY_ID": str(data.get("assigned_by_id", 1)),
-                **data.get("fields", {}),
+                "ASSIGNED_BY_ID": str(assigned_by_id),
+                **(fields or {}),
             }
             self.deal_portal[deal_id] = portal.domain
-            return json_response(self._view(deal_id), 201)
+            return deal_id
 
     def _view(self, deal_id: int) -> dict[str, Any]:
         return {

@@ -31,7 +31,7 @@ def lambda_handler(event: SqsModel, context: LambdaContext) -> dict[str, Any]:
         )
         for r in event.Records
     ]
-    result = process(records, get_services().deliver_deal_updates, get_outbox())
+    result = process(records, get_services().deliver_outbox, get_outbox())
     metrics.add_metric(name="CrmUpdatesDelivered", unit=MetricUnit.Count, value=result.delivered)
     if result.retry:
         metrics.add_metric(name="CrmDeliveryErrors", unit=MetricUnit.Count, value=len(result.retry))

@@ -25,7 +25,12 @@ CrmPath = Annotated[str, Path(pattern=r"^[a-z0-9_-]{2,20}$")]
 @app.post(
     "/crm/<tenant>/<crm>",
     summary="A CRM's outbound webhook or robot call (form-encoded)",
-    responses={200: {"description": "`{status, invoices[{invoice_id, state, created}], ignored[]}`"}},
+    responses={
+        200: {
+            "description": "`{status: issued|exists|accepted|ignored, invoices[{invoice_id, state, created}], "
+            "checks, ignored[]}` (accepted: the deal is read from the outbox, batched)"
+        }
+    },
 )
 def handle_crm_webhook(tenant: TenantPath, crm: CrmPath) -> Response[dict[str, Any]]:
     result = verified(app, lambda raw: get_services().issue_from_crm(tenant, crm, raw.headers, raw.body, raw.query))
@@ -34,13 +39,14 @@ def handle_crm_webhook(tenant: TenantPath, crm: CrmPath) -> Response[dict[str, A
     created = sum(1 for r in result.issued if r.created)
     if created:
         metrics.add_metric(name="InvoicesIssued", unit=MetricUnit.Count, value=created)
-    status = "issued" if created else "exists" if result.issued else "ignored"
+    status = "issued" if created else "exists" if result.issued else "accepted" if result.checks else "ignored"
     body_out = {
         "status": status,
         "invoices": [
             {"invoice_id": r.invoice.invoice_id, "state": r.invoice.state.value, "created": r.created}
             for r in result.issued
         ],
+        "checks": result.checks,
         "ignored": list(result.ignored),
     }
     return Response(status_code=200, content_type="application/json", body=body_out)

@@ -313,7 +313,7 @@ class TestQueryString:
 class TestGetDeal:
     def test_deal_and_contact_in_one_batch(self, portal: respx.MockRouter) -> None:
         route = portal.post(f"{HOOK}batch.json").mock(
-            return_value=batch_answer({"deal": deal_json("42"), "contact": contact_json()})
+            return_value=batch_answer({"d0": deal_json("42"), "c0": contact_json()})
         )
         deal = adapter().get_deal("42")
         assert deal == Deal(
@@ -332,7 +332,7 @@ class TestGetDeal:
         assert request.headers["content-type"] == "application/json"
         assert sent(route) == {
             "halt": 0,
-            "cmd": {"deal": "crm.deal.get?id=42", "contact": "crm.contact.get?id=$result[deal][CONTACT_ID]"},
+            "cmd": {"d0": "crm.deal.get?id=42", "c0": "crm.contact.get?id=$result[d0][CONTACT_ID]"},
         }  # an incoming webhook carries its secret in the URL: no auth in the body
 
     @pytest.mark.parametrize(
@@ -340,13 +340,13 @@ class TestGetDeal:
     )
     def test_amounts_in_minor_units(self, portal: respx.MockRouter, opportunity: Any, amount: int) -> None:
         portal.post(f"{HOOK}batch.json").mock(
-            return_value=batch_answer({"deal": deal_json(OPPORTUNITY=opportunity), "contact": contact_json()})
+            return_value=batch_answer({"d0": deal_json(OPPORTUNITY=opportunity), "c0": contact_json()})
         )
         assert adapter().get_deal("42").amount == amount
 
     def test_an_unreadable_amount_is_none(self, portal: respx.MockRouter) -> None:
         portal.post(f"{HOOK}batch.json").mock(
-            return_value=batch_answer({"deal": deal_json(OPPORTUNITY="1500.505"), "contact": contact_json()})
+            return_value=batch_answer({"d0": deal_json(OPPORTUNITY="1500.505"), "c0": contact_json()})
         )
         assert adapter().get_deal("42").amount is None
 
@@ -363,24 +363,22 @@ class TestGetDeal:
     )
     def test_contact_phone_is_e164(self, portal: respx.MockRouter, phone: str, expected: str | None) -> None:
         contact = contact_json(PHONE=[{"ID": "11", "VALUE_TYPE": "WORK", "VALUE": phone, "TYPE_ID": "PHONE"}])
-        portal.post(f"{HOOK}batch.json").mock(return_value=batch_answer({"deal": deal_json(), "contact": contact}))
+        portal.post(f"{HOOK}batch.json").mock(return_value=batch_answer({"d0": deal_json(), "c0": contact}))
         assert adapter().get_deal("42").customer.phone == expected
 
     def test_a_malformed_email_keeps_the_rest(self, portal: respx.MockRouter) -> None:
         contact = contact_json(EMAIL=[{"ID": "5", "VALUE_TYPE": "WORK", "VALUE": "ivan at mail", "TYPE_ID": "EMAIL"}])
-        portal.post(f"{HOOK}batch.json").mock(return_value=batch_answer({"deal": deal_json(), "contact": contact}))
+        portal.post(f"{HOOK}batch.json").mock(return_value=batch_answer({"d0": deal_json(), "c0": contact}))
         assert adapter().get_deal("42").customer == Customer(name="Иван Петров", phone="+79123456789")
 
     def test_contact_without_email_or_phone(self, portal: respx.MockRouter) -> None:
         contact = contact_json(LAST_NAME=None, HAS_PHONE="N", HAS_EMAIL="N")
         del contact["PHONE"], contact["EMAIL"]
-        portal.post(f"{HOOK}batch.json").mock(return_value=batch_answer({"deal": deal_json(), "contact": contact}))
+        portal.post(f"{HOOK}batch.json").mock(return_value=batch_answer({"d0": deal_json(), "c0": contact}))
         assert adapter().get_deal("42").customer == Customer(name="Иван")
 
     def test_invoice_number_only_from_the_configured_field(self, portal: respx.MockRouter) -> None:
-        portal.post(f"{HOOK}batch.json").mock(
-            return_value=batch_answer({"deal": deal_json(), "contact": contact_json()})
-        )
+        portal.post(f"{HOOK}batch.json").mock(return_value=batch_answer({"d0": deal_json(), "c0": contact_json()}))
         assert adapter(settings=settings(invoice_number_field=None)).get_deal("42").invoice_number is None
         assert adapter(settings=settings(invoice_number_field="TITLE")).get_deal("42").invoice_number == (
             "Поставка чая, март"
@@ -389,14 +387,14 @@ class TestGetDeal:
 
     def test_an_empty_number_field_means_none(self, portal: respx.MockRouter) -> None:
         portal.post(f"{HOOK}batch.json").mock(
-            return_value=batch_answer({"deal": deal_json(**{NUMBER_FIELD: "  "}), "contact": contact_json()})
+            return_value=batch_answer({"d0": deal_json(**{NUMBER_FIELD: "  "}), "c0": contact_json()})
         )
         assert adapter().get_deal("42").invoice_number is None
 
     def test_a_deal_without_contact_still_reads(self, portal: respx.MockRouter) -> None:
         answer = batch_answer(
-            {"deal": deal_json(CONTACT_ID=None, ASSIGNED_BY_ID=None)},
-            {"contact": {"error": "", "error_description": "ID is not defined or invalid."}},
+            {"d0": deal_json(CONTACT_ID=None, ASSIGNED_BY_ID=None)},
+            {"c0": {"error": "", "error_description": "ID is not defined or invalid."}},
         )
         portal.post(f"{HOOK}batch.json").mock(return_value=answer)
         deal = adapter().get_deal("42")
@@ -405,17 +403,25 @@ class TestGetDeal:
 
     def test_an_unknown_deal_is_rejected(self, portal: respx.MockRouter) -> None:
         answer = batch_answer(
-            {}, {"deal": NOT_FOUND, "contact": {"error": "", "error_description": "ID is not defined or invalid."}}
+            {}, {"d0": NOT_FOUND, "contact": {"error": "", "error_description": "ID is not defined or invalid."}}
         )
         portal.post(f"{HOOK}batch.json").mock(return_value=answer)
         with pytest.raises(CrmRejected, match=r"deal 404: Not found"):
             adapter().get_deal("404")
 
+    def test_many_deals_are_read_25_per_request_and_missing_ones_left_out(self, portal: respx.MockRouter) -> None:
+        fake = FakePortal(refuse={("crm.deal.get", "7"): NOT_FOUND})
+        route = portal.post(f"{HOOK}batch.json").mock(side_effect=fake)
+        deals = adapter().get_deals([str(n) for n in range(1, 31)])
+        assert route.call_count == 2 and [len(k) for k in fake.keys_per_request()] == [50, 10]
+        assert sorted(deals, key=int) == [str(n) for n in range(1, 31) if n != 7]
+        assert deals["12"].deal_id == "12"
+
     def test_the_deal_id_is_encoded_in_the_command(self, portal: respx.MockRouter) -> None:
-        route = portal.post(f"{HOOK}batch.json").mock(return_value=batch_answer({}, {"deal": NOT_FOUND}))
+        route = portal.post(f"{HOOK}batch.json").mock(return_value=batch_answer({}, {"d0": NOT_FOUND}))
         with pytest.raises(CrmRejected):
             adapter().get_deal("42&id=43")
-        assert sent(route)["cmd"]["deal"] == "crm.deal.get?id=42%26id%3D43"
+        assert sent(route)["cmd"]["d0"] == "crm.deal.get?id=42%26id%3D43"
 
     @pytest.mark.parametrize(
         "answer",
@@ -775,21 +781,21 @@ def oauth_adapter(tokens: Tokens, throttle: CountingThrottle | None = None) -> B
 class TestOAuthCalls:
     def test_the_access_token_goes_in_the_body(self, portal: respx.MockRouter) -> None:
         route = portal.post(f"{OAUTH_BASE}batch.json").mock(
-            return_value=batch_answer({"deal": deal_json(), "contact": contact_json()})
+            return_value=batch_answer({"d0": deal_json(), "c0": contact_json()})
         )
         tokens = Tokens()
         assert oauth_adapter(tokens).get_deal("42").deal_id == "42"
         assert str(route.calls.last.request.url) == "https://acme.bitrix24.ru/rest/batch.json"
         assert sent(route) == {
             "halt": 0,
-            "cmd": {"deal": "crm.deal.get?id=42", "contact": "crm.contact.get?id=$result[deal][CONTACT_ID]"},
+            "cmd": {"d0": "crm.deal.get?id=42", "c0": "crm.contact.get?id=$result[d0][CONTACT_ID]"},
             "auth": "old-token",
         }
         assert tokens.refreshes == 0
 
     def test_an_expired_token_is_refreshed_once_and_the_call_repeated(self, portal: respx.MockRouter) -> None:
         route = portal.post(f"{OAUTH_BASE}batch.json").mock(
-            side_effect=[EXPIRED, batch_answer({"deal": deal_json(), "contact": contact_json()})]
+            side_effect=[EXPIRED, batch_answer({"d0": deal_json(), "c0": contact_json()})]
         )
         tokens, throttle = Tokens(), CountingThrottle()
         deal = oauth_adapter(tokens, throttle).get_deal("42")
@@ -906,7 +912,7 @@ class FakeBitrixOAuth:
     def batch(self, request: httpx.Request) -> httpx.Response:
         if json.loads(request.content).get("auth") not in self.access_tokens:
             return EXPIRED
-        return batch_answer({"deal": deal_json(), "contact": contact_json()})
+        return batch_answer({"d0": deal_json(), "c0": contact_json()})
 
 
 class TestOAuthEndToEnd:

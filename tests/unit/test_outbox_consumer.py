@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from paybridge.adapters.crm.base import UpdateOutcome
@@ -112,3 +113,23 @@ def test_a_partial_batch_is_not_topped_up() -> None:
 def test_retry_delay_grows_and_is_capped() -> None:
     delays = [retry_delay(n, jitter=lambda: 0.5) for n in range(1, 10)]
     assert delays[:4] == [5, 10, 20, 40] and delays[-1] == 300 and delays == sorted(delays)
+
+
+def test_checks_and_updates_share_the_batch_and_legacy_updates_without_kind_still_parse() -> None:
+    from paybridge.domain.deal_sync import DealCheck
+
+    check = DealCheck(tenant_id="t1", deal_id="a", when_stage="INVOICE", check_id="req-1:0")
+    legacy = update("b").model_dump(mode="json")
+    del legacy["kind"]  # written before checks existed
+    records = [
+        OutboxRecord("m1", check.model_dump_json(), check.group, 1, "rh1"),
+        OutboxRecord("m2", json.dumps(legacy), "t1:b", 1, "rh2"),
+    ]
+    received: list[object] = []
+
+    def deliver(messages: Sequence[object]) -> list[UpdateOutcome]:
+        received.extend(messages)
+        return [UpdateOutcome.done()] * len(messages)
+
+    result = process(records, deliver, Control())  # type: ignore[arg-type]
+    assert result.delivered == 2 and [type(m).__name__ for m in received] == ["DealCheck", "DealUpdate"]

@@ -8,12 +8,13 @@ import contextlib
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from paybridge.adapters.crm.base import Crm, UpdateOutcome
+from paybridge.adapters.crm.base import Crm, Deal, UpdateOutcome
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable, ProviderRejected
 from paybridge.adapters.lifecycle import LifecycleEngine
 from paybridge.adapters.outbox import Outbox
@@ -25,7 +26,7 @@ from paybridge.adapters.psp.base import (
     RefundOrder,
     RefundResult,
 )
-from paybridge.domain.deal_sync import DealUpdate, deal_update
+from paybridge.domain.deal_sync import DealCheck, DealUpdate, deal_update
 from paybridge.domain.invoice import (
     FINAL_STATES,
     AuditEntry,
@@ -50,7 +51,14 @@ from paybridge.domain.invoice import (
     new_invoice,
     same_terms,
 )
-from paybridge.domain.receipt import FiscalReceipt, ReceiptItem, build_receipt, check_items_sum, refund_items
+from paybridge.domain.receipt import (
+    FiscalReceipt,
+    ReceiptError,
+    ReceiptItem,
+    build_receipt,
+    check_items_sum,
+    refund_items,
+)
 from paybridge.storage.repository import (
     ConcurrentModification,
     DuplicateProviderEvent,
@@ -93,10 +101,15 @@ class IssueResult:
 
 @dataclass(frozen=True)
 class CrmIssueResult:
-    """What an inbound CRM call led to: the invoices it asked for, and what it asked nothing of us for."""
+    """What an inbound CRM call led to: the invoices it issued, the deals queued to be read (checks), and what it
+    asked nothing of us for."""
 
     issued: tuple[IssueResult, ...]
     ignored: tuple[str, ...]
+    checks: int = 0
+
+
+_M = TypeVar("_M", DealUpdate, DealCheck)
 
 
 @dataclass(frozen=True)
@@ -230,8 +243,17 @@ class Services:
         return IssueResult(invoice=stored, created=created)
 
     def issue_from_crm(
-        self, tenant_id: str, crm_name: str, headers: dict[str, str], body: bytes, query: dict[str, str] | None = None
+        self,
+        tenant_id: str,
+        crm_name: str,
+        headers: dict[str, str],
+        body: bytes,
+        query: dict[str, str] | None = None,
+        request_id: str = "",
     ) -> CrmIssueResult:
+        """An inbound CRM call. A call that names the deal and asks for an invoice (a robot, a status webhook that
+        carries the status) issues it now; one that carries only the deal id (Bitrix24's ONCRMDEALUPDATE — raised by
+        our own writes too) becomes a `DealCheck` on the outbox, read in a batch with others."""
         tenant = self.tenants.get(tenant_id)
         if tenant.crm.kind != crm_name:
             raise RouteNotConfigured(f"tenant {tenant_id} does not use the CRM {crm_name!r}")
@@ -240,26 +262,32 @@ class Services:
         for reason in webhook.ignored:
             logger.info("crm webhook: %s", reason)
         issued: list[IssueResult] = []
-        ignored = list(webhook.ignored)
-        for command in webhook.commands:
-            deal = crm.get_deal(command.deal_id)
-            if command.when_stage is not None and deal.stage != command.when_stage:
-                reason = f"deal {deal.deal_id} is in stage {deal.stage}, not {command.when_stage}"
-                logger.info("crm webhook: %s", reason)
-                ignored.append(reason)
+        checks = 0
+        for n, command in enumerate(webhook.commands):
+            if command.when_stage is not None:
+                check_id = f"{request_id or uuid.uuid4().hex}:{n}"
+                self.outbox.publish(
+                    DealCheck(
+                        tenant_id=tenant_id, deal_id=command.deal_id, when_stage=command.when_stage, check_id=check_id
+                    )
+                )
+                checks += 1
                 continue
-            if not deal.amount or deal.amount <= 0:
-                raise DealNotInvoiceable(f"deal {deal.deal_id} has no amount to invoice")
-            request = NewInvoice(
-                deal_id=deal.deal_id,
-                number=command.number or deal.invoice_number or deal.deal_id,
-                amount=deal.amount,
-                currency=deal.currency or tenant.currency,
-                description=deal.title[:250],
-                customer=deal.customer,
-            )
-            issued.append(self.issue_invoice(tenant_id, request, lifetime_given=False))
-        return CrmIssueResult(issued=tuple(issued), ignored=tuple(ignored))
+            issued.append(self._issue_for_deal(tenant, crm.get_deal(command.deal_id), command.number))
+        return CrmIssueResult(issued=tuple(issued), ignored=webhook.ignored, checks=checks)
+
+    def _issue_for_deal(self, tenant: TenantConfig, deal: Deal, number: str | None = None) -> IssueResult:
+        if not deal.amount or deal.amount <= 0:
+            raise DealNotInvoiceable(f"deal {deal.deal_id} has no amount to invoice")
+        request = NewInvoice(
+            deal_id=deal.deal_id,
+            number=number or deal.invoice_number or deal.deal_id,
+            amount=deal.amount,
+            currency=deal.currency or tenant.currency,
+            description=deal.title[:250],
+            customer=deal.customer,
+        )
+        return self.issue_invoice(tenant.tenant_id, request, lifetime_given=False)
 
     # -- read / cancel ---------------------------------------------------------------------------------------------
 
@@ -487,20 +515,64 @@ class Services:
             self.outbox.publish(update)
         return lifecycle_document(invoice, self.clock(), event)
 
+    def deliver_outbox(self, messages: Sequence[DealUpdate | DealCheck]) -> list[UpdateOutcome]:
+        """A batch from the outbox: updates go to their CRMs (`deliver_deal_updates`), checks read their deals
+        (`check_deals`). One outcome per message, in order."""
+        outcomes: list[UpdateOutcome | None] = [None] * len(messages)
+        updates = [(i, m) for i, m in enumerate(messages) if isinstance(m, DealUpdate)]
+        checks = [(i, m) for i, m in enumerate(messages) if isinstance(m, DealCheck)]
+        if updates:
+            for (i, _), outcome in zip(updates, self.deliver_deal_updates([m for _, m in updates]), strict=True):
+                outcomes[i] = outcome
+        if checks:
+            for (i, _), outcome in zip(checks, self.check_deals([m for _, m in checks]), strict=True):
+                outcomes[i] = outcome
+        return [o if o is not None else UpdateOutcome.retry("no outcome") for o in outcomes]
+
     def deliver_deal_updates(self, updates: Sequence[DealUpdate]) -> list[UpdateOutcome]:
         """Send outbox updates to their CRMs: one `apply` (batched by the adapter) per tenant, order kept. One outcome
         per update, in order."""
-        outcomes: list[UpdateOutcome | None] = [None] * len(updates)
+        return self._per_tenant(updates, lambda crm, _tenant, mine: crm.apply(mine))
+
+    def check_deals(self, checks: Sequence[DealCheck]) -> list[UpdateOutcome]:
+        """Read the deals (batched by the adapter) and issue an invoice for each that is in its trigger stage. A
+        deal in another stage (our own write's echo, another edit) asks nothing; issuing is idempotent, so a check
+        seen twice issues once."""
+
+        def check(crm: Crm, tenant: TenantConfig, mine: Sequence[DealCheck]) -> list[UpdateOutcome]:
+            deals = crm.get_deals(sorted({c.deal_id for c in mine}))  # CrmUnavailable: all retried
+            outcomes = []
+            for item in mine:
+                deal = deals.get(item.deal_id)
+                if deal is None or deal.stage != item.when_stage:
+                    where = "gone" if deal is None else f"in stage {deal.stage}"
+                    logger.info("deal %s is %s, not %s: nothing to issue", item.deal_id, where, item.when_stage)
+                    outcomes.append(UpdateOutcome.done())
+                    continue
+                try:
+                    self._issue_for_deal(tenant, deal)
+                except (DealNotInvoiceable, InvoiceConflict, ReceiptError, LifetimeOutOfRange) as exc:
+                    outcomes.append(UpdateOutcome.park(f"deal {deal.deal_id}: {exc}"))
+                else:
+                    outcomes.append(UpdateOutcome.done())
+            return outcomes
+
+        return self._per_tenant(checks, check)
+
+    def _per_tenant(
+        self, messages: Sequence[_M], run: Callable[[Crm, TenantConfig, Sequence[_M]], list[UpdateOutcome]]
+    ) -> list[UpdateOutcome]:
+        outcomes: list[UpdateOutcome | None] = [None] * len(messages)
         by_tenant: dict[str, list[int]] = {}
-        for index, update in enumerate(updates):
-            by_tenant.setdefault(update.tenant_id, []).append(index)
+        for index, message in enumerate(messages):
+            by_tenant.setdefault(message.tenant_id, []).append(index)
         for tenant_id, indexes in by_tenant.items():
             try:
-                crm = self.crms(self.tenants.get(tenant_id))
-                results = crm.apply([updates[i] for i in indexes])
+                tenant = self.tenants.get(tenant_id)
+                results = run(self.crms(tenant), tenant, [messages[i] for i in indexes])
             except TenantNotFound:
                 results = [UpdateOutcome.park(f"tenant {tenant_id} is not configured")] * len(indexes)
-            except (CrmUnavailable, CrmRejected) as exc:  # the adapter could not even start (e.g. a secret)
+            except (CrmUnavailable, CrmRejected) as exc:  # the adapter could not start (a secret) or read at all
                 results = [UpdateOutcome.retry(str(exc))] * len(indexes)
             for index, result in zip(indexes, results, strict=True):
                 outcomes[index] = result

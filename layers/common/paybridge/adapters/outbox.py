@@ -1,4 +1,5 @@
-"""The CRM outbox: every write to a CRM is a `DealUpdate` message on an SQS FIFO queue.
+"""The CRM outbox: every write to a CRM is a `DealUpdate` message on an SQS FIFO queue (and every deal read an event
+asks for, a `DealCheck`, so reads are batched and rate-limited the same way).
 
 - One message group per deal (`<tenant>:<deal>`): updates of a deal are delivered in order, deals in parallel.
 - The deduplication id is the update's id (invoice, version, event): a retried lifecycle step enqueues nothing new.
@@ -13,14 +14,14 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from paybridge.domain.deal_sync import DealUpdate
+from paybridge.domain.deal_sync import DealCheck, DealUpdate
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 
 class Outbox(Protocol):
-    def publish(self, update: DealUpdate) -> None: ...
+    def publish(self, message: DealUpdate | DealCheck) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,8 @@ class OutboxControl(Protocol):
     def delete(self, receipt_handles: list[str]) -> None: ...
 
 
-def dedup_id(update: DealUpdate) -> str:
-    return hashlib.sha256(update.update_id.encode()).hexdigest()
+def dedup_id(message: DealUpdate | DealCheck) -> str:
+    return hashlib.sha256(message.update_id.encode()).hexdigest()
 
 
 class SqsOutbox:
@@ -61,12 +62,12 @@ class SqsOutbox:
             self._client = boto3.client("sqs")
         return self._client
 
-    def publish(self, update: DealUpdate) -> None:
+    def publish(self, message: DealUpdate | DealCheck) -> None:
         self.client.send_message(
             QueueUrl=self._url,
-            MessageBody=update.model_dump_json(),
-            MessageGroupId=update.group,
-            MessageDeduplicationId=dedup_id(update),
+            MessageBody=message.model_dump_json(),
+            MessageGroupId=message.group,
+            MessageDeduplicationId=dedup_id(message),
         )
 
     def delay(self, receipt_handle: str, seconds: int) -> None:

@@ -7,9 +7,9 @@ Delivering them (in order per deal, batched, within the CRM's rate limit) is the
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from paybridge.domain import messages
 from paybridge.domain.invoice import Customer, Invoice, InvoiceState
@@ -32,6 +32,7 @@ class DealUpdate(BaseModel):
     """One outbox message: the writes one lifecycle step asks of one deal, applied in this order."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: Literal["update"] = "update"
     tenant_id: str
     deal_id: str
     invoice_id: str
@@ -48,6 +49,39 @@ class DealUpdate(BaseModel):
     def group(self) -> str:
         """Order is kept per deal."""
         return f"{self.tenant_id}:{self.deal_id}"[:128]
+
+
+class DealCheck(BaseModel):
+    """One outbox message: "this deal changed — if it is now in `when_stage`, issue its invoice". A CRM event that
+    carries only the deal id (Bitrix24's ONCRMDEALUPDATE, which our own writes raise too) becomes a check, so the
+    deal reads of many events share one batched, rate-limited request instead of one request each."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: Literal["check"] = "check"
+    tenant_id: str
+    deal_id: str
+    when_stage: str
+    check_id: str = Field(min_length=1, max_length=100)  # unique per event: checks are idempotent, never deduped
+
+    @property
+    def update_id(self) -> str:
+        return f"check:{self.check_id}"
+
+    @property
+    def group(self) -> str:
+        return f"{self.tenant_id}:{self.deal_id}"[:128]
+
+
+def _kind(value: object) -> str:
+    """Messages written before checks existed carry no `kind`: they are updates."""
+    if isinstance(value, dict):
+        return str(value.get("kind", "update"))
+    return str(getattr(value, "kind", "update"))
+
+
+OutboxMessage = Annotated[
+    Annotated[DealUpdate, Tag("update")] | Annotated[DealCheck, Tag("check")], Discriminator(_kind)
+]
 
 
 _CLOSING_TEXT: dict[InvoiceState, Callable[[Invoice], str]] = {

@@ -1,6 +1,7 @@
 """The CRM outbox consumer's rules, apart from Lambda: a batch of SQS FIFO records in, the records to retry out.
 
-- Each record is one `DealUpdate`; a body that is not one is parked at once (it will never parse).
+- Each record is one `DealUpdate` (writes) or `DealCheck` (a deal to read: does it ask for an invoice?); a body that
+  is neither is parked at once (it will never parse).
 - The batch is delivered through `Services.deliver_deal_updates` (batched per CRM, within its rate limit).
 - A transient failure is retried after a growing delay (5 s, 10 s, … up to 5 min: the message's visibility); since a
   FIFO group must stay in order, every later record of the same deal in the batch is retried with it.
@@ -18,13 +19,14 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from paybridge.adapters.crm.base import UpdateOutcome
 from paybridge.adapters.outbox import OutboxControl, OutboxRecord
-from paybridge.domain.deal_sync import DealUpdate
+from paybridge.domain.deal_sync import DealCheck, DealUpdate, OutboxMessage
 
 logger = logging.getLogger(__name__)
+_MESSAGE: TypeAdapter[DealUpdate | DealCheck] = TypeAdapter(OutboxMessage)
 
 FIRST_DELAY_SECONDS = 5
 MAX_DELAY_SECONDS = 300
@@ -47,19 +49,19 @@ def retry_delay(receive_count: int, jitter: Callable[[], float] = random.random)
 
 def process(
     records: Sequence[OutboxRecord],
-    deliver: Callable[[Sequence[DealUpdate]], list[UpdateOutcome]],
+    deliver: Callable[[Sequence[DealUpdate | DealCheck]], list[UpdateOutcome]],
     control: OutboxControl,
     top_up: int = TOP_UP,
 ) -> BatchResult:
     result = BatchResult()
     if len(records) >= FULL_BATCH and top_up > 0:
         records = [*records, *control.pull(top_up)]
-    parsed: list[tuple[OutboxRecord, DealUpdate]] = []
+    parsed: list[tuple[OutboxRecord, DealUpdate | DealCheck]] = []
     for record in records:
         try:
-            parsed.append((record, DealUpdate.model_validate_json(record.body)))
+            parsed.append((record, _MESSAGE.validate_json(record.body)))
         except ValidationError as exc:
-            logger.error("outbox message %s is not a DealUpdate: %s", record.message_id, exc)
+            logger.error("outbox message %s is not an update or a check: %s", record.message_id, exc)
             control.park(record.body, record.group, f"not a DealUpdate: {exc.errors()[0]['msg']}")
             result.parked += 1
             if record.pulled:

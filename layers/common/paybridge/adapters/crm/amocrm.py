@@ -301,6 +301,16 @@ class AmoCrm:
                 raise
             raise CrmRejected(str(exc)) from exc
 
+    def get_deals(self, deal_ids: Sequence[str]) -> dict[str, Deal]:
+        """amoCRM webhooks carry the status, so reads are rare here (robot-like triggers only): one lead at a time."""
+        deals: dict[str, Deal] = {}
+        for deal_id in deal_ids:
+            try:
+                deals[deal_id] = self.get_deal(deal_id)
+            except CrmRejected:
+                continue
+        return deals
+
     def _get_deal(self, deal_id: str) -> Deal:
         lead_id = _lead_id(deal_id)
         if lead_id is None:

@@ -95,6 +95,10 @@ class Crm(Protocol):
 
     def get_deal(self, deal_id: str) -> Deal: ...
 
+    def get_deals(self, deal_ids: Sequence[str]) -> dict[str, Deal]:
+        """Read several deals in as few requests as the CRM allows; a deal that does not exist is left out."""
+        ...
+
     def apply(self, updates: Sequence[DealUpdate]) -> list[UpdateOutcome]:
         """Send the updates (batched where the CRM allows it); one outcome per update, in order. Raise
         CrmUnavailable when nothing could be sent (the whole batch is retried)."""

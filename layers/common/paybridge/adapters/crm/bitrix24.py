@@ -10,7 +10,8 @@ Wire format
   `{"result": {"result": {key: …}, "result_error": {key: {error, error_description}}}}`; a later command may use an
   earlier one's answer as `$result[key][FIELD]`.
 - Reads: `crm.deal.get {id}` (ID, TITLE, OPPORTUNITY "1500.00", CURRENCY_ID, STAGE_ID, CONTACT_ID, ASSIGNED_BY_ID,
-  UF_CRM_…) and `crm.contact.get {id}` (NAME, LAST_NAME, EMAIL[{VALUE}], PHONE[{VALUE}]) — one batch request.
+  UF_CRM_…) and `crm.contact.get {id}` (NAME, LAST_NAME, EMAIL[{VALUE}], PHONE[{VALUE}]) — 25 deals with their
+  contacts per batch request.
 - Writes: `crm.deal.update {id, fields{STAGE_ID, <link field>}, params{REGISTER_SONET_EVENT: "N"}}`,
   `crm.timeline.comment.add {fields{ENTITY_ID, ENTITY_TYPE: "deal", COMMENT}}`, `im.notify.system.add {USER_ID,
   MESSAGE}` to the deal's responsible user (read in the same batch: `USER_ID=$result[…][ASSIGNED_BY_ID]`). Client
@@ -23,7 +24,9 @@ Wire format
 
 Echoes: our own `crm.deal.update` raises ONCRMDEALUPDATE at us again. An update event only asks for an invoice when
 the deal, as read, is in the trigger stage; we never move a deal into the trigger stage, and issuing is idempotent by
-deal and number, so our writes cannot loop.
+deal and number, so our writes cannot loop. The read is not made in the webhook: the event becomes a `DealCheck` on
+the outbox, and the consumer reads up to 25 checked deals per request — so the echo of each of our writes costs 1/25
+of a request, not one.
 
 Batching and order: `apply` sends the updates in rounds — round k holds the k-th update of every deal in the batch
 — each round in as few `batch` requests as the 50-call cap allows. A request that fails as a whole (503 over the
@@ -206,17 +209,41 @@ class Bitrix24:
     # -- reads -------------------------------------------------------------------------------------------------------
 
     def get_deal(self, deal_id: str) -> Deal:
-        results, errors = self.batch(
-            {
-                "deal": f"crm.deal.get?{query_string({'id': deal_id})}",
-                "contact": "crm.contact.get?id=$result[deal][CONTACT_ID]",
-            }
-        )
-        deal = results.get("deal")
-        if not isinstance(deal, dict):
-            error = errors.get("deal") or {}
+        deals, errors = self._read([deal_id])
+        if deal_id not in deals:
+            error = errors.get(deal_id) or {}
             raise CrmRejected(f"Bitrix24 deal {deal_id}: {error.get('error_description') or error or 'not found'}")
-        contact = results.get("contact") if isinstance(results.get("contact"), dict) else None
+        return deals[deal_id]
+
+    def get_deals(self, deal_ids: Sequence[str]) -> dict[str, Deal]:
+        """Each deal with its contact (`crm.contact.get?id=$result[d<n>][CONTACT_ID]`): 25 deals per request."""
+        deals, errors = self._read(deal_ids)
+        for deal_id, error in errors.items():
+            logger.info("Bitrix24 deal %s: %s", deal_id, error)
+        return deals
+
+    def _read(self, deal_ids: Sequence[str]) -> tuple[dict[str, Deal], dict[str, dict[str, Any]]]:
+        deals: dict[str, Deal] = {}
+        errors: dict[str, dict[str, Any]] = {}
+        per_request = MAX_BATCH_CALLS // 2
+        for start in range(0, len(deal_ids), per_request):
+            chunk = list(deal_ids[start : start + per_request])
+            commands: dict[str, str] = {}
+            for n, deal_id in enumerate(chunk):
+                commands[f"d{n}"] = f"crm.deal.get?{query_string({'id': deal_id})}"
+                commands[f"c{n}"] = f"crm.contact.get?id=$result[d{n}][CONTACT_ID]"
+            results, failed = self.batch(commands)
+            for n, deal_id in enumerate(chunk):
+                deal = results.get(f"d{n}")
+                if not isinstance(deal, dict):
+                    error = failed.get(f"d{n}")
+                    errors[deal_id] = error if isinstance(error, dict) else {}
+                    continue
+                contact = results.get(f"c{n}")
+                deals[deal_id] = self._deal(deal, contact if isinstance(contact, dict) else None)
+        return deals, errors
+
+    def _deal(self, deal: dict[str, Any], contact: dict[str, Any] | None) -> Deal:
         try:
             amount = from_decimal_string(str(deal.get("OPPORTUNITY") or "0"))
         except ValueError:

@@ -96,6 +96,15 @@ class SandboxCrm:
             invoice_number=data.get("invoice_number"),
         )
 
+    def get_deals(self, deal_ids: Sequence[str]) -> dict[str, Deal]:
+        deals = {}
+        for deal_id in deal_ids:  # no batch API: one request each
+            try:
+                deals[deal_id] = self.get_deal(deal_id)
+            except CrmRejected:
+                continue
+        return deals
+
     def update_deal(self, deal_id: str, *, stage: str | None = None, payment_url: str | None = None) -> None:
         fields = {k: v for k, v in {"stage": stage, "payment_url": payment_url}.items() if v is not None}
         if fields:

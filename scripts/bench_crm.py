@@ -1,0 +1,158 @@
+"""`make bench-crm`: N payments land at once; their deal updates go through the real CRM outbox to the local fake
+Bitrix24, which enforces Bitrix24's real limit (a leaky bucket of 2 requests/s holding 50; over it: 503
+QUERY_LIMIT_EXCEEDED). Prints delivered updates per second against that limit, how many requests batching saved,
+and the checks that matter: lost = 0, duplicated = 0, out of order = 0. Ends with one JSON line.
+
+What runs for real: the local stack (moto DynamoDB and SQS FIFO from template.yaml), `Services.sync_deal` (the
+lifecycle's PublishToDeal step) for each paid invoice, the local event source mapping and the CrmOutboxFunction
+handler (batching, top-up, the DynamoDB token bucket shared by every request), the Bitrix24 adapter over HTTP, and
+the fake portal. What is skipped: the PSP notification and the Step Functions execution that precede PublishToDeal
+(the end-to-end tests cover those; here they would only slow the start, not the CRM side being measured).
+
+    make bench-crm                        # 10,000 payments
+    make bench-crm ARGS="--payments 2000"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TENANT = "bitrix-shop"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--payments", type=int, default=10_000, help="how many payments land at once")
+    parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds")
+    args = parser.parse_args(argv)
+    if args.payments < 1:
+        parser.error("--payments must be at least 1")
+    sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
+    import logging
+
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+    from devstack.stack import LocalStack
+
+    stack = LocalStack(port=0).start()
+    try:
+        summary = run(stack, args.payments, args.timeout)
+    finally:
+        stack.stop()
+    print(json.dumps(summary))
+    return 0 if summary["lost"] == 0 and summary["duplicated"] == 0 and summary["out_of_order"] == 0 else 1
+
+
+def say(started: float, text: str) -> None:
+    print(f"[{time.monotonic() - started:8.2f}s] {text}", flush=True)
+
+
+def run(stack: Any, payments: int, timeout: float) -> dict[str, Any]:
+    from paybridge.domain.invoice import AuditEntry, MoneyReceived, NewInvoice, PaymentCreated, apply, new_invoice
+    from paybridge.tenants import Bitrix24Settings
+    from paybridge.wiring import get_services
+
+    started = time.monotonic()
+    services = get_services()
+    tenant = services.tenants.get(TENANT)
+    assert isinstance(tenant.crm, Bitrix24Settings)
+    portal = tenant.crm.portal
+    fake = stack.fakes["bitrix24"]
+    limit = {"per_second": fake.limit_per_second, "burst": fake.burst}
+
+    # N deals in the portal, N invoices paid in full (as the PSP notifications would leave them)
+    now = datetime.now(UTC)
+    invoices: list[tuple[int, str]] = []
+    for n in range(payments):
+        deal_id = fake.add_deal(portal, 150_000 + n, stage_id="UC_AWAITING")
+        request = NewInvoice(deal_id=str(deal_id), number=f"B-{deal_id}", amount=150_000 + n)
+        invoice = new_invoice(TENANT, request, "sandbox", now)
+        created = PaymentCreated(payment_id=f"pay_bench_{deal_id}", payment_url=f"https://pay.test/{deal_id}")
+        invoice = apply(invoice, created, now).invoice
+        paid = apply(invoice, MoneyReceived(ref=f"op-{deal_id}", amount=invoice.amount), now)
+        audit = paid.audit or AuditEntry(at=now, event="paid", from_state=invoice.state, to_state=paid.invoice.state)
+        services.repo.create(paid.invoice, audit)
+        invoices.append((deal_id, paid.invoice.invoice_id))
+    say(
+        started,
+        f"{payments} deals and paid invoices ready; Bitrix24 limit {limit['per_second']:g} req/s, "
+        f"burst {limit['burst']}",
+    )
+
+    # They land at once: the lifecycle's PublishToDeal step for each (the outbox; delivery starts at once)
+    landed = time.monotonic()
+    for _deal_id, invoice_id in invoices:
+        services.sync_deal(TENANT, invoice_id, "money_received")
+    say(started, f"{payments} deal updates on the outbox in {time.monotonic() - landed:.1f}s")
+
+    def done() -> int:
+        with fake.lock:
+            return sum(1 for deal_id, _ in invoices if len(fake.writes.get(deal_id, ())) >= 2)
+
+    last_report = time.monotonic()
+    while (delivered := done()) < payments:
+        if time.monotonic() - landed > timeout:
+            say(started, f"timeout: {delivered} of {payments} delivered")
+            break
+        if time.monotonic() - last_report >= 10:
+            elapsed = time.monotonic() - landed
+            say(started, f"{delivered}/{payments} delivered, {delivered / elapsed:.1f} updates/s")
+            last_report = time.monotonic()
+        time.sleep(0.2)
+    seconds = time.monotonic() - landed
+
+    with fake.lock:
+        stats = dict(vars(fake.portals[portal]))
+        writes = {deal_id: list(fake.writes.get(deal_id, ())) for deal_id, _ in invoices}
+    lost = sum(1 for w in writes.values() if "stage:WON" not in w or not any(x.startswith("comment:") for x in w))
+    duplicated = sum(
+        1 for w in writes.values() if w.count("stage:WON") > 1 or sum(x.startswith("comment:") for x in w) > 1
+    )
+    out_of_order = sum(
+        1 for w in writes.values() if len(w) >= 2 and not (w[0] == "stage:WON" and w[1].startswith("comment:"))
+    )
+    requests, calls = int(stats["requests"]), int(stats["calls"])
+    updates_per_second = (payments - lost) / seconds
+    summary = {
+        "payments": payments,
+        "seconds": round(seconds, 1),
+        "updates_per_second": round(updates_per_second, 1),
+        "calls_per_second": round(calls / seconds, 1),
+        "requests_per_second": round(requests / seconds, 2),
+        "limit_requests_per_second": limit["per_second"],
+        "limit_burst": limit["burst"],
+        "requests": requests,
+        "calls": calls,
+        "calls_saved_by_batching": calls - requests,
+        "calls_per_request": round(calls / max(requests, 1), 1),
+        "rejected_by_limit": int(stats["rejected_by_limit"]),
+        "lost": lost,
+        "duplicated": duplicated,
+        "out_of_order": out_of_order,
+    }
+    say(
+        started,
+        f"delivered {payments - lost} updates in {seconds:.1f}s: {updates_per_second:.1f} updates/s "
+        f"({requests / seconds:.2f} requests/s against a limit of {limit['per_second']:g}/s, burst {limit['burst']})",
+    )
+    say(started, f"{calls} calls in {requests} requests: batching saved {calls - requests} requests")
+    say(
+        started,
+        f"rejected by the portal's limit: {stats['rejected_by_limit']}; lost {lost}, duplicated {duplicated}, "
+        f"out of order {out_of_order}",
+    )
+    return summary
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
