@@ -64,6 +64,7 @@ class Portal:
     calls: int = 0
     rejected_by_limit: int = 0
     rejected_by_outage: int = 0
+    calls_by_method: dict[str, int] = field(default_factory=dict)
 
 
 def parse_php_query(query: str) -> dict[str, Any]:
@@ -225,6 +226,7 @@ class FakeBitrix24(FakeApp):
 
     def _method(self, portal: Portal, method: str, params: dict[str, Any]) -> Any:
         portal.calls += 1
+        portal.calls_by_method[method] = portal.calls_by_method.get(method, 0) + 1
         match method:
             case "crm.deal.get":
                 return dict(self._deal(portal, params.get("id")))
@@ -408,6 +410,7 @@ class FakeBitrix24(FakeApp):
                         "calls": p.calls,
                         "rejected_by_limit": p.rejected_by_limit,
                         "rejected_by_outage": p.rejected_by_outage,
+                        "calls_by_method": dict(p.calls_by_method),
                     }
                     for domain, p in self.portals.items()
                 }

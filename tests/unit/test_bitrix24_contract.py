@@ -409,12 +409,15 @@ class TestGetDeal:
         with pytest.raises(CrmRejected, match=r"deal 404: Not found"):
             adapter().get_deal("404")
 
-    def test_many_deals_are_read_25_per_request_and_missing_ones_left_out(self, portal: respx.MockRouter) -> None:
+    def test_many_deals_are_read_50_per_request_without_contacts_and_missing_ones_left_out(
+        self, portal: respx.MockRouter
+    ) -> None:
         fake = FakePortal(refuse={("crm.deal.get", "7"): NOT_FOUND})
         route = portal.post(f"{HOOK}batch.json").mock(side_effect=fake)
-        deals = adapter().get_deals([str(n) for n in range(1, 31)])
+        deals = adapter().get_deals([str(n) for n in range(1, 61)])
         assert route.call_count == 2 and [len(k) for k in fake.keys_per_request()] == [50, 10]
-        assert sorted(deals, key=int) == [str(n) for n in range(1, 31) if n != 7]
+        assert {method for method, _ in fake.calls(0)} == {"crm.deal.get"}
+        assert sorted(deals, key=int) == [str(n) for n in range(1, 61) if n != 7]
         assert deals["12"].deal_id == "12"
 
     def test_the_deal_id_is_encoded_in_the_command(self, portal: respx.MockRouter) -> None:

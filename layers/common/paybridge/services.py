@@ -550,9 +550,11 @@ class Services:
                     outcomes.append(UpdateOutcome.done())
                     continue
                 try:
-                    self._issue_for_deal(tenant, deal)
-                except (DealNotInvoiceable, InvoiceConflict, ReceiptError, LifetimeOutOfRange) as exc:
+                    self._issue_for_deal(tenant, crm.get_deal(deal.deal_id))  # whole, with the customer
+                except (DealNotInvoiceable, InvoiceConflict, ReceiptError, LifetimeOutOfRange, CrmRejected) as exc:
                     outcomes.append(UpdateOutcome.park(f"deal {deal.deal_id}: {exc}"))
+                except CrmUnavailable as exc:
+                    outcomes.append(UpdateOutcome.retry(f"deal {deal.deal_id}: {exc}"))
                 else:
                     outcomes.append(UpdateOutcome.done())
             return outcomes

@@ -96,7 +96,8 @@ class Crm(Protocol):
     def get_deal(self, deal_id: str) -> Deal: ...
 
     def get_deals(self, deal_ids: Sequence[str]) -> dict[str, Deal]:
-        """Read several deals in as few requests as the CRM allows; a deal that does not exist is left out."""
+        """Read several deals in as few requests as the CRM allows (their stages at least; the customer may be left
+        out — `get_deal` reads a deal whole); a deal that does not exist is left out."""
         ...
 
     def apply(self, updates: Sequence[DealUpdate]) -> list[UpdateOutcome]:
