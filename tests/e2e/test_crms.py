@@ -283,3 +283,21 @@ def test_amocrm_revoked_access_token_is_refreshed_once_and_the_write_lands(
     amo.move(lead["id"], AMO_TRIGGER)
     published = amo.wait(lead["id"], lambda v: v["status_id"] == AMO_AWAITING and v["notes"])
     assert len(published["notes"]) == 1
+
+
+def test_amocrm_outage_loses_nothing_and_duplicates_nothing(
+    http: httpx.Client, amo: Amo, sandbox: Sandbox, unique: Any
+) -> None:
+    leads = [amo.new_lead(300 + i, unique("AMO-O-")) for i in range(3)]
+    for lead in leads:
+        amo.move(lead["id"], AMO_TRIGGER)
+    links = [amo.wait(lead["id"], lambda v: v["payment_link"])["payment_link"] for lead in leads]
+    http.post(f"{AMO}/_control/outage", json={"seconds": 3})
+    for link in links:
+        pay_link(sandbox, link)
+    time.sleep(1)
+    assert all(amo.view(lead["id"])["status_id"] == AMO_AWAITING for lead in leads)  # it is down
+    for lead in leads:
+        final = amo.wait(lead["id"], lambda v: v["status_id"] == AMO_PAID and len(v["notes"]) == 2, 40)
+        texts = [n["params"]["text"] for n in final["notes"]]
+        assert "выставлен счёт" in texts[0] and "оплачен" in texts[1]
