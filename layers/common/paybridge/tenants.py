@@ -215,6 +215,45 @@ class AmoCrmSettings(BaseModel):
 CrmSettings = Annotated[SandboxCrmSettings | Bitrix24Settings | AmoCrmSettings, Field(discriminator="kind")]
 
 
+AccountNumber = Annotated[str, Field(pattern=r"^\d{20}$", description="a Russian bank account number, 20 digits")]
+
+
+class TBankBusinessSettings(BaseModel):
+    """T-Bank business API: the company's statement (`GET /api/v1/statement`, Bearer token), polled; and its
+    `oper-feed-operation` webhook (registered with `POST /api/v1/webhook`) as the fast path."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["tbank_business"]
+    base_url: HttpUrl = "https://business.tbank.ru/openapi/"
+    token: SecretRef
+    #: The webhook URL we register carries `?token=<webhook_token>` (the body is only a hint: we read the statement).
+    webhook_token: SecretRef | None = None
+    page_size: int = Field(default=100, ge=1, le=5000)
+
+
+class BankSettings(BaseModel):
+    """Bank transfers: which of our accounts count, where statements come from, how invoice numbers are written."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    accounts: tuple[AccountNumber, ...] = Field(min_length=1)
+    source: TBankBusinessSettings | None = None
+    #: How often the schedule reads new operations (the webhook is faster; polling catches what it missed).
+    poll_every_minutes: int = Field(default=5, ge=1, le=1440)
+    #: Extra regular expressions finding invoice numbers in a payment purpose; each has a group named `number`.
+    invoice_patterns: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _patterns_compile(self) -> BankSettings:
+        for pattern in self.invoice_patterns:
+            try:
+                compiled = re.compile(pattern, re.IGNORECASE)
+            except re.error as exc:
+                raise ValueError(f"invoice pattern {pattern!r} is not a regular expression: {exc}") from None
+            if "number" not in compiled.groupindex:
+                raise ValueError(f"invoice pattern {pattern!r} has no group named 'number'")
+        return self
+
+
 class StageMapping(BaseModel):
     """The CRM stage for every lifecycle state: defined once per tenant, every state must be mapped."""
 
@@ -247,6 +286,8 @@ class TenantConfig(BaseModel):
     stages: StageMapping = Field(default_factory=StageMapping)
     #: 54-FZ receipts: when set, every payment and refund carries a receipt (T-Bank, YooKassa).
     fiscal: FiscalSettings | None = None
+    #: Bank transfers: statement polling, the bank's webhook, 1C uploads.
+    bank: BankSettings | None = None
 
     @model_validator(mode="after")
     def _stages_fit_the_crm(self) -> TenantConfig:

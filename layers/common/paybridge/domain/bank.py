@@ -1,0 +1,92 @@
+"""Bank transfers: what a statement line is, whichever source it came from, and what reconciliation decided.
+
+A line is identified by a fingerprint built from what every source reports the same way (our account, the value
+date, the amount, the payer's INN and account, the document number and the purpose) — not by the bank's operation
+id alone, which T-Bank may change for operations made between 22:00 and 03:00. The same transfer read by the
+poller, pushed by the bank's webhook and uploaded in a 1C file has one fingerprint and is counted once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from paybridge.domain.money import Currency, PositiveMinorUnits
+
+LineSource = Literal["tbank_api", "tbank_webhook", "1c_file", "sandbox"]
+Inn = str  # 10 digits (a company) or 12 (a person / sole trader); kept as given
+
+
+def _norm(text: str | None) -> str:
+    return re.sub(r"\s+", " ", (text or "").strip()).casefold()
+
+
+class StatementLine(BaseModel):
+    """One incoming transfer to our account (debits and other accounts' lines never become one)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    source: LineSource
+    account: str = Field(pattern=r"^\d{20}$", description="our account the money came to")
+    value_date: date
+    amount: PositiveMinorUnits
+    currency: Currency = "RUB"
+    purpose: str = Field(default="", max_length=1000)
+    payer_name: str = Field(default="", max_length=500)
+    payer_inn: Inn | None = None
+    payer_account: str | None = None
+    document_number: str | None = None
+    operation_id: str | None = None  # the bank's id, for people reading the record; not the identity
+
+    @property
+    def fingerprint(self) -> str:
+        parts = (
+            self.account,
+            self.value_date.isoformat(),
+            str(self.amount),
+            self.payer_inn or "",
+            self.payer_account or "",
+            _norm(self.document_number),
+            _norm(self.purpose),
+        )
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+class OpenInvoice(BaseModel):
+    """What matching needs to know of an invoice that still waits for money."""
+
+    model_config = ConfigDict(frozen=True)
+    invoice_id: str
+    number: str
+    amount: PositiveMinorUnits
+    outstanding: int = Field(ge=0)
+    currency: Currency = "RUB"
+    customer_inn: Inn | None = None
+
+
+DecisionKind = Literal["paid", "partially_paid", "overpaid", "split", "unmatched", "ambiguous", "duplicate", "ignored"]
+
+
+class Allocation(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    invoice_id: str
+    number: str
+    amount: PositiveMinorUnits
+
+
+class Decision(BaseModel):
+    """What reconciliation decided for one line, and why (recorded for people as is)."""
+
+    model_config = ConfigDict(frozen=True)
+    fingerprint: str
+    kind: DecisionKind
+    allocations: tuple[Allocation, ...] = ()
+    reason: str
+    numbers_found: tuple[str, ...] = ()
+
+    @property
+    def needs_a_person(self) -> bool:
+        return self.kind in ("unmatched", "ambiguous")
