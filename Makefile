@@ -9,10 +9,12 @@ export PYTHONPATH := layers/common:.
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: help dev demo test unit integration e2e lint format typecheck openapi validate build deploy import-times clean \
-	redrive-crm bench-crm
+	redrive-crm bench-crm demo-bank bench-reconcile
 
 help:
 	@echo "make demo       run the scripted payment scenario on the local stack (starts it if needed)"
+	@echo "make demo-bank  the bank-transfer scenario: webhook + statement read, 1C upload counted once"
+	@echo "make bench-reconcile  match 100,000 statement lines against 100,000 invoices (ARGS=--lines N --invoices M)"
 	@echo "make dev        serve the local stack on 127.0.0.1:\$${PAYBRIDGE_PORT:-3000}"
 	@echo "make test       run all tests (unit, integration on moto, end-to-end on the local stack)"
 	@echo "make lint       ruff + mypy;  make validate: sam validate --lint + cfn-lint;  make build: sam build"
@@ -36,6 +38,12 @@ dev: $(STAMP)
 
 demo: $(STAMP)
 	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-ERROR} $(BIN)/python -m devstack demo
+
+demo-bank: $(STAMP)
+	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-ERROR} $(BIN)/python -m devstack demo-bank
+
+bench-reconcile: $(STAMP)
+	$(BIN)/python scripts/bench_reconcile.py $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

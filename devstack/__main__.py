@@ -1,4 +1,5 @@
-"""`python -m devstack serve` runs the local stack; `python -m devstack demo` runs the scripted scenario."""
+"""`python -m devstack serve` runs the local stack; `python -m devstack demo` runs the scripted card scenario and
+`python -m devstack demo-bank` the bank-transfer one."""
 
 from __future__ import annotations
 
@@ -39,7 +40,11 @@ def main() -> int:
         from devstack.demo import main as demo
 
         return demo(sys.argv[2:])
-    print("usage: python -m devstack [serve|demo]", file=sys.stderr)
+    if command == "demo-bank":
+        from devstack.demo_bank import main as demo_bank
+
+        return demo_bank(sys.argv[2:])
+    print("usage: python -m devstack [serve|demo|demo-bank]", file=sys.stderr)
     return 2
 
 

@@ -124,6 +124,8 @@ class LocalStack:
             ]
             if tenant.crm.kind != "sandbox":
                 targets.append((tenant.crm.kind, tenant.crm, f"{self.url}/crm/{tenant_id}/{tenant.crm.kind}"))
+            if tenant.bank is not None and tenant.bank.source is not None:
+                targets.append((tenant.bank.source.kind, tenant.bank.source, f"{self.url}/bank/{tenant_id}/tbank"))
             for name, settings, our_url in targets:
                 if name not in self.fakes:
                     fake = fakes.load(name, f"{self.url}/fake/{name}")

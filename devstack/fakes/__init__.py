@@ -33,6 +33,7 @@ FAKES: dict[str, str] = {
     "stripe": "devstack.fakes.stripe:FakeStripe",
     "bitrix24": "devstack.fakes.bitrix24:FakeBitrix24",
     "amocrm": "devstack.fakes.amocrm:FakeAmoCrm",
+    "tbank_business": "devstack.fakes.tbank_business:FakeTBankBusiness",
 }
 
 

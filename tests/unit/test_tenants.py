@@ -74,6 +74,7 @@ class TestShippedConfig:
             "bitrix-shop",
             "bitrix-app",
             "amo-shop",
+            "bank-shop",
         ]
         assert directory.get("tbank-shop").psp.base_url == f"{LOCAL_URL}/fake/tbank/v2/"
         bitrix_app = directory.get("bitrix-app").crm

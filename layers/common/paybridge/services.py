@@ -190,6 +190,10 @@ class Services:
         if saved.task_token:
             self.lifecycle.resume(saved.task_token, lifecycle_document(saved.invoice, self.clock(), event))
 
+    def announce(self, saved: Saved, was_final: bool, event: str) -> None:
+        """Public for the other money paths (bank transfers): the same resume-or-publish as PSP payments."""
+        self._announce(saved, was_final, event)
+
     def _announce(self, saved: Saved, was_final: bool, event: str) -> None:
         """Tell the lifecycle about a change: the waiting execution resumes; when the lifecycle is already over
         (a refund of a paid invoice, money after expiry), a short execution publishes the change to the deal."""

@@ -343,6 +343,8 @@ _NESTED_UNIONS = frozenset({"auth", "trigger"})
 class TenantDirectory(Protocol):
     def get(self, tenant_id: str) -> TenantConfig: ...
 
+    def tenant_ids(self) -> list[str]: ...
+
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

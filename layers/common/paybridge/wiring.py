@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from paybridge.adapters.crm.base import Crm, Throttle
 from paybridge.adapters.crm.oauth import OAuthSession, TokenPair
@@ -29,6 +30,10 @@ from paybridge.tenants import (
     YooKassaSettings,
     load_file_directory,
 )
+
+if TYPE_CHECKING:
+    from paybridge.adapters.bank.base import BankSource
+    from paybridge.banking import Banking
 
 
 def make_provider(tenant: TenantConfig) -> PaymentProvider:
@@ -121,6 +126,23 @@ def _oauth_session(key: str, refresh: Callable[[str], TokenPair], auth: OAuthApp
     return OAuthSession(DynamoTokenStore(get_settings().table_name), key, refresh, initial)
 
 
+def make_bank_source(tenant: TenantConfig) -> BankSource:
+    bank = tenant.bank
+    if bank is None or bank.source is None:
+        raise ValueError(f"tenant {tenant.tenant_id} has no statement source")  # guarded by Banking.poll
+    from paybridge.adapters.bank.tbank_business import TBankBusiness
+
+    return TBankBusiness(bank.source, resolve_secret(bank.source.token))
+
+
+@lru_cache(maxsize=1)
+def get_banking() -> Banking:
+    from paybridge.banking import Banking
+    from paybridge.storage.bank import DynamoBankStore
+
+    return Banking(get_services(), DynamoBankStore(get_settings().table_name), make_bank_source)
+
+
 @lru_cache(maxsize=1)
 def get_throttle() -> Throttle:
     """Every CRM request of every function takes a token from the account's bucket in the table."""
@@ -164,5 +186,6 @@ def reset() -> None:
     get_services.cache_clear()
     get_throttle.cache_clear()
     get_outbox.cache_clear()
+    get_banking.cache_clear()
     _crms.clear()
     _loader.cache_clear()

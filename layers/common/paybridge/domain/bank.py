@@ -13,9 +13,14 @@ import re
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from paybridge.domain.money import Currency, PositiveMinorUnits
+
+
+class BankNotConfigured(Exception):
+    """The tenant has no bank settings, no statement source, or not this account: 404."""
+
 
 LineSource = Literal["tbank_api", "tbank_webhook", "1c_file", "sandbox"]
 Inn = str  # 10 digits (a company) or 12 (a person / sole trader); kept as given
@@ -40,6 +45,12 @@ class StatementLine(BaseModel):
     payer_account: str | None = None
     document_number: str | None = None
     operation_id: str | None = None  # the bank's id, for people reading the record; not the identity
+
+    @field_validator("payer_inn", mode="before")
+    @classmethod
+    def _no_inn(cls, value: object) -> object:
+        """Banks write `0` (or nothing) for a payer without an INN (a private person): that is no INN."""
+        return None if value in (None, "", "0", "00") else value
 
     @property
     def fingerprint(self) -> str:

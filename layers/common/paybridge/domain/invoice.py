@@ -70,6 +70,9 @@ class Customer(BaseModel):
     name: str | None = Field(default=None, max_length=200)
     email: Email | None = None
     phone: Phone | None = None
+    #: The payer's INN where known (10 digits: a company, 12: a person); bank transfers from another INN are not
+    #: matched to this invoice automatically.
+    inn: str | None = Field(default=None, pattern=r"^\d{10}(\d{2})?$")
 
 
 class AuditEntry(BaseModel):

@@ -17,8 +17,10 @@ from paybridge.adapters.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
+from paybridge.domain.bank import BankNotConfigured
 from paybridge.domain.invoice import InvalidTransition, InvoiceConflict
 from paybridge.domain.receipt import ReceiptError
+from paybridge.domain.statement_1c import StatementFormatError
 from paybridge.services import (
     DealNotInvoiceable,
     InvoiceNotFound,
@@ -43,6 +45,8 @@ PROBLEMS: dict[type[Exception], tuple[int, str]] = {
     InvalidSignature: (401, "invalid-signature"),
     BadRequest: (400, "bad-request"),
     MalformedNotification: (400, "malformed-notification"),
+    StatementFormatError: (400, "statement-invalid"),
+    BankNotConfigured: (404, "bank-not-configured"),
     TenantNotFound: (404, "tenant-not-found"),
     InvoiceNotFound: (404, "invoice-not-found"),
     RouteNotConfigured: (404, "route-not-configured"),

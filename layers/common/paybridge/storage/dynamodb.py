@@ -4,9 +4,13 @@ Items
 - invoice:        pk=INV#<tenant>#<invoice>  sk=INVOICE       doc=<invoice JSON>, version, state, task_token
                   gsi1pk=PSP#<provider>#<payment_id> (lookup by the PSP's payment id)
                   gsi2pk=OPEN, gsi2sk=<expires_at>#<tenant>#<invoice> while the invoice waits for money
+                  gsi3pk=NUM#<tenant>#<normalized number> (bank matching: invoices by the number in a purpose)
 - audit entry:    pk=INV#<tenant>#<invoice>  sk=AUDIT#<at>#<version>
 - provider event: pk=EVT#<provider>#<event_id> sk=EVENT       (conditional put: recorded once), ttl
-- tenant config:  pk=TENANT#<tenant>         sk=CONFIG        config=<tenant JSON>
+- tenant config:  pk=TENANT#<tenant>         sk=CONFIG        config=<tenant JSON>, gsi2pk=TENANTS, gsi2sk=<tenant>
+- bank line:      pk=BANK#<tenant>#<fingerprint> sk=LINE  line, decision, state (see storage/bank.py)
+                  gsi1pk=BANKREVIEW#<tenant>, gsi1sk=<value date>#<fingerprint> while a person must decide
+- bank cursor:    pk=BANKCURSOR#<tenant>#<account> sk=CURSOR  window_from, window_to, cursor, polled_at
 """
 
 from __future__ import annotations
@@ -31,6 +35,14 @@ INVOICE_SK = "INVOICE"
 OPEN_PK = "OPEN"
 GSI_BY_PAYMENT = "ByPaymentId"
 GSI_OPEN_BY_DUE = "OpenByDue"
+GSI_BY_NUMBER = "ByNumber"
+TENANTS_PK = "TENANTS"
+
+
+def number_key(tenant_id: str, number: str) -> str:
+    from paybridge.domain.reconcile import normalize_number
+
+    return f"NUM#{tenant_id}#{normalize_number(number)}"
 
 
 def _client() -> DynamoDBClient:
@@ -80,6 +92,7 @@ class DynamoInvoiceRepository:
         if invoice.state in OPEN_STATES:
             item["gsi2pk"] = _s(OPEN_PK)
             item["gsi2sk"] = _s(f"{invoice.expires_at.isoformat()}#{invoice.tenant_id}#{invoice.invoice_id}")
+        item["gsi3pk"] = _s(number_key(invoice.tenant_id, invoice.number))
         return item
 
     @staticmethod
@@ -163,7 +176,7 @@ class DynamoInvoiceRepository:
         }
         sets = ["#doc = :doc", "#v = :v", "#st = :st"]
         removes = []
-        for attr in ("gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"):
+        for attr in ("gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk"):
             if attr in item:
                 sets.append(f"{attr} = :{attr}")
                 values[f":{attr}"] = item[attr]
@@ -254,6 +267,22 @@ class DynamoInvoiceRepository:
         )
         return self._from_item(response["Attributes"])
 
+    def find_by_number(self, tenant_id: str, number: str) -> list[Invoice]:
+        """Every invoice of the tenant with this number (normalized), whatever its state."""
+        response = self.client.query(
+            TableName=self._table,
+            IndexName=GSI_BY_NUMBER,
+            KeyConditionExpression="gsi3pk = :num",
+            ExpressionAttributeValues={":num": _s(number_key(tenant_id, number))},
+        )
+        invoices = []
+        for item in response.get("Items", []):
+            _, found_tenant, invoice_id = item["pk"]["S"].split("#")
+            invoice = self.get(found_tenant, invoice_id)
+            if invoice is not None:
+                invoices.append(invoice)
+        return invoices
+
     def open_invoices_due_before(self, iso_time: str, limit: int = 100) -> list[Invoice]:
         response = self.client.query(
             TableName=self._table,
@@ -307,5 +336,22 @@ class DynamoTenantDirectory:
                 "pk": _s(f"TENANT#{tenant.tenant_id}"),
                 "sk": _s("CONFIG"),
                 "config": _s(tenant.model_dump_json()),
+                "gsi2pk": _s(TENANTS_PK),
+                "gsi2sk": _s(tenant.tenant_id),
             },
         )
+
+    def tenant_ids(self) -> list[str]:
+        ids: list[str] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": GSI_OPEN_BY_DUE,
+            "KeyConditionExpression": "gsi2pk = :t",
+            "ExpressionAttributeValues": {":t": _s(TENANTS_PK)},
+        }
+        while True:
+            page = self.client.query(**kwargs)
+            ids += [item["gsi2sk"]["S"] for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return ids
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -1,0 +1,109 @@
+"""Bank transfers over HTTP: 1CClientBankExchange uploads (API key), the review list of lines a person must decide,
+and the bank's operation webhook (a hint: we re-read the statement)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from paybridge.adapters.errors import InvalidSignature
+from paybridge.handlers.models import BankReviewOut, BankSummaryOut
+from paybridge.handlers.problems import BadRequest, Unauthorized, register_problem_handlers
+from paybridge.observability import logger, metrics, tracer
+from paybridge.wiring import get_banking
+
+app = APIGatewayHttpResolver(enable_validation=True)
+register_problem_handlers(app)
+
+TenantPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$", description="Tenant slug")]
+ApiKey = Annotated[str | None, Header(alias="x-api-key", description="The tenant's API key")]
+WebhookToken = Annotated[str | None, Query(alias="token", description="The token in the URL registered at the bank")]
+MAX_FILE_BYTES = 5 * 1024 * 1024
+
+
+def _authorized(tenant: str, api_key: str | None) -> None:
+    if not get_banking().services.tenants.get(tenant).accepts_api_key(api_key):
+        raise Unauthorized("missing or wrong X-Api-Key for this tenant")
+
+
+def _raw_body() -> bytes:
+    """The file's own bytes: API Gateway base64-encodes binary bodies (send `Content-Type: application/octet-stream`:
+    a Windows-1251 or DOS file is not UTF-8 text)."""
+    import base64
+
+    event = app.current_event
+    if event.is_base64_encoded:
+        return base64.b64decode(event.get("body") or "")
+    return (event.get("body") or "").encode("utf-8")
+
+
+def _count(summary: Any) -> None:
+    metrics.add_metric(name="BankLinesApplied", unit=MetricUnit.Count, value=summary.applied)
+    if summary.needs_a_person:
+        metrics.add_metric(name="BankLinesNeedAPerson", unit=MetricUnit.Count, value=summary.needs_a_person)
+
+
+@app.post(
+    "/bank/<tenant>/statements",
+    summary="Upload a 1CClientBankExchange statement (Windows-1251 or DOS); incoming transfers are reconciled",
+    responses={400: {"description": "Not a valid 1CClientBankExchange file: the problem names the line"}},
+)
+def handle_upload(tenant: TenantPath, api_key: ApiKey = None) -> BankSummaryOut:
+    from paybridge.domain.statement_1c import parse_1c
+
+    _authorized(tenant, api_key)
+    data = _raw_body()
+    if not data.strip():
+        raise BadRequest("empty body: send the statement file as the request body")
+    if len(data) > MAX_FILE_BYTES:
+        raise BadRequest(f"a statement file may be at most {MAX_FILE_BYTES} bytes")
+    banking = get_banking()
+    bank = banking.services.tenants.get(tenant).bank
+    parsed = parse_1c(data, bank.accounts if bank else ())  # StatementFormatError: 400 with the line
+    summary = banking.reconcile_lines(tenant, parsed.lines)
+    _count(summary)
+    return BankSummaryOut.of(summary, documents=parsed.documents, skipped=parsed.skipped)
+
+
+@app.get("/bank/<tenant>/review", summary="Bank lines a person must decide (no invoice found, or ambiguous)")
+def handle_review(tenant: TenantPath, api_key: ApiKey = None) -> BankReviewOut:
+    _authorized(tenant, api_key)
+    return BankReviewOut.of(get_banking().review(tenant))
+
+
+@app.post(
+    "/bank/<tenant>/tbank",
+    summary="T-Bank business `oper-feed-operation` webhook: a hint to read the statement now",
+    responses={200: {"description": "`OK`"}},
+)
+def handle_bank_webhook(tenant: TenantPath, token: WebhookToken = None) -> Response[str]:
+    import hmac
+
+    from paybridge.adapters.bank.tbank_business import parse_webhook
+    from paybridge.secrets import resolve_secret
+
+    banking = get_banking()
+    bank = banking.services.tenants.get(tenant).bank
+    source = bank.source if bank else None
+    expected = resolve_secret(source.webhook_token) if source and source.webhook_token else ""
+    if not expected or not hmac.compare_digest((token or "").encode(), expected.encode()):
+        metrics.add_metric(name="SignatureFailures", unit=MetricUnit.Count, value=1)
+        raise InvalidSignature("missing or wrong token in the webhook URL")
+    account, operation_id = parse_webhook(_raw_body())  # MalformedNotification: 400
+    logger.info("bank webhook: operation %s on %s", operation_id, account)
+    summary = banking.poll(tenant, datetime.now(UTC), force=True, only_account=account)
+    _count(summary)
+    return Response(status_code=200, content_type="text/plain", body="OK")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

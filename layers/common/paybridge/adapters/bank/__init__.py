@@ -1,0 +1,1 @@
+"""Bank statement sources: where incoming transfers to our accounts are read from."""
