@@ -155,6 +155,8 @@ class Services:
     crms: Callable[[TenantConfig], Crm]
     outbox: Outbox
     public_base_url: str = ""
+    #: Called once the payment link exists (reminders are planned from it).
+    on_link_published: Callable[[TenantConfig, Invoice, datetime], None] | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     # -- helpers -------------------------------------------------------------------------------------------------
@@ -470,6 +472,8 @@ class Services:
             )
             try:
                 invoice = self.change(tenant_id, invoice_id, event)[0].invoice
+                if self.on_link_published is not None:
+                    self.on_link_published(tenant, invoice, self.clock())
             except InvalidTransition:
                 # Cancelled while the payment was being created: withdraw it at the PSP, end the lifecycle.
                 with contextlib.suppress(ProviderRejected):

@@ -10,6 +10,7 @@ import hmac
 import json
 import os
 import re
+from datetime import time as dt_time
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
@@ -254,6 +255,69 @@ class BankSettings(BaseModel):
         return self
 
 
+ReminderChannel = Literal["email", "sms", "messenger"]
+
+
+class QuietHours(BaseModel):
+    """No reminder is sent between `start` and `end` (the tenant's local time); one due then waits for `end`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    start: dt_time = dt_time(21, 0)
+    end: dt_time = dt_time(9, 0)
+
+
+class SesSenderSettings(BaseModel):
+    """E-mail through Amazon SES v2 (the from address or its domain must be verified in SES)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["ses"]
+    from_address: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    configuration_set: str | None = None
+
+
+class SandboxSenderSettings(BaseModel):
+    """The local sandbox: messages land in the sandbox CRM's client messages (any channel)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["sandbox"]
+    base_url: HttpUrl
+    token: SecretRef
+
+
+SenderSettings = Annotated[SesSenderSettings | SandboxSenderSettings, Field(discriminator="kind")]
+
+
+class ReminderSettings(BaseModel):
+    """Payment reminders to the client while an invoice waits for money."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    after_issue_minutes: tuple[int, ...] = Field(default=(120, 1440), description="after the link is published")
+    before_expiry_minutes: tuple[int, ...] = Field(default=(180,), description="before the link expires")
+    channels: dict[ReminderChannel, SenderSettings] = Field(min_length=1)
+    timezone: str = "Europe/Moscow"
+    quiet_hours: QuietHours | None = QuietHours()
+    language: Literal["ru", "en"] = "ru"
+    #: Per language, a template overriding the shipped one: {number}, {amount}, {outstanding}, {link}, {due}.
+    templates: dict[Literal["ru", "en"], str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _valid(self) -> ReminderSettings:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.timezone!r} (use an IANA name, e.g. Europe/Moscow)") from None
+        if any(m <= 0 for m in (*self.after_issue_minutes, *self.before_expiry_minutes)):
+            raise ValueError("reminder offsets are positive numbers of minutes")
+        for language, template in self.templates.items():
+            try:
+                template.format(number="", amount="", outstanding="", link="", due="")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"template {language!r}: unknown placeholder or bad braces ({exc})") from None
+        return self
+
+
 class StageMapping(BaseModel):
     """The CRM stage for every lifecycle state: defined once per tenant, every state must be mapped."""
 
@@ -288,6 +352,8 @@ class TenantConfig(BaseModel):
     fiscal: FiscalSettings | None = None
     #: Bank transfers: statement polling, the bank's webhook, 1C uploads.
     bank: BankSettings | None = None
+    #: Payment reminders to the client (none when absent).
+    reminders: ReminderSettings | None = None
 
     @model_validator(mode="after")
     def _stages_fit_the_crm(self) -> TenantConfig:

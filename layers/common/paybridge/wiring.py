@@ -23,6 +23,8 @@ from paybridge.tenants import (
     OAuthAppAuth,
     SandboxCrmSettings,
     SandboxPspSettings,
+    SandboxSenderSettings,
+    SesSenderSettings,
     StripeSettings,
     TBankSettings,
     TenantConfig,
@@ -33,7 +35,9 @@ from paybridge.tenants import (
 
 if TYPE_CHECKING:
     from paybridge.adapters.bank.base import BankSource
+    from paybridge.adapters.notify import MessageSender
     from paybridge.banking import Banking
+    from paybridge.reminders import Reminders
 
 
 def make_provider(tenant: TenantConfig) -> PaymentProvider:
@@ -143,6 +147,28 @@ def get_banking() -> Banking:
     return Banking(get_services(), DynamoBankStore(get_settings().table_name), make_bank_source)
 
 
+def make_sender(tenant: TenantConfig, channel: str) -> MessageSender:
+    from paybridge.adapters.notify import SandboxSender, SesEmailSender
+
+    settings = tenant.reminders.channels[channel] if tenant.reminders else None  # type: ignore[index]
+    match settings:
+        case SesSenderSettings():
+            return SesEmailSender(settings.from_address, settings.configuration_set)
+        case SandboxSenderSettings():
+            return SandboxSender(settings.base_url, resolve_secret(settings.token), channel)
+    raise ValueError(f"tenant {tenant.tenant_id} has no sender for {channel}")  # pragma: no cover - guarded
+
+
+@lru_cache(maxsize=1)
+def get_reminders() -> Reminders:
+    from paybridge.reminders import Reminders
+    from paybridge.storage.reminders import DynamoReminderStore
+
+    services = get_services()
+    store = DynamoReminderStore(get_settings().table_name)
+    return Reminders(store, services.tenants, services.repo, make_sender)
+
+
 @lru_cache(maxsize=1)
 def get_throttle() -> Throttle:
     """Every CRM request of every function takes a token from the account's bucket in the table."""
@@ -174,6 +200,7 @@ def get_services() -> Services:
         providers=make_provider,
         crms=make_crm,
         outbox=get_outbox(),
+        on_link_published=lambda tenant, invoice, now: get_reminders().plan(tenant, invoice, now),
         public_base_url=settings.public_base_url,
     )
 
@@ -187,5 +214,6 @@ def reset() -> None:
     get_throttle.cache_clear()
     get_outbox.cache_clear()
     get_banking.cache_clear()
+    get_reminders.cache_clear()
     _crms.clear()
     _loader.cache_clear()
