@@ -10,7 +10,15 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from paybridge.handlers.models import CancelBody, CreateInvoiceBody, InvoiceOut, RefundBody, RefundOut
+from paybridge.handlers.models import (
+    CancelBody,
+    CreateInvoiceBody,
+    InvoiceOut,
+    RefundBody,
+    RefundOut,
+    ScheduleBody,
+    ScheduleOut,
+)
 from paybridge.handlers.problems import Unauthorized, register_problem_handlers
 from paybridge.observability import logger, metrics, tracer
 from paybridge.services import Services
@@ -52,6 +60,26 @@ def handle_create_invoice(tenant: TenantPath, body: CreateInvoiceBody, api_key: 
         content_type="application/json",
         body=InvoiceOut.of(result.invoice),
     )
+
+
+DealPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="The CRM deal id")]
+
+
+@app.post(
+    "/v1/<tenant>/deals/<deal_id>/schedules",
+    summary="Issue a staged payment: one invoice per stage (e.g. 30 % advance, 70 % on delivery)",
+)
+def handle_create_schedule(
+    tenant: TenantPath, deal_id: DealPath, body: ScheduleBody, api_key: ApiKey = None
+) -> Response[ScheduleOut]:
+    services = _services(tenant, api_key)
+    template = body.template(deal_id, services.tenants.get(tenant).currency)
+    results = services.issue_schedule(tenant, template, body.stages)
+    created = sum(1 for r in results if r.created)
+    if created:
+        metrics.add_metric(name="InvoicesIssued", unit=MetricUnit.Count, value=created)
+    out = ScheduleOut(deal_id=deal_id, number=body.number, invoices=[InvoiceOut.of(r.invoice) for r in results])
+    return Response(status_code=201 if created else 200, content_type="application/json", body=out)
 
 
 @app.get("/v1/<tenant>/invoices/<invoice_id>", summary="An invoice, its money facts and its history")

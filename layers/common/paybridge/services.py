@@ -48,6 +48,7 @@ from paybridge.domain.invoice import (
     RefundRequest,
     RefundRequested,
     apply,
+    invoice_id_for,
     new_invoice,
     same_terms,
 )
@@ -59,6 +60,7 @@ from paybridge.domain.receipt import (
     check_items_sum,
     refund_items,
 )
+from paybridge.domain.staged import StageSpec, deal_stage_kind, part_number, parts, split_amounts
 from paybridge.storage.repository import (
     ConcurrentModification,
     DuplicateProviderEvent,
@@ -518,10 +520,41 @@ class Services:
         batched, within the CRM's rate limit — see `deliver_deal_updates`). Retrying the step enqueues nothing new."""
         tenant = self.tenants.get(tenant_id)
         invoice = self._invoice(tenant_id, invoice_id)
-        update = deal_update(invoice, tenant.stages.stage_for(invoice.state), event)
+        update = deal_update(invoice, self._deal_stage(tenant, invoice), event)
         if update is not None:
             self.outbox.publish(update)
         return lifecycle_document(invoice, self.clock(), event)
+
+    def _deal_stage(self, tenant: TenantConfig, invoice: Invoice) -> str:
+        """The stage from the tenant's mapping; for a part of a staged payment, the schedule as a whole decides while
+        money is coming in ("Advance paid" until every part is paid)."""
+        part = invoice.part
+        if part is None or invoice.state not in (
+            InvoiceState.AWAITING_PAYMENT,
+            InvoiceState.PARTIALLY_PAID,
+            InvoiceState.PAID,
+        ):
+            return tenant.stages.stage_for(invoice.state)
+        states = []
+        for index in range(1, part.count + 1):
+            sibling_id = invoice_id_for(tenant.tenant_id, invoice.deal_id, part_number(part.schedule_number, index))
+            sibling = invoice if sibling_id == invoice.invoice_id else self.repo.get(tenant.tenant_id, sibling_id)
+            if sibling is not None:
+                states.append(sibling.state)
+        kind = deal_stage_kind(states) if len(states) == part.count else None
+        return tenant.stages.stage_for_schedule(kind) if kind else tenant.stages.stage_for(invoice.state)
+
+    def issue_schedule(self, tenant_id: str, template: NewInvoice, stages: Sequence[StageSpec]) -> list[IssueResult]:
+        """One deal paid in stages: an invoice per stage (`<number>/<k>`), each with its own lifecycle. Idempotent
+        like a single invoice (the same schedule again returns the same invoices)."""
+        amounts = split_amounts(template.amount, stages)  # ScheduleError: 422
+        results = []
+        for part, amount in zip(parts(template.number, stages), amounts, strict=True):
+            request = template.model_copy(
+                update={"number": part_number(template.number, part.index), "amount": amount, "part": part, "items": ()}
+            )
+            results.append(self.issue_invoice(tenant_id, NewInvoice.model_validate(request.model_dump())))
+        return results
 
     def deliver_outbox(self, messages: Sequence[DealUpdate | DealCheck]) -> list[UpdateOutcome]:
         """A batch from the outbox: updates go to their CRMs (`deliver_deal_updates`), checks read their deals

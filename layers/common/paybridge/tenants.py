@@ -331,9 +331,15 @@ class StageMapping(BaseModel):
     expired: str = "EXPIRED"
     cancelled: str = "CANCELLED"
     failed: str = "FAILED"
+    #: Staged payments: some parts paid, not all ("Advance paid"); defaults to `partially_paid`.
+    advance_paid: str | None = None
 
     def stage_for(self, state: InvoiceState) -> str:
         return str(getattr(self, state.value))
+
+    def stage_for_schedule(self, kind: str) -> str:
+        """The deal's stage for a staged payment as a whole (`paid`: every part; `advance_paid`: some)."""
+        return self.paid if kind == "paid" else (self.advance_paid or self.partially_paid)
 
 
 class TenantConfig(BaseModel):
@@ -358,7 +364,8 @@ class TenantConfig(BaseModel):
     @model_validator(mode="after")
     def _stages_fit_the_crm(self) -> TenantConfig:
         if isinstance(self.crm, AmoCrmSettings):
-            wrong = [name for name, value in self.stages.model_dump().items() if not str(value).isdigit()]
+            stages = self.stages.model_dump()
+            wrong = [name for name, value in stages.items() if value is not None and not str(value).isdigit()]
             if wrong:
                 raise ValueError(f"amoCRM stages are status ids (digits); not so for: {', '.join(wrong)}")
         return self

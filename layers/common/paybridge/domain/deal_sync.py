@@ -111,19 +111,24 @@ def plan_deal_ops(invoice: Invoice, stage: str, event: str = "") -> tuple[DealOp
             ops.append(DealOp(kind="comment", text=messages.declined(invoice)))
         elif event == "payment_created":
             ops.append(DealOp(kind="set_stage", stage=stage, payment_url=invoice.payment_url))
-            ops.append(DealOp(kind="comment", text=messages.link_published(invoice)))
+            ops.append(DealOp(kind="comment", text=messages.link_published(invoice) + _part_note(invoice)))
             if invoice.customer.email or invoice.customer.phone:
                 ops.append(
                     DealOp(kind="send_to_customer", customer=invoice.customer, text=messages.link_for_customer(invoice))
                 )
         return tuple(ops)  # anything else while awaiting payment is a repeat: nothing new to show
-    text = _CLOSING_TEXT[state](invoice)
+    text = _CLOSING_TEXT[state](invoice) + _part_note(invoice)
     ops += [DealOp(kind="set_stage", stage=stage), DealOp(kind="comment", text=text)]
     if state in _MANAGER_STATES:
         ops.append(DealOp(kind="notify_manager", text=text))
     if invoice.flags:
         ops.append(DealOp(kind="notify_manager", text=messages.flagged(invoice)))
     return tuple(ops)
+
+
+def _part_note(invoice: Invoice) -> str:
+    part = invoice.part
+    return f" Этап {part.index} из {part.count}: {part.name}." if part is not None else ""
 
 
 def deal_update(invoice: Invoice, stage: str, event: str = "") -> DealUpdate | None:

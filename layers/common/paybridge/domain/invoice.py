@@ -102,6 +102,17 @@ class RefundRequest(BaseModel):
     detail: str = ""
 
 
+class InvoicePart(BaseModel):
+    """This invoice is stage `index` of `count` of a staged payment (e.g. 1 of 2, "Аванс 30%") for one deal; the
+    stages' invoices are numbered `<schedule number>/<index>` and each has its own lifecycle."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    index: int = Field(ge=1, le=12)
+    count: int = Field(ge=2, le=12)
+    name: str = Field(min_length=1, max_length=100)
+    schedule_number: InvoiceNumber
+
+
 class Invoice(BaseModel):
     """The aggregate. Stored as one item; every change goes through `apply` and a conditional write on `version`."""
 
@@ -129,6 +140,7 @@ class Invoice(BaseModel):
     closed_as: Closure | None = None
     close_reason: str = ""
     flags: tuple[Flag, ...] = ()
+    part: InvoicePart | None = None
     version: int = 0
 
     @property
@@ -200,6 +212,7 @@ class NewInvoice(BaseModel):
     customer: Customer = Field(default_factory=Customer)
     items: ReceiptItems = ()
     lifetime_seconds: int = Field(default=3 * 24 * 3600, ge=1, le=90 * 24 * 3600)
+    part: InvoicePart | None = None
 
     @model_validator(mode="after")
     def _items_add_up(self) -> NewInvoice:
@@ -221,6 +234,7 @@ def new_invoice(tenant_id: str, request: NewInvoice, provider: str, now: datetim
         provider=provider,
         created_at=now,
         expires_at=now + timedelta(seconds=request.lifetime_seconds),
+        part=request.part,
     )
 
 

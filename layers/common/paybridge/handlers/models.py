@@ -14,12 +14,14 @@ from paybridge.domain.invoice import (
     Invoice,
     InvoiceId,
     InvoiceNumber,
+    InvoicePart,
     InvoiceState,
     NewInvoice,
     RefundStatus,
 )
 from paybridge.domain.money import Currency
 from paybridge.domain.receipt import MAX_ITEMS, ReceiptItem, check_items_sum
+from paybridge.domain.staged import StageSpec
 
 StrictMinorUnits = Annotated[
     int, Field(strict=True, gt=0, le=10**13, description="Amount in minor units (kopecks, cents); integers only")
@@ -57,6 +59,32 @@ class CreateInvoiceBody(BaseModel):
             "description": self.description,
             "customer": self.customer,
             "items": tuple(self.items),
+        }
+        if self.lifetime_seconds is not None:
+            fields["lifetime_seconds"] = self.lifetime_seconds
+        return NewInvoice.model_validate(fields)
+
+
+class ScheduleBody(BaseModel):
+    """A deal paid in stages: the total and its parts (percents or amounts); invoices `<number>/1`, `<number>/2`…"""
+
+    model_config = ConfigDict(extra="forbid")
+    number: InvoiceNumber = Field(description="The schedule's number; each stage's invoice is `<number>/<k>`")
+    total: StrictMinorUnits
+    currency: Currency | None = Field(default=None, description="Defaults to the tenant's currency")
+    description: str = Field(default="", max_length=250)
+    customer: Customer = Field(default_factory=Customer)
+    lifetime_seconds: int | None = Field(default=None, ge=1, le=90 * 24 * 3600)
+    stages: list[StageSpec] = Field(min_length=2, max_length=12)
+
+    def template(self, deal_id: str, default_currency: str) -> NewInvoice:
+        fields: dict[str, Any] = {
+            "deal_id": deal_id,
+            "number": self.number,
+            "amount": self.total,
+            "currency": self.currency or default_currency,
+            "description": self.description,
+            "customer": self.customer,
         }
         if self.lifetime_seconds is not None:
             fields["lifetime_seconds"] = self.lifetime_seconds
@@ -125,6 +153,7 @@ class InvoiceOut(BaseModel):
     flags: list[str]
     items: list[ReceiptItem]
     refunds: list[RefundRequestOut]
+    part: InvoicePart | None = Field(default=None, description="For a staged payment: which stage this invoice is")
     history: list[HistoryEntryOut] | None = None
 
     @classmethod
@@ -160,6 +189,7 @@ class InvoiceOut(BaseModel):
                 )
                 for key, r in invoice.refund_requests.items()
             ],
+            part=invoice.part,
             history=None if history is None else [HistoryEntryOut(**h.model_dump()) for h in history],
         )
 
@@ -243,3 +273,9 @@ def _decision(decision: Any) -> BankDecisionOut:
         numbers_found=list(decision.numbers_found),
         allocations=[a.model_dump() for a in decision.allocations],
     )
+
+
+class ScheduleOut(BaseModel):
+    deal_id: str
+    number: str
+    invoices: list[InvoiceOut]

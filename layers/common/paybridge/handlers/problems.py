@@ -20,6 +20,7 @@ from paybridge.adapters.errors import (
 from paybridge.domain.bank import BankNotConfigured
 from paybridge.domain.invoice import InvalidTransition, InvoiceConflict
 from paybridge.domain.receipt import ReceiptError
+from paybridge.domain.staged import ScheduleError
 from paybridge.domain.statement_1c import StatementFormatError
 from paybridge.services import (
     DealNotInvoiceable,
@@ -57,6 +58,7 @@ PROBLEMS: dict[type[Exception], tuple[int, str]] = {
     DealNotInvoiceable: (422, "deal-not-invoiceable"),
     LifetimeOutOfRange: (422, "lifetime-out-of-range"),
     ReceiptError: (422, "receipt-invalid"),
+    ScheduleError: (422, "schedule-invalid"),
     ProviderRejected: (502, "provider-rejected"),
     CrmRejected: (502, "crm-rejected"),
     ProviderUnavailable: (503, "provider-unavailable"),
