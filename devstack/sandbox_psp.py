@@ -1,6 +1,11 @@
 """The sandbox PSP: creates payments, serves a checkout page (Pay / Pay part / Decline), and sends notifications
 signed like a real provider's (HMAC-SHA256 with the merchant's secret), retried until the merchant answers 200 `OK`.
 
+Recurring payments: a payment created with `save_method` saves its method when paid (`saved_method: "sm_<id>"` in
+its notification and GET); `POST /api/charges` charges a saved method without the payer, at once (no notification;
+the answer is the result), idempotent by the order id. Fault `charge_decline` (a count): the next new charges fail
+with status "failed" and detail "insufficient funds".
+
 Wire format: see `paybridge.adapters.psp.sandbox` (the merchant's side)."""
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ class Payment:
     refunded: int = 0
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)  # by idempotency key
     operations: list[dict[str, Any]] = field(default_factory=list)
+    save_method: bool = False
+    saved_method: str | None = None
 
     def public(self, base_url: str) -> dict[str, Any]:
         url = f"{base_url}/pay/{self.id}"
@@ -74,6 +81,7 @@ class Payment:
             if self.method == "sbp"
             else None,
             "expires_at": self.expires_at.isoformat(),
+            "saved_method": self.saved_method,
         }
 
 
@@ -83,6 +91,8 @@ class SandboxPsp:
         self.payments: dict[str, Payment] = {}
         self.by_order: dict[tuple[str, str], str] = {}
         self.deliveries: list[Delivery] = []
+        self.saved_methods: dict[str, str] = {}  # saved method → the payment that saved it
+        self.charges: dict[tuple[str, str], dict[str, Any]] = {}  # (secret, order id) → the charge's answer
         self.faults: dict[str, int] = {}
         self._lock = threading.RLock()
         self._http = httpx.Client(timeout=httpx.Timeout(10.0, connect=2.0))
@@ -95,6 +105,7 @@ class SandboxPsp:
                 Rule("/api/payments/<pid>/cancel", methods=["POST"], endpoint="cancel"),
                 Rule("/api/payments/<pid>/simulate", methods=["POST"], endpoint="simulate"),
                 Rule("/api/payments/<pid>/refunds", methods=["POST"], endpoint="refund"),
+                Rule("/api/charges", methods=["POST"], endpoint="charge"),
                 Rule("/api/deliveries", methods=["GET"], endpoint="deliveries"),
                 Rule("/api/faults", methods=["POST"], endpoint="faults"),
                 Rule("/pay/<pid>", methods=["GET"], endpoint="checkout"),
@@ -150,6 +161,7 @@ class SandboxPsp:
                     notification_url=data.get("notification_url"),
                     expires_at=expires_at,
                     method=data.get("method", "card"),
+                    save_method=data.get("save_method") is True,
                 )
                 self.payments[payment.id] = payment
                 self.by_order[key] = payment.id
@@ -202,6 +214,51 @@ class SandboxPsp:
             )
             self._notify(payment, "refund.succeeded", refund_id, amount, refund_key=key)
         return json_response(refund, 201)
+
+    def on_charge(self, request: Request) -> Response:
+        secret = bearer(request)
+        if not secret:
+            return error(401, "missing bearer secret")
+        try:
+            data = json.loads(request.get_data())
+            order_id, amount, method = data["order_id"], data["amount"], data["method"]
+        except (ValueError, KeyError, TypeError) as exc:
+            return error(400, f"bad request: {exc}")
+        if not isinstance(amount, int) or amount <= 0 or not order_id:
+            return error(400, "an order_id and a positive integer amount are required")
+        key = (secret, request.headers.get("Idempotency-Key") or order_id)
+        with self._lock:
+            if key in self.charges:
+                return json_response(self.charges[key])
+            source = self.payments.get(self.saved_methods.get(method, ""))
+            if source is None or source.secret != secret:
+                return error(404, f"no such saved method {method!r}")
+            declined = self.faults.get("charge_decline", 0) > 0
+            if declined:
+                self.faults["charge_decline"] -= 1
+            payment = Payment(
+                id=f"pay_{uuid.uuid4().hex[:20]}",
+                secret=secret,
+                order_id=order_id,
+                amount=amount,
+                currency=data.get("currency", source.currency),
+                description=data.get("description", f"charge of {method}"),
+                notification_url=None,
+                expires_at=datetime.now(UTC),
+                method=source.method,
+                status="declined" if declined else "succeeded",
+                paid=0 if declined else amount,
+            )
+            kind = "payment.declined" if declined else "payment.succeeded"
+            payment.operations.append({"type": kind, "amount": amount, "at": datetime.now(UTC).isoformat()})
+            self.payments[payment.id] = payment
+            answer = {
+                "payment_id": payment.id,
+                "status": "failed" if declined else "succeeded",
+                "detail": "insufficient funds" if declined else "",
+            }
+            self.charges[key] = answer
+        return json_response(answer, 201)
 
     def on_simulate(self, request: Request, pid: str) -> Response:
         data = json.loads(request.get_data() or b"{}")
@@ -284,6 +341,9 @@ class SandboxPsp:
                 payment.paid += amount
                 payment.status = "succeeded" if payment.paid >= payment.amount else "partially_paid"
                 kind = "payment.succeeded"
+                if payment.save_method and payment.saved_method is None:
+                    payment.saved_method = f"sm_{payment.id.removeprefix('pay_')}"
+                    self.saved_methods[payment.saved_method] = payment.id
                 notified_amount = amount
             payment.operations.append({"type": kind, "amount": notified_amount, "at": datetime.now(UTC).isoformat()})
             delivery = self._notify(payment, kind, operation_id, notified_amount)
@@ -309,6 +369,8 @@ class SandboxPsp:
         }
         if refund_key:
             message["refund_key"] = refund_key
+        if kind == "payment.succeeded" and payment.saved_method:
+            message["saved_method"] = payment.saved_method
         body = json.dumps(message).encode()
         delivery = Delivery(
             event_id=json.loads(body)["event_id"],

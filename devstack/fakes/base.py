@@ -39,7 +39,7 @@ class FakeApp:
         self.base_url = base_url.rstrip("/")
         self.url_map = Map(
             [
-                *self.rules,
+                *(rule.empty() for rule in self.rules),  # a Rule binds to one Map: copies, so fakes can coexist
                 Rule("/_control/faults", methods=["POST"], endpoint="faults"),
                 Rule("/_control/deliveries", methods=["GET"], endpoint="deliveries"),
             ]

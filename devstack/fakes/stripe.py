@@ -5,7 +5,13 @@ endpoint until it answers 2xx.
 
 Control: `POST /_control/sessions/<id>/complete` | `…/expire`, `POST /_control/resend/<event id>` (a duplicate
 delivery), `POST /_control/send {"type": …, "object": …}` (an arbitrary event, e.g. out of order); faults
-`lose_next_create`."""
+`lose_next_create`.
+
+Recurring payments: a session with `payment_intent_data[setup_future_usage]=off_session` (and
+`customer_creation=always`) completes with a customer and a payment method attached to it; its PaymentIntent is read
+with `GET /v1/payment_intents/<id>`. `POST /v1/payment_intents customer, payment_method, off_session=true,
+confirm=true` charges such a method at once (`succeeded`); with the fault `charge_decline` it is a 402 `card_error`
+`card_declined` (`insufficient_funds`) naming the intent, left `requires_payment_method`."""
 
 from __future__ import annotations
 
@@ -35,6 +41,8 @@ class FakeStripe(FakeApp):
         Rule("/v1/checkout/sessions/<sid>", methods=["GET"], endpoint="session"),
         Rule("/v1/checkout/sessions/<sid>/expire", methods=["POST"], endpoint="expire"),
         Rule("/v1/refunds", methods=["POST"], endpoint="refund"),
+        Rule("/v1/payment_intents", methods=["POST"], endpoint="intent_create"),
+        Rule("/v1/payment_intents/<pid>", methods=["GET"], endpoint="intent"),
         Rule("/pay/<sid>", methods=["GET"], endpoint="page"),
         Rule("/_control/sessions/<sid>/<action>", methods=["POST"], endpoint="control"),
         Rule("/_control/resend/<eid>", methods=["POST"], endpoint="resend"),
@@ -46,6 +54,8 @@ class FakeStripe(FakeApp):
         self.accounts: dict[str, tuple[str, str]] = {}  # secret key → (webhook secret, endpoint URL)
         self.sessions: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
+        self.intents: dict[str, dict[str, Any]] = {}
+        self.attached: dict[str, str] = {}  # payment method → the customer it is saved for
         self.events: dict[str, tuple[str, bytes]] = {}  # event id → (account key, body)
         self.keys: dict[tuple[str, str], tuple[dict[str, str], Response]] = {}
         self.owner: dict[str, str] = {}
@@ -107,6 +117,9 @@ class FakeStripe(FakeApp):
             "client_reference_id": params.get("client_reference_id"),
             "expires_at": expires_at,
             "payment_intent": None,
+            "customer": None,
+            "customer_creation": params.get("customer_creation"),
+            "setup_future_usage": params.get("payment_intent_data[setup_future_usage]"),
             "metadata": {k[9:-1]: v for k, v in params.items() if k.startswith("metadata[")},
         }
         self.sessions[sid] = session
@@ -164,6 +177,47 @@ class FakeStripe(FakeApp):
         self._event(account, "refund.created", refund)
         return json_response(refund)
 
+    def on_intent(self, request: Request, pid: str) -> Response:
+        account = self._account(request)
+        if account is None or self.owner.get(pid) != account:
+            return _error(404, "invalid_request_error", f"No such payment_intent: '{pid}'")
+        return json_response(self.intents[pid])
+
+    def on_intent_create(self, request: Request) -> Response:
+        return self._post(request, self._intent_create)
+
+    def _intent_create(self, account: str, params: dict[str, str]) -> Response:
+        customer, method = params.get("customer"), params.get("payment_method", "")
+        if params.get("confirm") != "true" or params.get("off_session") != "true":
+            return _error(400, "invalid_request_error", "this fake charges saved methods only: confirm, off_session")
+        if not customer or self.attached.get(method) != customer or self.owner.get(method) != account:
+            return _error(400, "invalid_request_error", f"No such PaymentMethod: '{method}' for this customer")
+        intent = self._intent(account, int(params["amount"]), params["currency"], customer, method)
+        intent["metadata"] = {k[9:-1]: v for k, v in params.items() if k.startswith("metadata[")}
+        if self.fault("charge_decline"):
+            error = {"type": "card_error", "code": "card_declined", "decline_code": "insufficient_funds"}
+            intent.update(status="requires_payment_method", last_payment_error=error)
+            message = "Your card has insufficient funds."
+            return json_response({"error": {**error, "message": message, "payment_intent": intent}}, 402)
+        self._event(account, "payment_intent.succeeded", intent)
+        return json_response(intent)
+
+    def _intent(self, account: str, amount: int, currency: str, customer: str | None, method: str) -> dict[str, Any]:
+        intent: dict[str, Any] = {
+            "id": _id("pi"),
+            "object": "payment_intent",
+            "amount": amount,
+            "currency": currency,
+            "status": "succeeded",
+            "customer": customer,
+            "payment_method": method,
+            "setup_future_usage": None,
+            "last_payment_error": None,
+        }
+        self.intents[intent["id"]] = intent
+        self.owner[intent["id"]] = account
+        return intent
+
     def on_page(self, request: Request, sid: str) -> Response:
         session = self.sessions.get(sid)
         return Response(f"Stripe fake: session {sid}: {session and session['status']}", mimetype="text/plain")
@@ -174,7 +228,16 @@ class FakeStripe(FakeApp):
             if session is None or session["status"] != "open":
                 return json_response({"error": "session is not open"}, 409)
             if action == "complete":
-                session.update(status="complete", payment_status="paid", payment_intent=_id("pi"))
+                account = self.owner[sid]
+                saving = session["setup_future_usage"] == "off_session"
+                customer = _id("cus") if saving or session["customer_creation"] == "always" else None
+                method = _id("pm")
+                intent = self._intent(account, session["amount_total"], session["currency"], customer, method)
+                intent["setup_future_usage"] = session["setup_future_usage"]
+                if saving and customer:
+                    self.attached[method] = customer
+                    self.owner[method] = account
+                session.update(status="complete", payment_status="paid", payment_intent=intent["id"], customer=customer)
                 event_id = self._event(self.owner[sid], "checkout.session.completed", session)
             elif action == "expire":
                 session["status"] = "expired"

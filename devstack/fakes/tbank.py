@@ -3,7 +3,12 @@ payments, validates receipts, refunds through Cancel (deduplicated by ExternalRe
 signed with the Token, repeated until the merchant answers `OK`.
 
 Control: `POST /_control/payments/<PaymentId>/pay` (`{"amount": …}` to notify another amount), `…/decline`;
-faults `lose_next_init` (the payment is made, the answer is a 503) through `POST /_control/faults`."""
+faults `lose_next_init` (the payment is made, the answer is a 503) through `POST /_control/faults`.
+
+Recurring payments: an `Init` with `Recurrent: "Y"` (and a `CustomerKey`, required then) saves the card when paid —
+the CONFIRMED notification carries `RebillId`; `Charge {PaymentId, RebillId}` pays a NEW payment of the same terminal
+with it at once (CONFIRMED). Fault `charge_decline`: the next Charge is REJECTED (ErrorCode 1051, insufficient funds),
+answered `Success: false` as T-Bank does."""
 
 from __future__ import annotations
 
@@ -34,6 +39,9 @@ class Payment:
     pay_type: str
     status: str = "NEW"
     refunded: int = 0
+    recurrent: bool = False
+    customer_key: str | None = None
+    rebill_id: str | None = None
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -49,6 +57,7 @@ class FakeTBank(FakeApp):
         self.passwords: dict[str, str] = {}
         self.payments: dict[str, Payment] = {}
         self.requests: list[dict[str, Any]] = []
+        self.rebills: dict[str, tuple[str, str]] = {}  # RebillId → (terminal, CustomerKey)
 
     def add_merchant(self, tenant: TenantConfig, secrets: dict[str, str], notification_url: str) -> None:
         self.passwords[tenant.psp.terminal_key] = secrets["password"]  # type: ignore[union-attr]
@@ -77,7 +86,12 @@ class FakeTBank(FakeApp):
         receipt = body.get("Receipt")
         if receipt is not None and sum(i["Amount"] for i in receipt.get("Items", [])) != amount:
             return _error("308", "Сумма позиций чека не равна сумме платежа")
+        recurrent = body.get("Recurrent") == "Y"
+        if recurrent and not body.get("CustomerKey"):
+            return _error("215", "CustomerKey is required with Recurrent=Y")
         payment = Payment(
+            recurrent=recurrent,
+            customer_key=body.get("CustomerKey"),
             payment_id=str(next(_ids)),
             terminal=body["TerminalKey"],
             order_id=body["OrderId"],
@@ -110,6 +124,34 @@ class FakeTBank(FakeApp):
             return _error("7", "Заказ не найден")
         payments = [{"PaymentId": p.payment_id, "Amount": p.amount, "Status": p.status, "Success": True} for p in found]
         return json_response({"Success": True, "ErrorCode": "0", "OrderId": body["OrderId"], "Payments": payments})
+
+    def _charge(self, body: dict[str, Any]) -> Response:
+        payment = self.payments.get(str(body.get("PaymentId")))
+        if payment is None or payment.terminal != body["TerminalKey"]:
+            return _error("7", "Платёж не найден")
+        rebill = self.rebills.get(str(body.get("RebillId")))
+        if rebill is None or rebill[0] != body["TerminalKey"]:
+            return _error("103", "Неверный RebillId")
+        if payment.status != "NEW":
+            return _error("1001", f"Нельзя провести Charge в статусе {payment.status}")
+        if self.fault("charge_decline"):
+            payment.status = "REJECTED"
+            self._notify(payment, payment.status, payment.amount)
+            answer = {
+                "Success": False,
+                "ErrorCode": "1051",
+                "Message": "Недостаточно средств на карте",
+                "Details": "",
+                "TerminalKey": payment.terminal,
+                "Status": payment.status,
+                "PaymentId": payment.payment_id,
+                "OrderId": payment.order_id,
+                "Amount": payment.amount,
+            }
+            return json_response(answer)
+        payment.status = "CONFIRMED"
+        self._notify(payment, payment.status, payment.amount)
+        return _ok(payment, Amount=payment.amount)
 
     def _cancel(self, body: dict[str, Any]) -> Response:
         payment = self.payments.get(str(body.get("PaymentId")))
@@ -164,6 +206,9 @@ class FakeTBank(FakeApp):
                 payment.status = (
                     "AUTHORIZED" if payment.pay_type == "T" and payment.status != "AUTHORIZED" else "CONFIRMED"
                 )
+                if payment.status == "CONFIRMED" and payment.recurrent and payment.rebill_id is None:
+                    payment.rebill_id = str(next(_ids))
+                    self.rebills[payment.rebill_id] = (payment.terminal, payment.customer_key or "")
             elif action == "decline":
                 payment.status = "REJECTED"
             else:
@@ -186,6 +231,8 @@ class FakeTBank(FakeApp):
             "Pan": "430000******0777",
             "ExpDate": "1230",
         }
+        if status == "CONFIRMED" and payment.rebill_id:
+            fields["RebillId"] = int(payment.rebill_id)
         fields["Token"] = token(fields, self.passwords[payment.terminal])
         self.deliver(
             payment.notification_url,

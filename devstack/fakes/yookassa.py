@@ -2,7 +2,11 @@
 returns the first result), receipts validated, payments that cannot be cancelled while `pending`, refunds, and
 unsigned notifications `{type, event, object}` sent to the shop's URL until it answers 200.
 
-Control: `POST /_control/payments/<id>/succeed` | `…/cancel`; faults `lose_next_create` (made, answered 500)."""
+Control: `POST /_control/payments/<id>/succeed` | `…/cancel`; faults `lose_next_create` (made, answered 500).
+
+Recurring payments: `save_payment_method: true` gives the payment a `payment_method {type, id, saved}` that is saved
+when it succeeds; a create with `payment_method_id` (a method this shop saved) is charged at once, without a
+confirmation: `succeeded`, or with the fault `charge_decline` `canceled` (`insufficient_funds`)."""
 
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ class FakeYooKassa(FakeApp):
         self.keys: dict[tuple[str, str], tuple[str, Response]] = {}  # (shop, key) → (body, first answer)
         self.owner: dict[str, str] = {}  # object id → shop id
         self.requests: list[dict[str, Any]] = []
+        self.saved: dict[str, str] = {}  # saved payment method id → shop id
         self._made: Response | None = None
 
     def add_merchant(self, tenant: TenantConfig, secrets: dict[str, str], notification_url: str) -> None:
@@ -88,8 +93,10 @@ class FakeYooKassa(FakeApp):
             )
             if total != amount or not receipt.get("customer"):
                 return _error(400, "invalid_request", "receipt items do not add up or customer contact missing")
+        if data.get("payment_method_id") is not None:
+            return self._charge(shop, data)
         pid = str(uuid.uuid4())
-        payment = {
+        payment: dict[str, Any] = {
             "id": pid,
             "status": "pending",
             "paid": False,
@@ -100,11 +107,43 @@ class FakeYooKassa(FakeApp):
             "refundable": False,
             "test": True,
         }
+        if data.get("save_payment_method") is True:
+            payment["payment_method"] = {"type": "bank_card", "id": str(uuid.uuid4()), "saved": False}
         self.payments[pid] = payment
         self.owner[pid] = shop
         if self.fault("lose_next_create"):
             self._made = json_response(payment)
             return _error(500, "internal_server_error", "result unknown")
+        return json_response(payment)
+
+    def _charge(self, shop: str, data: dict[str, Any]) -> Response:
+        method_id = str(data["payment_method_id"])
+        if self.saved.get(method_id) != shop:
+            return _error(400, "invalid_request", "payment_method_id is not a saved payment method of this shop")
+        if data.get("confirmation") is not None:
+            return _error(400, "invalid_request", "a charge of a saved method takes no confirmation")
+        pid = str(uuid.uuid4())
+        payment: dict[str, Any] = {
+            "id": pid,
+            "status": "succeeded",
+            "paid": True,
+            "amount": data["amount"],
+            "description": data.get("description", ""),
+            "metadata": data.get("metadata", {}),
+            "payment_method": {"type": "bank_card", "id": method_id, "saved": True},
+            "refundable": True,
+            "test": True,
+        }
+        if self.fault("charge_decline"):
+            payment.update(
+                status="canceled",
+                paid=False,
+                refundable=False,
+                cancellation_details={"party": "payment_network", "reason": "insufficient_funds"},
+            )
+        self.payments[pid] = payment
+        self.owner[pid] = shop
+        self._notify(shop, f"payment.{payment['status']}", payment)
         return json_response(payment)
 
     def on_payment(self, request: Request, pid: str) -> Response:
@@ -168,6 +207,9 @@ class FakeYooKassa(FakeApp):
                 return json_response({"error": "not pending"}, 409)
             if action == "succeed":
                 payment.update(status="succeeded", paid=True, refundable=True)
+                if "payment_method" in payment:
+                    payment["payment_method"]["saved"] = True
+                    self.saved[payment["payment_method"]["id"]] = self.owner[pid]
                 self._notify(self.owner[pid], "payment.succeeded", payment)
             elif action == "cancel":
                 payment.update(

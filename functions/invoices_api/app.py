@@ -18,6 +18,8 @@ from paybridge.handlers.models import (
     RefundOut,
     ScheduleBody,
     ScheduleOut,
+    SubscribeBody,
+    SubscriptionOut,
 )
 from paybridge.handlers.problems import Unauthorized, register_problem_handlers
 from paybridge.observability import logger, metrics, tracer
@@ -80,6 +82,37 @@ def handle_create_schedule(
         metrics.add_metric(name="InvoicesIssued", unit=MetricUnit.Count, value=created)
     out = ScheduleOut(deal_id=deal_id, number=body.number, invoices=[InvoiceOut.of(r.invoice) for r in results])
     return Response(status_code=201 if created else 200, content_type="application/json", body=out)
+
+
+SubscriptionPath = Annotated[str, Path(pattern=r"^sub_[a-z2-7]{26}$", description="Subscription id")]
+
+
+@app.post(
+    "/v1/<tenant>/subscriptions",
+    summary="Start a subscription: the first invoice saves the payment method, later periods are charged",
+)
+def handle_subscribe(tenant: TenantPath, body: SubscribeBody, api_key: ApiKey = None) -> Response[SubscriptionOut]:
+    from paybridge.wiring import get_subscriptions
+
+    _services(tenant, api_key)
+    sub, first, created = get_subscriptions().subscribe(
+        tenant, body.deal_id, body.plan, body.amount, body.period, body.customer, body.currency, body.description
+    )
+    return Response(
+        status_code=201 if created else 200,
+        content_type="application/json",
+        body=SubscriptionOut.of(sub, first.invoice),
+    )
+
+
+@app.get("/v1/<tenant>/subscriptions/<subscription_id>", summary="A subscription and where it stands")
+def handle_get_subscription(
+    tenant: TenantPath, subscription_id: SubscriptionPath, api_key: ApiKey = None
+) -> SubscriptionOut:
+    from paybridge.wiring import get_subscriptions
+
+    _services(tenant, api_key)
+    return SubscriptionOut.of(get_subscriptions().get(tenant, subscription_id))
 
 
 @app.get("/v1/<tenant>/invoices/<invoice_id>", summary="An invoice, its money facts and its history")

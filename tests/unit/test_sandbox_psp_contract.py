@@ -14,8 +14,9 @@ import httpx
 import pytest
 import respx
 
+from devstack.sandbox_psp import SandboxPsp as SandboxServer
 from paybridge.adapters.errors import InvalidSignature, MalformedNotification, ProviderRejected, ProviderUnavailable
-from paybridge.adapters.psp.base import CreatedPayment, PaymentRequest
+from paybridge.adapters.psp.base import ChargeRequest, CreatedPayment, PaymentRequest
 from paybridge.adapters.psp.sandbox import STATUS_MAP, TOLERANCE_SECONDS, SandboxPsp, sign, verify
 from paybridge.domain.invoice import Customer
 
@@ -408,3 +409,117 @@ class TestCancelPayment:
         respx_mock.post("/api/payments/pay_123/cancel").mock(side_effect=httpx.ConnectTimeout)
         with pytest.raises(ProviderUnavailable):
             SandboxPsp(BASE, SECRET).cancel_payment("pay_123")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# recurring payments: save the method, charge it later
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def charge_request(**overrides: Any) -> ChargeRequest:
+    fields: dict[str, Any] = {
+        "tenant_id": "demo",
+        "invoice_id": "inv_bbbbbbbbbbbbbbbbbbbbbbbbbb",
+        "order_id": "inv_bbbbbbbbbbbbbbbbbbbbbbbbbb",
+        "amount": 150050,
+        "currency": "RUB",
+        "description": "Подписка, ноябрь",
+        "method": "sm_0123456789abcdef0123",
+        "customer": Customer(email="client@example.com"),
+    }
+    fields.update(overrides)
+    return ChargeRequest(**fields)
+
+
+class TestRecurrent:
+    @respx.mock(base_url=BASE)
+    def test_a_saving_payment_says_so(self, respx_mock: respx.MockRouter) -> None:
+        route = respx_mock.post("/api/payments").mock(return_value=httpx.Response(201, json=CREATED_JSON))
+        SandboxPsp(BASE, SECRET).create_payment(payment_request(save_method=True))
+        assert json.loads(route.calls.last.request.content)["save_method"] is True
+
+    def test_the_paid_notification_carries_the_saved_method(self, psp: SandboxPsp) -> None:
+        body = json.dumps(notification(saved_method="sm_0123456789abcdef0123")).encode()
+        assert psp.verify_notification(signed(body), body).saved_method == "sm_0123456789abcdef0123"
+        plain = json.dumps(notification()).encode()
+        assert psp.verify_notification(signed(plain), plain).saved_method is None
+        declined = json.dumps(notification(type="payment.declined", saved_method="sm_x")).encode()
+        assert psp.verify_notification(signed(declined), declined).saved_method is None
+
+    @respx.mock(base_url=BASE, assert_all_called=True)
+    def test_charge_request_and_answer(self, respx_mock: respx.MockRouter) -> None:
+        route = respx_mock.post("/api/charges").mock(
+            return_value=httpx.Response(201, json={"payment_id": "pay_9", "status": "succeeded", "detail": ""})
+        )
+        result = SandboxPsp(BASE, SECRET).charge_saved(charge_request())
+        assert (result.payment_id, result.status, result.detail) == ("pay_9", "succeeded", "")
+        request = route.calls.last.request
+        assert request.headers["Authorization"] == f"Bearer {SECRET}"
+        assert request.headers["Idempotency-Key"] == "inv_bbbbbbbbbbbbbbbbbbbbbbbbbb"
+        assert json.loads(request.content) == {
+            "order_id": "inv_bbbbbbbbbbbbbbbbbbbbbbbbbb",
+            "amount": 150050,
+            "currency": "RUB",
+            "method": "sm_0123456789abcdef0123",
+        }
+
+    @respx.mock(base_url=BASE)
+    def test_a_declined_charge_and_an_unknown_method(self, respx_mock: respx.MockRouter) -> None:
+        route = respx_mock.post("/api/charges").mock(
+            return_value=httpx.Response(
+                201, json={"payment_id": "pay_9", "status": "failed", "detail": "insufficient funds"}
+            )
+        )
+        result = SandboxPsp(BASE, SECRET).charge_saved(charge_request())
+        assert (result.status, result.detail) == ("failed", "insufficient funds")
+        route.return_value = httpx.Response(404, json={"error": "no such saved method"})
+        with pytest.raises(ProviderRejected, match="HTTP 404"):
+            SandboxPsp(BASE, SECRET).charge_saved(charge_request())
+
+    @respx.mock(base_url=BASE)
+    def test_a_retried_charge_keeps_its_key(self, respx_mock: respx.MockRouter) -> None:
+        route = respx_mock.post("/api/charges").mock(
+            side_effect=[
+                httpx.ReadTimeout("lost"),
+                httpx.Response(200, json={"payment_id": "pay_9", "status": "succeeded"}),
+            ]
+        )
+        psp = SandboxPsp(BASE, SECRET)
+        with pytest.raises(ProviderUnavailable):
+            psp.charge_saved(charge_request())
+        assert psp.charge_saved(charge_request()).payment_id == "pay_9"
+        assert {c.request.headers["Idempotency-Key"] for c in route.calls} == {"inv_bbbbbbbbbbbbbbbbbbbbbbbbbb"}
+
+
+ROOT = "http://psp.test"  # the sandbox server mounted at the root, as the WSGI transport calls it
+
+
+class TestRecurrentAgainstTheSandbox:
+    """The adapter against the sandbox server itself (`devstack/sandbox_psp.py`), in process."""
+
+    def test_save_pay_charge_retry_and_decline(self) -> None:
+        server = SandboxServer(ROOT)
+        server.stop()  # notifications are recorded, not sent
+        transport = httpx.WSGITransport(app=server)
+        psp = SandboxPsp(ROOT, SECRET, transport=transport)
+        created = psp.create_payment(payment_request(save_method=True))
+        httpx.Client(transport=transport).post(f"{ROOT}/api/payments/{created.payment_id}/simulate", json={})
+        body = server.deliveries[-1].body
+        note = psp.verify_notification({"X-Sandbox-Signature": sign(SECRET, body)}, body)
+        assert note.kind == "paid" and note.saved_method == f"sm_{created.payment_id.removeprefix('pay_')}"
+        assert psp.get_payment(created.payment_id).saved_method == note.saved_method
+
+        paid = psp.charge_saved(charge_request(method=note.saved_method))
+        assert paid.status == "succeeded"
+        assert psp.charge_saved(charge_request(method=note.saved_method)) == paid  # a retry: the same payment
+        assert len(server.payments_for_order("inv_bbbbbbbbbbbbbbbbbbbbbbbbbb")) == 1
+        assert psp.get_payment(paid.payment_id).kind == "paid"
+
+        httpx.Client(transport=transport).post(f"{ROOT}/api/faults", json={"charge_decline": 1})
+        declined = psp.charge_saved(charge_request(method=note.saved_method, order_id="inv_cccccccccccccccccccccccccc"))
+        assert (declined.status, declined.detail) == ("failed", "insufficient funds")
+        assert psp.get_payment(declined.payment_id).kind == "declined"
+        with pytest.raises(ProviderRejected, match="HTTP 404"):  # another merchant's method, or none
+            SandboxPsp(ROOT, "another-secret", transport=transport).charge_saved(
+                charge_request(method=note.saved_method, order_id="inv_dddddddddddddddddddddddddd")
+            )

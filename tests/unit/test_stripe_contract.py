@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -12,8 +12,9 @@ import httpx
 import pytest
 import respx
 
+from devstack.fakes.stripe import FakeStripe
 from paybridge.adapters.errors import InvalidSignature, MalformedNotification, ProviderRejected, ProviderUnavailable
-from paybridge.adapters.psp.base import PaymentRequest, RefundOrder
+from paybridge.adapters.psp.base import ChargeRequest, PaymentRequest, RefundOrder
 from paybridge.adapters.psp.stripe import STRIPE_VERSION, StripeCheckout, sign
 from paybridge.domain.invoice import Customer
 from paybridge.tenants import StripeSettings
@@ -256,3 +257,148 @@ class TestWebhook:
             adapter().verify_notification(headers_for(body), body)
         ack = adapter().acknowledgement()
         assert (ack.status_code, json.loads(ack.body)) == (200, {"received": True})
+
+
+def charge(**overrides: Any) -> ChargeRequest:
+    fields: dict[str, Any] = {
+        "tenant_id": "stripe-shop",
+        "invoice_id": "inv_bbbbbbbbbbbbbbbbbbbbbbbbbb",
+        "order_id": "inv_bbbbbbbbbbbbbbbbbbbbbbbbbb",
+        "amount": 4_990,
+        "currency": "EUR",
+        "description": "Subscription, November",
+        "method": "cus_NffrFeUfNV2Hib/pm_1MqLiJLkdIwHu7ixUEgbFdYF",
+        "customer": Customer(email="client@example.com"),
+    }
+    return ChargeRequest(**{**fields, **overrides})
+
+
+def intent(status: str = "succeeded", **extra: Any) -> dict[str, Any]:
+    return {
+        "id": "pi_3MtwBwLkdIwHu7ix28a3tqPa",
+        "object": "payment_intent",
+        "amount": 4_990,
+        "currency": "eur",
+        "status": status,
+        "customer": "cus_NffrFeUfNV2Hib",
+        "payment_method": "pm_1MqLiJLkdIwHu7ixUEgbFdYF",
+        "setup_future_usage": "off_session",
+        "last_payment_error": None,
+        **extra,
+    }
+
+
+SAVING = {**COMPLETED, "customer_creation": "always", "metadata": {"save_method": "true"}}
+
+
+class TestRecurrent:
+    @respx.mock
+    def test_a_saving_session_sets_up_off_session_use_and_creates_a_customer(self) -> None:
+        route = respx.post(f"{BASE}/v1/checkout/sessions").mock(return_value=httpx.Response(200, json=SESSION))
+        adapter().create_payment(request(save_method=True))
+        sent = form(route)
+        assert sent["payment_intent_data[setup_future_usage]"] == "off_session"
+        assert sent["customer_creation"] == "always" and sent["metadata[save_method]"] == "true"
+        adapter().create_payment(request())
+        assert not {"payment_intent_data[setup_future_usage]", "customer_creation"} & set(form(route))
+
+    @respx.mock
+    def test_the_completed_session_names_the_saved_method_from_its_payment_intent(self) -> None:
+        route = respx.get(f"{BASE}/v1/payment_intents/pi_3N").mock(return_value=httpx.Response(200, json=intent()))
+        body = event("checkout.session.completed", SAVING)
+        note = adapter().verify_notification(headers_for(body), body)
+        assert (note.kind, note.saved_method) == ("paid", "cus_NffrFeUfNV2Hib/pm_1MqLiJLkdIwHu7ixUEgbFdYF")
+        assert route.call_count == 1
+        plain = event("checkout.session.completed", COMPLETED)
+        assert adapter().verify_notification(headers_for(plain), plain).saved_method is None
+        assert route.call_count == 1  # a session that saves nothing costs no request
+
+    @respx.mock
+    def test_charge_form_and_a_succeeded_result(self) -> None:
+        route = respx.post(f"{BASE}/v1/payment_intents").mock(return_value=httpx.Response(200, json=intent()))
+        result = adapter().charge_saved(charge())
+        assert (result.payment_id, result.status) == ("pi_3MtwBwLkdIwHu7ix28a3tqPa", "succeeded")
+        assert form(route) == {
+            "amount": "4990",
+            "currency": "eur",
+            "customer": "cus_NffrFeUfNV2Hib",
+            "payment_method": "pm_1MqLiJLkdIwHu7ixUEgbFdYF",
+            "off_session": "true",
+            "confirm": "true",
+            "description": "Subscription, November",
+            "metadata[invoice_id]": "inv_bbbbbbbbbbbbbbbbbbbbbbbbbb",
+            "metadata[tenant_id]": "stripe-shop",
+            "metadata[order_id]": "inv_bbbbbbbbbbbbbbbbbbbbbbbbbb",
+        }
+        headers = route.calls.last.request.headers
+        assert headers["idempotency-key"] == "charge-stripe-shop-inv_bbbbbbbbbbbbbbbbbbbbbbbbbb"
+        assert headers["authorization"] == f"Bearer {KEY}" and headers["stripe-version"] == STRIPE_VERSION
+
+    @respx.mock
+    def test_a_card_declined_402_is_a_failed_result(self) -> None:
+        declined = intent("requires_payment_method")
+        error = {
+            "type": "card_error",
+            "code": "card_declined",
+            "decline_code": "insufficient_funds",
+            "message": "Your card has insufficient funds.",
+            "payment_intent": declined,
+        }
+        respx.post(f"{BASE}/v1/payment_intents").mock(return_value=httpx.Response(402, json={"error": error}))
+        result = adapter().charge_saved(charge())
+        assert (result.payment_id, result.status, result.detail) == (declined["id"], "failed", "insufficient_funds")
+
+    @respx.mock
+    @pytest.mark.parametrize(
+        ("status", "state"),
+        [("requires_payment_method", "failed"), ("processing", "pending"), ("requires_action", "pending")],
+    )
+    def test_intent_statuses(self, status: str, state: str) -> None:
+        respx.post(f"{BASE}/v1/payment_intents").mock(return_value=httpx.Response(200, json=intent(status)))
+        assert adapter().charge_saved(charge()).status == state
+
+    @respx.mock
+    def test_a_retried_charge_keeps_its_key_and_other_errors_are_not_declines(self) -> None:
+        route = respx.post(f"{BASE}/v1/payment_intents").mock(
+            side_effect=[httpx.ReadTimeout("lost"), httpx.Response(500, json={}), httpx.Response(200, json=intent())]
+        )
+        stripe = adapter()
+        for _ in range(2):
+            with pytest.raises(ProviderUnavailable):
+                stripe.charge_saved(charge())
+        assert stripe.charge_saved(charge()).payment_id == "pi_3MtwBwLkdIwHu7ix28a3tqPa"
+        assert len({c.request.headers["idempotency-key"] for c in route.calls}) == 1
+        route.side_effect = None
+        route.return_value = httpx.Response(400, json={"error": {"type": "invalid_request_error", "param": "customer"}})
+        with pytest.raises(ProviderRejected, match="customer"):
+            stripe.charge_saved(charge())
+        with pytest.raises(ProviderRejected, match="<customer>/<payment_method>"):
+            stripe.charge_saved(charge(method="pm_only"))
+
+
+class TestRecurrentAgainstTheFake:
+    def test_save_then_charge_then_decline(self) -> None:
+        fake = FakeStripe("http://stripe.fake")
+        fake.stop()  # events are recorded, not sent
+        fake.accounts[KEY] = (WHSEC, "http://hub.test/n")
+        config = StripeSettings(
+            provider="stripe",
+            base_url="http://stripe.fake",
+            secret_key={"value": KEY},
+            webhook_secret={"value": WHSEC},
+        )
+        stripe = StripeCheckout(config, KEY, WHSEC, transport=httpx.WSGITransport(app=fake))
+        expires = datetime.now(UTC) + timedelta(hours=1)
+        created = stripe.create_payment(request(save_method=True, expires_at=expires))
+        httpx.Client(transport=httpx.WSGITransport(app=fake)).post(
+            f"http://stripe.fake/_control/sessions/{created.payment_id}/complete"
+        )
+        delivery = fake.deliveries[-1]
+        note = stripe.verify_notification(headers_for(delivery.body), delivery.body)
+        assert note.kind == "paid" and note.saved_method and note.saved_method.startswith("cus_")
+        paid = stripe.charge_saved(charge(method=note.saved_method))
+        assert paid.status == "succeeded" and stripe.charge_saved(charge(method=note.saved_method)) == paid
+        fake.faults["charge_decline"] = 1
+        declined = stripe.charge_saved(charge(method=note.saved_method, order_id="inv_cccccccccccccccccccccccccc"))
+        assert (declined.status, declined.detail) == ("failed", "insufficient_funds") and declined.payment_id
+        assert len(fake.intents) == 3  # the session's, one charge (retried), one declined charge

@@ -11,9 +11,10 @@ import httpx
 import pytest
 import respx
 
+from devstack.fakes.tbank import FakeTBank
 from paybridge.adapters.errors import InvalidSignature, MalformedNotification, ProviderRejected, ProviderUnavailable
-from paybridge.adapters.psp.base import PaymentRequest, RefundOrder
-from paybridge.adapters.psp.tbank import STATUS_MAP, TBankAcquiring, receipt_body, token
+from paybridge.adapters.psp.base import ChargeRequest, PaymentRequest, RefundOrder
+from paybridge.adapters.psp.tbank import STATUS_MAP, TBankAcquiring, customer_key, receipt_body, token
 from paybridge.domain.invoice import Customer
 from paybridge.domain.receipt import FiscalReceipt, ReceiptItem
 from paybridge.tenants import TBankSettings
@@ -330,3 +331,182 @@ class TestNotification:
     def test_statuses(self, status: str, kind: str) -> None:
         note = adapter().verify_notification({}, signed({**NOTIFICATION, "Status": status}))
         assert note.kind == kind and note.raw_status == status
+
+
+def charge(**overrides: Any) -> ChargeRequest:
+    fields: dict[str, Any] = {
+        "tenant_id": "tbank-shop",
+        "invoice_id": "inv_bbbbbbbbbbbbbbbbbbbbbbbbbb",
+        "order_id": "inv_bbbbbbbbbbbbbbbbbbbbbbbbbb",
+        "amount": 150_050,
+        "currency": "RUB",
+        "description": "Подписка, ноябрь",
+        "method": "6155312072",
+        "customer": Customer(email="client@example.com"),
+    }
+    fields.update(overrides)
+    return ChargeRequest(**fields)
+
+
+NOT_FOUND = httpx.Response(200, json={"Success": False, "ErrorCode": "7", "Message": "Заказ не найден"})
+
+
+class TestRecurrent:
+    @respx.mock
+    def test_a_saving_payment_is_a_recurrent_init_with_the_customer_key(self) -> None:
+        respx.post(f"{BASE}CheckOrder").mock(return_value=NOT_FOUND)
+        init = respx.post(f"{BASE}Init").mock(
+            return_value=answer(PaymentId="3093639567", Status="NEW", PaymentURL="https://securepay.tinkoff.ru/new/x")
+        )
+        adapter().create_payment(request(save_method=True))
+        body = sent(init)
+        assert (body["Recurrent"], body["CustomerKey"]) == ("Y", "tbank-shop:client@example.com")
+        assert body["Token"] == token(body, PASSWORD)  # Recurrent and CustomerKey are root scalars: signed
+        adapter().create_payment(request(save_method=True, customer=Customer(phone="+79001234567")))
+        assert sent(init)["CustomerKey"] == "tbank-shop:+79001234567"
+        adapter().create_payment(request(save_method=True, customer=Customer()))
+        long_key = sent(init)["CustomerKey"]  # "tbank-shop:inv_…" is 41 characters: hashed to T-Bank's 36
+        assert long_key == customer_key("tbank-shop", "inv_aaaaaaaaaaaaaaaaaaaaaaaaaa") and len(long_key) == 36
+        assert long_key.startswith("pb:")
+
+    @respx.mock
+    def test_an_ordinary_payment_saves_nothing(self) -> None:
+        respx.post(f"{BASE}CheckOrder").mock(return_value=NOT_FOUND)
+        init = respx.post(f"{BASE}Init").mock(return_value=answer(PaymentId="1", Status="NEW", PaymentURL="u"))
+        adapter().create_payment(request())
+        assert "Recurrent" not in sent(init) and "CustomerKey" not in sent(init)
+
+    def test_the_confirmed_notification_carries_the_rebill_id(self) -> None:
+        note = adapter().verify_notification({}, signed({**NOTIFICATION, "RebillId": 6155312072}))
+        assert (note.kind, note.saved_method) == ("paid", "6155312072")
+        assert adapter().verify_notification({}, signed(NOTIFICATION)).saved_method is None
+        rejected = adapter().verify_notification(
+            {}, signed({**NOTIFICATION, "Status": "REJECTED", "Success": False, "RebillId": 1})
+        )
+        assert rejected.saved_method is None
+
+    @respx.mock
+    def test_charge_is_init_then_charge_with_the_rebill_id(self) -> None:
+        respx.post(f"{BASE}CheckOrder").mock(return_value=NOT_FOUND)
+        init = respx.post(f"{BASE}Init").mock(
+            return_value=answer(PaymentId="700", Status="NEW", PaymentURL="https://securepay.tinkoff.ru/new/y")
+        )
+        charge_route = respx.post(f"{BASE}Charge").mock(
+            return_value=answer(PaymentId="700", OrderId="inv_b", Status="CONFIRMED", Amount=150_050)
+        )
+        result = adapter().charge_saved(charge(receipt=RECEIPT))
+        assert (result.payment_id, result.status) == ("700", "succeeded")
+        init_body = sent(init)
+        assert "Recurrent" not in init_body and "CustomerKey" not in init_body
+        assert (init_body["Amount"], init_body["OrderId"]) == (150_050, "inv_bbbbbbbbbbbbbbbbbbbbbbbbbb")
+        assert init_body["Receipt"] == receipt_body(RECEIPT) and init_body["Token"] == token(init_body, PASSWORD)
+        body = sent(charge_route)
+        assert set(body) == {"TerminalKey", "PaymentId", "RebillId", "Token"}
+        assert (body["TerminalKey"], body["PaymentId"], body["RebillId"]) == (TERMINAL, "700", "6155312072")
+        assert body["Token"] == token(body, PASSWORD)
+
+    @respx.mock
+    def test_a_declined_charge_is_a_failed_result_not_an_error(self) -> None:
+        respx.post(f"{BASE}CheckOrder").mock(return_value=NOT_FOUND)
+        respx.post(f"{BASE}Init").mock(return_value=answer(PaymentId="701", Status="NEW", PaymentURL="u"))
+        respx.post(f"{BASE}Charge").mock(
+            return_value=httpx.Response(
+                200,
+                json={
+                    "Success": False,
+                    "ErrorCode": "1051",
+                    "Message": "Недостаточно средств на карте",
+                    "TerminalKey": TERMINAL,
+                    "Status": "REJECTED",
+                    "PaymentId": "701",
+                    "OrderId": "inv_b",
+                    "Amount": 150_050,
+                },
+            )
+        )
+        result = adapter().charge_saved(charge())
+        assert (result.payment_id, result.status) == ("701", "failed")
+        assert "1051" in result.detail and "Недостаточно средств" in result.detail
+
+    @respx.mock
+    @pytest.mark.parametrize(("status", "state"), [("AUTHORIZED", "pending"), ("AUTH_FAIL", "failed")])
+    def test_other_charge_statuses(self, status: str, state: str) -> None:
+        respx.post(f"{BASE}CheckOrder").mock(return_value=NOT_FOUND)
+        respx.post(f"{BASE}Init").mock(return_value=answer(PaymentId="702", Status="NEW", PaymentURL="u"))
+        respx.post(f"{BASE}Charge").mock(return_value=answer(PaymentId="702", Status=status))
+        assert adapter().charge_saved(charge()).status == state
+
+    @respx.mock
+    def test_a_refused_charge_request_is_rejected(self) -> None:
+        respx.post(f"{BASE}CheckOrder").mock(return_value=NOT_FOUND)
+        respx.post(f"{BASE}Init").mock(return_value=answer(PaymentId="703", Status="NEW", PaymentURL="u"))
+        respx.post(f"{BASE}Charge").mock(
+            return_value=httpx.Response(
+                200, json={"Success": False, "ErrorCode": "103", "Message": "Неверный RebillId"}
+            )
+        )
+        with pytest.raises(ProviderRejected, match="ErrorCode 103"):
+            adapter().charge_saved(charge())
+
+    @respx.mock
+    def test_a_retried_charge_after_a_lost_answer_ends_with_one_payment(self) -> None:
+        check = respx.post(f"{BASE}CheckOrder").mock(
+            side_effect=[
+                NOT_FOUND,
+                answer(Payments=[{"PaymentId": "700", "Amount": 150_050, "Status": "CONFIRMED", "Success": True}]),
+            ]
+        )
+        init = respx.post(f"{BASE}Init").mock(return_value=answer(PaymentId="700", Status="NEW", PaymentURL="u"))
+        charge_route = respx.post(f"{BASE}Charge").mock(side_effect=httpx.ReadTimeout("no answer"))
+        tbank = adapter()
+        with pytest.raises(ProviderUnavailable):
+            tbank.charge_saved(charge())
+        result = tbank.charge_saved(charge())  # the retry: CheckOrder shows the charge went through
+        assert (result.payment_id, result.status) == ("700", "succeeded")
+        assert check.call_count == 2 and init.call_count == 1 and charge_route.call_count == 1
+        assert sent(check)["OrderId"] == "inv_bbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+    @respx.mock
+    def test_a_retry_charges_the_payment_whose_charge_never_arrived(self) -> None:
+        respx.post(f"{BASE}CheckOrder").mock(
+            return_value=answer(Payments=[{"PaymentId": "704", "Amount": 150_050, "Status": "NEW"}])
+        )
+        init = respx.post(f"{BASE}Init")
+        charge_route = respx.post(f"{BASE}Charge").mock(return_value=answer(PaymentId="704", Status="CONFIRMED"))
+        result = adapter().charge_saved(charge())
+        assert (result.payment_id, result.status) == ("704", "succeeded")
+        assert not init.called and sent(charge_route)["PaymentId"] == "704"
+
+    @respx.mock
+    def test_a_retry_of_a_declined_charge_repeats_the_decline(self) -> None:
+        respx.post(f"{BASE}CheckOrder").mock(
+            return_value=answer(Payments=[{"PaymentId": "705", "Amount": 150_050, "Status": "REJECTED"}])
+        )
+        init, charge_route = respx.post(f"{BASE}Init"), respx.post(f"{BASE}Charge")
+        result = adapter().charge_saved(charge())
+        assert (result.payment_id, result.status) == ("705", "failed")
+        assert not init.called and not charge_route.called
+
+
+class TestRecurrentAgainstTheFake:
+    def test_save_then_charge_then_decline(self) -> None:
+        fake = FakeTBank("http://tbank.fake")
+        fake.stop()  # notifications are recorded, not sent
+        fake.passwords[TERMINAL] = PASSWORD
+        config = TBankSettings(
+            provider="tbank", base_url="http://tbank.fake/v2/", terminal_key=TERMINAL, password={"value": PASSWORD}
+        )
+        tbank = TBankAcquiring(config, PASSWORD, transport=httpx.WSGITransport(app=fake))
+        created = tbank.create_payment(request(save_method=True, notification_url="http://hub.test/n"))
+        httpx.Client(transport=httpx.WSGITransport(app=fake)).post(
+            f"http://tbank.fake/_control/payments/{created.payment_id}/pay"
+        )
+        note = tbank.verify_notification({}, fake.deliveries[-1].body)
+        assert note.kind == "paid" and note.saved_method
+        paid = tbank.charge_saved(charge(method=note.saved_method))
+        assert paid.status == "succeeded"
+        assert tbank.charge_saved(charge(method=note.saved_method)) == paid  # a retry: the same payment
+        fake.faults["charge_decline"] = 1
+        declined = tbank.charge_saved(charge(method=note.saved_method, order_id="inv_cccccccccccccccccccccccccc"))
+        assert declined.status == "failed" and "1051" in declined.detail
+        assert len([p for p in fake.payments.values() if p.order_id == charge().order_id]) == 1

@@ -12,9 +12,10 @@ import httpx
 import pytest
 import respx
 
+from devstack.fakes.yookassa import FakeYooKassa
 from paybridge.adapters.errors import InvalidSignature, MalformedNotification, ProviderRejected, ProviderUnavailable
-from paybridge.adapters.psp.base import PaymentRequest, RefundOrder
-from paybridge.adapters.psp.yookassa import PAYMENT_STATUS, VAT_CODE, YooKassa
+from paybridge.adapters.psp.base import ChargeRequest, PaymentRequest, RefundOrder
+from paybridge.adapters.psp.yookassa import PAYMENT_STATUS, VAT_CODE, YooKassa, idempotence_key
 from paybridge.domain.invoice import Customer
 from paybridge.domain.receipt import FiscalReceipt, ReceiptItem
 from paybridge.tenants import YooKassaSettings
@@ -270,3 +271,114 @@ class TestNotification:
             "canceled": "cancelled",
         }
         assert sorted(VAT_CODE.values()) == list(range(1, 13))
+
+
+METHOD_ID = "2d5a3a9c-000f-5000-a000-1d0e1f2a3b4c"
+
+
+def charge(**overrides: Any) -> ChargeRequest:
+    fields: dict[str, Any] = {
+        "tenant_id": "yookassa-shop",
+        "invoice_id": "inv_bbbbbbbbbbbbbbbbbbbbbbbbbb",
+        "order_id": "inv_bbbbbbbbbbbbbbbbbbbbbbbbbb",
+        "amount": 180_000,
+        "currency": "RUB",
+        "description": "Подписка, ноябрь",
+        "method": METHOD_ID,
+        "customer": Customer(phone="+79001234567"),
+    }
+    return ChargeRequest(**{**fields, **overrides})
+
+
+def charged(status: str, pid: str = "2d5a3b00-000f-5000-9000-1b68e7b15f40", **extra: Any) -> dict[str, Any]:
+    body = payment(status, pid=pid)
+    del body["confirmation"]
+    return {**body, "payment_method": {"type": "bank_card", "id": METHOD_ID, "saved": True}, **extra}
+
+
+class TestRecurrent:
+    @respx.mock
+    def test_a_saving_payment_asks_to_save_the_method(self) -> None:
+        route = respx.post(f"{BASE}payments").mock(return_value=httpx.Response(200, json=payment("pending")))
+        adapter().create_payment(request(save_method=True))
+        assert sent(route)[0]["save_payment_method"] is True
+        adapter().create_payment(request())
+        assert "save_payment_method" not in sent(route)[0]
+
+    @respx.mock
+    def test_the_refetched_paid_payment_names_the_saved_method(self) -> None:
+        saved = {**payment("succeeded"), "payment_method": {"type": "bank_card", "id": METHOD_ID, "saved": True}}
+        unsaved = {**saved, "payment_method": {"type": "bank_card", "id": METHOD_ID, "saved": False}}
+        route = respx.get(f"{BASE}payments/{PID}").mock(
+            side_effect=[httpx.Response(200, json=saved), httpx.Response(200, json=unsaved)]
+        )
+        body = envelope("payment.succeeded", PID, payment_method={"id": "forged", "saved": True})
+        assert adapter().verify_notification({}, body).saved_method == METHOD_ID
+        assert adapter().verify_notification({}, body).saved_method is None  # saved: false is not a saved method
+        route.side_effect = None
+        route.return_value = httpx.Response(200, json=saved)
+        assert adapter().get_payment(PID).saved_method == METHOD_ID
+
+    @respx.mock
+    def test_charge_body_and_a_succeeded_result(self) -> None:
+        route = respx.post(f"{BASE}payments").mock(return_value=httpx.Response(200, json=charged("succeeded")))
+        result = adapter().charge_saved(charge(receipt=RECEIPT))
+        assert (result.payment_id, result.status) == ("2d5a3b00-000f-5000-9000-1b68e7b15f40", "succeeded")
+        body, headers = sent(route)
+        assert body["payment_method_id"] == METHOD_ID and body["capture"] is True
+        assert "confirmation" not in body and "save_payment_method" not in body
+        assert body["amount"] == {"value": "1800.00", "currency": "RUB"}
+        assert body["metadata"] == {"invoice_id": "inv_bbbbbbbbbbbbbbbbbbbbbbbbbb", "tenant_id": "yookassa-shop"}
+        assert body["receipt"]["customer"] == {"phone": "+79001234567"}
+        assert headers["idempotence-key"] == idempotence_key(
+            "charge", "yookassa-shop", "inv_bbbbbbbbbbbbbbbbbbbbbbbbbb"
+        )
+
+    @respx.mock
+    def test_a_declined_charge_is_failed_with_the_cancellation_reason(self) -> None:
+        details = {"party": "payment_network", "reason": "insufficient_funds"}
+        respx.post(f"{BASE}payments").mock(
+            return_value=httpx.Response(200, json=charged("canceled", cancellation_details=details))
+        )
+        result = adapter().charge_saved(charge())
+        assert (result.status, result.detail) == ("failed", "insufficient_funds")
+
+    @respx.mock
+    def test_a_charge_still_processing_is_pending(self) -> None:
+        respx.post(f"{BASE}payments").mock(return_value=httpx.Response(200, json=charged("pending")))
+        assert adapter().charge_saved(charge()).status == "pending"
+
+    @respx.mock
+    def test_a_retried_charge_keeps_its_key_and_ends_with_one_payment(self) -> None:
+        route = respx.post(f"{BASE}payments").mock(
+            side_effect=[httpx.ReadTimeout("slow"), httpx.Response(200, json=charged("succeeded"))]
+        )
+        yk = adapter()
+        with pytest.raises(ProviderUnavailable):
+            yk.charge_saved(charge())
+        assert yk.charge_saved(charge()).status == "succeeded"
+        assert len({call.request.headers["idempotence-key"] for call in route.calls}) == 1
+        assert sent(route, 0)[0] == sent(route, 1)[0]  # the same body: YooKassa refuses a key with another body
+
+
+class TestRecurrentAgainstTheFake:
+    def test_save_then_charge_then_decline(self) -> None:
+        fake = FakeYooKassa("http://yk.fake")
+        fake.stop()  # notifications are recorded, not sent
+        fake.shops[SHOP] = (SECRET, "http://hub.test/n")
+        config = YooKassaSettings(
+            provider="yookassa", base_url="http://yk.fake/v3/", shop_id=SHOP, secret_key={"value": SECRET}
+        )
+        yk = YooKassa(config, SECRET, transport=httpx.WSGITransport(app=fake))
+        created = yk.create_payment(request(save_method=True))
+        httpx.Client(transport=httpx.WSGITransport(app=fake)).post(
+            f"http://yk.fake/_control/payments/{created.payment_id}/succeed"
+        )
+        note = yk.verify_notification({}, fake.deliveries[-1].body)
+        assert note.kind == "paid" and note.saved_method
+        paid = yk.charge_saved(charge(method=note.saved_method))
+        assert paid.status == "succeeded" and yk.charge_saved(charge(method=note.saved_method)) == paid
+        fake.faults["charge_decline"] = 1
+        declined = yk.charge_saved(charge(method=note.saved_method, order_id="inv_cccccccccccccccccccccccccc"))
+        assert (declined.status, declined.detail) == ("failed", "insufficient_funds")
+        assert len(fake.payments) == 3

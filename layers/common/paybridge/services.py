@@ -20,6 +20,7 @@ from paybridge.adapters.lifecycle import LifecycleEngine
 from paybridge.adapters.outbox import Outbox
 from paybridge.adapters.psp.base import (
     Acknowledgement,
+    ChargeRequest,
     Notification,
     PaymentProvider,
     PaymentRequest,
@@ -159,6 +160,8 @@ class Services:
     public_base_url: str = ""
     #: Called once the payment link exists (reminders are planned from it).
     on_link_published: Callable[[TenantConfig, Invoice, datetime], None] | None = None
+    #: Called when a paid notification carries a saved payment method (a subscription's first payment).
+    on_method_saved: Callable[[TenantConfig, Invoice, str], None] | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     # -- helpers -------------------------------------------------------------------------------------------------
@@ -357,6 +360,8 @@ class Services:
             return NotificationResult(provider.acknowledgement(), duplicate=True, invoice=invoice)
         if changed:
             self._announce(saved, was_final, event.kind)
+        if note.saved_method and saved.invoice.subscription_id and self.on_method_saved is not None:
+            self.on_method_saved(tenant, saved.invoice, note.saved_method)
         seconds_to_pay = None
         if changed and not was_paid and saved.invoice.state is InvoiceState.PAID:
             seconds_to_pay = max((self.clock() - saved.invoice.created_at).total_seconds(), 0.0)
@@ -451,6 +456,8 @@ class Services:
     def create_payment(self, tenant_id: str, invoice_id: str) -> dict[str, Any]:
         tenant = self.tenants.get(tenant_id)
         invoice = self._invoice(tenant_id, invoice_id)
+        if invoice.payment_id is None and invoice.closed_as is None and invoice.charge_method:
+            return self._charge_saved(tenant, invoice)
         if invoice.payment_id is None and invoice.closed_as is None:
             provider = self.providers(tenant)
             description = invoice.description or f"Счёт № {invoice.number}"
@@ -467,6 +474,7 @@ class Services:
                     notification_url=self._notification_url(tenant),
                     return_url=tenant.return_url,
                     receipt=self._receipt(tenant, invoice, invoice.amount, invoice.items, description),
+                    save_method=invoice.subscription_id is not None,
                 )
             )
             event = PaymentCreated(
@@ -482,6 +490,36 @@ class Services:
                     provider.cancel_payment(created.payment_id)
                 invoice = self._invoice(tenant_id, invoice_id)
         return lifecycle_document(invoice, self.clock(), "payment_created")
+
+    def _charge_saved(self, tenant: TenantConfig, invoice: Invoice) -> dict[str, Any]:
+        """A recurring period's invoice: charge the saved method (idempotent by the invoice id at the PSP) instead of
+        publishing a link. Declined: the invoice fails (the deal and the manager are told; the subscription retries
+        on its dunning schedule with a new attempt)."""
+        description = invoice.description or f"Счёт № {invoice.number}"
+        result = self.providers(tenant).charge_saved(
+            ChargeRequest(
+                tenant_id=tenant.tenant_id,
+                invoice_id=invoice.invoice_id,
+                order_id=invoice.invoice_id,
+                amount=invoice.amount,
+                currency=invoice.currency,
+                description=description,
+                method=str(invoice.charge_method),
+                customer=invoice.customer,
+                receipt=self._receipt(tenant, invoice, invoice.amount, invoice.items, description),
+            )
+        )
+        if result.status == "failed":
+            reason = f"списание по подписке отклонено: {result.detail or 'отказ банка'}"
+            saved, _ = self.change(tenant.tenant_id, invoice.invoice_id, Close(closure=Closure.FAILED, reason=reason))
+            return lifecycle_document(saved.invoice, self.clock(), "failed")
+        saved, _ = self.change(
+            tenant.tenant_id, invoice.invoice_id, PaymentCreated(payment_id=result.payment_id, payment_url="")
+        )
+        if result.status == "succeeded":
+            money = MoneyReceived(ref=f"charge:{result.payment_id}", amount=invoice.amount)
+            saved, _ = self.change(tenant.tenant_id, invoice.invoice_id, money)
+        return lifecycle_document(saved.invoice, self.clock(), "payment_created")
 
     def _notification_url(self, tenant: TenantConfig) -> str | None:
         if not self.public_base_url:

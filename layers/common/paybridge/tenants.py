@@ -318,6 +318,15 @@ class ReminderSettings(BaseModel):
         return self
 
 
+class SubscriptionSettings(BaseModel):
+    """Recurring payments: a notice before each charge, and the dunning schedule after a failed one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    notice_hours: int = Field(default=24, ge=0, le=720)
+    #: Retry a failed charge after these many hours (one retry each); after the last failure, block.
+    dunning_hours: tuple[int, ...] = Field(default=(24, 72, 168), min_length=1, max_length=10)
+
+
 class StageMapping(BaseModel):
     """The CRM stage for every lifecycle state: defined once per tenant, every state must be mapped."""
 
@@ -333,6 +342,8 @@ class StageMapping(BaseModel):
     failed: str = "FAILED"
     #: Staged payments: some parts paid, not all ("Advance paid"); defaults to `partially_paid`.
     advance_paid: str | None = None
+    #: Recurring payments: the last retry of a charge failed — the CRM blocks access; defaults to `failed`.
+    subscription_blocked: str | None = None
 
     def stage_for(self, state: InvoiceState) -> str:
         return str(getattr(self, state.value))
@@ -360,6 +371,8 @@ class TenantConfig(BaseModel):
     bank: BankSettings | None = None
     #: Payment reminders to the client (none when absent).
     reminders: ReminderSettings | None = None
+    #: Recurring payments (subscriptions); the defaults apply when absent.
+    subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
 
     @model_validator(mode="after")
     def _stages_fit_the_crm(self) -> TenantConfig:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from paybridge.adapters.notify import MessageSender
     from paybridge.banking import Banking
     from paybridge.reminders import Reminders
+    from paybridge.subscriptions import Subscriptions
 
 
 def make_provider(tenant: TenantConfig) -> PaymentProvider:
@@ -170,6 +171,17 @@ def get_reminders() -> Reminders:
 
 
 @lru_cache(maxsize=1)
+def get_subscriptions() -> Subscriptions:
+    from datetime import UTC, datetime
+
+    from paybridge.storage.subscriptions import DynamoSubscriptionStore
+    from paybridge.subscriptions import Subscriptions
+
+    store = DynamoSubscriptionStore(get_settings().table_name)
+    return Subscriptions(get_services(), store, make_sender, lambda: datetime.now(UTC))
+
+
+@lru_cache(maxsize=1)
 def get_throttle() -> Throttle:
     """Every CRM request of every function takes a token from the account's bucket in the table."""
     from paybridge.storage.crm_state import DynamoRateLimiter
@@ -201,6 +213,9 @@ def get_services() -> Services:
         crms=make_crm,
         outbox=get_outbox(),
         on_link_published=lambda tenant, invoice, now: get_reminders().plan(tenant, invoice, now),
+        on_method_saved=lambda tenant, invoice, method: get_subscriptions().method_saved(
+            tenant, invoice.number, str(invoice.subscription_id), method
+        ),
         public_base_url=settings.public_base_url,
     )
 
@@ -215,5 +230,6 @@ def reset() -> None:
     get_outbox.cache_clear()
     get_banking.cache_clear()
     get_reminders.cache_clear()
+    get_subscriptions.cache_clear()
     _crms.clear()
     _loader.cache_clear()

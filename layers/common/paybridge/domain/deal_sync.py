@@ -112,7 +112,7 @@ def plan_deal_ops(invoice: Invoice, stage: str, event: str = "") -> tuple[DealOp
         elif event == "payment_created":
             ops.append(DealOp(kind="set_stage", stage=stage, payment_url=invoice.payment_url))
             ops.append(DealOp(kind="comment", text=messages.link_published(invoice) + _part_note(invoice)))
-            if invoice.customer.email or invoice.customer.phone:
+            if invoice.payment_url and (invoice.customer.email or invoice.customer.phone):
                 ops.append(
                     DealOp(kind="send_to_customer", customer=invoice.customer, text=messages.link_for_customer(invoice))
                 )

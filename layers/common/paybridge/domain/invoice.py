@@ -141,6 +141,10 @@ class Invoice(BaseModel):
     close_reason: str = ""
     flags: tuple[Flag, ...] = ()
     part: InvoicePart | None = None
+    #: Recurring payments: the subscription this invoice belongs to (its first invoice saves the payment method)…
+    subscription_id: str | None = None
+    #: …and, for a later period, the saved method the lifecycle charges instead of publishing a link.
+    charge_method: str | None = None
     version: int = 0
 
     @property
@@ -213,6 +217,8 @@ class NewInvoice(BaseModel):
     items: ReceiptItems = ()
     lifetime_seconds: int = Field(default=3 * 24 * 3600, ge=1, le=90 * 24 * 3600)
     part: InvoicePart | None = None
+    subscription_id: str | None = None
+    charge_method: str | None = None
 
     @model_validator(mode="after")
     def _items_add_up(self) -> NewInvoice:
@@ -235,6 +241,8 @@ def new_invoice(tenant_id: str, request: NewInvoice, provider: str, now: datetim
         created_at=now,
         expires_at=now + timedelta(seconds=request.lifetime_seconds),
         part=request.part,
+        subscription_id=request.subscription_id,
+        charge_method=request.charge_method,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -279,3 +279,46 @@ class ScheduleOut(BaseModel):
     deal_id: str
     number: str
     invoices: list[InvoiceOut]
+
+
+class SubscribeBody(BaseModel):
+    """A subscription: its first invoice is paid by the customer (the method is saved), later ones are charged."""
+
+    model_config = ConfigDict(extra="forbid")
+    deal_id: DealId
+    plan: str = Field(min_length=1, max_length=40, pattern=r"^[\w.-]+$", description="e.g. pro-monthly")
+    amount: StrictMinorUnits
+    period: Literal["week", "month", "year"] = "month"
+    currency: Currency | None = None
+    description: str = Field(default="", max_length=250)
+    customer: Customer = Field(default_factory=Customer)
+
+
+class SubscriptionOut(BaseModel):
+    subscription_id: str
+    deal_id: str
+    plan: str
+    amount: int
+    currency: str
+    period: str
+    state: str
+    period_index: int
+    next_charge_at: datetime | None
+    failed_attempts: int
+    first_invoice: InvoiceOut | None = None
+
+    @classmethod
+    def of(cls, sub: Any, first: Invoice | None = None) -> SubscriptionOut:
+        return cls(
+            subscription_id=sub.subscription_id,
+            deal_id=sub.deal_id,
+            plan=sub.plan,
+            amount=sub.amount,
+            currency=sub.currency,
+            period=sub.period,
+            state=sub.state,
+            period_index=sub.period_index,
+            next_charge_at=sub.next_charge_at,
+            failed_attempts=sub.failed_attempts,
+            first_invoice=InvoiceOut.of(first) if first is not None else None,
+        )

@@ -22,6 +22,7 @@ from paybridge.domain.invoice import InvalidTransition, InvoiceConflict
 from paybridge.domain.receipt import ReceiptError
 from paybridge.domain.staged import ScheduleError
 from paybridge.domain.statement_1c import StatementFormatError
+from paybridge.domain.subscriptions import SubscriptionNotFound
 from paybridge.services import (
     DealNotInvoiceable,
     InvoiceNotFound,
@@ -50,6 +51,7 @@ PROBLEMS: dict[type[Exception], tuple[int, str]] = {
     BankNotConfigured: (404, "bank-not-configured"),
     TenantNotFound: (404, "tenant-not-found"),
     InvoiceNotFound: (404, "invoice-not-found"),
+    SubscriptionNotFound: (404, "subscription-not-found"),
     RouteNotConfigured: (404, "route-not-configured"),
     UnknownPayment: (404, "unknown-payment"),
     InvalidTransition: (409, "invalid-transition"),

@@ -27,6 +27,9 @@ class PaymentRequest(BaseModel):
     return_url: str | None = None
     #: The 54-FZ receipt, when the tenant sends receipts.
     receipt: FiscalReceipt | None = None
+    #: Ask the provider to save the payment method for later charges without the payer (recurring payments); the
+    #: paid notification then carries `saved_method`.
+    save_method: bool = False
 
 
 class CreatedPayment(BaseModel):
@@ -82,6 +85,8 @@ class Notification(BaseModel):
     detail: str = ""
     #: For refund notifications: our refund request key when the provider echoes it (metadata, ExternalRequestId).
     refund_key: str | None = None
+    #: For a paid payment created with `save_method`: the provider's handle of the saved method, for `charge_saved`.
+    saved_method: str | None = None
 
 
 class PaymentSnapshot(BaseModel):
@@ -94,6 +99,37 @@ class PaymentSnapshot(BaseModel):
     amount: int
     paid_amount: int = 0
     refunded_amount: int = 0
+    #: The saved payment method's handle, when the payment saved one (see `Notification.saved_method`).
+    saved_method: str | None = None
+
+
+class ChargeRequest(BaseModel):
+    """A charge of a saved payment method without the payer (a recurring payment). `order_id` is our order id at the
+    provider and the idempotency key of the charge: a retry with it never charges twice."""
+
+    model_config = ConfigDict(frozen=True)
+    tenant_id: str
+    invoice_id: str
+    order_id: str
+    amount: int
+    currency: str
+    description: str
+    #: The provider's handle of the saved method (`Notification.saved_method` of the first payment).
+    method: str
+    customer: Customer
+    receipt: FiscalReceipt | None = None
+
+
+ChargeState = Literal["succeeded", "pending", "failed"]
+
+
+class ChargeResult(BaseModel):
+    """The provider's answer to a charge: `pending` ends with a notification of `payment_id` like any payment."""
+
+    model_config = ConfigDict(frozen=True)
+    payment_id: str
+    status: ChargeState
+    detail: str = ""
 
 
 class Acknowledgement(BaseModel):
@@ -128,6 +164,11 @@ class PaymentProvider(Protocol):
 
     def get_payment(self, payment_id: str) -> PaymentSnapshot:
         """The payment as the provider's API reports it now."""
+        ...
+
+    def charge_saved(self, request: ChargeRequest) -> ChargeResult:
+        """Charge a saved payment method without the payer; idempotent by `request.order_id` (a retry returns the
+        same payment). A decline is a `failed` result; ProviderRejected when the request itself is refused."""
         ...
 
     def verify_notification(self, headers: dict[str, str], body: bytes, source_ip: str | None = None) -> Notification:

@@ -11,6 +11,10 @@ Wire format (the sandbox server in `devstack/sandbox_psp.py` implements the othe
   values may be given (secret rotation); tolerance 300 s. `type` is one of `payment.succeeded`, `payment.declined`,
   `payment.canceled`, `refund.succeeded` (then `operation_id` is the refund id and `refund_key` our key).
 We answer 200 `OK`; anything else makes the sandbox retry.
+- Recurring payments: `save_method: true` in the create body saves the method; the payment's (first) succeeded
+  notification and its GET then carry `saved_method: "sm_<id>"`. `POST {base}/api/charges` with
+  `Idempotency-Key: <order_id>`, JSON `{order_id, amount, currency, method}` charges it without the payer →
+  `{payment_id, status: "succeeded"|"failed"|"pending", detail}`; the same order id returns the first charge.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from paybridge.adapters.errors import InvalidSignature, MalformedNotification, P
 from paybridge.adapters.http import make_client, send
 from paybridge.adapters.psp.base import (
     Acknowledgement,
+    ChargeRequest,
+    ChargeResult,
     CreatedPayment,
     Notification,
     NotificationKind,
@@ -95,6 +101,7 @@ class SandboxNotificationBody(BaseModel):
     currency: str
     created: int
     refund_key: str | None = None
+    saved_method: str | None = Field(default=None, max_length=100)
 
 
 class SandboxPsp:
@@ -121,6 +128,8 @@ class SandboxPsp:
             "notification_url": request.notification_url,
             "method": self._method,
         }
+        if request.save_method:
+            body["save_method"] = True
         response = self._send("POST", "/api/payments", json=body, headers={"Idempotency-Key": request.order_id})
         try:
             data = response.json()
@@ -141,7 +150,22 @@ class SandboxPsp:
             amount=data["amount"],
             paid_amount=data["paid"],
             refunded_amount=data.get("refunded", 0),
+            saved_method=data.get("saved_method"),
         )
+
+    def charge_saved(self, request: ChargeRequest) -> ChargeResult:
+        body = {
+            "order_id": request.order_id,
+            "amount": request.amount,
+            "currency": request.currency,
+            "method": request.method,
+        }
+        response = self._send("POST", "/api/charges", json=body, headers={"Idempotency-Key": request.order_id})
+        try:
+            data = response.json()
+            return ChargeResult(payment_id=data["payment_id"], status=data["status"], detail=data.get("detail") or "")
+        except (ValueError, KeyError, TypeError, ValidationError) as exc:
+            raise ProviderUnavailable(f"unexpected charge answer: {response.text[:200]}") from exc
 
     def refund(self, order: RefundOrder) -> RefundResult:
         body = {"amount": order.amount, "reason": order.reason}
@@ -165,6 +189,7 @@ class SandboxPsp:
             amount=parsed.amount,
             raw_status=parsed.type,
             refund_key=parsed.refund_key,
+            saved_method=parsed.saved_method if STATUS_MAP.get(parsed.type) == "paid" else None,
         )
 
     def acknowledgement(self) -> Acknowledgement:

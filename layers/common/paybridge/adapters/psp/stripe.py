@@ -13,6 +13,14 @@ an `Idempotency-Key` on every POST derived from our own ids, so a retry returns 
 
 Stripe issues no 54-FZ receipts: a receipt in the request is not sent (tenants with receipts use T-Bank or YooKassa).
 Checkout sessions live 30 min … 24 h, so that is the link lifetime range for Stripe tenants.
+
+Recurring payments: `save_method` adds `payment_intent_data[setup_future_usage]=off_session`,
+`customer_creation=always` and `metadata[save_method]=true` to the session. When such a session completes paid, its
+PaymentIntent (`GET /v1/payment_intents/{id}`) names the `customer` and the `payment_method`: the saved method is
+`"<customer id>/<payment_method id>"`. A charge of it is `POST /v1/payment_intents amount, currency, customer,
+payment_method, off_session=true, confirm=true, description, metadata[...]` with `Idempotency-Key:
+charge-<tenant>-<order id>`: `succeeded` → succeeded; `requires_payment_method` or a 402 card error
+(`card_declined`, `authentication_required`, …; the error names the intent) → failed; anything else pending.
 """
 
 from __future__ import annotations
@@ -24,10 +32,15 @@ import logging
 import time
 from typing import Any
 
+import httpx
+
 from paybridge.adapters.errors import InvalidSignature, MalformedNotification, ProviderRejected, ProviderUnavailable
 from paybridge.adapters.http import make_client, send
 from paybridge.adapters.psp.base import (
     Acknowledgement,
+    ChargeRequest,
+    ChargeResult,
+    ChargeState,
     CreatedPayment,
     Notification,
     NotificationKind,
@@ -45,6 +58,12 @@ STRIPE_VERSION = "2024-06-20"
 SIGNATURE_HEADER = "stripe-signature"
 TOLERANCE_SECONDS = 300
 
+#: PaymentIntent status of a charge → the charge's state; anything else is pending.
+CHARGE_STATUS: dict[str, ChargeState] = {
+    "succeeded": "succeeded",
+    "requires_payment_method": "failed",
+    "canceled": "failed",
+}
 #: Refund status → refund state.
 REFUND_STATUS: dict[str, RefundState] = {
     "succeeded": "succeeded",
@@ -152,6 +171,10 @@ class StripeCheckout:
         }
         if request.customer.email:
             form["customer_email"] = request.customer.email
+        if request.save_method:
+            form["payment_intent_data[setup_future_usage]"] = "off_session"
+            form["customer_creation"] = "always"
+            form["metadata[save_method]"] = "true"
         data = self._send("POST", "/v1/checkout/sessions", f"session-{request.tenant_id}-{request.order_id}", data=form)
         if not data.get("id") or not data.get("url"):
             raise ProviderUnavailable(f"session answer without id/url: {str(data)[:200]}")
@@ -164,8 +187,75 @@ class StripeCheckout:
         kind: NotificationKind = "paid" if paid else ("cancelled" if session.get("status") == "expired" else "ignored")
         amount = int(session.get("amount_total") or 0)
         return PaymentSnapshot(
-            payment_id=payment_id, raw_status=status, kind=kind, amount=amount, paid_amount=amount if paid else 0
+            payment_id=payment_id,
+            raw_status=status,
+            kind=kind,
+            amount=amount,
+            paid_amount=amount if paid else 0,
+            saved_method=self._saved_method(session) if paid else None,
         )
+
+    def _saved_method(self, session: dict[str, Any]) -> str | None:
+        """`<customer>/<payment_method>` of a paid session created to save its method (read from its intent)."""
+        saving = (session.get("metadata") or {}).get("save_method") == "true"
+        if not (saving or session.get("customer_creation") == "always") or not session.get("payment_intent"):
+            return None
+        intent = session["payment_intent"]
+        intent_id = intent.get("id") if isinstance(intent, dict) else intent
+        data = self._send("GET", f"/v1/payment_intents/{intent_id}")
+        if data.get("setup_future_usage") not in ("off_session", "on_session") and not saving:
+            return None
+        customer, method = data.get("customer"), data.get("payment_method")
+        if isinstance(customer, dict):
+            customer = customer.get("id")
+        if isinstance(method, dict):
+            method = method.get("id")
+        return f"{customer}/{method}" if customer and method else None
+
+    def charge_saved(self, request: ChargeRequest) -> ChargeResult:
+        customer, _, method = request.method.partition("/")
+        if not customer or not method:
+            raise ProviderRejected(f"saved method {request.method!r} is not '<customer>/<payment_method>'")
+        form: dict[str, str | int] = {
+            "amount": request.amount,
+            "currency": request.currency.lower(),
+            "customer": customer,
+            "payment_method": method,
+            "off_session": "true",
+            "confirm": "true",
+            "description": request.description[:1000] or request.invoice_id,
+            "metadata[invoice_id]": request.invoice_id,
+            "metadata[tenant_id]": request.tenant_id,
+            "metadata[order_id]": request.order_id,
+        }
+        key = f"charge-{request.tenant_id}-{request.order_id}"
+        try:
+            response = self._http.request("POST", "/v1/payment_intents", data=form, headers={"Idempotency-Key": key})
+        except httpx.TransportError as exc:
+            raise ProviderUnavailable(f"POST /v1/payment_intents: {type(exc).__name__}: {exc}") from exc
+        if response.status_code == 402:  # a card error: the charge was tried and refused
+            try:
+                error = response.json()["error"]
+                intent = error.get("payment_intent") or {}
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise ProviderUnavailable(f"402 without an error: {response.text[:200]}") from None
+            reason = error.get("decline_code") or error.get("code") or error.get("message") or "declined"
+            return ChargeResult(payment_id=str(intent.get("id") or ""), status="failed", detail=str(reason))
+        if response.status_code == 429 or response.status_code >= 500:
+            raise ProviderUnavailable(f"POST /v1/payment_intents: HTTP {response.status_code}: {response.text[:200]}")
+        if response.status_code >= 400:
+            raise ProviderRejected(f"POST /v1/payment_intents: HTTP {response.status_code}: {response.text[:200]}")
+        try:
+            data = response.json()
+            intent_id, status = str(data["id"]), str(data["status"])
+        except (ValueError, KeyError, TypeError):
+            raise ProviderUnavailable(f"unexpected payment intent answer: {response.text[:200]}") from None
+        state = CHARGE_STATUS.get(status, "pending")
+        detail = status
+        if state == "failed":
+            last = data.get("last_payment_error") or {}
+            detail = str(last.get("decline_code") or last.get("code") or status)
+        return ChargeResult(payment_id=intent_id, status=state, detail=detail)
 
     def cancel_payment(self, payment_id: str) -> None:
         self._send("POST", f"/v1/checkout/sessions/{payment_id}/expire", f"expire-{payment_id}")
@@ -219,6 +309,7 @@ class StripeCheckout:
                 operation_ref=f"stripe:{intent}",
                 amount=int(obj.get("amount_total") or 0),
                 raw_status=event_type,
+                saved_method=self._saved_method(obj) if kind == "paid" else None,
             )
         return Notification(
             event_id=event_id,

@@ -24,6 +24,16 @@ Refunds are confirmed by the `Cancel` answer (`OriginalAmount − NewAmount`), n
 T-Bank's refund-status notifications carry no id of the refund operation, so they cannot be matched to one refund
 without risking a double count: they are recorded and change nothing (refunds started in T-Bank's own cabinet are not
 reflected; start refunds from PayBridge).
+
+Recurring payments: a payment created with `save_method` is an `Init` with `Recurrent: "Y"` and a `CustomerKey`
+(`<tenant id>:<customer e-mail, else phone, else invoice id>` — the payer as the tenant knows them, so one payer's
+cards are listed under one key; longer than T-Bank's 36 characters, it is `pb:` + 33 hex of its SHA-256). Its
+CONFIRMED notification carries `RebillId`: the saved method. A charge of it is an `Init` (no `Recurrent`, the receipt
+when given) then `Charge {TerminalKey, PaymentId, RebillId, Token}` → `{Success, Status, PaymentId, ErrorCode}`:
+CONFIRMED is succeeded, REJECTED/AUTH_FAIL failed (a `Success: false` answer with that status is a decline, not an
+error), anything else pending (the notification finishes it). A retried charge (same order id) first asks
+`CheckOrder`: a payment already confirmed, declined or under way is the answer; one still `NEW` (Init done, Charge
+lost before T-Bank saw it) is charged; so one order never holds two charges.
 """
 
 from __future__ import annotations
@@ -40,6 +50,9 @@ from paybridge.adapters.errors import InvalidSignature, MalformedNotification, P
 from paybridge.adapters.http import make_client, send
 from paybridge.adapters.psp.base import (
     Acknowledgement,
+    ChargeRequest,
+    ChargeResult,
+    ChargeState,
     CreatedPayment,
     Notification,
     NotificationKind,
@@ -88,6 +101,17 @@ REFUND_STATUS: dict[str, RefundState] = {
 #: Payments of an order that mean money is (being) taken: never create another one next to them.
 MONEY_STATUSES = frozenset({"AUTHORIZING", "AUTHORIZED", "CONFIRMING", "CONFIRMED", "3DS_CHECKING", "3DS_CHECKED"})
 TEMPORARY_ERRORS = frozenset({"-1", "9999"})  # "system error / try again" answers
+#: The `Charge` answer's (or an order's payment's) status → the charge's state; anything else is pending.
+CHARGE_STATUS: dict[str, ChargeState] = {"CONFIRMED": "succeeded", "REJECTED": "failed", "AUTH_FAIL": "failed"}
+CUSTOMER_KEY_MAX = 36
+
+
+def customer_key(tenant_id: str, contact: str) -> str:
+    """T-Bank's `CustomerKey` of a payer: `<tenant>:<contact>`, hashed when longer than T-Bank's 36 characters."""
+    key = f"{tenant_id}:{contact}"
+    if len(key) <= CUSTOMER_KEY_MAX:
+        return key
+    return "pb:" + hashlib.sha256(key.encode()).hexdigest()[: CUSTOMER_KEY_MAX - 3]
 
 
 def _scalar(value: Any) -> str:
@@ -142,7 +166,8 @@ class TBankAcquiring:
 
     # -- requests --------------------------------------------------------------------------------------------------
 
-    def _call(self, method: str, fields: dict[str, Any]) -> dict[str, Any]:
+    def _call(self, method: str, fields: dict[str, Any], declines: bool = False) -> dict[str, Any]:
+        """One API call; `declines`: a `Success: false` answer naming a declined status is returned, not raised."""
         body = {"TerminalKey": self._settings.terminal_key, **{k: v for k, v in fields.items() if v is not None}}
         body["Token"] = token(body, self._password)
         response = send(
@@ -155,6 +180,8 @@ class TBankAcquiring:
         if not isinstance(data, dict) or "Success" not in data:
             raise ProviderUnavailable(f"{method}: unexpected answer {response.text[:200]}")
         if data["Success"] is not True:
+            if declines and CHARGE_STATUS.get(str(data.get("Status", ""))) == "failed":
+                return data
             code = str(data.get("ErrorCode", ""))
             error = ProviderUnavailable if code in TEMPORARY_ERRORS else ProviderRejected
             raise error(f"{method}: ErrorCode {code}: {data.get('Message', '')} {data.get('Details', '')}".strip())
@@ -177,6 +204,10 @@ class TBankAcquiring:
             fields["DATA"]["Email"] = request.customer.email
         if request.receipt is not None:
             fields["Receipt"] = receipt_body(request.receipt)
+        if request.save_method:
+            contact = request.customer.email or request.customer.phone or request.invoice_id
+            fields["Recurrent"] = "Y"
+            fields["CustomerKey"] = customer_key(request.tenant_id, contact)
         data = self._call("Init", fields)
         try:
             payment_id, url = str(data["PaymentId"]), str(data["PaymentURL"])
@@ -201,6 +232,57 @@ class TBankAcquiring:
             if payment.get("Status") in ("NEW", "FORM_SHOWED"):
                 with contextlib.suppress(ProviderRejected):  # it expired meanwhile: as good as cancelled
                     self.cancel_payment(str(payment["PaymentId"]))
+
+    def charge_saved(self, request: ChargeRequest) -> ChargeResult:
+        payment_id = self._earlier_charge(request.order_id)
+        if isinstance(payment_id, ChargeResult):
+            return payment_id
+        if payment_id is None:
+            fields: dict[str, Any] = {
+                "Amount": request.amount,
+                "OrderId": request.order_id,
+                "Description": request.description[:140],
+                "PayType": self._settings.pay_type,
+                "DATA": {"invoice_id": request.invoice_id, "tenant_id": request.tenant_id},
+            }
+            if request.receipt is not None:
+                fields["Receipt"] = receipt_body(request.receipt)
+            try:
+                payment_id = str(self._call("Init", fields)["PaymentId"])
+            except KeyError:
+                raise ProviderUnavailable("Init: no PaymentId in the answer") from None
+        data = self._call("Charge", {"PaymentId": payment_id, "RebillId": request.method}, declines=True)
+        return self._charge_result(str(data.get("PaymentId") or payment_id), data)
+
+    @staticmethod
+    def _charge_result(payment_id: str, data: dict[str, Any]) -> ChargeResult:
+        status = str(data.get("Status", ""))
+        state = CHARGE_STATUS.get(status, "pending")
+        detail = status
+        if state == "failed":
+            message = f"{data.get('Message', '')} {data.get('Details', '')}".strip()
+            detail = f"{status} (ErrorCode {data.get('ErrorCode', '')}){': ' + message if message else ''}"
+        return ChargeResult(payment_id=payment_id, status=state, detail=detail)
+
+    def _earlier_charge(self, order_id: str) -> ChargeResult | str | None:
+        """A retried charge: the order's earlier payment decides (its result, or a NEW one to charge); None: none."""
+        try:
+            payments = self._call("CheckOrder", {"OrderId": order_id}).get("Payments") or []
+        except ProviderRejected:
+            return None  # no payments for this order yet
+        for wanted in ("CONFIRMED", "money", "failed"):
+            for payment in payments:
+                status = str(payment.get("Status", ""))
+                if (
+                    (wanted == "CONFIRMED" and status == "CONFIRMED")
+                    or (wanted == "money" and status in MONEY_STATUSES)
+                    or (wanted == "failed" and CHARGE_STATUS.get(status) == "failed")
+                ):
+                    return self._charge_result(str(payment["PaymentId"]), payment)
+        for payment in payments:
+            if payment.get("Status") in ("NEW", "FORM_SHOWED"):
+                return str(payment["PaymentId"])
+        return None
 
     def get_payment(self, payment_id: str) -> PaymentSnapshot:
         data = self._call("GetState", {"PaymentId": payment_id})
@@ -275,6 +357,7 @@ class TBankAcquiring:
             amount=amount,
             raw_status=status,
             detail=detail,
+            saved_method=str(data["RebillId"]) if kind == "paid" and data.get("RebillId") else None,
         )
 
     def acknowledgement(self) -> Acknowledgement:

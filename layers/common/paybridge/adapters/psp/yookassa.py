@@ -16,6 +16,12 @@ after a timeout or a 500 ("result unknown") gets YooKassa's first result: exactl
 Amounts travel as decimal strings ("1500.50"); receipt item amounts are per unit. YooKassa has no lifetime for a
 redirect payment and cannot cancel a `pending` one: at our invoice's expiry the cancel is refused (logged), and money
 that still arrives is recorded and flagged `paid_after_close` for the manager.
+
+Recurring payments: `save_method` adds `save_payment_method: true` to the create; the re-fetched payment's
+`payment_method {id, saved: true}` gives the saved method (its `id`). A charge of it is `POST /payments {amount,
+capture: true, payment_method_id, description, metadata, receipt?}` without a confirmation, keyed by the order id like
+a create (`Idempotence-Key` = uuid5("charge", tenant, order id)): `succeeded` → succeeded, `canceled` → failed with
+`cancellation_details.reason`, anything else pending (the notification finishes it).
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ from paybridge.adapters.errors import InvalidSignature, MalformedNotification, P
 from paybridge.adapters.http import make_client, send
 from paybridge.adapters.psp.base import (
     Acknowledgement,
+    ChargeRequest,
+    ChargeResult,
+    ChargeState,
     CreatedPayment,
     Notification,
     NotificationKind,
@@ -54,6 +63,8 @@ PAYMENT_STATUS: dict[str, NotificationKind] = {
     "succeeded": "paid",
     "canceled": "cancelled",
 }
+#: The charge's payment status → the charge's state; anything else is pending.
+CHARGE_STATUS: dict[str, ChargeState] = {"succeeded": "succeeded", "canceled": "failed"}
 #: Refund status → refund state.
 REFUND_STATUS: dict[str, RefundState] = {"pending": "pending", "succeeded": "succeeded", "canceled": "failed"}
 #: Refund state → what its notification means.
@@ -96,6 +107,12 @@ def idempotence_key(*parts: str) -> str:
 
 def money(amount: int, currency: str) -> dict[str, str]:
     return {"value": to_decimal_string(amount), "currency": currency}
+
+
+def saved_method(payment: dict[str, Any]) -> str | None:
+    """The id of the payment method a payment saved (`payment_method.saved`), if it saved one."""
+    method = payment.get("payment_method") or {}
+    return str(method["id"]) if method.get("saved") is True and method.get("id") else None
 
 
 def receipt_body(receipt: FiscalReceipt, currency: str) -> dict[str, Any]:
@@ -168,6 +185,8 @@ class YooKassa:
             body["payment_method_data"] = {"type": "sbp"}
         if request.receipt is not None:
             body["receipt"] = receipt_body(request.receipt, request.currency)
+        if request.save_method:
+            body["save_payment_method"] = True
         data = self._send(
             "POST", "payments", idempotence_key("payment", request.tenant_id, request.order_id), json=body
         )
@@ -189,7 +208,24 @@ class YooKassa:
             amount=amount,
             paid_amount=amount if kind == "paid" else 0,
             refunded_amount=from_decimal_string(refunded["value"]) if refunded else 0,
+            saved_method=saved_method(data),
         )
+
+    def charge_saved(self, request: ChargeRequest) -> ChargeResult:
+        body: dict[str, Any] = {
+            "amount": money(request.amount, request.currency),
+            "capture": True,
+            "payment_method_id": request.method,
+            "description": request.description[:128],
+            "metadata": {"invoice_id": request.invoice_id, "tenant_id": request.tenant_id},
+        }
+        if request.receipt is not None:
+            body["receipt"] = receipt_body(request.receipt, request.currency)
+        data = self._send("POST", "payments", idempotence_key("charge", request.tenant_id, request.order_id), json=body)
+        status = str(data.get("status", ""))
+        state = CHARGE_STATUS.get(status, "pending")
+        detail = str((data.get("cancellation_details") or {}).get("reason", "")) if state == "failed" else status
+        return ChargeResult(payment_id=str(data["id"]), status=state, detail=detail)
 
     def cancel_payment(self, payment_id: str) -> None:
         self._send("POST", f"payments/{payment_id}/cancel", idempotence_key("cancel", payment_id), json={})
@@ -250,6 +286,7 @@ class YooKassa:
             amount=from_decimal_string(payment["amount"]["value"]),
             raw_status=status,
             detail=detail,
+            saved_method=saved_method(payment) if kind == "paid" else None,
         )
 
     def _refund_notification(self, event: str, refund_id: str) -> Notification:

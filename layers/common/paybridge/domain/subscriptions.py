@@ -1,0 +1,129 @@
+"""Recurring payments: a subscription charges a saved payment method every period, without the customer.
+
+Lifecycle: `awaiting_first_payment` (the first invoice is paid by the customer through a normal link that saves the
+payment method) → `active` (each period: a notice `notice_hours` before, then a charge of the saved method) →
+`past_due` after a failed charge (retried on the dunning schedule) → back to `active` when a retry succeeds, or
+`blocked` after the last failed retry (the CRM is told to block access). `cancelled` stops it.
+
+Every period's charge is its own invoice (`<plan>/<period>`), so a charge is idempotent by that invoice's id at the
+PSP, and shows in the deal like any payment.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from paybridge.domain.invoice import Customer
+from paybridge.domain.money import Currency, PositiveMinorUnits
+
+
+class SubscriptionNotFound(Exception):
+    pass
+
+
+Period = Literal["week", "month", "year"]
+SubscriptionState = Literal["awaiting_first_payment", "active", "past_due", "blocked", "cancelled"]
+
+#: Default dunning schedule: retry a failed charge after 1, 3 and 7 days; after the third failure, block.
+DUNNING_HOURS: tuple[int, ...] = (24, 72, 168)
+#: Monthly-normalised factor per period, for MRR.
+MONTHLY: dict[str, float] = {"week": 52 / 12, "month": 1.0, "year": 1 / 12}
+
+
+def subscription_id_for(tenant_id: str, deal_id: str, plan: str) -> str:
+    digest = hashlib.sha256(f"{tenant_id}\x00{deal_id}\x00{plan}".encode()).digest()
+    return "sub_" + base64.b32encode(digest).decode("ascii").lower()[:26]
+
+
+def add_period(moment: datetime, period: Period, count: int = 1) -> datetime:
+    if period == "week":
+        return moment + timedelta(weeks=count)
+    months = count * (12 if period == "year" else 1)
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    day = min(
+        moment.day,
+        [31, 29 if year % 4 == 0 and (year % 100 or year % 400 == 0) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][
+            month - 1
+        ],
+    )
+    return moment.replace(year=year, month=month, day=day)
+
+
+class Subscription(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    subscription_id: str
+    tenant_id: str
+    deal_id: str
+    plan: str = Field(min_length=1, max_length=40, pattern=r"^[\w.-]+$")
+    amount: PositiveMinorUnits
+    currency: Currency = "RUB"
+    period: Period = "month"
+    customer: Customer = Field(default_factory=Customer)
+    description: str = Field(default="", max_length=250)
+    started_at: datetime
+    state: SubscriptionState = "awaiting_first_payment"
+    method: str | None = None  # the PSP's saved method (T-Bank RebillId, YooKassa payment_method id, Stripe cus/pm)
+    period_index: int = 1  # the period being paid (1 = the first, paid by the customer)
+    next_charge_at: datetime | None = None
+    failed_attempts: int = 0
+    noticed_period: int = 0  # the last period whose notice was sent
+    version: int = 0
+
+    def invoice_number(self, period_index: int | None = None) -> str:
+        return f"{self.plan}/{period_index or self.period_index}"
+
+    @property
+    def monthly_amount(self) -> float:
+        return self.amount * MONTHLY[self.period]
+
+
+def first_paid(sub: Subscription, method: str | None) -> Subscription:
+    """The customer paid the first invoice (and the PSP saved the method): charges start next period."""
+    if sub.state != "awaiting_first_payment":
+        return sub
+    return sub.model_copy(
+        update={
+            "state": "active" if method else "past_due",
+            "method": method,
+            "period_index": 2,
+            "next_charge_at": add_period(sub.started_at, sub.period),
+            "failed_attempts": 0,
+            "version": sub.version + 1,
+        }
+    )
+
+
+def charged(sub: Subscription) -> Subscription:
+    """This period's charge succeeded: on to the next period."""
+    return sub.model_copy(
+        update={
+            "state": "active",
+            "period_index": sub.period_index + 1,
+            "next_charge_at": add_period(sub.started_at, sub.period, sub.period_index),
+            "failed_attempts": 0,
+            "version": sub.version + 1,
+        }
+    )
+
+
+def charge_failed(sub: Subscription, now: datetime, dunning_hours: tuple[int, ...] = DUNNING_HOURS) -> Subscription:
+    """A charge failed: retry on the dunning schedule, or block after the last retry."""
+    attempts = sub.failed_attempts + 1
+    if attempts > len(dunning_hours):
+        return sub.model_copy(
+            update={"state": "blocked", "failed_attempts": attempts, "next_charge_at": None, "version": sub.version + 1}
+        )
+    return sub.model_copy(
+        update={
+            "state": "past_due",
+            "failed_attempts": attempts,
+            "next_charge_at": now + timedelta(hours=dunning_hours[attempts - 1]),
+            "version": sub.version + 1,
+        }
+    )

@@ -1,0 +1,103 @@
+"""Subscriptions in the single table.
+
+- pk=SUB#<tenant>#<subscription> sk=SUBSCRIPTION  doc=<Subscription JSON>, version; gsi4pk=SUBDUE,
+  gsi4sk=<next due, ISO UTC>#<tenant>#<subscription> while something is due (a notice, a charge, a charge's outcome).
+  Shares the RemindersDue index (another partition); every change is conditional on the version read.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from paybridge.domain.subscriptions import Subscription
+from paybridge.storage.dynamodb import _client, _n, _s
+from paybridge.storage.reminders import GSI_REMINDERS
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+SUB_DUE_PK = "SUBDUE"
+
+
+class SubscriptionConflict(Exception):
+    """Changed by someone else since it was read; read again."""
+
+
+class DynamoSubscriptionStore:
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None):
+        self._table, self._client = table_name, client
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            self._client = _client()
+        return self._client
+
+    @staticmethod
+    def _key(tenant_id: str, subscription_id: str) -> dict[str, Any]:
+        return {"pk": _s(f"SUB#{tenant_id}#{subscription_id}"), "sk": _s("SUBSCRIPTION")}
+
+    def get(self, tenant_id: str, subscription_id: str) -> Subscription | None:
+        item = self.client.get_item(
+            TableName=self._table, Key=self._key(tenant_id, subscription_id), ConsistentRead=True
+        ).get("Item")
+        return Subscription.model_validate_json(item["doc"]["S"]) if item else None
+
+    def create(self, sub: Subscription) -> tuple[Subscription, bool]:
+        try:
+            self.client.put_item(
+                TableName=self._table,
+                Item={
+                    **self._key(sub.tenant_id, sub.subscription_id),
+                    "doc": _s(sub.model_dump_json()),
+                    "version": _n(sub.version),
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            existing = self.get(sub.tenant_id, sub.subscription_id)
+            if existing is None:  # pragma: no cover - it existed a moment ago
+                raise
+            return existing, False
+        return sub, True
+
+    def save(self, sub: Subscription, expected_version: int, due: datetime | None) -> None:
+        values: dict[str, Any] = {":doc": _s(sub.model_dump_json()), ":v": _n(sub.version), ":e": _n(expected_version)}
+        if due is not None:
+            expression = "SET doc = :doc, version = :v, gsi4pk = :p, gsi4sk = :d"
+            values[":p"] = _s(SUB_DUE_PK)
+            values[":d"] = _s(f"{due.isoformat()}#{sub.tenant_id}#{sub.subscription_id}")
+        else:
+            expression = "SET doc = :doc, version = :v REMOVE gsi4pk, gsi4sk"
+        try:
+            self.client.update_item(
+                TableName=self._table,
+                Key=self._key(sub.tenant_id, sub.subscription_id),
+                UpdateExpression=expression,
+                ConditionExpression="version = :e",
+                ExpressionAttributeValues=values,
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            raise SubscriptionConflict(sub.subscription_id) from None
+
+    def due(self, now: datetime | None, limit: int = 500) -> list[Subscription]:
+        """Subscriptions with something due by `now` (all indexed ones when `now` is None: the MRR sum)."""
+        condition = "gsi4pk = :p" + (" AND gsi4sk <= :now" if now is not None else "")
+        values: dict[str, Any] = {":p": _s(SUB_DUE_PK)}
+        if now is not None:
+            values[":now"] = _s(now.isoformat() + "~")
+        response = self.client.query(
+            TableName=self._table,
+            IndexName=GSI_REMINDERS,
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=values,
+            Limit=limit,
+        )
+        subs = []
+        for key in response.get("Items", []):
+            _, tenant_id, subscription_id = key["pk"]["S"].split("#")
+            sub = self.get(tenant_id, subscription_id)
+            if sub is not None:
+                subs.append(sub)
+        return subs
