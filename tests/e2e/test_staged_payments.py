@@ -36,11 +36,17 @@ def test_a_staged_deal_goes_advance_paid_then_paid(http: httpx.Client, sandbox: 
     second = api.wait(final["invoice_id"], lambda i: i["state"] == "awaiting_payment")
     sandbox.wait_deal(deal["id"], lambda d: d["stage"] == "AWAITING_PAYMENT")
     assert sandbox.pay(first["payment_url"].rsplit("/", 1)[-1]).status_code == 200
-    advanced = sandbox.wait_deal(deal["id"], lambda d: d["stage"] == "ADVANCE_PAID")
-    assert any("Этап 1 из 2: Аванс 30%" in e["text"] for e in advanced["timeline"])
+    advanced = sandbox.wait_deal(
+        deal["id"],
+        lambda d: d["stage"] == "ADVANCE_PAID" and any("оплачен" in e["text"] for e in d["timeline"]),
+    )
+    assert any("оплачен" in e["text"] and "Этап 1 из 2: Аванс 30%" in e["text"] for e in advanced["timeline"])
     assert sandbox.pay(second["payment_url"].rsplit("/", 1)[-1]).status_code == 200
-    done = sandbox.wait_deal(deal["id"], lambda d: d["stage"] == "PAID")
-    assert any("Этап 2 из 2" in e["text"] for e in done["timeline"])
+    done = sandbox.wait_deal(
+        deal["id"],
+        lambda d: d["stage"] == "PAID" and any("оплачен" in e["text"] and "Этап 2" in e["text"] for e in d["timeline"]),
+    )
+    assert done["stage"] == "PAID"
 
 
 def test_a_schedule_that_does_not_add_up_is_refused_and_writes_nothing(

@@ -232,7 +232,8 @@ def test_permanent_psp_refusal_fails_the_invoice_and_tells_the_manager(stack: An
     execution = wait_execution(stack, created["invoice_id"])
     assert execution["status"] == "SUCCEEDED"
     assert "MarkFailed" in stack.aws.entered_states(created["invoice_id"])
-    failed = sandbox.wait_deal(deal["id"], lambda d: d["stage"] == "FAILED")
+    # The outbox applies the stage, then the comment, then the notice: wait for all of them
+    failed = sandbox.wait_deal(deal["id"], lambda d: d["stage"] == "FAILED" and d["notifications"])
     assert "terminal is blocked" in failed["notifications"][-1]["text"]
     assert api.get(created["invoice_id"])["state"] == "failed"
 
