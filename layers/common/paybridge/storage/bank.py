@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from paybridge.domain.bank import Decision, StatementLine
-from paybridge.storage.dynamodb import GSI_BY_PAYMENT, _client, _s
+from paybridge.storage.dynamodb import GSI_BY_PAYMENT, TableStore, _s
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    pass
 
 LineState = Literal["pending", "applied"]
 
@@ -39,16 +39,7 @@ class BankCursor:
     polled_at: datetime
 
 
-class DynamoBankStore:
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None):
-        self._table, self._client = table_name, client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        if self._client is None:
-            self._client = _client()
-        return self._client
-
+class DynamoBankStore(TableStore):
     # -- lines -----------------------------------------------------------------------------------------------------
 
     @staticmethod

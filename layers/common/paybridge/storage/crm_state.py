@@ -19,7 +19,7 @@ from paybridge.adapters.crm.base import RateLimit
 from paybridge.adapters.crm.oauth import StoredTokens, TokenPair
 from paybridge.adapters.errors import CrmUnavailable
 from paybridge.domain.ratelimit import Bucket, take
-from paybridge.storage.dynamodb import _client, _n, _s
+from paybridge.storage.dynamodb import TableStore, _n, _s
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -41,23 +41,8 @@ def _bucket_key(account: str) -> dict[str, Any]:
     return {"pk": _s(f"RATE#{account}"), "sk": _s(BUCKET_SK)}
 
 
-class _Table:
-    def __init__(self, table_name: str, client: DynamoDBClient | None):
-        self._table = table_name
-        self._client = client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        if self._client is None:
-            self._client = _client()
-        return self._client
-
-
-class DynamoTokenStore(_Table):
+class DynamoTokenStore(TableStore):
     """`TokenStore` (paybridge.adapters.crm.oauth) on one item per account."""
-
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None):
-        super().__init__(table_name, client)
 
     def load(self, key: str) -> StoredTokens | None:
         response = self.client.get_item(TableName=self._table, Key=_tokens_key(key), ConsistentRead=True)
@@ -136,7 +121,7 @@ class DynamoTokenStore(_Table):
         return True
 
 
-class DynamoRateLimiter(_Table):
+class DynamoRateLimiter(TableStore):
     """A `Throttle` (paybridge.adapters.crm.base) shared by every consumer: one token bucket item per account.
 
     Each take reads the bucket, computes it (paybridge.domain.ratelimit) and writes it back conditional on what it

@@ -63,17 +63,24 @@ def _n(value: int) -> dict[str, str]:
     return {"N": str(value)}
 
 
-class DynamoInvoiceRepository:
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None, event_retention_days: int = 400):
+class TableStore:
+    """What every store on the single table shares: its name and a boto3 client made on first use."""
+
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None):
         self._table = table_name
         self._client = client
-        self._event_ttl = event_retention_days * 86400
 
     @property
     def client(self) -> DynamoDBClient:
         if self._client is None:
             self._client = _client()
         return self._client
+
+
+class DynamoInvoiceRepository(TableStore):
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None, event_retention_days: int = 400):
+        super().__init__(table_name, client)
+        self._event_ttl = event_retention_days * 86400
 
     # -- mapping -------------------------------------------------------------------------------------------------
 
@@ -300,20 +307,13 @@ class DynamoInvoiceRepository:
         return invoices
 
 
-class DynamoTenantDirectory:
+class DynamoTenantDirectory(TableStore):
     """Tenant configuration items in the table, cached for the life of the execution environment."""
 
     def __init__(self, table_name: str, client: DynamoDBClient | None = None, ttl_seconds: int = 60):
-        self._client = client
-        self._table = table_name
+        super().__init__(table_name, client)
         self._ttl = ttl_seconds
         self._cache: dict[str, tuple[float, TenantConfig]] = {}
-
-    @property
-    def client(self) -> DynamoDBClient:
-        if self._client is None:
-            self._client = _client()
-        return self._client
 
     def get(self, tenant_id: str) -> TenantConfig:
         cached = self._cache.get(tenant_id)

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from paybridge.storage.dynamodb import _client, _s, invoice_pk
+from paybridge.storage.dynamodb import TableStore, _s, invoice_pk
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    pass
 
 GSI_REMINDERS = "RemindersDue"
 REMIND_PK = "REMIND"
@@ -31,16 +31,7 @@ class ReminderItem:
     due_key: str | None  # the gsi4sk it is indexed under (None: nothing due)
 
 
-class DynamoReminderStore:
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None):
-        self._table, self._client = table_name, client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        if self._client is None:
-            self._client = _client()
-        return self._client
-
+class DynamoReminderStore(TableStore):
     @staticmethod
     def _key(tenant_id: str, invoice_id: str) -> dict[str, Any]:
         return {"pk": _s(invoice_pk(tenant_id, invoice_id)), "sk": _s("REMINDER")}

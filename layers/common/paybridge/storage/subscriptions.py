@@ -11,11 +11,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from paybridge.domain.subscriptions import Subscription
-from paybridge.storage.dynamodb import _client, _n, _s
+from paybridge.storage.dynamodb import TableStore, _n, _s
 from paybridge.storage.reminders import GSI_REMINDERS
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    pass
 
 SUB_DUE_PK = "SUBDUE"
 
@@ -24,16 +24,7 @@ class SubscriptionConflict(Exception):
     """Changed by someone else since it was read; read again."""
 
 
-class DynamoSubscriptionStore:
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None):
-        self._table, self._client = table_name, client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        if self._client is None:
-            self._client = _client()
-        return self._client
-
+class DynamoSubscriptionStore(TableStore):
     @staticmethod
     def _key(tenant_id: str, subscription_id: str) -> dict[str, Any]:
         return {"pk": _s(f"SUB#{tenant_id}#{subscription_id}"), "sk": _s("SUBSCRIPTION")}
