@@ -99,7 +99,9 @@ def run_demo(base_url: str, out: Callable[[str], None] = print, tenant: str = TE
     return summary
 
 
-def main(argv: list[str]) -> int:
+def run_on_local_stack(scenario: Callable[[str], dict[str, Any]], passed: Callable[[dict[str, Any]], bool]) -> int:
+    """Run a scripted scenario against the local stack (starting one in this process if nothing answers), print its
+    one-line JSON summary, and exit 0 when `passed(summary)`."""
     import os
 
     base_url = os.environ.get("PAYBRIDGE_URL") or f"http://127.0.0.1:{os.environ.get('PAYBRIDGE_PORT', '3000')}"
@@ -113,12 +115,16 @@ def main(argv: list[str]) -> int:
         stack = LocalStack(port=int(base_url.rsplit(":", 1)[-1])).start()
         base_url = stack.url
     try:
-        summary = run_demo(base_url)
+        summary = scenario(base_url)
     except DemoFailed as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
     finally:
         if stack is not None:
             stack.stop()
-    print(json.dumps(summary))
-    return 0 if summary["final_state"] == "paid" and summary["deal_stage"] == "PAID" else 1
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0 if passed(summary) else 1
+
+
+def main(argv: list[str]) -> int:
+    return run_on_local_stack(run_demo, lambda s: s["final_state"] == "paid" and s["deal_stage"] == "PAID")

@@ -5,8 +5,6 @@ transfer arrives again in an uploaded 1CClientBankExchange file and is counted o
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from datetime import datetime
 from typing import Any
@@ -14,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from devstack.demo import DemoFailed, wait_for
+from devstack.demo import DemoFailed, run_on_local_stack, wait_for
 
 TENANT = "bank-shop"
 API_KEY = "demo-api-key"
@@ -122,25 +120,4 @@ def _file(number: str, purpose: str, document: str) -> bytes:
 
 
 def main(argv: list[str]) -> int:
-    import os
-
-    from devstack.stack import LocalStack
-
-    base_url = os.environ.get("PAYBRIDGE_URL") or f"http://127.0.0.1:{os.environ.get('PAYBRIDGE_PORT', '3000')}"
-    stack = None
-    try:
-        httpx.get(f"{base_url}/health", timeout=1)
-    except httpx.HTTPError:
-        print(f"no local stack at {base_url}: starting one in this process")
-        stack = LocalStack(port=int(base_url.rsplit(":", 1)[-1])).start()
-        base_url = stack.url
-    try:
-        summary = run_bank_demo(base_url)
-    except DemoFailed as exc:
-        print(f"demo failed: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if stack is not None:
-            stack.stop()
-    print(json.dumps(summary, ensure_ascii=False))
-    return 0 if summary["deal_stage"] == "PAID" and summary["upload_duplicates"] == 1 else 1
+    return run_on_local_stack(run_bank_demo, lambda s: s["deal_stage"] == "PAID" and s["upload_duplicates"] == 1)
