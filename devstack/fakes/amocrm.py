@@ -225,94 +225,85 @@ class FakeAmoCrm(FakeApp):
 
     # -- writes ----------------------------------------------------------------------------------------------------
 
-    def on_patch_leads(self, request: Request) -> Response:
+    def _batch_write(
+        self,
+        request: Request,
+        errors_of: Callable[[Account, dict[str, Any]], list[dict[str, str]]],
+        write: Callable[[Account, int, dict[str, Any]], dict[str, Any]],
+        path: str,
+        key: str,
+    ) -> tuple[Account | None, Response]:
+        """A batch POST/PATCH as amoCRM takes it: auth and the account's limit, a JSON array, every bad item
+        answered (and nothing saved), else each item written under the lock, answered in order."""
         account = self._gate(request)
         if isinstance(account, Response):
-            return account
+            return None, account
         items = _body(request)
         problem = _batch_problem(items)
         if problem is not None:
-            return problem
+            return account, problem
         with self.lock:
-            errors = _validation(items, lambda item: self._lead_errors(account, item))
+            errors = _validation(items, lambda item: errors_of(account, item))
             if errors:
-                return _validation_failed(errors)
-            changed: list[tuple[dict[str, Any], int, int]] = []
-            now = int(self.clock())
-            answer = []
-            for index, item in enumerate(items):
-                lead = self.leads[item["id"]]
-                old = (lead["status_id"], lead["pipeline_id"])
-                if "pipeline_id" in item:
-                    lead["pipeline_id"] = item["pipeline_id"]
-                if "status_id" in item:
-                    lead["status_id"] = item["status_id"]
-                for value in item.get("custom_fields_values") or ():
-                    _set_field(lead, value["field_id"], value["values"])
-                lead["updated_at"] = now
-                if (lead["status_id"], lead["pipeline_id"]) != old:
-                    changed.append((lead, *old))
-                answer.append({"id": lead["id"], "updated_at": now, "request_id": str(item.get("request_id", index))})
-        if changed:
+                return account, _validation_failed(errors)
+            answer = [write(account, index, item) for index, item in enumerate(items)]
+        return account, json_response({"_links": self._links(path), "_embedded": {key: answer}})
+
+    def on_patch_leads(self, request: Request) -> Response:
+        changed: list[tuple[dict[str, Any], int, int]] = []
+        now = int(self.clock())
+
+        def write(_account: Account, index: int, item: dict[str, Any]) -> dict[str, Any]:
+            lead = self.leads[item["id"]]
+            old = (lead["status_id"], lead["pipeline_id"])
+            if "pipeline_id" in item:
+                lead["pipeline_id"] = item["pipeline_id"]
+            if "status_id" in item:
+                lead["status_id"] = item["status_id"]
+            for value in item.get("custom_fields_values") or ():
+                _set_field(lead, value["field_id"], value["values"])
+            lead["updated_at"] = now
+            if (lead["status_id"], lead["pipeline_id"]) != old:
+                changed.append((lead, *old))
+            return {"id": lead["id"], "updated_at": now, "request_id": str(item.get("request_id", index))}
+
+        account, response = self._batch_write(request, self._lead_errors, write, "/api/v4/leads", "leads")
+        if changed and account is not None:
             self._send_status_webhook(account, changed)
-        return json_response({"_links": self._links("/api/v4/leads"), "_embedded": {"leads": answer}})
+        return response
 
     def on_notes(self, request: Request) -> Response:
-        account = self._gate(request)
-        if isinstance(account, Response):
-            return account
-        items = _body(request)
-        problem = _batch_problem(items)
-        if problem is not None:
-            return problem
-        with self.lock:
-            errors = _validation(items, lambda item: self._note_errors(account, item))
-            if errors:
-                return _validation_failed(errors)
-            answer = []
-            for index, item in enumerate(items):
-                note = {
-                    "id": next(self._ids),
-                    "entity_id": item["entity_id"],
-                    "note_type": item["note_type"],
-                    "params": item["params"],
-                    "created_at": int(self.clock()),
-                    "account_id": account.account_id,
-                }
-                self.notes.append(note)
-                answer.append(
-                    {"id": note["id"], "entity_id": note["entity_id"], "request_id": str(item.get("request_id", index))}
-                )
-        return json_response({"_links": self._links("/api/v4/leads/notes"), "_embedded": {"notes": answer}})
+        def write(account: Account, index: int, item: dict[str, Any]) -> dict[str, Any]:
+            note = {
+                "id": next(self._ids),
+                "entity_id": item["entity_id"],
+                "note_type": item["note_type"],
+                "params": item["params"],
+                "created_at": int(self.clock()),
+                "account_id": account.account_id,
+            }
+            self.notes.append(note)
+            return {"id": note["id"], "entity_id": note["entity_id"], "request_id": str(item.get("request_id", index))}
+
+        return self._batch_write(request, self._note_errors, write, "/api/v4/leads/notes", "notes")[1]
 
     def on_tasks(self, request: Request) -> Response:
-        account = self._gate(request)
-        if isinstance(account, Response):
-            return account
-        items = _body(request)
-        problem = _batch_problem(items)
-        if problem is not None:
-            return problem
-        with self.lock:
-            errors = _validation(items, lambda item: self._task_errors(account, item))
-            if errors:
-                return _validation_failed(errors)
-            answer = []
-            for index, item in enumerate(items):
-                task = {
-                    "id": next(self._ids),
-                    "task_type_id": item["task_type_id"],
-                    "text": item["text"],
-                    "complete_till": item["complete_till"],
-                    "entity_id": item.get("entity_id"),
-                    "entity_type": item.get("entity_type"),
-                    "responsible_user_id": item.get("responsible_user_id"),
-                    "is_completed": False,
-                    "account_id": account.account_id,
-                }
-                self.tasks.append(task)
-                answer.append({"id": task["id"], "request_id": str(item.get("request_id", index))})
-        return json_response({"_links": self._links("/api/v4/tasks"), "_embedded": {"tasks": answer}})
+        def write(account: Account, index: int, item: dict[str, Any]) -> dict[str, Any]:
+            task = {
+                "id": next(self._ids),
+                "task_type_id": item["task_type_id"],
+                "text": item["text"],
+                "complete_till": item["complete_till"],
+                "entity_id": item.get("entity_id"),
+                "entity_type": item.get("entity_type"),
+                "responsible_user_id": item.get("responsible_user_id"),
+                "is_completed": False,
+                "account_id": account.account_id,
+            }
+            self.tasks.append(task)
+            return {"id": task["id"], "request_id": str(item.get("request_id", index))}
+
+        return self._batch_write(request, self._task_errors, write, "/api/v4/tasks", "tasks")[1]
 
     # -- validation (amoCRM answers every bad item of a batch, and saves nothing) ----------------------------------
 
