@@ -44,6 +44,21 @@ def function_arn(logical_id: str) -> str:
     return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{logical_id}"
 
 
+def _one_request_at_a_time(response_class: Any) -> None:
+    """Serialise a moto service's request handling with one lock (idempotent: patched once per process)."""
+    if getattr(response_class.call_action, "_paybridge_locked", False):
+        return
+    original = response_class.call_action
+    lock = threading.RLock()
+
+    def call_action(handler: Any) -> Any:
+        with lock:
+            return original(handler)
+
+    call_action._paybridge_locked = True  # type: ignore[attr-defined]
+    response_class.call_action = call_action
+
+
 class LocalAws:
     """Starts moto, creates the stack's resources, and runs handlers in this process."""
 
@@ -204,18 +219,7 @@ class LocalAws:
 
         sqs_models.unix_time_millis = unix_time_millis
         sqs_models.unix_time = unix_time
-
-        if getattr(SQSResponse.call_action, "_paybridge_locked", False):
-            return
-        original = SQSResponse.call_action
-        lock = threading.RLock()
-
-        def call_action(handler: Any) -> Any:
-            with lock:
-                return original(handler)
-
-        call_action._paybridge_locked = True  # type: ignore[attr-defined]
-        SQSResponse.call_action = call_action  # type: ignore[method-assign,assignment]
+        _one_request_at_a_time(SQSResponse)
 
     @staticmethod
     def _patch_dynamodb() -> None:
@@ -224,17 +228,7 @@ class LocalAws:
         concurrency tests exercise our conditional writes, not moto's dictionaries."""
         from moto.dynamodb.responses import DynamoHandler
 
-        if getattr(DynamoHandler.call_action, "_paybridge_locked", False):
-            return
-        original = DynamoHandler.call_action
-        lock = threading.RLock()
-
-        def call_action(handler: Any) -> Any:
-            with lock:
-                return original(handler)
-
-        call_action._paybridge_locked = True  # type: ignore[attr-defined]
-        DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+        _one_request_at_a_time(DynamoHandler)
 
     def _patch_lambda(self) -> None:
         from moto.awslambda_simple.models import LambdaSimpleBackend
