@@ -157,3 +157,13 @@ def unique() -> Callable[[str], str]:
 
 def payment_id_of(invoice: dict[str, Any]) -> str:
     return str(invoice["payment_url"]).rsplit("/", 1)[-1]
+
+
+class CountingThrottle:
+    """A CRM adapter's throttle that lets every request through and remembers each (account, limit) it was asked."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def __call__(self, account: str, limit: Any) -> None:
+        self.calls.append((account, limit))

@@ -18,6 +18,7 @@ from paybridge.adapters.crm.oauth import MemoryTokenStore, OAuthSession, TokenPa
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable, InvalidSignature, MalformedNotification
 from paybridge.domain.invoice import Customer
 from paybridge.tenants import AmoCrmSettings
+from tests.conftest import CountingThrottle
 
 BASE = "https://acme.amocrm.ru"
 TOKEN = "long-lived-token-abc123"
@@ -43,14 +44,6 @@ def settings(**overrides: Any) -> AmoCrmSettings:
         "invoice_number_field_id": NUMBER_FIELD,
     }
     return AmoCrmSettings.model_validate({**fields, **overrides})
-
-
-class CountingThrottle:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, RateLimit]] = []
-
-    def __call__(self, account: str, limit: RateLimit) -> None:
-        self.calls.append((account, limit))
 
 
 def adapter(throttle: Callable[[str, RateLimit], None] | None = None, **kwargs: Any) -> AmoCrm:

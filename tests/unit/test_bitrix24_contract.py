@@ -20,6 +20,7 @@ from paybridge.adapters.crm.oauth import MemoryTokenStore, OAuthSession, TokenPa
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable, InvalidSignature, MalformedNotification
 from paybridge.domain.invoice import Customer
 from paybridge.tenants import Bitrix24Settings
+from tests.conftest import CountingThrottle
 
 PORTAL = "acme.bitrix24.ru"
 HOOK = f"https://{PORTAL}/rest/1/abcdef123456/"
@@ -52,14 +53,6 @@ def settings(**overrides: Any) -> Bitrix24Settings:
 def oauth_settings(**overrides: Any) -> Bitrix24Settings:
     auth = {"kind": "oauth", "client_id": CLIENT_ID, "client_secret": {"value": CLIENT_SECRET}, "token_url": TOKEN_URL}
     return settings(auth=auth, **overrides)
-
-
-class CountingThrottle:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, RateLimit]] = []
-
-    def __call__(self, account: str, limit: RateLimit) -> None:
-        self.calls.append((account, limit))
 
 
 def adapter(throttle: Callable[[str, RateLimit], None] | None = None, **kwargs: Any) -> Bitrix24:
