@@ -12,9 +12,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from paybridge.adapters.errors import InvalidSignature
 from paybridge.handlers.models import BankReviewOut, BankSummaryOut
 from paybridge.handlers.problems import BadRequest, Unauthorized, register_problem_handlers
+from paybridge.handlers.webhooks import verified
 from paybridge.observability import logger, metrics, tracer
 from paybridge.wiring import get_banking
 
@@ -55,18 +55,13 @@ def _count(summary: Any) -> None:
     responses={400: {"description": "Not a valid 1CClientBankExchange file: the problem names the line"}},
 )
 def handle_upload(tenant: TenantPath, api_key: ApiKey = None) -> BankSummaryOut:
-    from paybridge.domain.statement_1c import parse_1c
-
     _authorized(tenant, api_key)
     data = _raw_body()
     if not data.strip():
         raise BadRequest("empty body: send the statement file as the request body")
     if len(data) > MAX_FILE_BYTES:
         raise BadRequest(f"a statement file may be at most {MAX_FILE_BYTES} bytes")
-    banking = get_banking()
-    bank = banking.services.tenants.get(tenant).bank
-    parsed = parse_1c(data, bank.accounts if bank else ())  # StatementFormatError: 400 with the line
-    summary = banking.reconcile_lines(tenant, parsed.lines)
+    summary, parsed = get_banking().upload(tenant, data)  # StatementFormatError: 400 with the line
     _count(summary)
     return BankSummaryOut.of(summary, documents=parsed.documents, skipped=parsed.skipped)
 
@@ -83,21 +78,9 @@ def handle_review(tenant: TenantPath, api_key: ApiKey = None) -> BankReviewOut:
     responses={200: {"description": "`OK`"}},
 )
 def handle_bank_webhook(tenant: TenantPath, token: WebhookToken = None) -> Response[str]:
-    import hmac
-
-    from paybridge.adapters.bank.tbank_business import parse_webhook
-    from paybridge.secrets import resolve_secret
-
-    banking = get_banking()
-    bank = banking.services.tenants.get(tenant).bank
-    source = bank.source if bank else None
-    expected = resolve_secret(source.webhook_token) if source and source.webhook_token else ""
-    if not expected or not hmac.compare_digest((token or "").encode(), expected.encode()):
-        metrics.add_metric(name="SignatureFailures", unit=MetricUnit.Count, value=1)
-        raise InvalidSignature("missing or wrong token in the webhook URL")
-    account, operation_id = parse_webhook(_raw_body())  # MalformedNotification: 400
-    logger.info("bank webhook: operation %s on %s", operation_id, account)
-    summary = banking.poll(tenant, datetime.now(UTC), force=True, only_account=account)
+    # `token` is declared for the OpenAPI document; `verified` reads it from the raw request and counts refusals
+    now = datetime.now(UTC)
+    summary = verified(app, lambda raw: get_banking().accept_webhook(tenant, raw.query.get("token"), raw.body, now))
     _count(summary)
     return Response(status_code=200, content_type="text/plain", body="OK")
 

@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
+from paybridge.adapters.errors import InvalidSignature
 from paybridge.domain.bank import BankNotConfigured, Decision, OpenInvoice, StatementLine
 from paybridge.domain.deal_sync import DealOp, DealUpdate
 from paybridge.domain.invoice import InvoiceState, MoneyReceived
 from paybridge.domain.money import format_money
-from paybridge.domain.reconcile import compile_patterns, find_numbers, reconcile
+from paybridge.domain.reconcile import compile_patterns, reconcile
+from paybridge.domain.statement_1c import ParsedStatement, parse_1c
 from paybridge.storage.bank import BankCursor, BankLineRecord
 from paybridge.storage.repository import DuplicateProviderEvent, ProviderEventRecord
 from paybridge.tenants import BankSettings, TenantConfig
@@ -139,7 +141,7 @@ class Banking:
             self.store.mark_applied(tenant_id, line.fingerprint)
             if final.needs_a_person:
                 summary.needs_a_person += 1
-                self._ask_a_person(tenant, line, final, patterns)
+                self._ask_a_person(tenant, line, final)
             else:
                 summary.applied += 1
         return summary
@@ -169,7 +171,7 @@ class Banking:
             if changed:
                 self.services.announce(saved, was_final, "money_received")
 
-    def _ask_a_person(self, tenant: TenantConfig, line: StatementLine, decision: Decision, patterns: object) -> None:
+    def _ask_a_person(self, tenant: TenantConfig, line: StatementLine, decision: Decision) -> None:
         """Tell the managers of the candidate invoices' deals (no candidate: the review list and the alarm)."""
         text = (
             f"PayBridge: банковский перевод {format_money(line.amount, line.currency)} от {line.payer_name or '—'}"
@@ -193,6 +195,30 @@ class Banking:
     def review(self, tenant_id: str) -> list[BankLineRecord]:
         self._bank(self.services.tenants.get(tenant_id))
         return self.store.lines_for_review(tenant_id)
+
+    def upload(self, tenant_id: str, data: bytes) -> tuple[ReconcileSummary, ParsedStatement]:
+        """A 1CClientBankExchange file: its incoming payments to the tenant's accounts, reconciled. A malformed file is
+        StatementFormatError (naming the line) before anything is written."""
+        bank = self._bank(self.services.tenants.get(tenant_id))
+        parsed = parse_1c(data, bank.accounts)
+        return self.reconcile_lines(tenant_id, parsed.lines), parsed
+
+    def accept_webhook(self, tenant_id: str, token: str | None, body: bytes, now: datetime) -> ReconcileSummary:
+        """The bank's operation webhook: our token in the URL checked (InvalidSignature otherwise), the body only a
+        hint of which account moved — that account's statement is read now."""
+        import hmac
+
+        from paybridge.adapters.bank.tbank_business import parse_webhook
+        from paybridge.secrets import resolve_secret
+
+        bank = self.services.tenants.get(tenant_id).bank
+        source = bank.source if bank else None
+        expected = resolve_secret(source.webhook_token) if source and source.webhook_token else ""
+        if not expected or not hmac.compare_digest((token or "").encode(), expected.encode()):
+            raise InvalidSignature("missing or wrong token in the webhook URL")
+        account, operation_id = parse_webhook(body)  # MalformedNotification: 400
+        logger.info("bank webhook: operation %s on %s", operation_id, account)
+        return self.poll(tenant_id, now, force=True, only_account=account)
 
     # -- polling ---------------------------------------------------------------------------------------------------
 
@@ -241,7 +267,3 @@ class Banking:
             except Exception:  # one tenant's bank being down must not stop the others
                 logger.exception("bank poll of %s failed", tenant_id)
         return done
-
-    def find_numbers(self, tenant_id: str, purpose: str) -> tuple[str, ...]:
-        tenant = self.services.tenants.get(tenant_id)
-        return find_numbers(purpose, compile_patterns(self._bank(tenant).invoice_patterns))

@@ -72,6 +72,7 @@ from paybridge.adapters.crm.base import (
     Throttle,
     UpdateOutcome,
     no_throttle,
+    read_one_by_one,
 )
 from paybridge.adapters.crm.oauth import TokenPair
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable, InvalidSignature, MalformedNotification
@@ -303,13 +304,7 @@ class AmoCrm:
 
     def get_deals(self, deal_ids: Sequence[str]) -> dict[str, Deal]:
         """amoCRM webhooks carry the status, so reads are rare here (robot-like triggers only): one lead at a time."""
-        deals: dict[str, Deal] = {}
-        for deal_id in deal_ids:
-            try:
-                deals[deal_id] = self.get_deal(deal_id)
-            except CrmRejected:
-                continue
-        return deals
+        return read_one_by_one(self.get_deal, deal_ids)
 
     def _get_deal(self, deal_id: str) -> Deal:
         lead_id = _lead_id(deal_id)

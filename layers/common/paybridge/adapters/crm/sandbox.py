@@ -28,6 +28,7 @@ from paybridge.adapters.crm.base import (
     Throttle,
     UpdateOutcome,
     no_throttle,
+    read_one_by_one,
 )
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable, InvalidSignature, MalformedNotification
 from paybridge.adapters.http import make_client, send
@@ -97,13 +98,7 @@ class SandboxCrm:
         )
 
     def get_deals(self, deal_ids: Sequence[str]) -> dict[str, Deal]:
-        deals = {}
-        for deal_id in deal_ids:  # no batch API: one request each
-            try:
-                deals[deal_id] = self.get_deal(deal_id)
-            except CrmRejected:
-                continue
-        return deals
+        return read_one_by_one(self.get_deal, deal_ids)  # no batch API: one request each
 
     def update_deal(self, deal_id: str, *, stage: str | None = None, payment_url: str | None = None) -> None:
         fields = {k: v for k, v in {"stage": stage, "payment_url": payment_url}.items() if v is not None}
