@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from paybridge.handlers.models import BankReviewOut, BankSummaryOut
 from paybridge.handlers.problems import BadRequest, Unauthorized, register_problem_handlers
-from paybridge.handlers.webhooks import verified
+from paybridge.handlers.webhooks import raw_body, verified
 from paybridge.observability import logger, metrics, tracer
 from paybridge.wiring import get_banking
 
@@ -32,17 +32,6 @@ def _authorized(tenant: str, api_key: str | None) -> None:
         raise Unauthorized("missing or wrong X-Api-Key for this tenant")
 
 
-def _raw_body() -> bytes:
-    """The file's own bytes: API Gateway base64-encodes binary bodies (send `Content-Type: application/octet-stream`:
-    a Windows-1251 or DOS file is not UTF-8 text)."""
-    import base64
-
-    event = app.current_event
-    if event.is_base64_encoded:
-        return base64.b64decode(event.get("body") or "")
-    return (event.get("body") or "").encode("utf-8")
-
-
 def _count(summary: Any) -> None:
     metrics.add_metric(name="BankLinesApplied", unit=MetricUnit.Count, value=summary.applied)
     if summary.needs_a_person:
@@ -56,7 +45,7 @@ def _count(summary: Any) -> None:
 )
 def handle_upload(tenant: TenantPath, api_key: ApiKey = None) -> BankSummaryOut:
     _authorized(tenant, api_key)
-    data = _raw_body()
+    data = raw_body(app)
     if not data.strip():
         raise BadRequest("empty body: send the statement file as the request body")
     if len(data) > MAX_FILE_BYTES:

@@ -24,11 +24,22 @@ class RawRequest:
     query: dict[str, str]  # the URL's query string (a CRM whose webhooks are unsigned carries our token there)
 
 
+def raw_body(app: APIGatewayHttpResolver) -> bytes:
+    """The request body's own bytes: API Gateway base64-encodes binary bodies (a Windows-1251 file is not UTF-8 text,
+    so it must not go through a text decode)."""
+    import base64
+
+    event = app.current_event
+    if event.is_base64_encoded:
+        return base64.b64decode(event.get("body") or "")
+    return (event.get("body") or "").encode("utf-8")
+
+
 def verified(app: APIGatewayHttpResolver, call: Callable[[RawRequest], T]) -> T:
     """Run `call(request)` on the raw request (API Gateway base64-encodes form bodies; decoded here). The source IP
     is API Gateway's own view of the caller (`requestContext.http.sourceIp`), not a header anyone can send."""
     event = app.current_event
-    body = event.decoded_body.encode() if event.decoded_body else b""
+    body = raw_body(app)
     headers = {k.lower(): v for k, v in (event.headers or {}).items()}
     source_ip = event.request_context.http.source_ip or None
     query = dict(event.query_string_parameters or {})
