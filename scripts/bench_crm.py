@@ -61,12 +61,11 @@ def say(started: float, text: str) -> None:
 def run(stack: Any, payments: int, timeout: float) -> dict[str, Any]:
     from paybridge.domain.invoice import MoneyReceived, NewInvoice, PaymentCreated, apply, new_invoice
     from paybridge.tenants import Bitrix24Settings
-    from paybridge.wiring import get_services
+    from paybridge.wiring import get_lifecycle_tasks, get_repo, get_tenants
 
     started = time.monotonic()
-    services = get_services()
-    repo: Any = services.repo
-    tenant = services.tenants.get(TENANT)
+    repo: Any = get_repo()
+    tenant = get_tenants().get(TENANT)
     assert isinstance(tenant.crm, Bitrix24Settings)
     portal = tenant.crm.portal
     fake = stack.fakes["bitrix24"]
@@ -92,8 +91,9 @@ def run(stack: Any, payments: int, timeout: float) -> dict[str, Any]:
 
     # They land at once: the lifecycle's PublishToDeal step for each (the outbox; delivery starts at once)
     landed = time.monotonic()
+    tasks = get_lifecycle_tasks()
     for _deal_id, invoice_id in invoices:
-        services.sync_deal(TENANT, invoice_id, "money_received")
+        tasks.sync_deal(TENANT, invoice_id, "money_received")
     say(started, f"{payments} deal updates on the outbox in {time.monotonic() - landed:.1f}s")
 
     def done() -> int:

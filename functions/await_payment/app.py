@@ -5,9 +5,9 @@ from __future__ import annotations
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from paybridge.handlers.lifecycle import AwaitInput
+from paybridge.app.lifecycle_contract import AwaitInput, AwaitOutput
 from paybridge.observability import logger, metrics, tracer
-from paybridge.wiring import get_services
+from paybridge.wiring import get_lifecycle_tasks
 
 
 @logger.inject_lambda_context(correlation_id_path="invoice_id")
@@ -15,5 +15,6 @@ from paybridge.wiring import get_services
 @tracer.capture_lambda_handler(capture_response=False)
 @event_parser(model=AwaitInput)
 def lambda_handler(event: AwaitInput, context: LambdaContext) -> dict[str, bool]:
-    resumed = get_services().await_payment(event.task_token, event.tenant_id, event.invoice_id, event.version_seen)
-    return {"resumed": resumed}
+    tasks = get_lifecycle_tasks()
+    resumed = tasks.await_payment(event.task_token, event.tenant_id, event.invoice_id, event.version_seen)
+    return AwaitOutput(resumed=resumed).model_dump()

@@ -12,11 +12,11 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from paybridge.handlers.models import BankReviewOut, BankSummaryOut
-from paybridge.handlers.problems import BadRequest, Unauthorized, register_problem_handlers
-from paybridge.handlers.webhooks import raw_body, verified
+from paybridge.http.models import BankReviewOut, BankSummaryOut
+from paybridge.http.problems import BadRequest, Unauthorized, register_problem_handlers
+from paybridge.http.webhooks import raw_body, verified
 from paybridge.observability import logger, metrics, tracer
-from paybridge.wiring import get_banking
+from paybridge.wiring import get_banking, get_tenants
 
 app = APIGatewayHttpResolver(enable_validation=True)
 register_problem_handlers(app)
@@ -28,7 +28,7 @@ MAX_FILE_BYTES = 5 * 1024 * 1024
 
 
 def _authorized(tenant: str, api_key: str | None) -> None:
-    if not get_banking().services.tenants.get(tenant).accepts_api_key(api_key):
+    if not get_tenants().get(tenant).accepts_api_key(api_key):
         raise Unauthorized("missing or wrong X-Api-Key for this tenant")
 
 

@@ -11,9 +11,9 @@ from aws_lambda_powertools.utilities.parser.models import SqsModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from paybridge.adapters.outbox import OutboxRecord
-from paybridge.handlers.outbox import process
+from paybridge.app.deal_delivery import process_batch
 from paybridge.observability import logger, metrics, tracer
-from paybridge.wiring import get_outbox, get_services
+from paybridge.wiring import get_deal_delivery, get_outbox
 
 
 @logger.inject_lambda_context
@@ -31,7 +31,7 @@ def lambda_handler(event: SqsModel, context: LambdaContext) -> dict[str, Any]:
         )
         for r in event.Records
     ]
-    result = process(records, get_services().deliver_outbox, get_outbox())
+    result = process_batch(records, get_deal_delivery().deliver, get_outbox())
     metrics.add_metric(name="CrmUpdatesDelivered", unit=MetricUnit.Count, value=result.delivered)
     if result.retry:
         metrics.add_metric(name="CrmDeliveryErrors", unit=MetricUnit.Count, value=len(result.retry))

@@ -10,10 +10,10 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from paybridge.handlers.problems import register_problem_handlers
-from paybridge.handlers.webhooks import verified
+from paybridge.http.problems import register_problem_handlers
+from paybridge.http.webhooks import verified
 from paybridge.observability import logger, metrics, tracer
-from paybridge.wiring import get_services
+from paybridge.wiring import get_issuing
 
 app = APIGatewayHttpResolver(enable_validation=True)
 register_problem_handlers(app)
@@ -33,7 +33,7 @@ CrmPath = Annotated[str, Path(pattern=r"^[a-z0-9_-]{2,20}$")]
     },
 )
 def handle_crm_webhook(tenant: TenantPath, crm: CrmPath) -> Response[dict[str, Any]]:
-    result = verified(app, lambda raw: get_services().issue_from_crm(tenant, crm, raw.headers, raw.body, raw.query))
+    result = verified(app, lambda raw: get_issuing().issue_from_crm(tenant, crm, raw.headers, raw.body, raw.query))
     if len(result.issued) == 1:
         logger.set_correlation_id(result.issued[0].invoice.invoice_id)
     created = sum(1 for r in result.issued if r.created)

@@ -8,17 +8,18 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from paybridge.handlers.lifecycle import LifecycleInput
+from paybridge.app.lifecycle_contract import LifecycleState
+from paybridge.domain.invoice import InvoiceState
 from paybridge.observability import logger, metrics, tracer
-from paybridge.wiring import get_services
+from paybridge.wiring import get_lifecycle_tasks
 
 
 @logger.inject_lambda_context(correlation_id_path="invoice_id")
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
-@event_parser(model=LifecycleInput)
-def lambda_handler(event: LifecycleInput, context: LambdaContext) -> dict[str, Any]:
-    document = get_services().expire_invoice(event.tenant_id, event.invoice_id)
-    if document["outcome"]["state"] == "expired":
+@event_parser(model=LifecycleState)
+def lambda_handler(event: LifecycleState, context: LambdaContext) -> dict[str, Any]:
+    state = get_lifecycle_tasks().expire_invoice(event.tenant_id, event.invoice_id)
+    if state.outcome is not None and state.outcome.state is InvoiceState.EXPIRED:
         metrics.add_metric(name="InvoicesExpired", unit=MetricUnit.Count, value=1)
-    return document
+    return state.document()

@@ -10,7 +10,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from paybridge.handlers.models import (
+from paybridge.http.models import (
     CancelBody,
     CreateInvoiceBody,
     InvoiceOut,
@@ -21,10 +21,10 @@ from paybridge.handlers.models import (
     SubscribeBody,
     SubscriptionOut,
 )
-from paybridge.handlers.problems import Unauthorized, register_problem_handlers
+from paybridge.http.problems import Unauthorized, register_problem_handlers
 from paybridge.observability import logger, metrics, tracer
-from paybridge.services import Services
-from paybridge.wiring import get_services
+from paybridge.tenants import TenantConfig
+from paybridge.wiring import get_invoices, get_issuing, get_refunds, get_tenants
 
 app = APIGatewayHttpResolver(enable_validation=True)
 register_problem_handlers(app)
@@ -42,18 +42,17 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _services(tenant: str, api_key: str | None) -> Services:
-    services = get_services()
-    if not services.tenants.get(tenant).accepts_api_key(api_key):
+def _authorized(tenant: str, api_key: str | None) -> TenantConfig:
+    config = get_tenants().get(tenant)
+    if not config.accepts_api_key(api_key):
         raise Unauthorized("missing or wrong X-Api-Key for this tenant")
-    return services
+    return config
 
 
 @app.post("/v1/<tenant>/invoices", summary="Issue an invoice (idempotent by deal + number)")
 def handle_create_invoice(tenant: TenantPath, body: CreateInvoiceBody, api_key: ApiKey = None) -> Response[InvoiceOut]:
-    services = _services(tenant, api_key)
-    request = body.to_domain(services.tenants.get(tenant).currency)
-    result = services.issue_invoice(tenant, request, lifetime_given=body.lifetime_seconds is not None)
+    request = body.to_domain(_authorized(tenant, api_key).currency)
+    result = get_issuing().issue_invoice(tenant, request, lifetime_given=body.lifetime_seconds is not None)
     logger.set_correlation_id(result.invoice.invoice_id)
     if result.created:
         metrics.add_metric(name="InvoicesIssued", unit=MetricUnit.Count, value=1)
@@ -74,9 +73,8 @@ DealPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="
 def handle_create_schedule(
     tenant: TenantPath, deal_id: DealPath, body: ScheduleBody, api_key: ApiKey = None
 ) -> Response[ScheduleOut]:
-    services = _services(tenant, api_key)
-    template = body.template(deal_id, services.tenants.get(tenant).currency)
-    results = services.issue_schedule(tenant, template, body.stages)
+    template = body.template(deal_id, _authorized(tenant, api_key).currency)
+    results = get_issuing().issue_schedule(tenant, template, body.stages)
     created = sum(1 for r in results if r.created)
     if created:
         metrics.add_metric(name="InvoicesIssued", unit=MetricUnit.Count, value=created)
@@ -94,7 +92,7 @@ SubscriptionPath = Annotated[str, Path(pattern=r"^sub_[a-z2-7]{26}$", descriptio
 def handle_subscribe(tenant: TenantPath, body: SubscribeBody, api_key: ApiKey = None) -> Response[SubscriptionOut]:
     from paybridge.wiring import get_subscriptions
 
-    _services(tenant, api_key)
+    _authorized(tenant, api_key)
     sub, first, created = get_subscriptions().subscribe(
         tenant, body.deal_id, body.plan, body.amount, body.period, body.customer, body.currency, body.description
     )
@@ -111,14 +109,15 @@ def handle_get_subscription(
 ) -> SubscriptionOut:
     from paybridge.wiring import get_subscriptions
 
-    _services(tenant, api_key)
+    _authorized(tenant, api_key)
     return SubscriptionOut.of(get_subscriptions().get(tenant, subscription_id))
 
 
 @app.get("/v1/<tenant>/invoices/<invoice_id>", summary="An invoice, its money facts and its history")
 def handle_get_invoice(tenant: TenantPath, invoice_id: InvoicePath, api_key: ApiKey = None) -> InvoiceOut:
     logger.set_correlation_id(invoice_id)
-    invoice, history = _services(tenant, api_key).get_invoice(tenant, invoice_id)
+    _authorized(tenant, api_key)
+    invoice, history = get_invoices().get_invoice(tenant, invoice_id)
     return InvoiceOut.of(invoice, history)
 
 
@@ -127,7 +126,8 @@ def handle_cancel_invoice(
     tenant: TenantPath, invoice_id: InvoicePath, body: CancelBody | None = None, api_key: ApiKey = None
 ) -> InvoiceOut:
     logger.set_correlation_id(invoice_id)
-    invoice = _services(tenant, api_key).cancel_invoice(tenant, invoice_id, body.reason if body else "")
+    _authorized(tenant, api_key)
+    invoice = get_invoices().cancel_invoice(tenant, invoice_id, body.reason if body else "")
     metrics.add_metric(name="InvoicesCancelled", unit=MetricUnit.Count, value=1)
     return InvoiceOut.of(invoice)
 
@@ -145,7 +145,8 @@ def handle_refund_invoice(
 ) -> Response[RefundOut]:
     logger.set_correlation_id(invoice_id)
     body = body or RefundBody()
-    result = _services(tenant, api_key).refund_invoice(
+    _authorized(tenant, api_key)
+    result = get_refunds().refund_invoice(
         tenant, invoice_id, idempotency_key, body.amount, body.reason, tuple(body.items)
     )
     if result.created:

@@ -10,10 +10,10 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from paybridge.handlers.problems import register_problem_handlers
-from paybridge.handlers.webhooks import verified
+from paybridge.http.problems import register_problem_handlers
+from paybridge.http.webhooks import verified
 from paybridge.observability import logger, metrics, tracer
-from paybridge.wiring import get_services
+from paybridge.wiring import get_payment_events
 
 app = APIGatewayHttpResolver(enable_validation=True)
 register_problem_handlers(app)
@@ -30,7 +30,9 @@ ProviderPath = Annotated[str, Path(pattern=r"^[a-z0-9_-]{2,20}$")]
 def handle_psp_notification(tenant: TenantPath, provider: ProviderPath) -> Response[str]:
     result = verified(
         app,
-        lambda raw: get_services().accept_psp_notification(tenant, provider, raw.headers, raw.body, raw.source_ip),
+        lambda raw: get_payment_events().accept_psp_notification(
+            tenant, provider, raw.headers, raw.body, raw.source_ip
+        ),
     )
     if result.invoice is not None:
         logger.set_correlation_id(result.invoice.invoice_id)

@@ -9,18 +9,18 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable
-from paybridge.handlers.lifecycle import LifecycleInput
+from paybridge.app.lifecycle_contract import LifecycleState
 from paybridge.observability import logger, metrics, tracer
-from paybridge.wiring import get_services
+from paybridge.wiring import get_lifecycle_tasks
 
 
 @logger.inject_lambda_context(correlation_id_path="invoice_id")
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
-@event_parser(model=LifecycleInput)
-def lambda_handler(event: LifecycleInput, context: LambdaContext) -> dict[str, Any]:
+@event_parser(model=LifecycleState)
+def lambda_handler(event: LifecycleState, context: LambdaContext) -> dict[str, Any]:
     try:
-        return get_services().sync_deal(event.tenant_id, event.invoice_id, event.last_event)
+        return get_lifecycle_tasks().sync_deal(event.tenant_id, event.invoice_id, event.last_event).document()
     except (CrmUnavailable, CrmRejected):
         metrics.add_metric(name="CrmDeliveryErrors", unit=MetricUnit.Count, value=1)
         raise

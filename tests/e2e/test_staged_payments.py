@@ -58,6 +58,6 @@ def test_a_schedule_that_does_not_add_up_is_refused_and_writes_nothing(
     answer = schedule(http, deal["id"], body)
     assert answer.status_code == 422 and answer.json()["type"].endswith("/schedule-invalid")
     from paybridge.domain.invoice import invoice_id_for
-    from paybridge.wiring import get_services
+    from paybridge.wiring import get_repo
 
-    assert get_services().repo.get("demo", invoice_id_for("demo", deal["id"], f"{number}/1")) is None
+    assert get_repo().get("demo", invoice_id_for("demo", deal["id"], f"{number}/1")) is None

@@ -70,7 +70,7 @@ def test_a_recorded_decision_is_applied_after_a_crash_even_if_the_matcher_would_
     )
     banking.store.record_line(TENANT, transfer, decision)
     banking._apply(
-        banking.services.tenants.get(TENANT),
+        banking.tenants.get(TENANT),
         transfer,
         decision.model_copy(update={"allocations": decision.allocations[:1]}),
     )

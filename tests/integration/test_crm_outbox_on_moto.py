@@ -10,7 +10,7 @@ from typing import Any
 
 import boto3
 
-from paybridge.adapters.outbox import SqsOutbox
+from paybridge.adapters.outbox import SqsCrmOutbox
 from paybridge.domain.deal_sync import DealOp, DealUpdate
 from scripts.redrive_crm_outbox import redrive
 from tests.conftest import load_event, poll
@@ -68,7 +68,7 @@ def test_a_refused_update_is_parked_then_redriven_back_to_the_outbox(stack: Any,
         event="money_received",
         ops=(DealOp(kind="set_stage", stage="WON"), DealOp(kind="comment", text="paid")),
     )
-    SqsOutbox(outbox, dlq).publish(update)
+    SqsCrmOutbox(outbox, dlq).publish(update)
 
     def mine() -> dict[str, Any]:
         return {"m": [m for m in dlq_messages(stack) if update.deal_id in m["Body"]]}

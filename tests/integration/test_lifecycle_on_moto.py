@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from paybridge.adapters.psp.sandbox import sign
-from paybridge.services import InvoiceNotFound
-from paybridge.wiring import get_services
+from paybridge.app.errors import InvoiceNotFound
+from paybridge.wiring import get_payment_events, get_repo, get_tenants
 from tests.conftest import PSP_SECRET, Api, Sandbox, load_event, payment_id_of
 
 
@@ -102,7 +102,7 @@ def test_bad_create_requests_get_problems_and_write_nothing(
     response = stack.aws.invoke("InvoicesApiFunction", event)
     assert response["statusCode"] == status, response
     assert json.loads(response["body"])["status"] == status
-    assert get_services().repo.get("demo", "inv_" + "a" * 26) is None
+    assert get_repo().get("demo", "inv_" + "a" * 26) is None
 
 
 def test_sample_refund_event_for_an_unknown_invoice_is_a_404_and_without_a_key_a_422(stack: Any) -> None:
@@ -189,11 +189,11 @@ def test_money_before_the_task_token_is_stored_still_ends_paid(stack: Any, sandb
     paid_before_token = {}
 
     def slow_await(event: dict[str, Any], context: Any) -> Any:
-        stored = get_services().repo.get("demo", event["invoice_id"])
+        stored = get_repo().get("demo", event["invoice_id"])
         assert stored is not None
         headers, body = signed_notification(stored.model_dump(), stored.amount)
         # When the money arrives before the token is stored
-        answer = get_services().accept_psp_notification("demo", "sandbox", headers, body)
+        answer = get_payment_events().accept_psp_notification("demo", "sandbox", headers, body)
         paid_before_token["state"] = answer.invoice.state.value if answer.invoice else None
         return original(event, context)
 
@@ -263,7 +263,7 @@ def test_crm_outage_is_absorbed_by_the_outbox_and_the_link_lands_once(stack: Any
 def test_concurrent_duplicates_and_distinct_parts_count_exactly(sandbox: Sandbox, api: Api) -> None:
     deal = sandbox.new_deal(amount=100_000)
     invoice = api.issue_awaiting(deal["id"], amount=100_000)
-    services = get_services()
+    services = get_payment_events()
     duplicate = signed_notification(invoice, 5_000)
     parts = [signed_notification(invoice, 5_000) for _ in range(19)]
     deliveries = [duplicate] * 30 + parts
@@ -301,7 +301,7 @@ def test_tenant_config_items_in_the_table_round_trip(stack: Any) -> None:
 
     # Given the shipped demo tenant stored as a table item (the deployed source of tenants)
     directory = DynamoTenantDirectory(stack.aws.table_name)
-    demo = get_services().tenants.get("demo")
+    demo = get_tenants().get("demo")
     directory.put(demo)
     # Then a fresh directory reads back the same, validated config, and an unknown tenant is a TenantNotFound
     assert DynamoTenantDirectory(stack.aws.table_name).get("demo") == demo

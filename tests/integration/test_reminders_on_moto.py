@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from paybridge.adapters.notify import SendFailed
-from paybridge.reminders import Reminders
+from paybridge.app.reminders import Reminders
 from paybridge.storage.reminders import DynamoReminderStore
 from paybridge.tenants import ReminderSettings, SandboxSenderSettings, SecretRef, TenantConfig
-from paybridge.wiring import get_services
+from paybridge.wiring import get_repo, get_tenants
 from tests.conftest import Api, Sandbox
 
 SETTINGS = ReminderSettings(
@@ -52,11 +52,10 @@ class Tenants:
 
 @pytest.fixture
 def setup(stack: Any, http: Any) -> tuple[Reminders, Recorder, Api, Sandbox, TenantConfig]:
-    services = get_services()
-    tenant = services.tenants.get("demo").model_copy(update={"reminders": SETTINGS})
+    tenant = get_tenants().get("demo").model_copy(update={"reminders": SETTINGS})
     recorder = Recorder()
     reminders = Reminders(
-        DynamoReminderStore(stack.aws.table_name), Tenants(tenant), services.repo, lambda _t, _c: recorder
+        DynamoReminderStore(stack.aws.table_name), Tenants(tenant), get_repo(), lambda _t, _c: recorder
     )
     return reminders, recorder, Api(http), Sandbox(http), tenant
 
@@ -65,7 +64,7 @@ def issue(setup: Any, published: datetime, **customer: str) -> dict[str, Any]:
     reminders, _, api, sandbox, tenant = setup
     deal = sandbox.new_deal(amount=50_000)
     invoice = api.issue_awaiting(deal["id"], amount=50_000, customer=customer or {"email": "c@example.com"})
-    stored = get_services().repo.get("demo", invoice["invoice_id"])
+    stored = get_repo().get("demo", invoice["invoice_id"])
     assert stored is not None
     # The shipped demo tenant plans its reminders when the link is published (now): re-plan at the test's clock
     store = reminders.store

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from paybridge.app.subscriptions import Subscriptions
 from paybridge.domain.invoice import Customer, invoice_id_for
 from paybridge.storage.subscriptions import DynamoSubscriptionStore
-from paybridge.subscriptions import Subscriptions
-from paybridge.wiring import get_services
+from paybridge.wiring import get_issuing, get_outbox, get_repo, get_tenants
 from tests.conftest import Api, Sandbox, poll
 
 
@@ -33,7 +33,10 @@ def clock() -> list[datetime]:
 def subs(stack: Any, clock: list[datetime]) -> tuple[Subscriptions, Recorder]:
     recorder = Recorder()
     store = DynamoSubscriptionStore(stack.aws.table_name)
-    return Subscriptions(get_services(), store, lambda _t, _c: recorder, lambda: clock[0]), recorder
+    subs = Subscriptions(
+        get_tenants(), get_repo(), get_issuing(), get_outbox(), store, lambda _t, _c: recorder, lambda: clock[0]
+    )
+    return subs, recorder
 
 
 def start(subs: Subscriptions, sandbox: Sandbox, api: Api, plan: str) -> tuple[Any, str]:

@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
+from paybridge.domain.errors import InvalidTransition
 from paybridge.domain.invoice import (
     FINAL_STATES,
     OPEN_STATES,
     Close,
     Closure,
     Customer,
-    InvalidTransition,
     Invoice,
     InvoiceState,
     MoneyReceived,

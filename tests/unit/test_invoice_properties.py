@@ -11,13 +11,12 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from paybridge.domain.errors import InvalidTransition, InvoiceConflict
 from paybridge.domain.invoice import (
     OPEN_STATES,
     Close,
     Closure,
-    InvalidTransition,
     Invoice,
-    InvoiceConflict,
     InvoiceEvent,
     InvoiceState,
     MoneyReceived,

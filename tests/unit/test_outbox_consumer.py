@@ -1,4 +1,4 @@
-"""The outbox consumer's rules (paybridge.handlers.outbox): order per deal, retries with backoff, parking, top-up."""
+"""The outbox consumer's rules (paybridge.app.deal_delivery): order per deal, retries with backoff, parking, top-up."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from paybridge.adapters.crm.base import UpdateOutcome
 from paybridge.adapters.outbox import OutboxRecord
+from paybridge.app.deal_delivery import process_batch, retry_delay
 from paybridge.domain.deal_sync import DealOp, DealUpdate
-from paybridge.handlers.outbox import process, retry_delay
 
 
 def update(deal: str, version: int = 1, tenant: str = "t1") -> DealUpdate:
@@ -59,7 +59,7 @@ def deliver_with(outcomes: dict[str, UpdateOutcome]):  # type: ignore[no-untyped
 
 def test_all_delivered_reports_nothing_to_retry() -> None:
     deliver, seen = deliver_with({})
-    result = process([record(1, update("a")), record(2, update("b"))], deliver, Control())
+    result = process_batch([record(1, update("a")), record(2, update("b"))], deliver, Control())
     assert result.retry == [] and result.delivered == 2 and len(seen) == 1
 
 
@@ -67,7 +67,7 @@ def test_a_transient_failure_holds_the_deals_later_updates_but_not_other_deals()
     a1, a2, b1 = update("a", 1), update("a", 2), update("b", 1)
     deliver, _ = deliver_with({a1.update_id: UpdateOutcome.retry("503")})
     control = Control()
-    result = process([record(1, a1, 3), record(2, a2), record(3, b1)], deliver, control)
+    result = process_batch([record(1, a1, 3), record(2, a2), record(3, b1)], deliver, control)
     assert result.retry == ["m1", "m2"] and result.delivered == 1
     assert set(control.delayed) == {"rh1", "rh2"}
     assert 16 <= control.delayed["rh1"] <= 24  # third attempt: 20 s ± 20 %
@@ -77,7 +77,7 @@ def test_a_permanent_failure_is_parked_and_does_not_hold_the_deal() -> None:
     a1, a2 = update("a", 1), update("a", 2)
     deliver, _ = deliver_with({a1.update_id: UpdateOutcome.park("deal not found")})
     control = Control()
-    result = process([record(1, a1), record(2, a2)], deliver, control)
+    result = process_batch([record(1, a1), record(2, a2)], deliver, control)
     assert result.retry == [] and result.parked == 1 and result.delivered == 1
     assert control.parked == [("t1:a", "deal not found")]
 
@@ -86,7 +86,7 @@ def test_a_body_that_is_not_an_update_is_parked_at_once() -> None:
     bad = OutboxRecord("m9", '{"hello": 1}', "t1:x", 1, "rh9")
     deliver, seen = deliver_with({})
     control = Control()
-    result = process([bad, record(1, update("a"))], deliver, control)
+    result = process_batch([bad, record(1, update("a"))], deliver, control)
     assert result.parked == 1 and result.retry == [] and control.parked[0][0] == "t1:x"
     assert len(seen[0]) == 1
 
@@ -97,7 +97,7 @@ def test_a_full_batch_is_topped_up_and_pulled_records_are_deleted_or_delayed_by_
     waiting = [record(100, failing, pulled=True), record(101, update("p2"), pulled=True)]
     deliver, seen = deliver_with({failing.update_id: UpdateOutcome.retry("timeout")})
     control = Control(waiting)
-    result = process(batch, deliver, control)
+    result = process_batch(batch, deliver, control)
     assert len(seen) == 1 and len(seen[0]) == 12  # one delivery, one CRM request's worth
     assert result.retry == []  # a pulled record is not the event source mapping's to retry
     assert control.delayed.keys() == {"rh100"} and control.deleted == ["rh101"]
@@ -106,7 +106,7 @@ def test_a_full_batch_is_topped_up_and_pulled_records_are_deleted_or_delayed_by_
 def test_a_partial_batch_is_not_topped_up() -> None:
     deliver, seen = deliver_with({})
     control = Control([record(100, update("p1"), pulled=True)])
-    process([record(1, update("a"))], deliver, control)
+    process_batch([record(1, update("a"))], deliver, control)
     assert len(seen[0]) == 1 and control.waiting
 
 
@@ -131,5 +131,5 @@ def test_checks_and_updates_share_the_batch_and_legacy_updates_without_kind_stil
         received.extend(messages)
         return [UpdateOutcome.done()] * len(messages)
 
-    result = process(records, deliver, Control())  # type: ignore[arg-type]
+    result = process_batch(records, deliver, Control())  # type: ignore[arg-type]
     assert result.delivered == 2 and [type(m).__name__ for m in received] == ["DealCheck", "DealUpdate"]

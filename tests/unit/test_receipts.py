@@ -7,17 +7,17 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
+from paybridge.domain.errors import ReceiptError
 from paybridge.domain.invoice import NewInvoice
 from paybridge.domain.receipt import (
     FiscalSettings,
-    ReceiptError,
     ReceiptItem,
     build_receipt,
     check_items_sum,
     items_total,
     refund_items,
 )
-from paybridge.handlers.models import CreateInvoiceBody, RefundBody
+from paybridge.http.models import CreateInvoiceBody, RefundBody
 
 SETTINGS = FiscalSettings(taxation="usn_income", default_vat="vat22", default_payment_object="service")
 CHAIR = ReceiptItem(name="Стул", price=250_000, quantity=Decimal(2), vat="vat22", payment_object="commodity")

@@ -1,4 +1,4 @@
-"""Services.refund_invoice with in-memory fakes: what each provider answer does to the invoice, retries with the
+"""Refunds.refund_invoice with in-memory fakes: what each provider answer does to the invoice, retries with the
 same key after an outage, receipts for refunds, and the publish of a refund once the lifecycle is over."""
 
 from __future__ import annotations
@@ -10,9 +10,12 @@ import pytest
 
 from paybridge.adapters.errors import ProviderRejected, ProviderUnavailable
 from paybridge.adapters.psp.base import RefundOrder, RefundResult
-from paybridge.domain.invoice import InvalidTransition, Invoice, InvoiceConflict, MoneyReceived, PaymentCreated
-from paybridge.domain.receipt import ReceiptError, ReceiptItem
-from paybridge.services import Services
+from paybridge.app.changes import InvoiceChanges
+from paybridge.app.issuing import Issuing
+from paybridge.app.refunds import Refunds
+from paybridge.domain.errors import InvalidTransition, InvoiceConflict, ReceiptError
+from paybridge.domain.invoice import Invoice, MoneyReceived, PaymentCreated
+from paybridge.domain.receipt import ReceiptItem
 from paybridge.tenants import parse_tenants
 from tests.unit.test_services_races import TENANT, MemoryRepo
 
@@ -80,15 +83,18 @@ class Setup:
         self.psp = ScriptedPsp()
         self.lifecycle = RecordingLifecycle()
         tenants = type("Tenants", (), {"get": lambda _self, _id: tenant})()
-        self.services = Services(
-            repo=self.repo,  # type: ignore[arg-type]
+        clock = lambda: datetime(2026, 1, 1, tzinfo=UTC)  # noqa: E731
+        self.changes = InvoiceChanges(self.repo, self.lifecycle, clock)  # type: ignore[arg-type]
+        self.issuing = Issuing(
             tenants=tenants,
+            repo=self.repo,  # type: ignore[arg-type]
             lifecycle=self.lifecycle,
             providers=lambda _tenant: self.psp,  # type: ignore[arg-type,return-value]
             crms=lambda _tenant: None,  # type: ignore[arg-type,return-value]
             outbox=None,  # type: ignore[arg-type]
-            clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
+            clock=clock,
         )
+        self.services = Refunds(tenants, self.changes, lambda _tenant: self.psp)  # type: ignore[arg-type,return-value]
 
     def paid_invoice(self, amount: int = 100_000, items: tuple[ReceiptItem, ...] = ()) -> Invoice:
         from paybridge.domain.invoice import NewInvoice
@@ -96,12 +102,12 @@ class Setup:
         request = NewInvoice(
             deal_id="7", number="7", amount=amount, lifetime_seconds=60, items=items, customer={"email": "a@b.ru"}
         )
-        invoice = self.services.issue_invoice("acme", request).invoice
+        invoice = self.issuing.issue_invoice("acme", request).invoice
         for event in (
             PaymentCreated(payment_id="pay-1", payment_url="http://psp/pay-1"),
             MoneyReceived(ref="op-1", amount=amount),
         ):
-            invoice = self.services.change("acme", invoice.invoice_id, event)[0].invoice
+            invoice = self.changes.apply("acme", invoice.invoice_id, event).invoice
         return invoice
 
     def invoice(self, invoice_id: str) -> Invoice:

@@ -1,16 +1,21 @@
-"""Services with in-memory fakes: the races the lifecycle must survive (no AWS, no HTTP)."""
+"""The application services with in-memory fakes: the races the lifecycle must survive (no AWS, no HTTP)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from paybridge.adapters.psp.base import CreatedPayment, PaymentRequest
+from paybridge.app.changes import InvoiceChanges
+from paybridge.app.invoices import Invoices
+from paybridge.app.issuing import Issuing
+from paybridge.app.lifecycle_tasks import LifecycleTasks
 from paybridge.domain.invoice import AuditEntry, Invoice, InvoiceState, NewInvoice
-from paybridge.services import Services
-from paybridge.storage.repository import ConcurrentModification, Saved
+from paybridge.storage.errors import ConcurrentModification
+from paybridge.storage.repository import Saved
 from paybridge.tenants import parse_tenants
 
 TENANT = parse_tenants(
@@ -74,7 +79,7 @@ class RacingPsp:
         self.cancelled: list[str] = []
 
     def create_payment(self, request: PaymentRequest) -> CreatedPayment:
-        self.services.cancel_invoice("acme", request.invoice_id, "client changed their mind")
+        self.services.invoices.cancel_invoice("acme", request.invoice_id, "client changed their mind")
         return CreatedPayment(payment_id="pay_1", payment_url="http://psp/pay/pay_1")
 
     def cancel_payment(self, payment_id: str) -> None:
@@ -89,16 +94,30 @@ class NoLifecycle:
         return True
 
 
+class NoReminders:
+    def link_published(self, tenant: Any, invoice: Invoice, at: datetime) -> None:
+        pass
+
+
+@dataclass
+class Services:
+    issuing: Issuing
+    invoices: Invoices
+    tasks: LifecycleTasks
+
+
 @pytest.fixture
 def services() -> Services:
+    repo: Any = MemoryRepo()
+    lifecycle, tenants = NoLifecycle(), Tenants()
+    clock = lambda: datetime(2026, 1, 1, tzinfo=UTC)  # noqa: E731
+    providers: Any = lambda tenant: psp  # noqa: E731
+    changes = InvoiceChanges(repo, lifecycle, clock)  # type: ignore[arg-type]
+    outbox: Any = None
     return Services(
-        repo=MemoryRepo(),  # type: ignore[arg-type]
-        tenants=Tenants(),
-        lifecycle=NoLifecycle(),
-        providers=lambda tenant: psp,  # type: ignore[arg-type,return-value]
-        crms=lambda tenant: None,  # type: ignore[arg-type,return-value]
-        outbox=None,  # type: ignore[arg-type]
-        clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
+        issuing=Issuing(tenants, repo, lifecycle, providers, lambda tenant: None, outbox, clock),  # type: ignore[arg-type,return-value]
+        invoices=Invoices(tenants, repo, changes, providers),
+        tasks=LifecycleTasks(tenants, repo, changes, lifecycle, providers, outbox, NoReminders(), clock=clock),  # type: ignore[arg-type]
     )
 
 
@@ -108,9 +127,11 @@ psp: Any = None
 def test_cancel_while_the_payment_is_being_created_withdraws_it_at_the_psp(services: Services) -> None:
     global psp
     psp = RacingPsp(services)
-    issued = services.issue_invoice("acme", NewInvoice(deal_id="7", number="7", amount=1000, lifetime_seconds=60))
+    issued = services.issuing.issue_invoice(
+        "acme", NewInvoice(deal_id="7", number="7", amount=1000, lifetime_seconds=60)
+    )
 
-    document = services.create_payment("acme", issued.invoice.invoice_id)
+    document = services.tasks.create_payment("acme", issued.invoice.invoice_id).document()
 
     # Then the lifecycle ends cancelled, and the payment created meanwhile is cancelled at the PSP
     assert document["outcome"]["state"] == "cancelled" and document["outcome"]["final"] is True
@@ -118,7 +139,9 @@ def test_cancel_while_the_payment_is_being_created_withdraws_it_at_the_psp(servi
 
 
 def test_mark_failed_after_a_cancel_keeps_the_cancel(services: Services) -> None:
-    issued = services.issue_invoice("acme", NewInvoice(deal_id="8", number="8", amount=1000, lifetime_seconds=60))
-    services.cancel_invoice("acme", issued.invoice.invoice_id)
-    document = services.mark_failed("acme", issued.invoice.invoice_id, "ProviderRejected")
+    issued = services.issuing.issue_invoice(
+        "acme", NewInvoice(deal_id="8", number="8", amount=1000, lifetime_seconds=60)
+    )
+    services.invoices.cancel_invoice("acme", issued.invoice.invoice_id)
+    document = services.tasks.mark_failed("acme", issued.invoice.invoice_id, "ProviderRejected").document()
     assert document["outcome"]["state"] == InvoiceState.CANCELLED.value

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from paybridge.domain.errors import ScheduleError
 from paybridge.domain.invoice import InvoiceState
-from paybridge.domain.staged import ScheduleError, StageSpec, deal_stage_kind, parts, split_amounts
+from paybridge.domain.staged import StageSpec, deal_stage_kind, parts, split_amounts
 
 
 def pct(*values: int) -> list[StageSpec]:

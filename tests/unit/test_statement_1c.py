@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from paybridge.domain.errors import StatementFormatError
 from paybridge.domain.money import to_decimal_string
-from paybridge.domain.statement_1c import ParsedStatement, StatementFormatError, parse_1c
+from paybridge.domain.statement_1c import ParsedStatement, parse_1c
 
 OURS = "40702810900000012345"
 OURS_2 = "40702810500000067890"

@@ -1,4 +1,6 @@
-"""Builds the services from configuration, once per execution environment. Adapters are chosen by tenant config."""
+"""The composition root: builds each application service from configuration, once per execution environment, with
+only the collaborators it uses. Adapters are chosen by tenant configuration. Each handler asks for the one service
+it calls; what a service does not need is never built (nor imported)."""
 
 from __future__ import annotations
 
@@ -9,12 +11,13 @@ from typing import TYPE_CHECKING
 from paybridge.adapters.crm.base import Crm, Throttle
 from paybridge.adapters.crm.oauth import OAuthSession, TokenPair
 from paybridge.adapters.lifecycle import StepFunctionsLifecycle
-from paybridge.adapters.outbox import SqsOutbox
+from paybridge.adapters.outbox import SqsCrmOutbox
 from paybridge.adapters.psp.base import PaymentProvider
+from paybridge.app.changes import InvoiceChanges
 from paybridge.secrets import resolve_secret
-from paybridge.services import Services
 from paybridge.settings import get_settings
 from paybridge.storage.dynamodb import DynamoInvoiceRepository, DynamoTenantDirectory
+from paybridge.storage.repository import InvoiceRepository
 from paybridge.tenants import (
     AmoCrmSettings,
     Bitrix24Settings,
@@ -36,9 +39,15 @@ from paybridge.tenants import (
 if TYPE_CHECKING:
     from paybridge.adapters.bank.base import BankSource
     from paybridge.adapters.notify import MessageSender
-    from paybridge.banking import Banking
-    from paybridge.reminders import Reminders
-    from paybridge.subscriptions import Subscriptions
+    from paybridge.app.banking import Banking
+    from paybridge.app.deal_delivery import DealDelivery
+    from paybridge.app.invoices import Invoices
+    from paybridge.app.issuing import Issuing
+    from paybridge.app.lifecycle_tasks import LifecycleTasks
+    from paybridge.app.payment_events import PaymentEvents
+    from paybridge.app.refunds import Refunds
+    from paybridge.app.reminders import Reminders
+    from paybridge.app.subscriptions import Subscriptions
 
 
 def make_provider(tenant: TenantConfig) -> PaymentProvider:
@@ -140,14 +149,6 @@ def make_bank_source(tenant: TenantConfig) -> BankSource:
     return TBankBusiness(bank.source, resolve_secret(bank.source.token))
 
 
-@lru_cache(maxsize=1)
-def get_banking() -> Banking:
-    from paybridge.banking import Banking
-    from paybridge.storage.bank import DynamoBankStore
-
-    return Banking(get_services(), DynamoBankStore(get_settings().table_name), make_bank_source)
-
-
 def make_sender(tenant: TenantConfig, channel: str) -> MessageSender:
     from paybridge.adapters.notify import SandboxSender, SesEmailSender
 
@@ -161,27 +162,6 @@ def make_sender(tenant: TenantConfig, channel: str) -> MessageSender:
 
 
 @lru_cache(maxsize=1)
-def get_reminders() -> Reminders:
-    from paybridge.reminders import Reminders
-    from paybridge.storage.reminders import DynamoReminderStore
-
-    services = get_services()
-    store = DynamoReminderStore(get_settings().table_name)
-    return Reminders(store, services.tenants, services.repo, make_sender)
-
-
-@lru_cache(maxsize=1)
-def get_subscriptions() -> Subscriptions:
-    from datetime import UTC, datetime
-
-    from paybridge.storage.subscriptions import DynamoSubscriptionStore
-    from paybridge.subscriptions import Subscriptions
-
-    store = DynamoSubscriptionStore(get_settings().table_name)
-    return Subscriptions(get_services(), store, make_sender, lambda: datetime.now(UTC))
-
-
-@lru_cache(maxsize=1)
 def get_throttle() -> Throttle:
     """Every CRM request of every function takes a token from the account's bucket in the table."""
     from paybridge.storage.crm_state import DynamoRateLimiter
@@ -190,9 +170,9 @@ def get_throttle() -> Throttle:
 
 
 @lru_cache(maxsize=1)
-def get_outbox() -> SqsOutbox:
+def get_outbox() -> SqsCrmOutbox:
     settings = get_settings()
-    return SqsOutbox(settings.crm_outbox_url, settings.crm_outbox_dlq_url)
+    return SqsCrmOutbox(settings.crm_outbox_url, settings.crm_outbox_dlq_url)
 
 
 def make_tenant_directory() -> TenantDirectory:
@@ -202,34 +182,136 @@ def make_tenant_directory() -> TenantDirectory:
     return DynamoTenantDirectory(settings.table_name)
 
 
+# -- shared collaborators ------------------------------------------------------------------------------------------
+
+
 @lru_cache(maxsize=1)
-def get_services() -> Services:
+def get_tenants() -> TenantDirectory:
+    return make_tenant_directory()
+
+
+@lru_cache(maxsize=1)
+def get_repo() -> InvoiceRepository:
     settings = get_settings()
-    return Services(
-        repo=DynamoInvoiceRepository(settings.table_name, event_retention_days=settings.event_retention_days),
-        tenants=make_tenant_directory(),
-        lifecycle=StepFunctionsLifecycle(settings.state_machine_arn),
+    return DynamoInvoiceRepository(settings.table_name, event_retention_days=settings.event_retention_days)
+
+
+@lru_cache(maxsize=1)
+def get_lifecycle() -> StepFunctionsLifecycle:
+    return StepFunctionsLifecycle(get_settings().state_machine_arn)
+
+
+@lru_cache(maxsize=1)
+def get_changes() -> InvoiceChanges:
+    return InvoiceChanges(get_repo(), get_lifecycle())
+
+
+# -- application services, one per job -----------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def get_issuing() -> Issuing:
+    from paybridge.app.issuing import Issuing
+
+    return Issuing(get_tenants(), get_repo(), get_lifecycle(), make_provider, make_crm, get_outbox())
+
+
+@lru_cache(maxsize=1)
+def get_invoices() -> Invoices:
+    from paybridge.app.invoices import Invoices
+
+    return Invoices(get_tenants(), get_repo(), get_changes(), make_provider)
+
+
+@lru_cache(maxsize=1)
+def get_payment_events() -> PaymentEvents:
+    from paybridge.app.payment_events import PaymentEvents
+
+    return PaymentEvents(get_tenants(), get_repo(), get_changes(), make_provider, get_subscriptions())
+
+
+@lru_cache(maxsize=1)
+def get_refunds() -> Refunds:
+    from paybridge.app.refunds import Refunds
+
+    return Refunds(get_tenants(), get_changes(), make_provider)
+
+
+@lru_cache(maxsize=1)
+def get_lifecycle_tasks() -> LifecycleTasks:
+    from paybridge.app.lifecycle_tasks import LifecycleTasks
+
+    return LifecycleTasks(
+        tenants=get_tenants(),
+        repo=get_repo(),
+        changes=get_changes(),
+        lifecycle=get_lifecycle(),
         providers=make_provider,
-        crms=make_crm,
         outbox=get_outbox(),
-        on_link_published=lambda tenant, invoice, now: get_reminders().plan(tenant, invoice, now),
-        on_method_saved=lambda tenant, invoice, method: get_subscriptions().method_saved(
-            tenant, invoice.number, str(invoice.subscription_id), method
-        ),
-        public_base_url=settings.public_base_url,
+        reminders=get_reminders(),
+        public_base_url=get_settings().public_base_url,
     )
+
+
+@lru_cache(maxsize=1)
+def get_deal_delivery() -> DealDelivery:
+    from paybridge.app.deal_delivery import DealDelivery
+
+    return DealDelivery(get_tenants(), make_crm, get_issuing())
+
+
+@lru_cache(maxsize=1)
+def get_banking() -> Banking:
+    from paybridge.app.banking import Banking
+    from paybridge.storage.bank import DynamoBankStore
+
+    store = DynamoBankStore(get_settings().table_name)
+    return Banking(get_tenants(), get_repo(), get_payment_events(), get_outbox(), store, make_bank_source)
+
+
+@lru_cache(maxsize=1)
+def get_reminders() -> Reminders:
+    from paybridge.app.reminders import Reminders
+    from paybridge.storage.reminders import DynamoReminderStore
+
+    store = DynamoReminderStore(get_settings().table_name)
+    return Reminders(store, get_tenants(), get_repo(), make_sender)
+
+
+@lru_cache(maxsize=1)
+def get_subscriptions() -> Subscriptions:
+    from paybridge.app.subscriptions import Subscriptions
+    from paybridge.storage.subscriptions import DynamoSubscriptionStore
+
+    store = DynamoSubscriptionStore(get_settings().table_name)
+    return Subscriptions(get_tenants(), get_repo(), get_issuing(), get_outbox(), store, make_sender)
+
+
+_CACHED = (
+    get_settings,
+    get_throttle,
+    get_outbox,
+    get_tenants,
+    get_repo,
+    get_lifecycle,
+    get_changes,
+    get_issuing,
+    get_invoices,
+    get_payment_events,
+    get_refunds,
+    get_lifecycle_tasks,
+    get_deal_delivery,
+    get_banking,
+    get_reminders,
+    get_subscriptions,
+)
 
 
 def reset() -> None:
     """Forget cached settings and services (tests, the local stack after a config change)."""
     from paybridge.tenants import load_file_directory as _loader
 
-    get_settings.cache_clear()
-    get_services.cache_clear()
-    get_throttle.cache_clear()
-    get_outbox.cache_clear()
-    get_banking.cache_clear()
-    get_reminders.cache_clear()
-    get_subscriptions.cache_clear()
+    for cached in _CACHED:
+        cached.cache_clear()
     _crms.clear()
     _loader.cache_clear()

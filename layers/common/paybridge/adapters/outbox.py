@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 
-class Outbox(Protocol):
+class CrmOutbox(Protocol):
+    """Where deal writes and deal reads wait for the CRM (the only "outbox" in PayBridge)."""
+
     def publish(self, message: DealUpdate | DealCheck) -> None: ...
 
 
@@ -50,7 +52,7 @@ def dedup_id(message: DealUpdate | DealCheck) -> str:
     return hashlib.sha256(message.update_id.encode()).hexdigest()
 
 
-class SqsOutbox:
+class SqsCrmOutbox:
     def __init__(self, queue_url: str, dead_letter_url: str = "", client: SQSClient | None = None):
         self._url, self._dlq, self._client = queue_url, dead_letter_url, client
 

@@ -17,11 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from paybridge.domain.money import Currency, PositiveMinorUnits
 
-
-class BankNotConfigured(Exception):
-    """The tenant has no bank settings, no statement source, or not this account: 404."""
-
-
 LineSource = Literal["tbank_api", "tbank_webhook", "1c_file", "sandbox"]
 Inn = str  # 10 digits (a company) or 12 (a person / sole trader); kept as given
 

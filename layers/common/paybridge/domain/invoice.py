@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from paybridge.domain.errors import InvalidTransition, InvoiceConflict
 from paybridge.domain.money import Currency, MinorUnits, PositiveMinorUnits, format_money
 from paybridge.domain.receipt import ReceiptItem, ReceiptItems, check_items_sum
 
@@ -51,18 +52,6 @@ OPEN_STATES = frozenset({InvoiceState.ISSUED, InvoiceState.AWAITING_PAYMENT, Inv
 FINAL_STATES = frozenset(set(InvoiceState) - OPEN_STATES)
 
 Flag = Literal["overpaid", "paid_after_close", "amount_mismatch"]
-
-
-class DomainError(Exception):
-    """Base of the errors the domain raises; handlers map them to answers by class, never by text."""
-
-
-class InvalidTransition(DomainError):
-    """The event is not allowed in the invoice's current state (HTTP 409)."""
-
-
-class InvoiceConflict(DomainError):
-    """The same tenant + deal + invoice number already names an invoice with other terms (HTTP 409)."""
 
 
 class Customer(BaseModel):

@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from paybridge.domain.errors import ReceiptError
+
 #: VAT rates. 22% and 22/122 are the general rates since 1 January 2026; 20% stays for earlier documents.
 VatRate = Literal[
     "none", "vat0", "vat5", "vat7", "vat10", "vat20", "vat22", "vat105", "vat107", "vat110", "vat120", "vat122"
@@ -39,10 +41,6 @@ PaymentObject = Literal[
 Quantity = Annotated[Decimal, Field(gt=0, le=Decimal("99999.999"), max_digits=8, decimal_places=3)]
 
 MAX_ITEMS = 100
-
-
-class ReceiptError(ValueError):
-    """The receipt data cannot make a valid 54-FZ receipt (HTTP 422 at the boundary)."""
 
 
 class ReceiptItem(BaseModel):

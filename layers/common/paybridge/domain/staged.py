@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from paybridge.domain.errors import ScheduleError
 from paybridge.domain.invoice import InvoicePart, InvoiceState
 from paybridge.domain.money import PositiveMinorUnits
 
@@ -24,10 +25,6 @@ class StageSpec(BaseModel):
         if (self.percent is None) == (self.amount is None):
             raise ValueError("give exactly one of 'percent' or 'amount'")
         return self
-
-
-class ScheduleError(ValueError):
-    """The stages do not make up the total: 422."""
 
 
 def split_amounts(total: int, stages: Sequence[StageSpec]) -> list[int]:

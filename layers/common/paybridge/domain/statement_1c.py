@@ -30,6 +30,7 @@ from datetime import date
 from pydantic import ValidationError
 
 from paybridge.domain.bank import StatementLine
+from paybridge.domain.errors import StatementFormatError
 from paybridge.domain.money import from_decimal_string
 
 MAGIC = "1CClientBankExchange"
@@ -48,14 +49,6 @@ _BALANCE_END = "КонецРасчСчет"
 _FILE_END = "КонецФайла"
 _HEADER_DATES = frozenset({"ДатаНачала", "ДатаКонца", "ДатаСоздания"})
 _DOCUMENT_DATES = ("Дата", "ДатаПоступило", "ДатаСписано")
-
-
-class StatementFormatError(ValueError):
-    """The file is not a well-formed 1CClientBankExchange statement; `line` is 1-based."""
-
-    def __init__(self, line: int, message: str) -> None:
-        super().__init__(f"line {line}: {message}")
-        self.line = line
 
 
 @dataclass(frozen=True)

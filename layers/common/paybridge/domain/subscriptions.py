@@ -21,11 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from paybridge.domain.invoice import Customer
 from paybridge.domain.money import Currency, PositiveMinorUnits
 
-
-class SubscriptionNotFound(Exception):
-    pass
-
-
 Period = Literal["week", "month", "year"]
 SubscriptionState = Literal["awaiting_first_payment", "active", "past_due", "blocked", "cancelled"]
 

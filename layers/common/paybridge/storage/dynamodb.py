@@ -20,12 +20,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from paybridge.domain.invoice import OPEN_STATES, AuditEntry, Invoice
-from paybridge.storage.repository import (
-    ConcurrentModification,
-    DuplicateProviderEvent,
-    ProviderEventRecord,
-    Saved,
-)
+from paybridge.storage.errors import ConcurrentModification, DuplicateProviderEvent
+from paybridge.storage.repository import ProviderEventRecord, Saved
 from paybridge.tenants import TenantConfig, TenantNotFound, parse_tenants
 
 if TYPE_CHECKING:

@@ -8,14 +8,6 @@ from typing import Protocol
 from paybridge.domain.invoice import AuditEntry, Invoice
 
 
-class ConcurrentModification(Exception):
-    """The invoice changed since it was read (version precondition failed): read again and re-apply."""
-
-
-class DuplicateProviderEvent(Exception):
-    """This provider event was recorded before: the delivery is a repeat."""
-
-
 @dataclass(frozen=True)
 class ProviderEventRecord:
     provider: str

@@ -12,16 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from paybridge.domain.subscriptions import Subscription
 from paybridge.storage.dynamodb import TableStore, _n, _s
+from paybridge.storage.errors import SubscriptionConflict
 from paybridge.storage.reminders import GSI_REMINDERS
 
 if TYPE_CHECKING:
     pass
 
 SUB_DUE_PK = "SUBDUE"
-
-
-class SubscriptionConflict(Exception):
-    """Changed by someone else since it was read; read again."""
 
 
 class DynamoSubscriptionStore(TableStore):

@@ -16,24 +16,28 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from paybridge.adapters.outbox import CrmOutbox
+from paybridge.app.changes import utc_now
+from paybridge.app.issuing import IssueResult, Issuing
 from paybridge.domain.deal_sync import DealOp, DealUpdate
+from paybridge.domain.errors import SubscriptionNotFound
 from paybridge.domain.invoice import Customer, InvoiceState, NewInvoice, invoice_id_for
 from paybridge.domain.money import format_money
 from paybridge.domain.subscriptions import (
     Period,
     Subscription,
-    SubscriptionNotFound,
     charge_failed,
     charged,
     first_paid,
     subscription_id_for,
 )
-from paybridge.storage.subscriptions import DynamoSubscriptionStore, SubscriptionConflict
-from paybridge.tenants import TenantConfig
+from paybridge.storage.errors import SubscriptionConflict
+from paybridge.storage.repository import InvoiceRepository
+from paybridge.storage.subscriptions import DynamoSubscriptionStore
+from paybridge.tenants import TenantConfig, TenantDirectory
 
 if TYPE_CHECKING:
     from paybridge.adapters.notify import MessageSender
-    from paybridge.services import IssueResult, Services
 
 logger = logging.getLogger(__name__)
 CHECK_AGAIN = timedelta(minutes=1)
@@ -41,10 +45,13 @@ CHECK_AGAIN = timedelta(minutes=1)
 
 @dataclass
 class Subscriptions:
-    services: Services
+    tenants: TenantDirectory
+    repo: InvoiceRepository
+    issuing: Issuing
+    outbox: CrmOutbox
     store: DynamoSubscriptionStore
     senders: Callable[[TenantConfig, str], MessageSender]
-    clock: Callable[[], datetime]
+    clock: Callable[[], datetime] = utc_now
 
     # -- start -----------------------------------------------------------------------------------------------------
 
@@ -59,7 +66,7 @@ class Subscriptions:
         currency: str | None = None,
         description: str = "",
     ) -> tuple[Subscription, IssueResult, bool]:
-        tenant = self.services.tenants.get(tenant_id)
+        tenant = self.tenants.get(tenant_id)
         now = self.clock()
         sub = Subscription(
             subscription_id=subscription_id_for(tenant_id, deal_id, plan),
@@ -88,7 +95,7 @@ class Subscriptions:
             subscription_id=sub.subscription_id,
             charge_method=method,
         )
-        return self.services.issue_invoice(tenant.tenant_id, request, lifetime_given=False)
+        return self.issuing.issue_invoice(tenant.tenant_id, request, lifetime_given=False)
 
     def get(self, tenant_id: str, subscription_id: str) -> Subscription:
         sub = self.store.get(tenant_id, subscription_id)
@@ -135,11 +142,11 @@ class Subscriptions:
         return base if sub.failed_attempts == 0 else f"{base}.{sub.failed_attempts}"
 
     def _step(self, sub: Subscription, now: datetime) -> str | None:
-        tenant = self.services.tenants.get(sub.tenant_id)
+        tenant = self.tenants.get(sub.tenant_id)
         if sub.next_charge_at is None or sub.method is None:
             return None
         attempt_id = invoice_id_for(sub.tenant_id, sub.deal_id, self._attempt_number(sub))
-        attempt = self.services.repo.get(sub.tenant_id, attempt_id)
+        attempt = self.repo.get(sub.tenant_id, attempt_id)
         if attempt is not None:  # a charge is under way: its outcome decides
             if attempt.state is InvoiceState.PAID:
                 self._save(tenant, sub, charged(sub))
@@ -187,7 +194,7 @@ class Subscriptions:
             f"не прошло после {sub.failed_attempts} попыток. Закройте доступ клиенту или свяжитесь с ним."
         )
         stage = tenant.stages.subscription_blocked or tenant.stages.failed
-        self.services.outbox.publish(
+        self.outbox.publish(
             DealUpdate(
                 tenant_id=sub.tenant_id,
                 deal_id=sub.deal_id,

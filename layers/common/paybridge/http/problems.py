@@ -17,29 +17,32 @@ from paybridge.adapters.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from paybridge.domain.bank import BankNotConfigured
-from paybridge.domain.invoice import InvalidTransition, InvoiceConflict
-from paybridge.domain.receipt import ReceiptError
-from paybridge.domain.staged import ScheduleError
-from paybridge.domain.statement_1c import StatementFormatError
-from paybridge.domain.subscriptions import SubscriptionNotFound
-from paybridge.services import (
+from paybridge.app.errors import (
     DealNotInvoiceable,
     InvoiceNotFound,
     LifetimeOutOfRange,
     RouteNotConfigured,
     UnknownPayment,
 )
-from paybridge.storage.repository import ConcurrentModification
+from paybridge.domain.errors import (
+    BankNotConfigured,
+    InvalidTransition,
+    InvoiceConflict,
+    ReceiptError,
+    ScheduleError,
+    StatementFormatError,
+    SubscriptionNotFound,
+)
+from paybridge.storage.errors import ConcurrentModification
 from paybridge.tenants import TenantNotFound
 
 
 class Unauthorized(Exception):
-    pass
+    """The HTTP layer's own: no or a wrong API key."""
 
 
 class BadRequest(Exception):
-    pass
+    """The HTTP layer's own: a body that cannot be read as asked (empty, too large)."""
 
 
 PROBLEMS: dict[type[Exception], tuple[int, str]] = {

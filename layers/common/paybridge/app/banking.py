@@ -14,6 +14,7 @@ where candidate invoices exist — their deals get a timeline entry and a notice
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,19 +22,22 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from paybridge.adapters.errors import InvalidSignature
-from paybridge.domain.bank import BankNotConfigured, Decision, OpenInvoice, StatementLine
+from paybridge.adapters.outbox import CrmOutbox
+from paybridge.app.payment_events import PaymentEvents
+from paybridge.domain.bank import Decision, OpenInvoice, StatementLine
 from paybridge.domain.deal_sync import DealOp, DealUpdate
+from paybridge.domain.errors import BankNotConfigured
 from paybridge.domain.invoice import InvoiceState, MoneyReceived
 from paybridge.domain.money import format_money
 from paybridge.domain.reconcile import compile_patterns, reconcile
 from paybridge.domain.statement_1c import ParsedStatement, parse_1c
 from paybridge.storage.bank import BankCursor, BankLineRecord
-from paybridge.storage.repository import DuplicateProviderEvent, ProviderEventRecord
-from paybridge.tenants import BankSettings, TenantConfig
+from paybridge.storage.errors import DuplicateProviderEvent
+from paybridge.storage.repository import InvoiceRepository, ProviderEventRecord
+from paybridge.tenants import BankSettings, TenantConfig, TenantDirectory
 
 if TYPE_CHECKING:
     from paybridge.adapters.bank.base import BankSource
-    from paybridge.services import Services
 
 logger = logging.getLogger(__name__)
 
@@ -81,13 +85,13 @@ class ReconcileSummary:
 class _RepoIndex:
     """The matcher's view of the tenant's invoices, read by number from the table (one query per number seen)."""
 
-    def __init__(self, services: Services, tenant_id: str):
-        self._services, self._tenant = services, tenant_id
+    def __init__(self, repo: InvoiceRepository, tenant_id: str):
+        self._repo, self._tenant = repo, tenant_id
         self._cache: dict[str, list[OpenInvoice]] = {}
 
     def by_number(self, number: str) -> list[OpenInvoice]:
         if number not in self._cache:
-            invoices = self._services.repo.find_by_number(self._tenant, number)
+            invoices = self._repo.find_by_number(self._tenant, number)
             self._cache[number] = [
                 OpenInvoice(
                     invoice_id=i.invoice_id,
@@ -104,7 +108,10 @@ class _RepoIndex:
 
 @dataclass
 class Banking:
-    services: Services
+    tenants: TenantDirectory
+    repo: InvoiceRepository
+    payments: PaymentEvents
+    outbox: CrmOutbox
     store: BankStore
     sources: Callable[[TenantConfig], BankSource]
 
@@ -116,7 +123,7 @@ class Banking:
     # -- reconcile -------------------------------------------------------------------------------------------------
 
     def reconcile_lines(self, tenant_id: str, lines: Sequence[StatementLine]) -> ReconcileSummary:
-        tenant = self.services.tenants.get(tenant_id)
+        tenant = self.tenants.get(tenant_id)
         bank = self._bank(tenant)
         summary = ReconcileSummary(lines=len(lines))
         ours = [line for line in lines if line.account in bank.accounts]
@@ -124,7 +131,7 @@ class Banking:
         patterns = compile_patterns(bank.invoice_patterns)
         known = {line.fingerprint: self.store.get_line(tenant_id, line.fingerprint) for line in ours}
         applied = {fp for fp, record in known.items() if record is not None and record.state == "applied"}
-        decisions = reconcile(ours, _RepoIndex(self.services, tenant_id), patterns, seen=applied)
+        decisions = reconcile(ours, _RepoIndex(self.repo, tenant_id), patterns, seen=applied)
         for line, decision in zip(ours, decisions, strict=True):
             if decision.kind == "duplicate":
                 summary.duplicates += 1
@@ -148,9 +155,6 @@ class Banking:
 
     def _apply(self, tenant: TenantConfig, line: StatementLine, decision: Decision) -> None:
         for allocation in decision.allocations:
-            invoice = self.services.repo.get(tenant.tenant_id, allocation.invoice_id)
-            if invoice is None:  # pragma: no cover - matched a moment ago; invoices are never deleted
-                continue
             event = MoneyReceived(ref=f"bank:{line.fingerprint}", amount=allocation.amount)
             record = ProviderEventRecord(
                 provider="bank",
@@ -159,17 +163,8 @@ class Banking:
                 invoice_id=allocation.invoice_id,
                 summary=f"{decision.kind} {allocation.amount}",
             )
-            was_final = invoice.state not in (
-                InvoiceState.ISSUED,
-                InvoiceState.AWAITING_PAYMENT,
-                InvoiceState.PARTIALLY_PAID,
-            )
-            try:
-                saved, changed = self.services.change(tenant.tenant_id, allocation.invoice_id, event, record)
-            except DuplicateProviderEvent:
-                continue  # applied by an earlier run of this line
-            if changed:
-                self.services.announce(saved, was_final, "money_received")
+            with contextlib.suppress(DuplicateProviderEvent):  # applied by an earlier run of this line
+                self.payments.apply_money(tenant.tenant_id, allocation.invoice_id, event, record)
 
     def _ask_a_person(self, tenant: TenantConfig, line: StatementLine, decision: Decision) -> None:
         """Tell the managers of the candidate invoices' deals (no candidate: the review list and the alarm)."""
@@ -179,8 +174,8 @@ class Banking:
             f" Назначение: «{line.purpose[:300]}». Проверьте и разнесите вручную."
         )
         for number in decision.numbers_found:
-            for invoice in self.services.repo.find_by_number(tenant.tenant_id, number):
-                self.services.outbox.publish(
+            for invoice in self.repo.find_by_number(tenant.tenant_id, number):
+                self.outbox.publish(
                     DealUpdate(
                         tenant_id=tenant.tenant_id,
                         deal_id=invoice.deal_id,
@@ -193,13 +188,13 @@ class Banking:
         logger.warning("bank line %s needs a person: %s", line.fingerprint, decision.reason)
 
     def review(self, tenant_id: str) -> list[BankLineRecord]:
-        self._bank(self.services.tenants.get(tenant_id))
+        self._bank(self.tenants.get(tenant_id))
         return self.store.lines_for_review(tenant_id)
 
     def upload(self, tenant_id: str, data: bytes) -> tuple[ReconcileSummary, ParsedStatement]:
         """A 1CClientBankExchange file: its incoming payments to the tenant's accounts, reconciled. A malformed file is
         StatementFormatError (naming the line) before anything is written."""
-        bank = self._bank(self.services.tenants.get(tenant_id))
+        bank = self._bank(self.tenants.get(tenant_id))
         parsed = parse_1c(data, bank.accounts)
         return self.reconcile_lines(tenant_id, parsed.lines), parsed
 
@@ -211,7 +206,7 @@ class Banking:
         from paybridge.adapters.bank.tbank_business import parse_webhook
         from paybridge.secrets import resolve_secret
 
-        bank = self.services.tenants.get(tenant_id).bank
+        bank = self.tenants.get(tenant_id).bank
         source = bank.source if bank else None
         expected = resolve_secret(source.webhook_token) if source and source.webhook_token else ""
         if not expected or not hmac.compare_digest((token or "").encode(), expected.encode()):
@@ -227,7 +222,7 @@ class Banking:
     ) -> ReconcileSummary:
         """Read what is new on each of the tenant's accounts (resuming a window's pages where the last run
         stopped) and reconcile it. Without `force`, an account polled less than `poll_every_minutes` ago waits."""
-        tenant = self.services.tenants.get(tenant_id)
+        tenant = self.tenants.get(tenant_id)
         bank = self._bank(tenant)
         if bank.source is None:
             raise BankNotConfigured(f"tenant {tenant_id} has no statement source")
@@ -258,8 +253,8 @@ class Banking:
     def poll_due(self, now: datetime) -> dict[str, ReconcileSummary]:
         """The schedule: every tenant with a statement source whose interval has passed."""
         done: dict[str, ReconcileSummary] = {}
-        for tenant_id in self.services.tenants.tenant_ids():
-            tenant = self.services.tenants.get(tenant_id)
+        for tenant_id in self.tenants.tenant_ids():
+            tenant = self.tenants.get(tenant_id)
             if tenant.bank is None or tenant.bank.source is None:
                 continue
             try:

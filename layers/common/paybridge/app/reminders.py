@@ -63,8 +63,12 @@ class Reminders:
     invoices: InvoiceReader
     senders: Callable[[TenantConfig, ReminderChannel], MessageSender]
 
+    def link_published(self, tenant: TenantConfig, invoice: Invoice, at: datetime) -> None:
+        """The lifecycle published the invoice's link: plan its reminders."""
+        self.plan(tenant, invoice, at)
+
     def plan(self, tenant: TenantConfig, invoice: Invoice, now: datetime) -> None:
-        """The link is published: index the invoice under its first reminder (if the tenant sends any)."""
+        """Index the invoice under its first reminder (if the tenant sends any)."""
         if tenant.reminders is None:
             return
         reminders = _schedule(tenant.reminders, invoice, now)

@@ -1,0 +1,92 @@
+"""The one place a change to an invoice is applied: read, apply the domain event, write conditionally (with its
+audit entry and the provider event record, in one transaction), and announce it to the invoice's lifecycle.
+
+Every path that changes an invoice — a PSP notification, a bank line, a refund, a cancel, a lifecycle task — goes
+through `InvoiceChanges.apply`, so a change is audited and announced the same way whoever made it."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from paybridge.adapters.lifecycle import LifecycleEngine
+from paybridge.app.errors import InvoiceNotFound
+from paybridge.app.lifecycle_contract import LifecycleState
+from paybridge.domain.invoice import FINAL_STATES, Invoice, InvoiceEvent, apply
+from paybridge.storage.errors import ConcurrentModification
+from paybridge.storage.repository import InvoiceRepository, ProviderEventRecord, Saved
+
+MAX_WRITE_ATTEMPTS = 25
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Change:
+    saved: Saved
+    changed: bool
+    #: The invoice's lifecycle was over before this change (a refund of a paid invoice, money after expiry).
+    was_final: bool
+
+    @property
+    def invoice(self) -> Invoice:
+        return self.saved.invoice
+
+
+@dataclass
+class InvoiceChanges:
+    repo: InvoiceRepository
+    lifecycle: LifecycleEngine
+    clock: Callable[[], datetime] = utc_now
+
+    def get(self, tenant_id: str, invoice_id: str) -> Invoice:
+        invoice = self.repo.get(tenant_id, invoice_id)
+        if invoice is None:
+            raise InvoiceNotFound(invoice_id)
+        return invoice
+
+    def apply(
+        self,
+        tenant_id: str,
+        invoice_id: str,
+        event: InvoiceEvent,
+        provider_event: ProviderEventRecord | None = None,
+        announce: str | None = None,
+    ) -> Change:
+        """Apply `event` with optimistic concurrency (read, apply, conditional write; again on a lost race). With
+        `announce`, a change is told to the lifecycle under that name at once (see `announce`); lifecycle tasks, which
+        return the new state to the state machine themselves, announce nothing."""
+        for attempt in range(MAX_WRITE_ATTEMPTS):
+            current = self.get(tenant_id, invoice_id)
+            was_final = current.state in FINAL_STATES
+            result = apply(current, event, self.clock())
+            if not result.changed:
+                if provider_event is not None:
+                    self.repo.record_provider_event(provider_event)  # DuplicateProviderEvent: a repeat
+                return Change(Saved(invoice=current, task_token=None), changed=False, was_final=was_final)
+            try:
+                saved = self.repo.save(result.invoice, current.version, result.audit, provider_event)
+            except ConcurrentModification:
+                time.sleep(random.uniform(0, 0.01 * (attempt + 1)))  # noqa: S311 - jitter, not crypto
+                continue
+            change = Change(saved, changed=True, was_final=was_final)
+            if announce is not None:
+                self.announce(change, announce)
+            return change
+        raise ConcurrentModification(invoice_id)
+
+    def announce(self, change: Change, event: str) -> None:
+        """Tell the lifecycle about a change (called by `apply`, or later by a caller with work to do first, e.g. a
+        cancel at the PSP). The waiting execution resumes with the new state; when the lifecycle is already over, a
+        short execution publishes the change to the deal (named by the version, so it runs once)."""
+        invoice = change.invoice
+        state = LifecycleState.of(invoice, self.clock(), event).document()
+        if change.saved.task_token and self.lifecycle.resume(change.saved.task_token, state):
+            return
+        if change.was_final:  # the stored token (if any) belonged to a wait that is over
+            self.lifecycle.publish(state, f"{invoice.invoice_id}-v{invoice.version}")

@@ -1,0 +1,26 @@
+"""The application layer's errors (the domain's are in `domain/errors.py`, the adapters' in `adapters/errors.py`,
+storage's in `storage/errors.py`); each is mapped to an HTTP problem in `http/problems.py`."""
+
+from __future__ import annotations
+
+from paybridge.domain.errors import DomainError
+
+
+class InvoiceNotFound(DomainError):
+    pass
+
+
+class RouteNotConfigured(DomainError):
+    """The tenant does not use the provider, CRM or bank source named in the URL."""
+
+
+class UnknownPayment(DomainError):
+    """A verified notification for a payment we do not know (yet): the provider should retry."""
+
+
+class DealNotInvoiceable(DomainError):
+    """The CRM deal lacks what an invoice needs (an amount)."""
+
+
+class LifetimeOutOfRange(DomainError):
+    """The link lifetime is outside what the tenant's provider accepts (T-Bank ≥ 1 min, Stripe 30 min … 24 h)."""

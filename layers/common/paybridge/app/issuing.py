@@ -1,0 +1,143 @@
+"""Issuing invoices: from the API, from a CRM deal (its webhook, robot or a batched deal check), and staged payments
+(one invoice per stage). Idempotent: the invoice id comes from tenant + deal + number, the lifecycle execution is
+named by it."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from paybridge.adapters.crm.base import Crm, Deal
+from paybridge.adapters.lifecycle import LifecycleEngine
+from paybridge.adapters.outbox import CrmOutbox
+from paybridge.adapters.psp.base import PaymentProvider
+from paybridge.app.changes import utc_now
+from paybridge.app.errors import DealNotInvoiceable, LifetimeOutOfRange, RouteNotConfigured
+from paybridge.app.receipts import receipt_for
+from paybridge.domain.deal_sync import DealCheck
+from paybridge.domain.errors import InvoiceConflict
+from paybridge.domain.invoice import AuditEntry, Invoice, InvoiceState, NewInvoice, new_invoice, same_terms
+from paybridge.domain.staged import StageSpec, part_number, parts, split_amounts
+from paybridge.storage.repository import InvoiceRepository
+from paybridge.tenants import TenantConfig, TenantDirectory
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IssueResult:
+    invoice: Invoice
+    created: bool
+
+
+@dataclass(frozen=True)
+class CrmIssueResult:
+    """What an inbound CRM call led to: the invoices it issued, the deals queued to be read (checks), and what it
+    asked nothing of us for."""
+
+    issued: tuple[IssueResult, ...]
+    ignored: tuple[str, ...]
+    checks: int = 0
+
+
+@dataclass
+class Issuing:
+    tenants: TenantDirectory
+    repo: InvoiceRepository
+    lifecycle: LifecycleEngine
+    providers: Callable[[TenantConfig], PaymentProvider]
+    crms: Callable[[TenantConfig], Crm]
+    outbox: CrmOutbox
+    clock: Callable[[], datetime] = utc_now
+
+    def issue_invoice(self, tenant_id: str, request: NewInvoice, lifetime_given: bool = True) -> IssueResult:
+        tenant = self.tenants.get(tenant_id)
+        if not lifetime_given:
+            request = request.model_copy(update={"lifetime_seconds": tenant.link_lifetime_seconds})
+        provider = self.providers(tenant)
+        low, high = provider.min_lifetime_seconds, provider.max_lifetime_seconds
+        if not low <= request.lifetime_seconds <= high:
+            raise LifetimeOutOfRange(
+                f"{provider.name} accepts a link lifetime of {low} to {high} s, not {request.lifetime_seconds} s"
+            )
+        now = self.clock()
+        invoice = new_invoice(tenant_id, request, provider.name, now)
+        receipt_for(tenant, invoice, invoice.amount, invoice.items, invoice.description)  # ReceiptError: 422
+        audit = AuditEntry(
+            at=now,
+            event="issued",
+            from_state=InvoiceState.ISSUED,
+            to_state=InvoiceState.ISSUED,
+            amount=invoice.amount,
+            detail=f"deal {invoice.deal_id}, number {invoice.number}",
+        )
+        stored, created = self.repo.create(invoice, audit)
+        if not created and not same_terms(stored, request):
+            raise InvoiceConflict(
+                f"invoice {stored.number} of deal {stored.deal_id} was issued for {stored.describe_amount()}"
+                " with other terms; use another invoice number"
+            )
+        self.lifecycle.start(tenant_id, stored.invoice_id)  # idempotent: also repairs a crash between the two
+        return IssueResult(invoice=stored, created=created)
+
+    def issue_from_crm(
+        self,
+        tenant_id: str,
+        crm_name: str,
+        headers: dict[str, str],
+        body: bytes,
+        query: dict[str, str] | None = None,
+        request_id: str = "",
+    ) -> CrmIssueResult:
+        """An inbound CRM call. A call that names the deal and asks for an invoice (a robot, a status webhook that
+        carries the status) issues it now; one that carries only the deal id (Bitrix24's ONCRMDEALUPDATE — raised by
+        our own writes too) becomes a `DealCheck` on the outbox, read in a batch with others."""
+        tenant = self.tenants.get(tenant_id)
+        if tenant.crm.kind != crm_name:
+            raise RouteNotConfigured(f"tenant {tenant_id} does not use the CRM {crm_name!r}")
+        crm = self.crms(tenant)
+        webhook = crm.parse_webhook(headers, body, query or {})  # InvalidSignature / MalformedNotification
+        for reason in webhook.ignored:
+            logger.info("crm webhook: %s", reason)
+        issued: list[IssueResult] = []
+        checks = 0
+        for n, command in enumerate(webhook.commands):
+            if command.when_stage is not None:
+                check_id = f"{request_id or uuid.uuid4().hex}:{n}"
+                self.outbox.publish(
+                    DealCheck(
+                        tenant_id=tenant_id, deal_id=command.deal_id, when_stage=command.when_stage, check_id=check_id
+                    )
+                )
+                checks += 1
+                continue
+            issued.append(self.issue_for_deal(tenant, crm.get_deal(command.deal_id), command.number))
+        return CrmIssueResult(issued=tuple(issued), ignored=webhook.ignored, checks=checks)
+
+    def issue_for_deal(self, tenant: TenantConfig, deal: Deal, number: str | None = None) -> IssueResult:
+        if not deal.amount or deal.amount <= 0:
+            raise DealNotInvoiceable(f"deal {deal.deal_id} has no amount to invoice")
+        request = NewInvoice(
+            deal_id=deal.deal_id,
+            number=number or deal.invoice_number or deal.deal_id,
+            amount=deal.amount,
+            currency=deal.currency or tenant.currency,
+            description=deal.title[:250],
+            customer=deal.customer,
+        )
+        return self.issue_invoice(tenant.tenant_id, request, lifetime_given=False)
+
+    def issue_schedule(self, tenant_id: str, template: NewInvoice, stages: Sequence[StageSpec]) -> list[IssueResult]:
+        """One deal paid in stages: an invoice per stage (`<number>/<k>`), each with its own lifecycle. Idempotent
+        like a single invoice (the same schedule again returns the same invoices)."""
+        amounts = split_amounts(template.amount, stages)  # ScheduleError: 422
+        results = []
+        for part, amount in zip(parts(template.number, stages), amounts, strict=True):
+            request = template.model_copy(
+                update={"number": part_number(template.number, part.index), "amount": amount, "part": part, "items": ()}
+            )
+            results.append(self.issue_invoice(tenant_id, NewInvoice.model_validate(request.model_dump())))
+        return results

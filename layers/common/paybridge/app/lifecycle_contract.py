@@ -1,0 +1,95 @@
+"""The contract between the payment lifecycle (statemachine/payment_lifecycle.asl.json) and its task functions.
+
+Every task's input and output is one of these models; the ASL reads only fields they define (a test parses the ASL
+and fails on any path these models do not have). The execution's state is a `LifecycleState`:
+
+- `Start` reads `$.outcome` (present: a publish-only execution);
+- `CreatePayment`, `MarkFailed` and `ExpireInvoice` take the state and return a new one (`OutputPath: $.Payload`);
+- a failed `CreatePayment` adds `$.error` (ResultPath), a failed `PublishToDeal` adds `$.crm_error`;
+- `IsFinal` reads `$.outcome.final`; `WaitForPayment` sends an `AwaitInput` and waits `$.outcome.seconds_left`; the
+  one who resumes it (a notification, a bank line, a cancel) sends a `LifecycleState` as the task's output.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from paybridge.domain.invoice import FINAL_STATES, Invoice, InvoiceState
+
+
+class TaskError(BaseModel):
+    """What Step Functions puts in `ResultPath` when a task fails (`Error`: the exception's class name)."""
+
+    Error: str = ""
+    Cause: str = ""
+
+
+class Outcome(BaseModel):
+    """The lifecycle's view of an invoice: the state machine chooses on `final` and waits `seconds_left`."""
+
+    model_config = ConfigDict(extra="ignore")
+    state: InvoiceState
+    final: bool
+    version: int
+    paid: int
+    amount: int
+    seconds_left: int = Field(ge=1)
+    event: str = ""
+
+    @classmethod
+    def of(cls, invoice: Invoice, now: datetime, event: str = "") -> Outcome:
+        seconds_left = int((invoice.expires_at - now).total_seconds())
+        return cls(
+            state=invoice.state,
+            final=invoice.state in FINAL_STATES,
+            version=invoice.version,
+            paid=invoice.paid,
+            amount=invoice.amount,
+            seconds_left=max(seconds_left, 1),
+            event=event,
+        )
+
+
+class LifecycleState(BaseModel):
+    """The execution's state document: the input of every task but `WaitForPayment`, and their output."""
+
+    model_config = ConfigDict(extra="ignore")
+    tenant_id: str
+    invoice_id: str
+    outcome: Outcome | None = None
+    error: TaskError | None = None
+    crm_error: TaskError | None = None
+
+    @classmethod
+    def of(cls, invoice: Invoice, now: datetime, event: str = "") -> LifecycleState:
+        return cls(tenant_id=invoice.tenant_id, invoice_id=invoice.invoice_id, outcome=Outcome.of(invoice, now, event))
+
+    @property
+    def last_event(self) -> str:
+        return self.outcome.event if self.outcome else ""
+
+    def document(self) -> dict[str, object]:
+        """The JSON the state machine carries (what a task returns, what a resumed wait outputs)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class AwaitInput(BaseModel):
+    """`WaitForPayment`'s payload: the task token to store, and the outcome the lifecycle last saw."""
+
+    model_config = ConfigDict(extra="ignore")
+    task_token: str = Field(min_length=1)
+    tenant_id: str
+    invoice_id: str
+    outcome: Outcome | None = None
+
+    @property
+    def version_seen(self) -> int:
+        return self.outcome.version if self.outcome else 0
+
+
+class AwaitOutput(BaseModel):
+    """`WaitForPayment`'s Lambda answer (the wait itself ends with the `LifecycleState` sent with the token)."""
+
+    resumed: bool
