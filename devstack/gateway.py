@@ -20,7 +20,9 @@ TEXT_TYPES = ("application/json", "text/")
 class Gateway:
     def __init__(self, routes: list[Route], invoke: Callable[[str, dict[str, Any]], Any]):
         self._invoke = invoke
-        self._routes = [(route, _compile(route.path)) for route in routes]
+        # API Gateway matches the most specific route first: a literal segment wins over a {parameter}
+        ordered = sorted(routes, key=lambda r: [part.startswith("{") for part in r.path.strip("/").split("/")])
+        self._routes = [(route, _compile(route.path)) for route in ordered]
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         for route, pattern in self._routes:

@@ -101,6 +101,7 @@ class LocalStack:
                 log.exception("scheduled %s failed", function)
 
     def _add_portals(self) -> None:
+        from paybridge.adapters.crm.sandbox import SandboxCrmSettings
         from paybridge.secrets import resolve_secret
         from paybridge.tenants import load_file_directory
 
@@ -108,7 +109,7 @@ class LocalStack:
         assert self.crm is not None
         for tenant_id in directory.tenant_ids():
             tenant = directory.get(tenant_id)
-            if tenant.crm.kind == "sandbox":
+            if isinstance(tenant.crm, SandboxCrmSettings):
                 portal = tenant.crm.base_url.rstrip("/").rsplit("/", 1)[-1]
                 self.crm.add_portal(portal, resolve_secret(tenant.crm.token), f"{self.url}/crm/{tenant_id}/sandbox")
 
@@ -125,7 +126,8 @@ class LocalStack:
             if tenant.crm.kind != "sandbox":
                 targets.append((tenant.crm.kind, tenant.crm, f"{self.url}/crm/{tenant_id}/{tenant.crm.kind}"))
             if tenant.bank is not None and tenant.bank.source is not None:
-                targets.append((tenant.bank.source.kind, tenant.bank.source, f"{self.url}/bank/{tenant_id}/tbank"))
+                source = tenant.bank.source.kind
+                targets.append((source, tenant.bank.source, f"{self.url}/bank/{tenant_id}/{source}"))
             for name, settings, our_url in targets:
                 if name not in self.fakes:
                     fake = fakes.load(name, f"{self.url}/fake/{name}")
@@ -176,8 +178,8 @@ def _secrets_of(settings: Any) -> dict[str, str]:
     """The resolved secrets of a provider's or CRM's settings by field name, nested ones (`auth`) included."""
     from pydantic import BaseModel
 
+    from paybridge.adapters.settings import SecretRef
     from paybridge.secrets import resolve_secret
-    from paybridge.tenants import SecretRef
 
     found: dict[str, str] = {}
     for name, value in settings:

@@ -8,6 +8,9 @@ end-to-end tests run every adapter for real against them. A fake is a WSGI app w
 - `add_merchant(tenant, secrets, notification_url)`: a tenant of the local config that uses this provider, with its
   resolved secrets by settings field name (e.g. `{"password": ...}`) and our webhook URL for it;
 - `stop()`: cancel pending deliveries.
+
+A fake lives in `devstack/fakes/<registry name>.py` (e.g. `tbank.py` for the PSP registered as `tbank`) and names its
+class `FAKE`: the stack finds it by the name a tenant's settings carry, so adding one needs no list.
 """
 
 from __future__ import annotations
@@ -26,26 +29,12 @@ class FakeProvider(Protocol):
     def stop(self) -> None: ...
 
 
-#: provider name (as in the tenant config) → "module:Class"
-FAKES: dict[str, str] = {
-    "tbank": "devstack.fakes.tbank:FakeTBank",
-    "yookassa": "devstack.fakes.yookassa:FakeYooKassa",
-    "stripe": "devstack.fakes.stripe:FakeStripe",
-    "bitrix24": "devstack.fakes.bitrix24:FakeBitrix24",
-    "amocrm": "devstack.fakes.amocrm:FakeAmoCrm",
-    "tbank_business": "devstack.fakes.tbank_business:FakeTBankBusiness",
-}
-
-
-def load(provider: str, base_url: str) -> FakeProvider | None:
-    """The fake for `provider`, or None when there is none."""
-    target = FAKES.get(provider)
-    if target is None:
-        return None
-    module_name, _, class_name = target.partition(":")
+def load(name: str, base_url: str) -> FakeProvider | None:
+    """The fake of the adapter registered as `name`: the module `devstack/fakes/<name>.py` and the class it names
+    `FAKE`; None when there is none (the sandbox PSP and CRM are served by the stack itself)."""
     try:
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(f"{__name__}.{name}")
     except ModuleNotFoundError:
         return None
-    fake: FakeProvider = getattr(module, class_name)(base_url)
+    fake: FakeProvider = module.FAKE(base_url)
     return fake

@@ -37,7 +37,9 @@ from werkzeug.wrappers import Request, Response
 
 from devstack.fakes.base import FakeApp
 from devstack.web import json_response
-from paybridge.tenants import AmoCrmSettings, LongLivedTokenAuth, OAuthAppAuth, TenantConfig
+from paybridge.adapters.crm.amocrm import AmoCrmSettings
+from paybridge.adapters.settings import LongLivedTokenAuth, OAuthAppAuth
+from paybridge.tenants import TenantConfig
 
 #: Requests per second per account.
 RATE_LIMIT = 7
@@ -612,3 +614,7 @@ def _field(lead: dict[str, Any], field_id: int | None) -> Any:
         if value["field_id"] == field_id and value["values"]:
             return value["values"][0].get("value")
     return None
+
+
+#: What the local stack serves for tenants whose settings name `amocrm` (see devstack/fakes/__init__.py).
+FAKE = FakeAmoCrm

@@ -33,7 +33,8 @@ from werkzeug.wrappers import Request, Response
 
 from devstack.fakes.base import FakeApp
 from devstack.web import json_response
-from paybridge.tenants import Bitrix24RobotTrigger, Bitrix24Settings, Bitrix24WebhookAuth, TenantConfig
+from paybridge.adapters.crm.bitrix24 import Bitrix24RobotTrigger, Bitrix24Settings, Bitrix24WebhookAuth
+from paybridge.tenants import TenantConfig
 
 _RESULT_REF = re.compile(r"\$result\[([^\]]+)\]\[([^\]]+)\]")
 _WEBHOOK_PATH = re.compile(r"/rest/(\d+)/([^/]+)/?$")
@@ -444,3 +445,7 @@ def _error(exc: BitrixError) -> Response:
         status=exc.status,
         mimetype="application/json",
     )
+
+
+#: What the local stack serves for tenants whose settings name `bitrix24` (see devstack/fakes/__init__.py).
+FAKE = FakeBitrix24

@@ -283,3 +283,7 @@ class FakeStripe(FakeApp):
 
 def _error(status: int, kind: str, message: str, param: str | None = None) -> Response:
     return json_response({"error": {"type": kind, "message": message, "param": param}}, status)
+
+
+#: What the local stack serves for tenants whose settings name `stripe` (see devstack/fakes/__init__.py).
+FAKE = FakeStripe

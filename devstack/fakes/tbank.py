@@ -60,7 +60,7 @@ class FakeTBank(FakeApp):
         self.rebills: dict[str, tuple[str, str]] = {}  # RebillId → (terminal, CustomerKey)
 
     def add_merchant(self, tenant: TenantConfig, secrets: dict[str, str], notification_url: str) -> None:
-        self.passwords[tenant.psp.terminal_key] = secrets["password"]  # type: ignore[union-attr]
+        self.passwords[tenant.psp.terminal_key] = secrets["password"]  # type: ignore[attr-defined]
 
     # -- API -------------------------------------------------------------------------------------------------------
 
@@ -258,3 +258,7 @@ def _ok(payment: Payment, **extra: Any) -> Response:
 
 def _error(code: str, message: str) -> Response:
     return json_response({"Success": False, "ErrorCode": code, "Message": message, "Details": ""})
+
+
+#: What the local stack serves for tenants whose settings name `tbank` (see devstack/fakes/__init__.py).
+FAKE = FakeTBank

@@ -264,3 +264,7 @@ def _balances(operations: list[dict[str, Any]]) -> dict[str, float]:
         (Decimal(str(op["accountAmount"])) for op in confirmed if op["typeOfOperation"] == "Debit"), Decimal(0)
     )
     return {"incoming": 0.0, "income": float(income), "outcome": float(outcome), "outgoing": float(income - outcome)}
+
+
+#: What the local stack serves for tenants whose settings name `tbank_business` (see devstack/fakes/__init__.py).
+FAKE = FakeTBankBusiness

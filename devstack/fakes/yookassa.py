@@ -48,7 +48,7 @@ class FakeYooKassa(FakeApp):
         self._made: Response | None = None
 
     def add_merchant(self, tenant: TenantConfig, secrets: dict[str, str], notification_url: str) -> None:
-        self.shops[tenant.psp.shop_id] = (secrets["secret_key"], notification_url)  # type: ignore[union-attr]
+        self.shops[tenant.psp.shop_id] = (secrets["secret_key"], notification_url)  # type: ignore[attr-defined]
 
     def _shop(self, request: Request) -> str | None:
         header = request.headers.get("Authorization", "")
@@ -227,3 +227,7 @@ class FakeYooKassa(FakeApp):
 
 def _error(status: int, code: str, description: str) -> Response:
     return json_response({"type": "error", "id": str(uuid.uuid4()), "code": code, "description": description}, status)
+
+
+#: What the local stack serves for tenants whose settings name `yookassa` (see devstack/fakes/__init__.py).
+FAKE = FakeYooKassa

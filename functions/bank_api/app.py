@@ -61,15 +61,26 @@ def handle_review(tenant: TenantPath, api_key: ApiKey = None) -> BankReviewOut:
     return BankReviewOut.of(get_banking().review(tenant))
 
 
+SourcePath = Annotated[
+    str,
+    Path(
+        pattern=r"^[a-z0-9_]{2,30}$",
+        description="The tenant's bank statement source (`tbank_business`; `tbank`, the URL registered before)",
+    ),
+]
+
+
 @app.post(
-    "/bank/<tenant>/tbank",
-    summary="T-Bank business `oper-feed-operation` webhook: a hint to read the statement now",
+    "/bank/<tenant>/<source>",
+    summary="A bank's operation webhook (T-Bank business `oper-feed-operation`): a hint to read the statement now",
     responses={200: {"description": "`OK`"}},
 )
-def handle_bank_webhook(tenant: TenantPath, token: WebhookToken = None) -> Response[str]:
-    # `token` is declared for the OpenAPI document; `verified` reads it from the raw request and counts refusals
+def handle_bank_webhook(tenant: TenantPath, source: SourcePath, token: WebhookToken = None) -> Response[str]:
+    # `token` is declared for the OpenAPI document; `verified` hands the raw request to the source and counts refusals
     now = datetime.now(UTC)
-    summary = verified(app, lambda raw: get_banking().accept_webhook(tenant, raw.query.get("token"), raw.body, now))
+    summary = verified(
+        app, lambda raw: get_banking().accept_webhook(tenant, source, raw.headers, raw.query, raw.body, now)
+    )
     _count(summary)
     return Response(status_code=200, content_type="text/plain", body="OK")
 

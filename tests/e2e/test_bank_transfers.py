@@ -175,6 +175,40 @@ def test_a_webhook_without_our_token_is_401(http: httpx.Client) -> None:
     assert http.post(f"/bank/{TENANT}/tbank?token=guess", json=body).status_code == 401
 
 
+def test_the_webhook_route_names_the_source_and_the_old_tbank_url_keeps_working(
+    http: httpx.Client, shop: tuple[Api, Sandbox], unique: Any
+) -> None:
+    api, _ = shop
+    number = unique("L-")
+    invoice, _ = invoice_for(shop, 55_500, number)
+    operation = {
+        "account": ACCOUNT,
+        "amount": 55_500,
+        "purpose": f"Оплата по счету {number}",
+        "payer_inn": "7707083893",
+        "payer_account": "40702810400000000001",
+        "payer_name": "ООО Покупатель",
+        "document_number": unique("8"),
+        "type": "Credit",
+        "status": "Transaction",
+        "notify": False,  # nobody pushes: the URLs below are the only news of it
+    }
+    assert http.post(f"{BANK}/_control/operations", json=operation).status_code in (200, 201)
+    hint = {"eventType": "oper-feed-operation", "accountNumber": ACCOUNT, "operationId": "op-1"}
+    # A source the tenant does not use is refused before the body is read, even with the right token
+    other = http.post(f"/bank/{TENANT}/sberbank?token=bank-shop-webhook-token", json=hint)
+    assert other.status_code == 401
+    assert api.get(invoice["invoice_id"])["paid"] == 0
+    # The URL registered at T-Bank before sources were pluggable still reaches the T-Bank business source
+    legacy = http.post(f"/bank/{TENANT}/tbank?token=bank-shop-webhook-token", json=hint)
+    assert legacy.status_code == 200 and legacy.text == "OK"
+    assert api.wait(invoice["invoice_id"], lambda i: i["state"] == "paid", timeout=20)["paid"] == 55_500
+    # …and so does the source's own name
+    again = http.post(f"/bank/{TENANT}/tbank_business?token=bank-shop-webhook-token", json=hint)
+    assert again.status_code == 200 and again.text == "OK"
+    assert api.get(invoice["invoice_id"])["paid"] == 55_500
+
+
 def test_polling_reads_pages_from_the_cursor_and_only_confirmed_credits_count(
     stack: Any, http: httpx.Client, shop: tuple[Api, Sandbox], unique: Any
 ) -> None:

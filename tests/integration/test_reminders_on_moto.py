@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from paybridge.adapters.notify import SendFailed
+from paybridge.adapters.notify import SandboxSenderSettings, SendFailed
+from paybridge.adapters.settings import SecretRef
 from paybridge.app.reminders import Reminders
 from paybridge.storage.reminders import DynamoReminderStore
-from paybridge.tenants import ReminderSettings, SandboxSenderSettings, SecretRef, TenantConfig
+from paybridge.tenants import ReminderSettings, TenantConfig
 from paybridge.wiring import get_repo, get_tenants
 from tests.conftest import Api, Sandbox
 

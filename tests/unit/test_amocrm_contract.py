@@ -12,12 +12,11 @@ import httpx
 import pytest
 import respx
 
-from paybridge.adapters.crm.amocrm import AmoCrm, oauth_refresher
+from paybridge.adapters.crm.amocrm import AmoCrm, AmoCrmSettings, oauth_refresher
 from paybridge.adapters.crm.base import DealOp, DealUpdate, IssueInvoiceCommand, RateLimit, UpdateOutcome
 from paybridge.adapters.crm.oauth import MemoryTokenStore, OAuthSession, TokenPair
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable, InvalidSignature, MalformedNotification
 from paybridge.domain.invoice import Customer
-from paybridge.tenants import AmoCrmSettings
 from tests.conftest import CountingThrottle
 
 BASE = "https://acme.amocrm.ru"

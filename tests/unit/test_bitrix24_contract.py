@@ -15,11 +15,10 @@ import pytest
 import respx
 
 from paybridge.adapters.crm.base import CrmWebhook, Deal, DealOp, DealUpdate, IssueInvoiceCommand, RateLimit
-from paybridge.adapters.crm.bitrix24 import Bitrix24, oauth_refresher, query_string
+from paybridge.adapters.crm.bitrix24 import Bitrix24, Bitrix24Settings, oauth_refresher, query_string
 from paybridge.adapters.crm.oauth import MemoryTokenStore, OAuthSession, TokenPair
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable, InvalidSignature, MalformedNotification
 from paybridge.domain.invoice import Customer
-from paybridge.tenants import Bitrix24Settings
 from tests.conftest import CountingThrottle
 
 PORTAL = "acme.bitrix24.ru"

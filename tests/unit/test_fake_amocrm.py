@@ -13,10 +13,10 @@ import pytest
 from werkzeug.test import Client, TestResponse
 
 from devstack.fakes.amocrm import RATE_LIMIT, FakeAmoCrm
-from paybridge.adapters.crm.amocrm import AmoCrm
+from paybridge.adapters.crm.amocrm import AmoCrm, AmoCrmSettings
 from paybridge.adapters.crm.base import DealOp, DealUpdate, IssueInvoiceCommand, UpdateOutcome
 from paybridge.domain.invoice import Customer
-from paybridge.tenants import AmoCrmSettings, StageMapping, TenantConfig
+from paybridge.tenants import StageMapping, TenantConfig
 
 BASE = "http://fake.test"
 HOOK = "http://hub.test/crm/{tenant}/amocrm"

@@ -16,9 +16,9 @@ import pytest
 from werkzeug.test import Client, TestResponse
 
 from devstack.fakes.tbank_business import RATE_LIMIT, FakeTBankBusiness
-from paybridge.adapters.bank.tbank_business import TBankBusiness, parse_webhook
+from paybridge.adapters.bank.tbank_business import TBankBusiness, TBankBusinessSettings, parse_webhook
 from paybridge.adapters.errors import ProviderRejected, ProviderUnavailable
-from paybridge.tenants import TBankBusinessSettings, TenantConfig
+from paybridge.tenants import TenantConfig
 
 BASE = "http://fake.test"
 HOOK = "http://hub.test/bank/{tenant}/tbank"

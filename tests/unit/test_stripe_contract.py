@@ -15,9 +15,8 @@ import respx
 from devstack.fakes.stripe import FakeStripe
 from paybridge.adapters.errors import InvalidSignature, MalformedNotification, ProviderRejected, ProviderUnavailable
 from paybridge.adapters.psp.base import ChargeRequest, PaymentRequest, RefundOrder
-from paybridge.adapters.psp.stripe import STRIPE_VERSION, StripeCheckout, sign
+from paybridge.adapters.psp.stripe import STRIPE_VERSION, StripeCheckout, StripeSettings, sign
 from paybridge.domain.invoice import Customer
-from paybridge.tenants import StripeSettings
 
 BASE = "https://api.stripe.com"
 KEY, WHSEC = "sk_test_123456789", "whsec_test_secret"

@@ -11,10 +11,9 @@ import pytest
 import respx
 
 from paybridge.adapters.bank.base import BankSource, StatementPage
-from paybridge.adapters.bank.tbank_business import TBankBusiness, kopecks, parse_webhook
+from paybridge.adapters.bank.tbank_business import TBankBusiness, TBankBusinessSettings, kopecks, parse_webhook
 from paybridge.adapters.errors import MalformedNotification, ProviderRejected, ProviderUnavailable
 from paybridge.domain.bank import StatementLine
-from paybridge.tenants import TBankBusinessSettings
 
 BASE = "https://business.tbank.test/openapi/"
 STATEMENT = f"{BASE}api/v1/statement"

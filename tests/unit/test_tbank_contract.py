@@ -14,10 +14,9 @@ import respx
 from devstack.fakes.tbank import FakeTBank
 from paybridge.adapters.errors import InvalidSignature, MalformedNotification, ProviderRejected, ProviderUnavailable
 from paybridge.adapters.psp.base import ChargeRequest, PaymentRequest, RefundOrder
-from paybridge.adapters.psp.tbank import STATUS_MAP, TBankAcquiring, customer_key, receipt_body, token
+from paybridge.adapters.psp.tbank import STATUS_MAP, TBankAcquiring, TBankSettings, customer_key, receipt_body, token
 from paybridge.domain.invoice import Customer
 from paybridge.domain.receipt import FiscalReceipt, ReceiptItem
-from paybridge.tenants import TBankSettings
 
 BASE = "https://rest-api-test.tinkoff.ru/v2/"
 PASSWORD = "usaf8fw8fsw21g"

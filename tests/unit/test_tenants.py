@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from paybridge.adapters.crm.bitrix24 import Bitrix24Settings
+from paybridge.adapters.psp.sandbox import SandboxPspSettings
+from paybridge.adapters.settings import SecretRef
 from paybridge.domain.invoice import InvoiceState
 from paybridge.tenants import (
-    Bitrix24Settings,
     FileTenantDirectory,
-    SandboxPspSettings,
-    SecretRef,
     StageMapping,
     TenantConfig,
     TenantConfigError,

@@ -15,10 +15,9 @@ import respx
 from devstack.fakes.yookassa import FakeYooKassa
 from paybridge.adapters.errors import InvalidSignature, MalformedNotification, ProviderRejected, ProviderUnavailable
 from paybridge.adapters.psp.base import ChargeRequest, PaymentRequest, RefundOrder
-from paybridge.adapters.psp.yookassa import PAYMENT_STATUS, VAT_CODE, YooKassa, idempotence_key
+from paybridge.adapters.psp.yookassa import PAYMENT_STATUS, VAT_CODE, YooKassa, YooKassaSettings, idempotence_key
 from paybridge.domain.invoice import Customer
 from paybridge.domain.receipt import FiscalReceipt, ReceiptItem
-from paybridge.tenants import YooKassaSettings
 
 BASE = "https://api.yookassa.ru/v3/"
 SHOP, SECRET = "506751", "test_secret-key-123"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from paybridge.tenants import SecretRef
+from paybridge.adapters.settings import SecretRef
 
 CACHE_SECONDS = 300
 

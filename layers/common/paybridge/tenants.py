@@ -13,12 +13,37 @@ import re
 from datetime import time as dt_time
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from paybridge.adapters.registry import BANK_SOURCES, CRMS, PSPS, SENDERS, load_adapters
+from paybridge.adapters.settings import (
+    BankSourceSettingsBase,
+    CrmSettingsBase,
+    HttpUrl,
+    PspSettingsBase,
+    SecretRef,
+    SenderSettingsBase,
+)
 from paybridge.domain.invoice import InvoiceState, TenantId
 from paybridge.domain.receipt import FiscalSettings
+
+__all__ = ["SecretRef", "TenantConfig", "TenantDirectory", "TenantNotFound", "parse_tenants"]
+
+# Each adapter's settings come from its own module (paybridge/adapters/registry.py lists them); the tenant model
+# accepts whichever is registered, told apart by the tag field.
+load_adapters()
+if TYPE_CHECKING:
+    PspSettings = PspSettingsBase
+    CrmSettings = CrmSettingsBase
+    BankSourceSettings = BankSourceSettingsBase
+    SenderSettings = SenderSettingsBase
+else:
+    PspSettings = PSPS.union()
+    CrmSettings = CRMS.union()
+    BankSourceSettings = BANK_SOURCES.union()
+    SenderSettings = SENDERS.union()
 
 
 class TenantNotFound(Exception):
@@ -29,207 +54,7 @@ class TenantConfigError(Exception):
     """The tenant configuration is invalid; the message says where."""
 
 
-SecretValue = Annotated[str, Field(min_length=8)]
-
-
-class SecretRef(BaseModel):
-    """A secret given inline (local stack only) or by the name of a Secrets Manager secret (deployed)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    value: SecretValue | None = None
-    secret_name: str | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> SecretRef:
-        if (self.value is None) == (self.secret_name is None):
-            raise ValueError("give exactly one of 'value' (local only) or 'secret_name' (Secrets Manager)")
-        return self
-
-
-HttpUrl = Annotated[str, Field(pattern=r"^https?://\S+$")]
-PaymentMethodKind = Literal["card", "sbp"]
-
-
-class SandboxPspSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    provider: Literal["sandbox"] = "sandbox"
-    base_url: HttpUrl
-    secret: SecretRef
-    method: PaymentMethodKind = "card"
-
-
-class TBankSettings(BaseModel):
-    """T-Bank internet acquiring (API v2). Test host: https://rest-api-test.tinkoff.ru/v2/."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    provider: Literal["tbank"]
-    base_url: HttpUrl = "https://securepay.tinkoff.ru/v2/"
-    terminal_key: str = Field(min_length=1, max_length=20)
-    password: SecretRef
-    method: PaymentMethodKind = "card"
-    #: `O` one-stage (money is taken at once), `T` two-stage (held: AUTHORIZED, then confirmed in T-Bank).
-    pay_type: Literal["O", "T"] = "O"
-    #: For SBP: `PAYLOAD` (a https://qr.nspk.ru/… link to render or open) or `IMAGE` (an SVG of the QR code).
-    qr_data_type: Literal["PAYLOAD", "IMAGE"] = "PAYLOAD"
-
-
-class YooKassaSettings(BaseModel):
-    """YooKassa API v3 (test shops use the same host with a test secret key)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    provider: Literal["yookassa"]
-    base_url: HttpUrl = "https://api.yookassa.ru/v3/"
-    shop_id: str = Field(min_length=1, max_length=20, pattern=r"^\d+$")
-    secret_key: SecretRef
-    method: PaymentMethodKind = "card"
-    #: Optional source-IP allow-list for notifications (CIDRs); the re-fetch of the object is the check that counts.
-    notification_ips: tuple[str, ...] | None = None
-
-
-class StripeSettings(BaseModel):
-    """Stripe Checkout. Test mode: the same host with an `sk_test_…` key and the test endpoint's `whsec_…`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    provider: Literal["stripe"]
-    base_url: HttpUrl = "https://api.stripe.com"
-    secret_key: SecretRef
-    webhook_secret: SecretRef
-    #: Stripe Checkout needs a URL to send the payer back to; defaults to the tenant's `return_url`.
-    cancel_url: HttpUrl | None = None
-
-
-PspSettings = Annotated[
-    SandboxPspSettings | TBankSettings | YooKassaSettings | StripeSettings, Field(discriminator="provider")
-]
-
-
-class SandboxCrmSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    kind: Literal["sandbox"] = "sandbox"
-    base_url: str = Field(pattern=r"^https?://")
-    token: SecretRef
-
-
-class CrmRateLimitSettings(BaseModel):
-    """The CRM account's request budget: a leaky bucket of `per_second` requests holding up to `burst`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    per_second: float = Field(gt=0, le=100)
-    burst: int = Field(ge=1, le=1000)
-
-
-class Bitrix24WebhookAuth(BaseModel):
-    """Writes through an incoming webhook: `https://<portal>/rest/<user_id>/<secret>/` (a secret: it grants access)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    kind: Literal["webhook"]
-    url: SecretRef
-
-
-class OAuthAppAuth(BaseModel):
-    """An OAuth 2 app (Bitrix24 local/market app, amoCRM integration). The first refresh token (from installing the
-    app) seeds the token store; every refresh then stores the new single-use pair atomically."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    kind: Literal["oauth"]
-    client_id: str = Field(min_length=1, max_length=200)
-    client_secret: SecretRef
-    initial_refresh_token: SecretRef | None = None
-    #: Bitrix24: https://oauth.bitrix.info/oauth/token/; amoCRM: <base_url>/oauth2/access_token (the default).
-    token_url: HttpUrl | None = None
-    #: amoCRM requires the integration's redirect URI on every refresh.
-    redirect_uri: HttpUrl | None = None
-
-
-class LongLivedTokenAuth(BaseModel):
-    """amoCRM private integrations: a long-lived token (up to 5 years), sent as a Bearer token."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    kind: Literal["long_lived"]
-    token: SecretRef
-
-
-class Bitrix24StageTrigger(BaseModel):
-    """Issue an invoice when a deal enters this stage (ONCRMDEALUPDATE, the deal re-read with crm.deal.get)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    kind: Literal["stage"]
-    stage_id: str = Field(min_length=1, max_length=50)
-
-
-class Bitrix24RobotTrigger(BaseModel):
-    """Issue an invoice when our robot (bizproc.robot.add, this CODE) runs on a deal."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    kind: Literal["robot"]
-    code: str = Field(default="paybridge_issue_invoice", pattern=r"^[a-z0-9_]{1,50}$")
-
-
-class Bitrix24Settings(BaseModel):
-    """Bitrix24 REST. Inbound calls (events, robots) carry `auth[application_token]`, checked on every call."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    kind: Literal["bitrix24"]
-    portal: str = Field(pattern=r"^[a-z0-9.-]+(:[0-9]+)?$", description="the portal's domain, e.g. acme.bitrix24.ru")
-    auth: Annotated[Bitrix24WebhookAuth | OAuthAppAuth, Field(discriminator="kind")]
-    application_token: SecretRef
-    trigger: Annotated[Bitrix24StageTrigger | Bitrix24RobotTrigger, Field(discriminator="kind")]
-    #: OAuth apps: the REST base (the token answer's `client_endpoint`); default `https://<portal>/rest/`.
-    rest_url: HttpUrl | None = None
-    #: The deal's user field that receives the payment link (create it in the CRM: type string/URL).
-    link_field: str | None = Field(default="UF_CRM_PAYBRIDGE_LINK", pattern=r"^UF_CRM_[A-Z0-9_]+$")
-    #: A deal field holding the invoice number; the deal id is used when absent or empty.
-    invoice_number_field: str | None = Field(default=None, pattern=r"^(UF_CRM_[A-Z0-9_]+|TITLE)$")
-    rate_limit: CrmRateLimitSettings = CrmRateLimitSettings(per_second=2, burst=50)
-
-
-class AmoCrmStatusTrigger(BaseModel):
-    """Issue an invoice when a lead moves to this status (webhook `leads[status]`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    status_id: int = Field(gt=0)
-    pipeline_id: int | None = Field(default=None, gt=0)
-
-
-class AmoCrmSettings(BaseModel):
-    """amoCRM API v4. Its webhooks are unsigned: the URL registered in amoCRM carries `?token=<webhook_token>`, and
-    `account[subdomain]` must be the tenant's."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    kind: Literal["amocrm"]
-    base_url: HttpUrl = Field(description="https://<subdomain>.amocrm.ru")
-    subdomain: str = Field(pattern=r"^[a-z0-9-]{1,63}$")
-    auth: Annotated[OAuthAppAuth | LongLivedTokenAuth, Field(discriminator="kind")]
-    webhook_token: SecretRef
-    trigger: AmoCrmStatusTrigger
-    #: The pipeline the mapped statuses belong to (PATCH needs it with `status_id`).
-    pipeline_id: int = Field(gt=0)
-    #: The lead's custom field (URL/text) that receives the payment link.
-    link_field_id: int | None = Field(default=None, gt=0)
-    #: A lead custom field holding the invoice number; the lead id is used when absent or empty.
-    invoice_number_field_id: int | None = Field(default=None, gt=0)
-    #: Tasks for the responsible manager are due this many hours after they are set.
-    task_due_hours: int = Field(default=24, ge=1, le=720)
-    rate_limit: CrmRateLimitSettings = CrmRateLimitSettings(per_second=7, burst=7)
-
-
-CrmSettings = Annotated[SandboxCrmSettings | Bitrix24Settings | AmoCrmSettings, Field(discriminator="kind")]
-
-
 AccountNumber = Annotated[str, Field(pattern=r"^\d{20}$", description="a Russian bank account number, 20 digits")]
-
-
-class TBankBusinessSettings(BaseModel):
-    """T-Bank business API: the company's statement (`GET /api/v1/statement`, Bearer token), polled; and its
-    `oper-feed-operation` webhook (registered with `POST /api/v1/webhook`) as the fast path."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    kind: Literal["tbank_business"]
-    base_url: HttpUrl = "https://business.tbank.ru/openapi/"
-    token: SecretRef
-    #: The webhook URL we register carries `?token=<webhook_token>` (the body is only a hint: we read the statement).
-    webhook_token: SecretRef | None = None
-    page_size: int = Field(default=100, ge=1, le=5000)
 
 
 class BankSettings(BaseModel):
@@ -237,7 +62,7 @@ class BankSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     accounts: tuple[AccountNumber, ...] = Field(min_length=1)
-    source: TBankBusinessSettings | None = None
+    source: BankSourceSettings | None = None
     #: How often the schedule reads new operations (the webhook is faster; polling catches what it missed).
     poll_every_minutes: int = Field(default=5, ge=1, le=1440)
     #: Extra regular expressions finding invoice numbers in a payment purpose; each has a group named `number`.
@@ -264,27 +89,6 @@ class QuietHours(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     start: dt_time = dt_time(21, 0)
     end: dt_time = dt_time(9, 0)
-
-
-class SesSenderSettings(BaseModel):
-    """E-mail through Amazon SES v2 (the from address or its domain must be verified in SES)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    kind: Literal["ses"]
-    from_address: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    configuration_set: str | None = None
-
-
-class SandboxSenderSettings(BaseModel):
-    """The local sandbox: messages land in the sandbox CRM's client messages (any channel)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    kind: Literal["sandbox"]
-    base_url: HttpUrl
-    token: SecretRef
-
-
-SenderSettings = Annotated[SesSenderSettings | SandboxSenderSettings, Field(discriminator="kind")]
 
 
 class ReminderSettings(BaseModel):
@@ -376,11 +180,9 @@ class TenantConfig(BaseModel):
 
     @model_validator(mode="after")
     def _stages_fit_the_crm(self) -> TenantConfig:
-        if isinstance(self.crm, AmoCrmSettings):
-            stages = self.stages.model_dump()
-            wrong = [name for name, value in stages.items() if value is not None and not str(value).isdigit()]
-            if wrong:
-                raise ValueError(f"amoCRM stages are status ids (digits); not so for: {', '.join(wrong)}")
+        wrong = self.crm.stage_problems(self.stages.model_dump())
+        if wrong:
+            raise ValueError("; ".join(wrong))
         return self
 
     def accepts_api_key(self, api_key: str | None) -> bool:
@@ -399,7 +201,7 @@ def parse_tenants(raw: Any, origin: str) -> dict[str, TenantConfig]:
             tenant = TenantConfig.model_validate(item)
         except ValidationError as exc:
             problems = "; ".join(
-                f"tenants[{index}]{'.' if e['loc'] else ''}{_where(e['loc'])}: {e['msg']}" for e in exc.errors()
+                f"tenants[{index}]{'.' if e['loc'] else ''}{_where(e['loc'], item)}: {e['msg']}" for e in exc.errors()
             )
             raise TenantConfigError(f"{origin}: {problems}") from None
         if tenant.tenant_id in tenants:
@@ -408,22 +210,23 @@ def parse_tenants(raw: Any, origin: str) -> dict[str, TenantConfig]:
     return tenants
 
 
-def _where(loc: tuple[int | str, ...]) -> str:
+def _where(loc: tuple[int | str, ...], item: Any) -> str:
     """`psp.tbank.password` → `psp.password`, `crm.amocrm.auth.oauth.client_id` → `crm.auth.client_id`: pydantic
-    names the member of each tagged union; the file does not."""
-    parts = [str(p) for p in loc]
-    if len(parts) > 2 and parts[0] == "psp" and parts[1] in _PSP_TAGS:
-        del parts[1]
-    if len(parts) > 2 and parts[0] == "crm" and parts[1] in _CRM_TAGS:
-        del parts[1]
-    kept = [p for i, p in enumerate(parts) if not (i >= 2 and parts[i - 1] in _NESTED_UNIONS and p in _AUTH_TAGS)]
+    names the member of each tagged union in the location; the file does not. A location part is such a tag when
+    the object at that point has no key of that name but a value equal to it (its tag field)."""
+    kept: list[str] = []
+    here = item
+    for part in loc:
+        if isinstance(here, dict) and isinstance(part, str) and part not in here and part in here.values():
+            continue  # the union member's tag, not a key of the file
+        kept.append(str(part))
+        if isinstance(here, dict):
+            here = here.get(part)
+        elif isinstance(here, list) and isinstance(part, int) and 0 <= part < len(here):
+            here = here[part]
+        else:
+            here = None
     return ".".join(kept)
-
-
-_PSP_TAGS = frozenset({"sandbox", "tbank", "yookassa", "stripe"})
-_CRM_TAGS = frozenset({"sandbox", "bitrix24", "amocrm"})
-_AUTH_TAGS = frozenset({"webhook", "oauth", "long_lived", "stage", "robot"})
-_NESTED_UNIONS = frozenset({"auth", "trigger"})
 
 
 class TenantDirectory(Protocol):

@@ -6,35 +6,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from paybridge.adapters.crm.base import Crm, Throttle
 from paybridge.adapters.crm.oauth import OAuthSession, TokenPair
 from paybridge.adapters.lifecycle import StepFunctionsLifecycle
 from paybridge.adapters.outbox import SqsCrmOutbox
 from paybridge.adapters.psp.base import PaymentProvider
+from paybridge.adapters.registry import BANK_SOURCES, CRMS, PSPS, SENDERS, AdapterContext
+from paybridge.adapters.settings import OAuthAppAuth
 from paybridge.app.changes import InvoiceChanges
 from paybridge.secrets import resolve_secret
 from paybridge.settings import get_settings
 from paybridge.storage.dynamodb import DynamoInvoiceRepository, DynamoTenantDirectory
 from paybridge.storage.repository import InvoiceRepository
-from paybridge.tenants import (
-    AmoCrmSettings,
-    Bitrix24Settings,
-    Bitrix24WebhookAuth,
-    LongLivedTokenAuth,
-    OAuthAppAuth,
-    SandboxCrmSettings,
-    SandboxPspSettings,
-    SandboxSenderSettings,
-    SesSenderSettings,
-    StripeSettings,
-    TBankSettings,
-    TenantConfig,
-    TenantDirectory,
-    YooKassaSettings,
-    load_file_directory,
-)
+from paybridge.tenants import TenantConfig, TenantDirectory, load_file_directory
 
 if TYPE_CHECKING:
     from paybridge.adapters.bank.base import BankSource
@@ -51,26 +37,8 @@ if TYPE_CHECKING:
 
 
 def make_provider(tenant: TenantConfig) -> PaymentProvider:
-    """The tenant's PSP adapter; each provider's module is imported only by the tenants that use it."""
-    psp = tenant.psp
-    match psp:
-        case SandboxPspSettings():
-            from paybridge.adapters.psp.sandbox import SandboxPsp
-
-            return SandboxPsp(psp.base_url, resolve_secret(psp.secret), psp.method)
-        case TBankSettings():
-            from paybridge.adapters.psp.tbank import TBankAcquiring
-
-            return TBankAcquiring(psp, resolve_secret(psp.password))
-        case YooKassaSettings():
-            from paybridge.adapters.psp.yookassa import YooKassa
-
-            return YooKassa(psp, resolve_secret(psp.secret_key))
-        case StripeSettings():
-            from paybridge.adapters.psp.stripe import StripeCheckout
-
-            return StripeCheckout(psp, resolve_secret(psp.secret_key), resolve_secret(psp.webhook_secret))
-    raise ValueError(f"unknown provider {psp.provider}")  # pragma: no cover - the config model forbids it
+    """The tenant's PSP adapter, built by its registry entry (each provider's module registered itself)."""
+    return PSPS.build(tenant.psp, _context(tenant))
 
 
 def make_crm(tenant: TenantConfig) -> Crm:
@@ -79,7 +47,7 @@ def make_crm(tenant: TenantConfig) -> Crm:
     cached = _crms.get(tenant.tenant_id)
     if cached is not None and cached[0] == tenant:
         return cached[1]
-    crm = _build_crm(tenant)
+    crm = CRMS.build(tenant.crm, _context(tenant, throttle=get_throttle(), oauth_session=_oauth_session))
     _crms[tenant.tenant_id] = (tenant, crm)
     return crm
 
@@ -87,48 +55,22 @@ def make_crm(tenant: TenantConfig) -> Crm:
 _crms: dict[str, tuple[TenantConfig, Crm]] = {}
 
 
-def _build_crm(tenant: TenantConfig) -> Crm:
-    settings = tenant.crm
-    throttle = get_throttle()
-    match settings:
-        case SandboxCrmSettings():
-            from paybridge.adapters.crm.sandbox import SandboxCrm
+def make_bank_source(tenant: TenantConfig) -> BankSource:
+    bank = tenant.bank
+    if bank is None or bank.source is None:
+        raise ValueError(f"tenant {tenant.tenant_id} has no statement source")  # guarded by Banking.poll
+    return BANK_SOURCES.build(bank.source, _context(tenant))
 
-            return SandboxCrm(settings.base_url, resolve_secret(settings.token), throttle=throttle)
-        case Bitrix24Settings():
-            from paybridge.adapters.crm import bitrix24
 
-            app_token = resolve_secret(settings.application_token)
-            if isinstance(settings.auth, Bitrix24WebhookAuth):
-                return bitrix24.Bitrix24(settings, app_token, resolve_secret(settings.auth.url), throttle=throttle)
-            auth = settings.auth
-            refresh = bitrix24.oauth_refresher(
-                auth.token_url or "https://oauth.bitrix.info/oauth/token/",
-                auth.client_id,
-                resolve_secret(auth.client_secret),
-            )
-            session = _oauth_session(f"{tenant.tenant_id}:bitrix24", refresh, auth)
-            return bitrix24.Bitrix24(
-                settings,
-                app_token,
-                settings.rest_url or f"https://{settings.portal}/rest/",
-                access=session.access_token,
-                on_unauthorized=session.invalidate,
-                throttle=throttle,
-            )
-        case AmoCrmSettings():
-            from paybridge.adapters.crm import amocrm
+def make_sender(tenant: TenantConfig, channel: str) -> MessageSender:
+    settings = tenant.reminders.channels.get(channel) if tenant.reminders else None  # type: ignore[call-overload]
+    if settings is None:  # pragma: no cover - guarded: reminders go only to the tenant's channels
+        raise ValueError(f"tenant {tenant.tenant_id} has no sender for {channel}")
+    return SENDERS.build(settings, _context(tenant, channel=channel))
 
-            webhook_token = resolve_secret(settings.webhook_token)
-            if isinstance(settings.auth, LongLivedTokenAuth):
-                token = resolve_secret(settings.auth.token)
-                return amocrm.AmoCrm(settings, lambda: token, webhook_token, throttle=throttle)
-            refresh = amocrm.oauth_refresher(settings, resolve_secret(settings.auth.client_secret))
-            session = _oauth_session(f"{tenant.tenant_id}:amocrm", refresh, settings.auth)
-            return amocrm.AmoCrm(
-                settings, session.access_token, webhook_token, throttle=throttle, on_unauthorized=session.invalidate
-            )
-    raise ValueError(f"unknown CRM {tenant.crm.kind}")  # pragma: no cover - the config model forbids it
+
+def _context(tenant: TenantConfig, **extra: Any) -> AdapterContext:
+    return AdapterContext(tenant_id=tenant.tenant_id, secret=resolve_secret, **extra)
 
 
 def _oauth_session(key: str, refresh: Callable[[str], TokenPair], auth: OAuthAppAuth) -> OAuthSession:
@@ -138,27 +80,6 @@ def _oauth_session(key: str, refresh: Callable[[str], TokenPair], auth: OAuthApp
     if auth.initial_refresh_token is not None:
         initial = TokenPair(access_token="", refresh_token=resolve_secret(auth.initial_refresh_token), expires_at=0)
     return OAuthSession(DynamoTokenStore(get_settings().table_name), key, refresh, initial)
-
-
-def make_bank_source(tenant: TenantConfig) -> BankSource:
-    bank = tenant.bank
-    if bank is None or bank.source is None:
-        raise ValueError(f"tenant {tenant.tenant_id} has no statement source")  # guarded by Banking.poll
-    from paybridge.adapters.bank.tbank_business import TBankBusiness
-
-    return TBankBusiness(bank.source, resolve_secret(bank.source.token))
-
-
-def make_sender(tenant: TenantConfig, channel: str) -> MessageSender:
-    from paybridge.adapters.notify import SandboxSender, SesEmailSender
-
-    settings = tenant.reminders.channels[channel] if tenant.reminders else None  # type: ignore[index]
-    match settings:
-        case SesSenderSettings():
-            return SesEmailSender(settings.from_address, settings.configuration_set)
-        case SandboxSenderSettings():
-            return SandboxSender(settings.base_url, resolve_secret(settings.token), channel)
-    raise ValueError(f"tenant {tenant.tenant_id} has no sender for {channel}")  # pragma: no cover - guarded
 
 
 @lru_cache(maxsize=1)

@@ -3,20 +3,24 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from paybridge.adapters.errors import AdapterError
 
-TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+if TYPE_CHECKING:  # httpx is imported when a client is made: a handler that builds no adapter never loads it
+    import httpx
+
+#: seconds: the whole request, and the connection
+TIMEOUT = (10.0, 3.0)
 
 
 def make_client(base_url: str, headers: dict[str, str] | None = None, transport: Any = None) -> httpx.Client:
+    import httpx
+
     return httpx.Client(
         base_url=base_url,
         headers=headers or {},
-        timeout=TIMEOUT,
+        timeout=httpx.Timeout(TIMEOUT[0], connect=TIMEOUT[1]),
         transport=transport or httpx.HTTPTransport(retries=2),
     )
 
@@ -31,6 +35,8 @@ def send(
     **kwargs: Any,
 ) -> httpx.Response:
     """Send a request; raise `transient` on timeouts, connection errors, 429 and 5xx, `permanent` on other 4xx."""
+    import httpx
+
     try:
         response = client.request(method, url, **kwargs)
     except httpx.TransportError as exc:

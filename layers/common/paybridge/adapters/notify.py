@@ -7,10 +7,34 @@ SMS and messengers are pluggable the same way (an SMS gateway or a messenger API
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+
+from pydantic import Field
 
 from paybridge.adapters.errors import AdapterError
 from paybridge.adapters.http import make_client, send
+from paybridge.adapters.registry import SENDERS, AdapterContext
+from paybridge.adapters.settings import (
+    HttpUrl,
+    SecretRef,
+    SenderSettingsBase,
+)
+
+
+class SesSenderSettings(SenderSettingsBase):
+    """E-mail through Amazon SES v2 (the from address or its domain must be verified in SES)."""
+
+    kind: Literal["ses"]
+    from_address: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    configuration_set: str | None = None
+
+
+class SandboxSenderSettings(SenderSettingsBase):
+    """The local sandbox: messages land in the sandbox CRM's client messages (any channel)."""
+
+    kind: Literal["sandbox"]
+    base_url: HttpUrl
+    token: SecretRef
 
 
 class SendFailed(AdapterError):
@@ -57,3 +81,15 @@ class SandboxSender:
         key = "to_email" if self._channel == "email" else "to_phone"
         body = {"deal_id": deal_id, key: to, "text": f"[{self._channel}] {text}"}
         send(self._http, "POST", "/api/messages", transient=SendFailed, permanent=SendFailed, json=body)
+
+
+def _build_ses(settings: SesSenderSettings, context: AdapterContext) -> SesEmailSender:
+    return SesEmailSender(settings.from_address, settings.configuration_set)
+
+
+def _build_sandbox(settings: SandboxSenderSettings, context: AdapterContext) -> SandboxSender:
+    return SandboxSender(settings.base_url, context.secret(settings.token), context.channel)
+
+
+SENDERS.register("ses", SesSenderSettings, _build_ses)
+SENDERS.register("sandbox", SandboxSenderSettings, _build_sandbox)

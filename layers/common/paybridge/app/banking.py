@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from paybridge.adapters.errors import InvalidSignature
 from paybridge.adapters.outbox import CrmOutbox
+from paybridge.adapters.registry import BANK_SOURCES, UnknownAdapter
 from paybridge.app.payment_events import PaymentEvents
 from paybridge.domain.bank import Decision, OpenInvoice, StatementLine
 from paybridge.domain.deal_sync import DealOp, DealUpdate
@@ -80,6 +81,14 @@ class ReconcileSummary:
         for kind, count in other.decisions.items():
             self.decisions[kind] = self.decisions.get(kind, 0) + count
         self.records += other.records
+
+
+def _names(segment: str, kind: str) -> bool:
+    """Whether a route segment names the source `kind` (its registry name or an alias, e.g. the old `tbank`)."""
+    try:
+        return BANK_SOURCES.entry(segment).name == kind
+    except UnknownAdapter:
+        return False
 
 
 class _RepoIndex:
@@ -198,22 +207,25 @@ class Banking:
         parsed = parse_1c(data, bank.accounts)
         return self.reconcile_lines(tenant_id, parsed.lines), parsed
 
-    def accept_webhook(self, tenant_id: str, token: str | None, body: bytes, now: datetime) -> ReconcileSummary:
-        """The bank's operation webhook: our token in the URL checked (InvalidSignature otherwise), the body only a
-        hint of which account moved — that account's statement is read now."""
-        import hmac
-
-        from paybridge.adapters.bank.tbank_business import parse_webhook
-        from paybridge.secrets import resolve_secret
-
-        bank = self.tenants.get(tenant_id).bank
-        source = bank.source if bank else None
-        expected = resolve_secret(source.webhook_token) if source and source.webhook_token else ""
-        if not expected or not hmac.compare_digest((token or "").encode(), expected.encode()):
-            raise InvalidSignature("missing or wrong token in the webhook URL")
-        account, operation_id = parse_webhook(body)  # MalformedNotification: 400
-        logger.info("bank webhook: operation %s on %s", operation_id, account)
-        return self.poll(tenant_id, now, force=True, only_account=account)
+    def accept_webhook(
+        self,
+        tenant_id: str,
+        source_name: str,
+        headers: dict[str, str],
+        query: dict[str, str],
+        body: bytes,
+        now: datetime,
+    ) -> ReconcileSummary:
+        """A bank's push at `/bank/{tenant}/{source}`: the tenant's own source verifies it (InvalidSignature when the
+        route names another source, or none is configured), and the body is only a hint of which account moved —
+        that account's statement is read now."""
+        tenant = self.tenants.get(tenant_id)
+        source_settings = tenant.bank.source if tenant.bank else None
+        if source_settings is None or not _names(source_name, source_settings.kind):
+            raise InvalidSignature(f"tenant {tenant_id} takes no webhook from the bank source {source_name!r}")
+        hint = self.sources(tenant).verify_webhook(headers, query, body)
+        logger.info("bank webhook: operation %s on %s", hint.reference, hint.account)
+        return self.poll(tenant_id, now, force=True, only_account=hint.account)
 
     # -- polling ---------------------------------------------------------------------------------------------------
 

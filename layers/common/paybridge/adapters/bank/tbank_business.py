@@ -20,8 +20,9 @@ a credit in another currency is logged and left out. Amounts become kopecks thro
 day, the date a 1C statement file shows for the same transfer) — which matters for the line's fingerprint.
 
 The `oper-feed-operation` webhook (registered with `POST /api/v1/webhook`; our URL carries `?token=<webhook_token>`,
-checked by the caller) is only a hint that an account has a new operation: `parse_webhook` takes the account and the
-operation id out of it, and the caller reads the statement again — nothing in the body is trusted or recorded. The
+checked first by `verify_webhook`) is only a hint that an account has a new operation: `parse_webhook` takes the
+account and the operation id out of it, and the caller reads the statement again — nothing in the body is trusted or
+recorded. The
 body is the statement's operation plus its account; as its exact framing is not pinned down, both are accepted (the
 operation's own fields are ignored):
 - flat: `{"eventType"?: "oper-feed-operation", "accountNumber": "<20 digits>", "operationId": "…"?, …operation}`;
@@ -32,20 +33,44 @@ An `operationId` made between 22:00 and 03:00 may change later, so it is never t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
+
+import hmac
 import json
 import logging
 import re
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 
-import httpx
+from pydantic import Field
 
-from paybridge.adapters.bank.base import StatementPage
-from paybridge.adapters.errors import MalformedNotification, ProviderRejected, ProviderUnavailable
+from paybridge.adapters.bank.base import StatementPage, WebhookHint
+from paybridge.adapters.errors import InvalidSignature, MalformedNotification, ProviderRejected, ProviderUnavailable
 from paybridge.adapters.http import make_client, send
+from paybridge.adapters.registry import BANK_SOURCES, AdapterContext
+from paybridge.adapters.settings import (
+    BankSourceSettingsBase,
+    HttpUrl,
+    SecretRef,
+)
 from paybridge.domain.bank import StatementLine
-from paybridge.tenants import TBankBusinessSettings
+
+
+class TBankBusinessSettings(BankSourceSettingsBase):
+    """T-Bank business API: the company's statement (`GET /api/v1/statement`, Bearer token), polled; and its
+    `oper-feed-operation` webhook (registered with `POST /api/v1/webhook`) as the fast path."""
+
+    kind: Literal["tbank_business"]
+    base_url: HttpUrl = "https://business.tbank.ru/openapi/"
+    token: SecretRef
+    #: The webhook URL we register carries `?token=<webhook_token>` (the body is only a hint: we read the statement).
+    webhook_token: SecretRef | None = None
+    page_size: int = Field(default=100, ge=1, le=5000)
+
 
 logger = logging.getLogger(__name__)
 
@@ -106,12 +131,24 @@ def _is_rub(operation: dict[str, Any]) -> bool:
 class TBankBusiness:
     name = "tbank_business"
 
-    def __init__(self, settings: TBankBusinessSettings, token: str, transport: Any = None):
+    def __init__(
+        self, settings: TBankBusinessSettings, token: str, transport: Any = None, webhook_token: str | None = None
+    ):
         self._settings = settings
+        self._webhook_token = webhook_token
         base = settings.base_url if settings.base_url.endswith("/") else settings.base_url + "/"
         self._http = make_client(base, {"Authorization": f"Bearer {token}"}, transport)
         # 401/403 get their own message (the token); `send` maps everything else.
         self._http.event_hooks = {"request": [], "response": [_refuse_bad_token]}
+
+    def verify_webhook(self, headers: dict[str, str], query: dict[str, str], body: bytes) -> WebhookHint:
+        """Our token in the registered URL (`?token=…`) first, then the body: only which account moved."""
+        expected = self._webhook_token or ""
+        token = query.get("token") or ""
+        if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
+            raise InvalidSignature("missing or wrong token in the webhook URL")
+        account, operation_id = parse_webhook(body)  # MalformedNotification: 400
+        return WebhookHint(account=account, reference=operation_id)
 
     def fetch(self, account: str, since: datetime, until: datetime, cursor: str | None) -> StatementPage:
         if not _ACCOUNT.match(account):
@@ -217,3 +254,12 @@ def parse_webhook(body: bytes) -> tuple[str, str | None]:
     if operation_id is not None and (isinstance(operation_id, bool) or not isinstance(operation_id, str | int)):
         raise MalformedNotification("the T-Bank business webhook's operationId is not a string")
     return account, _text(operation_id)
+
+
+def _build(settings: TBankBusinessSettings, context: AdapterContext) -> TBankBusiness:
+    webhook_token = context.secret(settings.webhook_token) if settings.webhook_token else None
+    return TBankBusiness(settings, context.secret(settings.token), webhook_token=webhook_token)
+
+
+#: `tbank`: the webhook URL registered at T-Bank before sources were pluggable (/bank/{tenant}/tbank).
+BANK_SOURCES.register("tbank_business", TBankBusinessSettings, _build, aliases=("tbank",))

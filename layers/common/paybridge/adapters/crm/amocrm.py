@@ -52,16 +52,21 @@ only a lead that moves to (status event) or is edited while in (update event) th
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
+
 import hmac
 import logging
 import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
-import httpx
+from pydantic import BaseModel, ConfigDict, Field
 
 from paybridge.adapters.crm.base import (
     CrmWebhook,
@@ -77,8 +82,50 @@ from paybridge.adapters.crm.base import (
 from paybridge.adapters.crm.oauth import TokenPair
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable, InvalidSignature, MalformedNotification
 from paybridge.adapters.http import make_client
+from paybridge.adapters.registry import CRMS, AdapterContext
+from paybridge.adapters.settings import (
+    CrmRateLimitSettings,
+    CrmSettingsBase,
+    HttpUrl,
+    LongLivedTokenAuth,
+    OAuthAppAuth,
+    SecretRef,
+)
 from paybridge.domain.invoice import Customer
-from paybridge.tenants import AmoCrmSettings, OAuthAppAuth
+
+
+class AmoCrmStatusTrigger(BaseModel):
+    """Issue an invoice when a lead moves to this status (webhook `leads[status]`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    status_id: int = Field(gt=0)
+    pipeline_id: int | None = Field(default=None, gt=0)
+
+
+class AmoCrmSettings(CrmSettingsBase):
+    """amoCRM API v4. Its webhooks are unsigned: the URL registered in amoCRM carries `?token=<webhook_token>`, and
+    `account[subdomain]` must be the tenant's."""
+
+    kind: Literal["amocrm"]
+    base_url: HttpUrl = Field(description="https://<subdomain>.amocrm.ru")
+    subdomain: str = Field(pattern=r"^[a-z0-9-]{1,63}$")
+    auth: Annotated[OAuthAppAuth | LongLivedTokenAuth, Field(discriminator="kind")]
+    webhook_token: SecretRef
+    trigger: AmoCrmStatusTrigger
+    #: The pipeline the mapped statuses belong to (PATCH needs it with `status_id`).
+    pipeline_id: int = Field(gt=0)
+    #: The lead's custom field (URL/text) that receives the payment link.
+    link_field_id: int | None = Field(default=None, gt=0)
+    #: A lead custom field holding the invoice number; the lead id is used when absent or empty.
+    invoice_number_field_id: int | None = Field(default=None, gt=0)
+    #: Tasks for the responsible manager are due this many hours after they are set.
+    task_due_hours: int = Field(default=24, ge=1, le=720)
+    rate_limit: CrmRateLimitSettings = CrmRateLimitSettings(per_second=7, burst=7)
+
+    def stage_problems(self, stages: dict[str, str | None]) -> list[str]:
+        wrong = [name for name, value in stages.items() if value is not None and not str(value).isdigit()]
+        return [f"amoCRM stages are status ids (digits); not so for: {', '.join(wrong)}"] if wrong else []
+
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +192,8 @@ def oauth_refresher(
         }
         if auth.redirect_uri:
             body["redirect_uri"] = auth.redirect_uri
+        import httpx  # lazy: see paybridge.adapters.http
+
         try:
             response = http.post(url, json=body)
         except httpx.TransportError as exc:
@@ -261,6 +310,8 @@ class AmoCrm:
                 self._throttle(self._settings.subdomain, self.rate_limit)
             except CrmUnavailable as exc:
                 raise _RateLimited(f"{where}: {exc}") from exc
+            import httpx  # lazy: see paybridge.adapters.http
+
             try:
                 response = self._http.request(method, path, headers={"Authorization": f"Bearer {token}"}, **kwargs)
             except httpx.TransportError as exc:
@@ -663,3 +714,19 @@ def _phone(value: str) -> str | None:
             digits = "7" + digits
     candidate = "+" + digits
     return candidate if _E164.match(candidate) else None
+
+
+def _build(settings: AmoCrmSettings, context: AdapterContext) -> AmoCrm:
+    webhook_token = context.secret(settings.webhook_token)
+    if isinstance(settings.auth, LongLivedTokenAuth):
+        token = context.secret(settings.auth.token)
+        return AmoCrm(settings, lambda: token, webhook_token, throttle=context.throttle)
+    assert context.oauth_session is not None, "the wiring supplies OAuth sessions to CRMs"
+    refresh = oauth_refresher(settings, context.secret(settings.auth.client_secret))
+    session = context.oauth_session(f"{context.tenant_id}:amocrm", refresh, settings.auth)
+    return AmoCrm(
+        settings, session.access_token, webhook_token, throttle=context.throttle, on_unauthorized=session.invalidate
+    )
+
+
+CRMS.register("amocrm", AmoCrmSettings, _build)

@@ -38,15 +38,19 @@ like an outage: the account is at fault, not the updates.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
+
 import hmac
 import logging
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, quote
 
-import httpx
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from paybridge.adapters.crm.base import (
     CrmWebhook,
@@ -62,9 +66,58 @@ from paybridge.adapters.crm.base import (
 from paybridge.adapters.crm.oauth import TokenPair
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable, InvalidSignature, MalformedNotification
 from paybridge.adapters.http import make_client, send
+from paybridge.adapters.registry import CRMS, AdapterContext
+from paybridge.adapters.settings import (
+    CrmRateLimitSettings,
+    CrmSettingsBase,
+    HttpUrl,
+    OAuthAppAuth,
+    SecretRef,
+)
 from paybridge.domain.invoice import Customer
 from paybridge.domain.money import from_decimal_string
-from paybridge.tenants import Bitrix24RobotTrigger, Bitrix24Settings, Bitrix24StageTrigger
+
+
+class Bitrix24WebhookAuth(BaseModel):
+    """Writes through an incoming webhook: `https://<portal>/rest/<user_id>/<secret>/` (a secret: it grants access)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["webhook"]
+    url: SecretRef
+
+
+class Bitrix24StageTrigger(BaseModel):
+    """Issue an invoice when a deal enters this stage (ONCRMDEALUPDATE, the deal re-read with crm.deal.get)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["stage"]
+    stage_id: str = Field(min_length=1, max_length=50)
+
+
+class Bitrix24RobotTrigger(BaseModel):
+    """Issue an invoice when our robot (bizproc.robot.add, this CODE) runs on a deal."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["robot"]
+    code: str = Field(default="paybridge_issue_invoice", pattern=r"^[a-z0-9_]{1,50}$")
+
+
+class Bitrix24Settings(CrmSettingsBase):
+    """Bitrix24 REST. Inbound calls (events, robots) carry `auth[application_token]`, checked on every call."""
+
+    kind: Literal["bitrix24"]
+    portal: str = Field(pattern=r"^[a-z0-9.-]+(:[0-9]+)?$", description="the portal's domain, e.g. acme.bitrix24.ru")
+    auth: Annotated[Bitrix24WebhookAuth | OAuthAppAuth, Field(discriminator="kind")]
+    application_token: SecretRef
+    trigger: Annotated[Bitrix24StageTrigger | Bitrix24RobotTrigger, Field(discriminator="kind")]
+    #: OAuth apps: the REST base (the token answer's `client_endpoint`); default `https://<portal>/rest/`.
+    rest_url: HttpUrl | None = None
+    #: The deal's user field that receives the payment link (create it in the CRM: type string/URL).
+    link_field: str | None = Field(default="UF_CRM_PAYBRIDGE_LINK", pattern=r"^UF_CRM_[A-Z0-9_]+$")
+    #: A deal field holding the invoice number; the deal id is used when absent or empty.
+    invoice_number_field: str | None = Field(default=None, pattern=r"^(UF_CRM_[A-Z0-9_]+|TITLE)$")
+    rate_limit: CrmRateLimitSettings = CrmRateLimitSettings(per_second=2, burst=50)
+
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +233,8 @@ class Bitrix24:
             self._throttle(self._settings.portal, self.rate_limit)
             self.requests += 1
             body = {**params, "auth": token} if token else params
+            import httpx  # lazy: see paybridge.adapters.http
+
             try:
                 response = self._http.post(f"{method}.json", json=body)
             except httpx.TransportError as exc:
@@ -389,3 +444,26 @@ def _json(response: httpx.Response) -> Any:
         return response.json()
     except ValueError:
         return {}
+
+
+def _build(settings: Bitrix24Settings, context: AdapterContext) -> Bitrix24:
+    app_token = context.secret(settings.application_token)
+    if isinstance(settings.auth, Bitrix24WebhookAuth):
+        return Bitrix24(settings, app_token, context.secret(settings.auth.url), throttle=context.throttle)
+    auth = settings.auth
+    assert context.oauth_session is not None, "the wiring supplies OAuth sessions to CRMs"
+    refresh = oauth_refresher(
+        auth.token_url or "https://oauth.bitrix.info/oauth/token/", auth.client_id, context.secret(auth.client_secret)
+    )
+    session = context.oauth_session(f"{context.tenant_id}:bitrix24", refresh, auth)
+    return Bitrix24(
+        settings,
+        app_token,
+        settings.rest_url or f"https://{settings.portal}/rest/",
+        access=session.access_token,
+        on_unauthorized=session.invalidate,
+        throttle=context.throttle,
+    )
+
+
+CRMS.register("bitrix24", Bitrix24Settings, _build)

@@ -11,12 +11,17 @@ Wire format (the server is `devstack/sandbox_crm.py`):
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
+
 import hmac
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
-import httpx
+from pydantic import Field
 
 from paybridge.adapters.crm.base import (
     CrmWebhook,
@@ -32,7 +37,19 @@ from paybridge.adapters.crm.base import (
 )
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable, InvalidSignature, MalformedNotification
 from paybridge.adapters.http import make_client, send
+from paybridge.adapters.registry import CRMS, AdapterContext
+from paybridge.adapters.settings import (
+    CrmSettingsBase,
+    SecretRef,
+)
 from paybridge.domain.invoice import Customer
+
+
+class SandboxCrmSettings(CrmSettingsBase):
+    kind: Literal["sandbox"] = "sandbox"
+    base_url: str = Field(pattern=r"^https?://")
+    token: SecretRef
+
 
 ISSUE_EVENT = "ONCRMDEALISSUEINVOICE"
 
@@ -136,3 +153,10 @@ class SandboxCrm:
             raise MalformedNotification("missing field: data[FIELDS][ID]")
         number = form.get("data[FIELDS][INVOICE_NUMBER]") or None
         return CrmWebhook(commands=(IssueInvoiceCommand(deal_id=deal_id, number=number),))
+
+
+def _build(settings: SandboxCrmSettings, context: AdapterContext) -> SandboxCrm:
+    return SandboxCrm(settings.base_url, context.secret(settings.token), throttle=context.throttle)
+
+
+CRMS.register("sandbox", SandboxCrmSettings, _build)

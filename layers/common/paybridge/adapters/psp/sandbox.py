@@ -19,13 +19,17 @@ We answer 200 `OK`; anything else makes the sandbox retry.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
+
 import hashlib
 import hmac
 import json
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-import httpx
 from pydantic import BaseModel, Field, ValidationError
 
 from paybridge.adapters.errors import InvalidSignature, MalformedNotification, ProviderRejected, ProviderUnavailable
@@ -42,7 +46,17 @@ from paybridge.adapters.psp.base import (
     RefundOrder,
     RefundResult,
 )
+from paybridge.adapters.registry import PSPS, AdapterContext
+from paybridge.adapters.settings import HttpUrl, PaymentMethodKind, PspSettingsBase, SecretRef
 from paybridge.domain.money import MinorUnits
+
+
+class SandboxPspSettings(PspSettingsBase):
+    provider: Literal["sandbox"] = "sandbox"
+    base_url: HttpUrl
+    secret: SecretRef
+    method: PaymentMethodKind = "card"
+
 
 SIGNATURE_HEADER = "x-sandbox-signature"
 TOLERANCE_SECONDS = 300
@@ -194,3 +208,10 @@ class SandboxPsp:
 
     def acknowledgement(self) -> Acknowledgement:
         return Acknowledgement(status_code=200, body="OK")
+
+
+def _build(settings: SandboxPspSettings, context: AdapterContext) -> SandboxPsp:
+    return SandboxPsp(settings.base_url, context.secret(settings.secret), settings.method)
+
+
+PSPS.register("sandbox", SandboxPspSettings, _build)

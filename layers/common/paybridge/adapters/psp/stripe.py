@@ -25,14 +25,17 @@ charge-<tenant>-<order id>`: `succeeded` → succeeded; `requires_payment_method
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    pass
+
 import hashlib
 import hmac
 import json
 import logging
 import time
-from typing import Any
-
-import httpx
+from typing import Any, Literal
 
 from paybridge.adapters.errors import InvalidSignature, MalformedNotification, ProviderRejected, ProviderUnavailable
 from paybridge.adapters.http import make_client, send
@@ -50,7 +53,24 @@ from paybridge.adapters.psp.base import (
     RefundResult,
     RefundState,
 )
-from paybridge.tenants import StripeSettings
+from paybridge.adapters.registry import PSPS, AdapterContext
+from paybridge.adapters.settings import (
+    HttpUrl,
+    PspSettingsBase,
+    SecretRef,
+)
+
+
+class StripeSettings(PspSettingsBase):
+    """Stripe Checkout. Test mode: the same host with an `sk_test_…` key and the test endpoint's `whsec_…`."""
+
+    provider: Literal["stripe"]
+    base_url: HttpUrl = "https://api.stripe.com"
+    secret_key: SecretRef
+    webhook_secret: SecretRef
+    #: Stripe Checkout needs a URL to send the payer back to; defaults to the tenant's `return_url`.
+    cancel_url: HttpUrl | None = None
+
 
 logger = logging.getLogger(__name__)
 
@@ -229,6 +249,8 @@ class StripeCheckout:
             "metadata[order_id]": request.order_id,
         }
         key = f"charge-{request.tenant_id}-{request.order_id}"
+        import httpx  # lazy: see paybridge.adapters.http
+
         try:
             response = self._http.request("POST", "/v1/payment_intents", data=form, headers={"Idempotency-Key": key})
         except httpx.TransportError as exc:
@@ -345,3 +367,10 @@ class StripeCheckout:
 
     def acknowledgement(self) -> Acknowledgement:
         return Acknowledgement(status_code=200, body='{"received": true}', content_type="application/json")
+
+
+def _build(settings: StripeSettings, context: AdapterContext) -> StripeCheckout:
+    return StripeCheckout(settings, context.secret(settings.secret_key), context.secret(settings.webhook_secret))
+
+
+PSPS.register("stripe", StripeSettings, _build)

@@ -44,7 +44,9 @@ import hmac
 import json
 import logging
 from datetime import UTC
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from paybridge.adapters.errors import InvalidSignature, MalformedNotification, ProviderRejected, ProviderUnavailable
 from paybridge.adapters.http import make_client, send
@@ -62,8 +64,29 @@ from paybridge.adapters.psp.base import (
     RefundResult,
     RefundState,
 )
+from paybridge.adapters.registry import PSPS, AdapterContext
+from paybridge.adapters.settings import (
+    HttpUrl,
+    PaymentMethodKind,
+    PspSettingsBase,
+    SecretRef,
+)
 from paybridge.domain.receipt import FiscalReceipt
-from paybridge.tenants import TBankSettings
+
+
+class TBankSettings(PspSettingsBase):
+    """T-Bank internet acquiring (API v2). Test host: https://rest-api-test.tinkoff.ru/v2/."""
+
+    provider: Literal["tbank"]
+    base_url: HttpUrl = "https://securepay.tinkoff.ru/v2/"
+    terminal_key: str = Field(min_length=1, max_length=20)
+    password: SecretRef
+    method: PaymentMethodKind = "card"
+    #: `O` one-stage (money is taken at once), `T` two-stage (held: AUTHORIZED, then confirmed in T-Bank).
+    pay_type: Literal["O", "T"] = "O"
+    #: For SBP: `PAYLOAD` (a https://qr.nspk.ru/… link to render or open) or `IMAGE` (an SVG of the QR code).
+    qr_data_type: Literal["PAYLOAD", "IMAGE"] = "PAYLOAD"
+
 
 logger = logging.getLogger(__name__)
 
@@ -362,3 +385,10 @@ class TBankAcquiring:
 
     def acknowledgement(self) -> Acknowledgement:
         return Acknowledgement(status_code=200, body="OK", content_type="text/plain")
+
+
+def _build(settings: TBankSettings, context: AdapterContext) -> TBankAcquiring:
+    return TBankAcquiring(settings, context.secret(settings.password))
+
+
+PSPS.register("tbank", TBankSettings, _build)

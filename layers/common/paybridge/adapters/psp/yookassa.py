@@ -30,9 +30,9 @@ import ipaddress
 import json
 import logging
 import uuid
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from paybridge.adapters.errors import InvalidSignature, MalformedNotification, ProviderRejected, ProviderUnavailable
 from paybridge.adapters.http import make_client, send
@@ -50,9 +50,23 @@ from paybridge.adapters.psp.base import (
     RefundResult,
     RefundState,
 )
+from paybridge.adapters.registry import PSPS, AdapterContext
+from paybridge.adapters.settings import HttpUrl, PaymentMethodKind, PspSettingsBase, SecretRef
 from paybridge.domain.money import from_decimal_string, to_decimal_string
 from paybridge.domain.receipt import FiscalReceipt
-from paybridge.tenants import YooKassaSettings
+
+
+class YooKassaSettings(PspSettingsBase):
+    """YooKassa API v3 (test shops use the same host with a test secret key)."""
+
+    provider: Literal["yookassa"]
+    base_url: HttpUrl = "https://api.yookassa.ru/v3/"
+    shop_id: str = Field(min_length=1, max_length=20, pattern=r"^\d+$")
+    secret_key: SecretRef
+    method: PaymentMethodKind = "card"
+    #: Optional source-IP allow-list for notifications (CIDRs); the re-fetch of the object is the check that counts.
+    notification_ips: tuple[str, ...] | None = None
+
 
 logger = logging.getLogger(__name__)
 
@@ -307,3 +321,10 @@ class YooKassa:
 
     def acknowledgement(self) -> Acknowledgement:
         return Acknowledgement(status_code=200, body="")
+
+
+def _build(settings: YooKassaSettings, context: AdapterContext) -> YooKassa:
+    return YooKassa(settings, context.secret(settings.secret_key))
+
+
+PSPS.register("yookassa", YooKassaSettings, _build)

@@ -1,0 +1,89 @@
+"""The building blocks every adapter's settings are made of: secret references, URLs, CRM auth and rate limits, and
+the base each kind of adapter settings derives from (its tag field names the registry entry)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SecretValue = Annotated[str, Field(min_length=8)]
+HttpUrl = Annotated[str, Field(pattern=r"^https?://\S+$")]
+PaymentMethodKind = Literal["card", "sbp"]
+
+
+class SecretRef(BaseModel):
+    """A secret given inline (local stack only) or by the name of a Secrets Manager secret (deployed)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    value: SecretValue | None = None
+    secret_name: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.value is None) == (self.secret_name is None):
+            raise ValueError("give exactly one of 'value' (local only) or 'secret_name' (Secrets Manager)")
+        return self
+
+
+class AdapterSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PspSettingsBase(AdapterSettings):
+    """A payment provider's settings; `provider` is its registry name."""
+
+    provider: str
+
+
+class CrmSettingsBase(AdapterSettings):
+    """A CRM's settings; `kind` is its registry name."""
+
+    kind: str
+
+    def stage_problems(self, stages: dict[str, str | None]) -> list[str]:
+        """Stage names this CRM cannot hold (the tenant's `stages` mapping is checked against them at load)."""
+        return []
+
+
+class BankSourceSettingsBase(AdapterSettings):
+    """A bank statement source's settings; `kind` is its registry name."""
+
+    kind: str
+
+
+class SenderSettingsBase(AdapterSettings):
+    """A message sender's settings (a reminder channel); `kind` is its registry name."""
+
+    kind: str
+
+
+class CrmRateLimitSettings(BaseModel):
+    """The CRM account's request budget: a leaky bucket of `per_second` requests holding up to `burst`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    per_second: float = Field(gt=0, le=100)
+    burst: int = Field(ge=1, le=1000)
+
+
+class OAuthAppAuth(BaseModel):
+    """An OAuth 2 app (Bitrix24 local/market app, amoCRM integration). The first refresh token (from installing the
+    app) seeds the token store; every refresh then stores the new single-use pair atomically."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["oauth"]
+    client_id: str = Field(min_length=1, max_length=200)
+    client_secret: SecretRef
+    initial_refresh_token: SecretRef | None = None
+    #: Bitrix24: https://oauth.bitrix.info/oauth/token/; amoCRM: <base_url>/oauth2/access_token (the default).
+    token_url: HttpUrl | None = None
+    #: amoCRM requires the integration's redirect URI on every refresh.
+    redirect_uri: HttpUrl | None = None
+
+
+class LongLivedTokenAuth(BaseModel):
+    """amoCRM private integrations: a long-lived token (up to 5 years), sent as a Bearer token."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["long_lived"]
+    token: SecretRef
