@@ -64,6 +64,22 @@ def upload(http: httpx.Client, data: bytes, api_key: str = "demo-api-key") -> ht
     return http.post(f"/bank/{TENANT}/statements", content=data, headers=headers)
 
 
+def transfer(amount: int, purpose: str, document_number: str, notify: bool = True) -> dict[str, Any]:
+    """A confirmed incoming transfer as the fake bank's control API takes it."""
+    return {
+        "account": ACCOUNT,
+        "amount": amount,
+        "purpose": purpose,
+        "payer_inn": "7707083893",
+        "payer_account": "40702810400000000001",
+        "payer_name": "ООО Покупатель",
+        "document_number": document_number,
+        "type": "Credit",
+        "status": "Transaction",
+        "notify": notify,
+    }
+
+
 @pytest.fixture
 def shop(http: httpx.Client) -> tuple[Api, Sandbox]:
     return Api(http, tenant=TENANT), Sandbox(http, tenant=TENANT, crm_token="sandbox-crm-token-bank-shop")
@@ -148,18 +164,7 @@ def test_the_banks_webhook_makes_us_read_the_statement_and_the_transfer_pays_in_
     api, crm = shop
     number = unique("W-")
     invoice, deal = invoice_for(shop, 123_400, number)
-    operation = {
-        "account": ACCOUNT,
-        "amount": 123_400,
-        "purpose": f"Оплата по счету {number} от 24.11.2026, в т.ч. НДС 20%",
-        "payer_inn": "7707083893",
-        "payer_account": "40702810400000000001",
-        "payer_name": "ООО Покупатель",
-        "document_number": unique("9"),
-        "type": "Credit",
-        "status": "Transaction",
-        "notify": True,
-    }
+    operation = transfer(123_400, f"Оплата по счету {number} от 24.11.2026, в т.ч. НДС 20%", unique("9"))
     assert http.post(f"{BANK}/_control/operations", json=operation).status_code in (200, 201)
     assert api.wait(invoice["invoice_id"], lambda i: i["state"] == "paid", timeout=20)["paid"] == 123_400
     crm.wait_deal(deal, lambda d: d["stage"] == "PAID")
@@ -181,18 +186,8 @@ def test_the_webhook_route_names_the_source_and_the_old_tbank_url_keeps_working(
     api, _ = shop
     number = unique("L-")
     invoice, _ = invoice_for(shop, 55_500, number)
-    operation = {
-        "account": ACCOUNT,
-        "amount": 55_500,
-        "purpose": f"Оплата по счету {number}",
-        "payer_inn": "7707083893",
-        "payer_account": "40702810400000000001",
-        "payer_name": "ООО Покупатель",
-        "document_number": unique("8"),
-        "type": "Credit",
-        "status": "Transaction",
-        "notify": False,  # nobody pushes: the URLs below are the only news of it
-    }
+    # nobody pushes: the URLs below are the only news of it
+    operation = transfer(55_500, f"Оплата по счету {number}", unique("8"), notify=False)
     assert http.post(f"{BANK}/_control/operations", json=operation).status_code in (200, 201)
     hint = {"eventType": "oper-feed-operation", "accountNumber": ACCOUNT, "operationId": "op-1"}
     # A source the tenant does not use is refused before the body is read, even with the right token
