@@ -6,6 +6,10 @@ its notification and GET); `POST /api/charges` charges a saved method without th
 the answer is the result), idempotent by the order id. Fault `charge_decline` (a count): the next new charges fail
 with status "failed" and detail "insufficient funds".
 
+Faults (`POST /api/faults {"name": count}`), besides those of creating and charging: `lose_notification` (the next
+notifications are never sent — only asking `GET /api/payments/<id>` tells the merchant), `unavailable` (the next API
+requests answer 503). A payment that holds money cannot be cancelled (409): only a refund returns money.
+
 Wire format: see `paybridge.adapters.psp.sandbox` (the merchant's side)."""
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class Delivery:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     delivered_at: float | None = None
     first_sent_at: float | None = None
+    lost: bool = False  # the fault `lose_notification`: never sent
 
 
 @dataclass
@@ -75,6 +80,7 @@ class Payment:
             "amount": self.amount,
             "paid": self.paid,
             "refunded": self.refunded,
+            "operations": [{k: o[k] for k in ("id", "type", "amount") if k in o} for o in self.operations],
             "currency": self.currency,
             "url": url,
             "qr_payload": f"https://qr.nspk.ru/SANDBOX{self.id[-12:].upper()}?type=02&sum={self.amount}"
@@ -124,6 +130,8 @@ class SandboxPsp:
         request = Request(environ)
         try:
             endpoint, args = self.url_map.bind_to_environ(environ).match()
+            if endpoint not in ("faults", "deliveries", "checkout", "checkout_action") and self._fault("unavailable"):
+                return error(503, "sandbox fault: service unavailable")(environ, start_response)
             response = getattr(self, f"on_{endpoint}")(request, **args)
         except HTTPException as exc:
             response = exc.get_response()
@@ -185,8 +193,10 @@ class SandboxPsp:
     def on_cancel(self, request: Request, pid: str) -> Response:
         payment = self._payment(request, pid)
         with self._lock:
-            if payment.status in ("succeeded",):
-                return error(409, "payment already succeeded")
+            if payment.paid > 0:  # money is there: only a refund gives it back
+                return error(409, f"payment is {payment.status}: it holds money, refund it instead")
+            if payment.status in ("canceled", "expired"):
+                return json_response(payment.public(self.base_url))
             payment.status = "canceled"
         return json_response(payment.public(self.base_url))
 
@@ -345,7 +355,9 @@ class SandboxPsp:
                     payment.saved_method = f"sm_{payment.id.removeprefix('pay_')}"
                     self.saved_methods[payment.saved_method] = payment.id
                 notified_amount = amount
-            payment.operations.append({"type": kind, "amount": notified_amount, "at": datetime.now(UTC).isoformat()})
+            payment.operations.append(
+                {"id": operation_id, "type": kind, "amount": notified_amount, "at": datetime.now(UTC).isoformat()}
+            )
             delivery = self._notify(payment, kind, operation_id, notified_amount)
         answer = {**payment.public(self.base_url), "event_id": delivery.event_id if delivery else None}
         return json_response(answer)
@@ -381,8 +393,18 @@ class SandboxPsp:
             secret=payment.secret,
         )
         self.deliveries.append(delivery)
+        if self._fault("lose_notification"):  # never sent: only asking the API tells the merchant
+            delivery.lost = True
+            return delivery
         threading.Thread(target=self._deliver, args=(delivery, 0), daemon=True).start()
         return delivery
+
+    def _fault(self, name: str) -> bool:
+        with self._lock:
+            if self.faults.get(name, 0) > 0:
+                self.faults[name] -= 1
+                return True
+        return False
 
     def _deliver(self, delivery: Delivery, attempt: int) -> None:
         if self._stopped:

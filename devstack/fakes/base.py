@@ -1,5 +1,9 @@
 """What the provider fakes share: routing, JSON answers, a deliveries log and notifications retried until the
-merchant gives the answer the provider expects."""
+merchant gives the answer the provider expects.
+
+Faults every fake takes (`POST /_control/faults {"name": count}`): `lose_notification` — the next notifications are
+never sent (logged as lost: only asking the provider's API tells the merchant); `unavailable` — the next API
+requests answer 503, as a provider outage does."""
 
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ class Delivery:
     headers: dict[str, str]
     attempts: list[dict[str, Any]] = field(default_factory=list)
     delivered: bool = False
+    lost: bool = False
 
 
 class FakeApp:
@@ -57,7 +62,10 @@ class FakeApp:
         request = Request(environ)
         try:
             endpoint, args = self.url_map.bind_to_environ(environ).match()
-            response = getattr(self, f"on_{endpoint}")(request, **args)
+            if not request.path.startswith("/_control/") and endpoint != "page" and self.fault("unavailable"):
+                response = json_response({"error": "fault: service unavailable"}, 503)
+            else:
+                response = getattr(self, f"on_{endpoint}")(request, **args)
         except HTTPException as exc:
             response = exc.get_response()
         return response(environ, start_response)
@@ -78,7 +86,13 @@ class FakeApp:
     def on_deliveries(self, request: Request) -> Response:
         return json_response(
             [
-                {"url": d.url, "body": d.body.decode(), "attempts": d.attempts, "delivered": d.delivered}
+                {
+                    "url": d.url,
+                    "body": d.body.decode(),
+                    "attempts": d.attempts,
+                    "delivered": d.delivered,
+                    "lost": d.lost,
+                }
                 for d in self.deliveries
             ]
         )
@@ -89,6 +103,9 @@ class FakeApp:
         """POST `body` to `url` in the background until `accepted(response)`, with growing delays."""
         delivery = Delivery(url=url, body=body, headers=headers)
         self.deliveries.append(delivery)
+        if self.fault("lose_notification"):
+            delivery.lost = True
+            return
         threading.Thread(target=self._attempt, args=(delivery, accepted, 0), daemon=True).start()
 
     def _attempt(self, delivery: Delivery, accepted: Callable[[httpx.Response], bool], attempt: int) -> None:

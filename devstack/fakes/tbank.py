@@ -1,6 +1,8 @@
 """A local fake of T-Bank acquiring API v2: checks the Token of every request with the terminal's password, keeps
 payments, validates receipts, refunds through Cancel (deduplicated by ExternalRequestId) and sends notifications
-signed with the Token, repeated until the merchant answers `OK`.
+signed with the Token, repeated until the merchant answers `OK`. As at T-Bank, `Cancel` is one call for three
+things: a NEW payment is cancelled, an AUTHORIZED hold is reversed (REVERSED), a CONFIRMED payment is refunded
+(REFUNDED / PARTIAL_REFUNDED) — so cancelling a paid payment gives the payer's money back.
 
 Control: `POST /_control/payments/<PaymentId>/pay` (`{"amount": …}` to notify another amount), `…/decline`;
 faults `lose_next_init` (the payment is made, the answer is a 503) through `POST /_control/faults`.
@@ -159,6 +161,10 @@ class FakeTBank(FakeApp):
             return _error("7", "Платёж не найден")
         if payment.status in ("NEW", "FORM_SHOWED"):
             payment.status = "CANCELED"
+            return _ok(payment, OriginalAmount=payment.amount, NewAmount=0)
+        if payment.status == "AUTHORIZED":  # a two-stage hold: Cancel releases it, as T-Bank does
+            payment.status = "REVERSED"
+            self._notify(payment, payment.status, payment.amount)
             return _ok(payment, OriginalAmount=payment.amount, NewAmount=0)
         if payment.status not in ("CONFIRMED", "PARTIAL_REFUNDED"):
             return _error("1001", f"Нельзя отменить платёж в статусе {payment.status}")

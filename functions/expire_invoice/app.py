@@ -1,4 +1,5 @@
-"""Lifecycle task: the link's lifetime ran out: expire the invoice (unless money won) and cancel it at the PSP."""
+"""Lifecycle task: the link's lifetime ran out: ask the provider first; expire the invoice unless money is there,
+and cancel at the PSP only a payment that holds none."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from paybridge.wiring import get_lifecycle_tasks
 @tracer.capture_lambda_handler(capture_response=False)
 @event_parser(model=LifecycleState)
 def lambda_handler(event: LifecycleState, context: LambdaContext) -> dict[str, Any]:
-    state = get_lifecycle_tasks().expire_invoice(event.tenant_id, event.invoice_id)
+    state = get_lifecycle_tasks().expire_invoice(event.tenant_id, event.invoice_id, event.expiry_attempt or 0)
     if state.outcome is not None and state.outcome.state is InvoiceState.EXPIRED:
         metrics.add_metric(name="InvoicesExpired", unit=MetricUnit.Count, value=1)
     return state.document()

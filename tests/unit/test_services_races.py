@@ -13,6 +13,7 @@ from paybridge.app.changes import InvoiceChanges
 from paybridge.app.invoices import Invoices
 from paybridge.app.issuing import Issuing
 from paybridge.app.lifecycle_tasks import LifecycleTasks
+from paybridge.app.payment_checks import PaymentChecks
 from paybridge.domain.invoice import AuditEntry, Invoice, InvoiceState, NewInvoice
 from paybridge.storage.errors import ConcurrentModification
 from paybridge.storage.repository import Saved
@@ -117,7 +118,17 @@ def services() -> Services:
     return Services(
         issuing=Issuing(tenants, repo, lifecycle, providers, lambda tenant: None, outbox, clock),  # type: ignore[arg-type,return-value]
         invoices=Invoices(tenants, repo, changes, providers),
-        tasks=LifecycleTasks(tenants, repo, changes, lifecycle, providers, outbox, NoReminders(), clock=clock),  # type: ignore[arg-type]
+        tasks=LifecycleTasks(
+            tenants,  # type: ignore[arg-type]
+            repo,
+            changes,
+            lifecycle,  # type: ignore[arg-type]
+            providers,
+            outbox,
+            NoReminders(),
+            PaymentChecks(tenants, changes, providers),  # type: ignore[arg-type]
+            clock=clock,
+        ),
     )
 
 

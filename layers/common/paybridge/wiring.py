@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from paybridge.app.invoices import Invoices
     from paybridge.app.issuing import Issuing
     from paybridge.app.lifecycle_tasks import LifecycleTasks
+    from paybridge.app.payment_checks import PaymentChecks
     from paybridge.app.payment_events import PaymentEvents
     from paybridge.app.refunds import Refunds
     from paybridge.app.reminders import Reminders
@@ -170,8 +171,16 @@ def get_lifecycle_tasks() -> LifecycleTasks:
         providers=make_provider,
         outbox=get_outbox(),
         reminders=get_reminders(),
+        checks=get_payment_checks(),
         public_base_url=get_settings().public_base_url,
     )
+
+
+@lru_cache(maxsize=1)
+def get_payment_checks() -> PaymentChecks:
+    from paybridge.app.payment_checks import PaymentChecks
+
+    return PaymentChecks(get_tenants(), get_changes(), make_provider)
 
 
 @lru_cache(maxsize=1)
@@ -221,6 +230,7 @@ _CACHED = (
     get_payment_events,
     get_refunds,
     get_lifecycle_tasks,
+    get_payment_checks,
     get_deal_delivery,
     get_banking,
     get_reminders,

@@ -27,6 +27,14 @@ def utc_now() -> datetime:
 
 
 @dataclass(frozen=True)
+class Actor:
+    """Who asks for a change and why, written into the invoice's audit history."""
+
+    who: str
+    why: str = ""
+
+
+@dataclass(frozen=True)
 class Change:
     saved: Saved
     changed: bool
@@ -57,6 +65,7 @@ class InvoiceChanges:
         event: InvoiceEvent,
         provider_event: ProviderEventRecord | None = None,
         announce: str | None = None,
+        actor: Actor | None = None,
     ) -> Change:
         """Apply `event` with optimistic concurrency (read, apply, conditional write; again on a lost race). With
         `announce`, a change is told to the lifecycle under that name at once (see `announce`); lifecycle tasks, which
@@ -69,8 +78,12 @@ class InvoiceChanges:
                 if provider_event is not None:
                     self.repo.record_provider_event(provider_event)  # DuplicateProviderEvent: a repeat
                 return Change(Saved(invoice=current, task_token=None), changed=False, was_final=was_final)
+            audit = result.audit
+            if actor is not None and audit is not None:
+                detail = "; ".join(part for part in (audit.detail, actor.why) if part)
+                audit = audit.model_copy(update={"actor": actor.who, "detail": detail[:1000]})
             try:
-                saved = self.repo.save(result.invoice, current.version, result.audit, provider_event)
+                saved = self.repo.save(result.invoice, current.version, audit, provider_event)
             except ConcurrentModification:
                 time.sleep(random.uniform(0, 0.01 * (attempt + 1)))  # noqa: S311 - jitter, not crypto
                 continue

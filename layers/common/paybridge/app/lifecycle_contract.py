@@ -61,6 +61,8 @@ class LifecycleState(BaseModel):
     outcome: Outcome | None = None
     error: TaskError | None = None
     crm_error: TaskError | None = None
+    #: How often the expiry was deferred (the provider could not be asked, or the payer was paying right then).
+    expiry_attempt: int | None = Field(default=None, ge=0)
 
     @classmethod
     def of(cls, invoice: Invoice, now: datetime, event: str = "") -> LifecycleState:

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from paybridge.adapters.errors import ProviderRejected
+from paybridge.adapters.errors import ProviderRejected, ProviderUnavailable
 from paybridge.adapters.lifecycle import LifecycleEngine
 from paybridge.adapters.outbox import CrmOutbox
 from paybridge.adapters.psp.base import ChargeRequest, PaymentProvider, PaymentRequest
-from paybridge.app.changes import InvoiceChanges, utc_now
+from paybridge.app.changes import Actor, InvoiceChanges, utc_now
 from paybridge.app.lifecycle_contract import LifecycleState
+from paybridge.app.payment_checks import PaymentChecks
 from paybridge.app.receipts import receipt_for
 from paybridge.domain.deal_sync import deal_update
 from paybridge.domain.errors import InvalidTransition
@@ -37,6 +38,19 @@ from paybridge.tenants import TenantConfig, TenantDirectory
 logger = logging.getLogger(__name__)
 
 
+#: Who the audit history names for what the expiry decides.
+EXPIRY = Actor("expiry", "at the link's deadline")
+HELD_REASON = (
+    "срок ссылки истёк, но платёж {amount} удержан у {provider} (авторизован, не списан): подтвердите или отмените "
+    "его в личном кабинете провайдера — PayBridge не снимает удержание сам"
+)
+
+
+def expiry_delay(attempt: int) -> int:
+    """Seconds before the expiry asks the provider again: 1, 2, 4 … minutes, at most an hour."""
+    return int(min(60 * 2**attempt, 3600))
+
+
 class LinkPublishedHandler(Protocol):
     """Who is told when an invoice's payment link exists (the reminders service plans its reminders)."""
 
@@ -52,6 +66,7 @@ class LifecycleTasks:
     providers: Callable[[TenantConfig], PaymentProvider]
     outbox: CrmOutbox
     reminders: LinkPublishedHandler
+    checks: PaymentChecks
     public_base_url: str = ""
     clock: Callable[[], datetime] = utc_now
 
@@ -139,15 +154,43 @@ class LifecycleTasks:
             return self.lifecycle.resume(task_token, self._state(saved.invoice, event).document())
         return False
 
-    def expire_invoice(self, tenant_id: str, invoice_id: str) -> LifecycleState:
+    def expire_invoice(self, tenant_id: str, invoice_id: str, attempt: int = 0) -> LifecycleState:
+        """The link's deadline. The provider is asked first: money there is recorded (the invoice is paid, not
+        expired); a payer paying right now, or a provider that cannot be asked, defers the decision (the lifecycle
+        waits `expiry_delay(attempt)` and asks again — never a blind cancel). Only a payment that holds no money is
+        cancelled at the provider; a held (authorised) one is left alone and the manager told."""
         tenant = self.tenants.get(tenant_id)
-        change = self.changes.apply(tenant_id, invoice_id, Close(closure=Closure.EXPIRED, reason="link expired"))
-        if change.changed and change.invoice.payment_id:
+        invoice = self.changes.get(tenant_id, invoice_id)
+        if not invoice.is_open or invoice.closed_as is not None:
+            return self._state(invoice, "expired")  # money, a cancel or a person won the race: that state stands
+        phase = None
+        if invoice.payment_id is not None:
             try:
+                asked = self.checks.recheck(tenant_id, invoice_id, EXPIRY, announce=False)
+            except ProviderUnavailable as exc:
+                logger.warning("expiry of %s deferred: the provider cannot be asked (%s)", invoice_id, exc)
+                return self._defer(invoice, attempt, "provider_unavailable")
+            invoice, phase = asked.invoice, asked.snapshot.phase if asked.snapshot else None
+            if asked.learnt and not invoice.is_open:
+                return self._state(invoice, "money_received")  # paid in time: the deal shows it, nothing expires
+            if phase == "in_progress":
+                return self._defer(invoice, attempt, "payment_in_progress")
+        reason = "link expired"
+        if phase == "held":
+            reason = HELD_REASON.format(provider=invoice.provider, amount=invoice.describe_amount())
+        change = self.changes.apply(tenant_id, invoice_id, Close(closure=Closure.EXPIRED, reason=reason), actor=EXPIRY)
+        if change.changed and phase == "open" and change.invoice.payment_id:
+            try:  # no money there: withdrawing the link cannot refund anything
                 self.providers(tenant).cancel_payment(change.invoice.payment_id)
             except ProviderRejected as exc:
                 logger.warning("PSP refused to cancel expired %s: %s", change.invoice.payment_id, exc)
         return self._state(change.invoice, "expired")
+
+    def _defer(self, invoice: Invoice, attempt: int, event: str) -> LifecycleState:
+        state = self._state(invoice, event)
+        assert state.outcome is not None
+        outcome = state.outcome.model_copy(update={"final": False, "seconds_left": expiry_delay(attempt)})
+        return state.model_copy(update={"outcome": outcome, "expiry_attempt": attempt + 1})
 
     def mark_failed(self, tenant_id: str, invoice_id: str, reason: str) -> LifecycleState:
         try:

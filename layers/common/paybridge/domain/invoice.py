@@ -73,6 +73,9 @@ class AuditEntry(BaseModel):
     amount: int | None = None
     ref: str | None = None
     detail: str = ""
+    #: Who made the change when it was not a provider or bank fact: a person's lever (`ops:<name>`), the re-check
+    #: sweep, the expiry. `detail` then says why.
+    actor: str | None = None
 
 
 RefundStatus = Literal["pending", "succeeded", "failed"]

@@ -36,6 +36,8 @@ def declined(invoice: Invoice) -> str:
 
 def expired(invoice: Invoice) -> str:
     text = f"PayBridge: срок оплаты счёта № {invoice.number} истёк."
+    if invoice.close_reason and invoice.close_reason != "link expired":
+        text += f" {invoice.close_reason[0].upper()}{invoice.close_reason[1:]}."
     if invoice.paid:
         text += f" Получено {invoice.describe_amount(invoice.paid)} из {invoice.describe_amount()}."
     return text

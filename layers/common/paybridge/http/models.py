@@ -130,6 +130,7 @@ class HistoryEntryOut(BaseModel):
     amount: int | None = None
     ref: str | None = None
     detail: str = ""
+    actor: str | None = Field(default=None, description="who made the change by hand (a lever) or by a check")
 
 
 class InvoiceOut(BaseModel):

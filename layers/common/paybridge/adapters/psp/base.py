@@ -89,6 +89,24 @@ class Notification(BaseModel):
     saved_method: str | None = None
 
 
+#: Where a payment stands at the provider, for deciding what may be done to it without a notification:
+#: - `open`: no money, the payer can still pay — cancelling it withdraws the link and can refund nothing;
+#: - `in_progress`: the payer is paying now (3-DS, authorising, an async method settling) — decide later;
+#: - `held`: money authorised but not captured (two-stage) — cancelling would release it: never by expiry;
+#: - `paid`: money taken (perhaps partly refunded since) — record it, never cancel;
+#: - `closed`: no money, and it can no longer be paid (cancelled, expired, declined).
+PaymentPhase = Literal["open", "in_progress", "held", "paid", "closed"]
+
+
+class MoneyFact(BaseModel):
+    """Money the provider holds for the payment, named as its notifications name it (`Notification.operation_ref`),
+    so that a fact learnt by asking and the same fact notified later count once."""
+
+    model_config = ConfigDict(frozen=True)
+    ref: str
+    amount: int
+
+
 class PaymentSnapshot(BaseModel):
     """What the provider's API says of a payment now (its own status, mapped once per provider)."""
 
@@ -101,6 +119,9 @@ class PaymentSnapshot(BaseModel):
     refunded_amount: int = 0
     #: The saved payment method's handle, when the payment saved one (see `Notification.saved_method`).
     saved_method: str | None = None
+    phase: PaymentPhase
+    #: The money taken, one fact per operation (a provider that takes part-payments on one link has several).
+    receipts: tuple[MoneyFact, ...] = ()
 
 
 class ChargeRequest(BaseModel):
@@ -155,7 +176,10 @@ class PaymentProvider(Protocol):
         ...
 
     def cancel_payment(self, payment_id: str) -> None:
-        """Withdraw an unpaid payment (the link stops working). ProviderRejected when it is already final."""
+        """Withdraw an unpaid payment (the link stops working). ProviderRejected when it is already final.
+
+        Careful: at some providers the same call refunds a paid payment (T-Bank's `Cancel`) or releases a held one.
+        Call it only for a payment `get_payment` just reported `open`."""
         ...
 
     def refund(self, order: RefundOrder) -> RefundResult:
@@ -163,7 +187,7 @@ class PaymentProvider(Protocol):
         ...
 
     def get_payment(self, payment_id: str) -> PaymentSnapshot:
-        """The payment as the provider's API reports it now."""
+        """The payment as the provider's API reports it now (ProviderUnavailable when it cannot be asked)."""
         ...
 
     def charge_saved(self, request: ChargeRequest) -> ChargeResult:

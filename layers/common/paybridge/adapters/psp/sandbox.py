@@ -39,8 +39,10 @@ from paybridge.adapters.psp.base import (
     ChargeRequest,
     ChargeResult,
     CreatedPayment,
+    MoneyFact,
     Notification,
     NotificationKind,
+    PaymentPhase,
     PaymentRequest,
     PaymentSnapshot,
     RefundOrder,
@@ -76,6 +78,17 @@ PAYMENT_STATUS_MAP: dict[str, NotificationKind] = {
     "declined": "declined",
     "canceled": "cancelled",
     "expired": "cancelled",
+}
+
+
+#: Payment status → where it stands (the sandbox refuses to cancel a payment that holds money).
+PAYMENT_PHASE: dict[str, PaymentPhase] = {
+    "new": "open",
+    "partially_paid": "paid",
+    "succeeded": "paid",
+    "declined": "open",  # the payer may try again on the same link
+    "canceled": "closed",
+    "expired": "closed",
 }
 
 
@@ -157,6 +170,11 @@ class SandboxPsp:
 
     def get_payment(self, payment_id: str) -> PaymentSnapshot:
         data = self._send("GET", f"/api/payments/{payment_id}").json()
+        receipts = tuple(
+            MoneyFact(ref=f"sandbox:{op['id']}", amount=int(op["amount"]))
+            for op in data.get("operations", [])
+            if op.get("type") == "payment.succeeded" and op.get("id")
+        )
         return PaymentSnapshot(
             payment_id=data["id"],
             raw_status=data["status"],
@@ -165,6 +183,8 @@ class SandboxPsp:
             paid_amount=data["paid"],
             refunded_amount=data.get("refunded", 0),
             saved_method=data.get("saved_method"),
+            phase=PAYMENT_PHASE.get(data["status"], "in_progress"),
+            receipts=receipts,
         )
 
     def charge_saved(self, request: ChargeRequest) -> ChargeResult:

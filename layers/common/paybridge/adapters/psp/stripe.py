@@ -45,8 +45,10 @@ from paybridge.adapters.psp.base import (
     ChargeResult,
     ChargeState,
     CreatedPayment,
+    MoneyFact,
     Notification,
     NotificationKind,
+    PaymentPhase,
     PaymentRequest,
     PaymentSnapshot,
     RefundOrder,
@@ -140,6 +142,10 @@ def verify(secret: str, body: bytes, header: str | None, now: float | None = Non
         raise InvalidSignature("Stripe-Signature does not match")
 
 
+#: A Checkout Session's status (when it is not paid) → where it stands. Only an `open` session can be expired.
+SESSION_PHASE: dict[str, PaymentPhase] = {"open": "open", "complete": "in_progress", "expired": "closed"}
+
+
 class StripeCheckout:
     name = "stripe"
     min_lifetime_seconds = 30 * 60
@@ -206,6 +212,10 @@ class StripeCheckout:
         status = f"{session.get('status')}/{session.get('payment_status')}"
         kind: NotificationKind = "paid" if paid else ("cancelled" if session.get("status") == "expired" else "ignored")
         amount = int(session.get("amount_total") or 0)
+        intent = session.get("payment_intent")
+        intent_id = intent.get("id") if isinstance(intent, dict) else intent
+        # open: payable (expiring it refunds nothing); complete but unpaid: an async method settling; expired: closed
+        phase: PaymentPhase = "paid" if paid else SESSION_PHASE.get(str(session.get("status")), "in_progress")
         return PaymentSnapshot(
             payment_id=payment_id,
             raw_status=status,
@@ -213,6 +223,9 @@ class StripeCheckout:
             amount=amount,
             paid_amount=amount if paid else 0,
             saved_method=self._saved_method(session) if paid else None,
+            phase=phase,
+            # named as the checkout.session.completed notification names it
+            receipts=(MoneyFact(ref=f"stripe:{intent_id or payment_id}", amount=amount),) if paid else (),
         )
 
     def _saved_method(self, session: dict[str, Any]) -> str | None:

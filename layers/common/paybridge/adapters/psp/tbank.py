@@ -56,8 +56,10 @@ from paybridge.adapters.psp.base import (
     ChargeResult,
     ChargeState,
     CreatedPayment,
+    MoneyFact,
     Notification,
     NotificationKind,
+    PaymentPhase,
     PaymentRequest,
     PaymentSnapshot,
     RefundOrder,
@@ -110,6 +112,28 @@ STATUS_MAP: dict[str, NotificationKind] = {
     "DEADLINE_EXPIRED": "cancelled",
     "REJECTED": "declined",
     "AUTH_FAIL": "declined",
+}
+#: GetState's status → where the payment stands (what expiry may do to it). `Cancel` refunds a CONFIRMED payment and
+#: reverses an AUTHORIZED one: only NEW and FORM_SHOWED may be cancelled without touching money.
+PHASE: dict[str, PaymentPhase] = {
+    "NEW": "open",
+    "FORM_SHOWED": "open",
+    "AUTHORIZING": "in_progress",
+    "3DS_CHECKING": "in_progress",
+    "3DS_CHECKED": "in_progress",
+    "AUTHORIZED": "held",
+    "CONFIRMING": "in_progress",
+    "CONFIRMED": "paid",
+    "REVERSING": "in_progress",
+    "PARTIAL_REVERSED": "held",
+    "REVERSED": "closed",
+    "REFUNDING": "paid",
+    "PARTIAL_REFUNDED": "paid",
+    "REFUNDED": "paid",
+    "CANCELED": "closed",
+    "DEADLINE_EXPIRED": "closed",
+    "REJECTED": "closed",
+    "AUTH_FAIL": "closed",
 }
 #: The `Cancel` answer's status → the refund's state.
 REFUND_STATUS: dict[str, RefundState] = {
@@ -312,12 +336,20 @@ class TBankAcquiring:
         status = str(data.get("Status", ""))
         amount = int(data.get("Amount", 0))
         kind = STATUS_MAP.get(status, "ignored")
+        phase = PHASE.get(status, "in_progress")  # an undocumented status: decide nothing yet
+        if status == "AUTHORIZED" and self._settings.pay_type == "O":
+            phase = "in_progress"  # one-stage: CONFIRMED follows by itself
+        # The money fact is named as the CONFIRMED notification names it; a payment refunded since was paid, but
+        # GetState's Amount is then no longer what was taken: recorded by a person, not guessed here.
+        receipts = (MoneyFact(ref=f"tbank:{payment_id}", amount=amount),) if status == "CONFIRMED" else ()
         return PaymentSnapshot(
             payment_id=payment_id,
             raw_status=status,
             kind=kind,
             amount=amount,
             paid_amount=amount if kind == "paid" else 0,
+            phase=phase,
+            receipts=receipts,
         )
 
     def cancel_payment(self, payment_id: str) -> None:

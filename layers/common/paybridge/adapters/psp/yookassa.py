@@ -42,8 +42,10 @@ from paybridge.adapters.psp.base import (
     ChargeResult,
     ChargeState,
     CreatedPayment,
+    MoneyFact,
     Notification,
     NotificationKind,
+    PaymentPhase,
     PaymentRequest,
     PaymentSnapshot,
     RefundOrder,
@@ -76,6 +78,14 @@ PAYMENT_STATUS: dict[str, NotificationKind] = {
     "waiting_for_capture": "ignored",  # we create with capture=true: a hold does not occur; never counted as money
     "succeeded": "paid",
     "canceled": "cancelled",
+}
+#: Payment status → where it stands. YooKassa can cancel only `waiting_for_capture` (which releases the hold), so
+#: expiry never cancels here: a `pending` payment is left to expire at YooKassa, money is never touched.
+PHASE: dict[str, PaymentPhase] = {
+    "pending": "open",
+    "waiting_for_capture": "held",
+    "succeeded": "paid",
+    "canceled": "closed",
 }
 #: The charge's payment status → the charge's state; anything else is pending.
 CHARGE_STATUS: dict[str, ChargeState] = {"succeeded": "succeeded", "canceled": "failed"}
@@ -215,6 +225,7 @@ class YooKassa:
         amount = from_decimal_string(data["amount"]["value"])
         refunded = data.get("refunded_amount")
         kind = PAYMENT_STATUS.get(status, "ignored")
+        paid = status == "succeeded"
         return PaymentSnapshot(
             payment_id=payment_id,
             raw_status=status,
@@ -223,6 +234,8 @@ class YooKassa:
             paid_amount=amount if kind == "paid" else 0,
             refunded_amount=from_decimal_string(refunded["value"]) if refunded else 0,
             saved_method=saved_method(data),
+            phase=PHASE.get(status, "in_progress"),
+            receipts=(MoneyFact(ref=f"yookassa:{payment_id}", amount=amount),) if paid else (),
         )
 
     def charge_saved(self, request: ChargeRequest) -> ChargeResult:
