@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -65,6 +66,7 @@ class LocalAws:
     def __init__(self, template: Template | None = None, table_name: str = "paybridge-local"):
         self.template = template or load_template()
         self.table_name = table_name
+        self._deadlines: set[str] = set()  # task tokens whose wait `reach_deadline` ended
         self.functions = self.template.functions()
         self.invocations: list[tuple[str, float]] = []
         self._mock: Any = None
@@ -296,6 +298,33 @@ class LocalAws:
             if not page.get("nextToken"):
                 return events
             kwargs["nextToken"] = page["nextToken"]
+
+    def reach_deadline(self, tenant_id: str, invoice_id: str) -> bool:
+        """Move the clock to the invoice's deadline: its waiting lifecycle ends the wait now as its timeout would
+        (`DeadlineReached`, caught with `States.Timeout`), so the expiry runs. False when nothing was waiting."""
+        import boto3
+
+        from paybridge.storage.dynamodb import DynamoInvoiceRepository
+
+        repo, deadline = DynamoInvoiceRepository(self.table_name), time.monotonic() + 10
+        saved = repo.get_saved(tenant_id, invoice_id)
+        # the wait may be starting (its token not stored yet), or still hold the token of a wait already ended
+        while (saved is None or not saved.task_token or saved.task_token in self._deadlines) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+            saved = repo.get_saved(tenant_id, invoice_id)
+        if saved is None or not saved.task_token or saved.task_token in self._deadlines:
+            return False
+        self._deadlines.add(saved.task_token)
+        client = boto3.client("stepfunctions")
+        try:
+            client.send_task_failure(
+                taskToken=saved.task_token, error="DeadlineReached", cause="the deadline, by the test clock"
+            )
+        except (client.exceptions.TaskTimedOut, client.exceptions.InvalidToken, client.exceptions.TaskDoesNotExist):
+            return False
+        return True
 
     def entered_states(self, invoice_id: str) -> list[str]:
         return [

@@ -10,6 +10,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from paybridge.app.changes import Actor
 from paybridge.http.models import (
     CancelBody,
     CreateInvoiceBody,
@@ -24,7 +25,7 @@ from paybridge.http.models import (
 from paybridge.http.problems import Unauthorized, register_problem_handlers
 from paybridge.observability import logger, metrics, tracer
 from paybridge.tenants import TenantConfig
-from paybridge.wiring import get_invoices, get_issuing, get_refunds, get_tenants
+from paybridge.wiring import get_invoices, get_issuing, get_payment_checks, get_refunds, get_tenants
 
 app = APIGatewayHttpResolver(enable_validation=True)
 register_problem_handlers(app)
@@ -130,6 +131,20 @@ def handle_cancel_invoice(
     invoice = get_invoices().cancel_invoice(tenant, invoice_id, body.reason if body else "")
     metrics.add_metric(name="InvoicesCancelled", unit=MetricUnit.Count, value=1)
     return InvoiceOut.of(invoice)
+
+
+@app.post(
+    "/v1/<tenant>/invoices/<invoice_id>/recheck",
+    summary="Ask the provider about the invoice's payment now; money it holds is recorded (counted once)",
+    responses={503: {"description": "The provider cannot be asked now: nothing was decided; try again"}},
+)
+def handle_recheck_invoice(tenant: TenantPath, invoice_id: InvoicePath, api_key: ApiKey = None) -> InvoiceOut:
+    logger.set_correlation_id(invoice_id)
+    _authorized(tenant, api_key)
+    result = get_payment_checks().recheck(tenant, invoice_id, Actor("api", "re-check asked through the API"))
+    if result.learnt:
+        metrics.add_metric(name="RecheckMoneyFound", unit=MetricUnit.Count, value=result.learnt)
+    return InvoiceOut.of(result.invoice)
 
 
 @app.post(

@@ -79,14 +79,14 @@ class Setup:
             lifecycle,  # type: ignore[arg-type]
             providers,
             outbox,
-            NoReminders(),
+            (NoReminders(),),
             checks,
             clock=lambda: CLOCK,
         )
 
-    def awaiting(self) -> str:
+    def awaiting(self, lifetime: int = 60) -> str:
         issued = self.issuing.issue_invoice(
-            "acme", NewInvoice(deal_id="7", number="7", amount=90_000, lifetime_seconds=60)
+            "acme", NewInvoice(deal_id="7", number="7", amount=90_000, lifetime_seconds=lifetime)
         )
         self.tasks.create_payment("acme", issued.invoice.invoice_id)
         return issued.invoice.invoice_id

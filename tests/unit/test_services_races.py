@@ -125,7 +125,7 @@ def services() -> Services:
             lifecycle,  # type: ignore[arg-type]
             providers,
             outbox,
-            NoReminders(),
+            (NoReminders(),),
             PaymentChecks(tenants, changes, providers),  # type: ignore[arg-type]
             clock=clock,
         ),

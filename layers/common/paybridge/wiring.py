@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from paybridge.app.lifecycle_tasks import LifecycleTasks
     from paybridge.app.payment_checks import PaymentChecks
     from paybridge.app.payment_events import PaymentEvents
+    from paybridge.app.rechecks import RecheckSweep
     from paybridge.app.refunds import Refunds
     from paybridge.app.reminders import Reminders
     from paybridge.app.subscriptions import Subscriptions
@@ -170,10 +171,19 @@ def get_lifecycle_tasks() -> LifecycleTasks:
         lifecycle=get_lifecycle(),
         providers=make_provider,
         outbox=get_outbox(),
-        reminders=get_reminders(),
+        published=(get_reminders(), get_recheck_sweep()),
         checks=get_payment_checks(),
         public_base_url=get_settings().public_base_url,
     )
+
+
+@lru_cache(maxsize=1)
+def get_recheck_sweep() -> RecheckSweep:
+    from paybridge.app.rechecks import RecheckSweep
+    from paybridge.storage.rechecks import DynamoRecheckStore
+
+    store = DynamoRecheckStore(get_settings().table_name)
+    return RecheckSweep(get_tenants(), get_repo(), store, get_payment_checks(), get_throttle())
 
 
 @lru_cache(maxsize=1)
@@ -231,6 +241,7 @@ _CACHED = (
     get_refunds,
     get_lifecycle_tasks,
     get_payment_checks,
+    get_recheck_sweep,
     get_deal_delivery,
     get_banking,
     get_reminders,

@@ -22,8 +22,9 @@ from paybridge.domain.invoice import FINAL_STATES, Invoice, InvoiceState
 class TaskError(BaseModel):
     """What Step Functions puts in `ResultPath` when a task fails (`Error`: the exception's class name)."""
 
-    Error: str = ""
-    Cause: str = ""
+    Error: str | None = ""
+    #: Step Functions sends null here when the error carries no cause (a timeout, a task failure without one).
+    Cause: str | None = ""
 
 
 class Outcome(BaseModel):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -52,7 +52,7 @@ def expiry_delay(attempt: int) -> int:
 
 
 class LinkPublishedHandler(Protocol):
-    """Who is told when an invoice's payment link exists (the reminders service plans its reminders)."""
+    """Who is told when an invoice's payment link exists (reminders plan their reminders, the sweep its checks)."""
 
     def link_published(self, tenant: TenantConfig, invoice: Invoice, at: datetime) -> None: ...
 
@@ -65,7 +65,8 @@ class LifecycleTasks:
     lifecycle: LifecycleEngine
     providers: Callable[[TenantConfig], PaymentProvider]
     outbox: CrmOutbox
-    reminders: LinkPublishedHandler
+    #: Told when a payment link exists (the reminders and the re-check sweep plan from it).
+    published: Sequence[LinkPublishedHandler]
     checks: PaymentChecks
     public_base_url: str = ""
     clock: Callable[[], datetime] = utc_now
@@ -102,7 +103,8 @@ class LifecycleTasks:
             )
             try:
                 invoice = self.changes.apply(tenant_id, invoice_id, event).invoice
-                self.reminders.link_published(tenant, invoice, self.clock())
+                for handler in self.published:
+                    handler.link_published(tenant, invoice, self.clock())
             except InvalidTransition:
                 # Cancelled while the payment was being created: withdraw it at the PSP, end the lifecycle.
                 with contextlib.suppress(ProviderRejected):
