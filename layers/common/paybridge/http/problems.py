@@ -33,12 +33,16 @@ from paybridge.domain.errors import (
     StatementFormatError,
     SubscriptionNotFound,
 )
-from paybridge.storage.errors import ConcurrentModification
+from paybridge.storage.errors import ConcurrentModification, IdempotencyKeyReused
 from paybridge.tenants import TenantNotFound
 
 
 class Unauthorized(Exception):
     """The HTTP layer's own: no or a wrong API key."""
+
+
+class Forbidden(Exception):
+    """The HTTP layer's own: a key of the tenant's without the scope the route needs."""
 
 
 class BadRequest(Exception):
@@ -47,6 +51,7 @@ class BadRequest(Exception):
 
 PROBLEMS: dict[type[Exception], tuple[int, str]] = {
     Unauthorized: (401, "unauthorized"),
+    Forbidden: (403, "forbidden"),
     InvalidSignature: (401, "invalid-signature"),
     BadRequest: (400, "bad-request"),
     MalformedNotification: (400, "malformed-notification"),
@@ -60,6 +65,7 @@ PROBLEMS: dict[type[Exception], tuple[int, str]] = {
     InvalidTransition: (409, "invalid-transition"),
     InvoiceConflict: (409, "invoice-conflict"),
     ConcurrentModification: (409, "concurrent-modification"),
+    IdempotencyKeyReused: (409, "idempotency-key-reused"),
     DealNotInvoiceable: (422, "deal-not-invoiceable"),
     LifetimeOutOfRange: (422, "lifetime-out-of-range"),
     ReceiptError: (422, "receipt-invalid"),
@@ -73,6 +79,7 @@ PROBLEMS: dict[type[Exception], tuple[int, str]] = {
 TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     409: "Conflict",
     422: "Unprocessable Content",
