@@ -18,8 +18,11 @@ from paybridge.adapters.errors import (
     ProviderUnavailable,
 )
 from paybridge.app.errors import (
+    BankLineNotFound,
+    DealHasNoInvoices,
     DealNotInvoiceable,
     InvoiceNotFound,
+    LeverInvalid,
     LifetimeOutOfRange,
     RouteNotConfigured,
     UnknownPayment,
@@ -59,6 +62,8 @@ PROBLEMS: dict[type[Exception], tuple[int, str]] = {
     BankNotConfigured: (404, "bank-not-configured"),
     TenantNotFound: (404, "tenant-not-found"),
     InvoiceNotFound: (404, "invoice-not-found"),
+    BankLineNotFound: (404, "bank-line-not-found"),
+    DealHasNoInvoices: (404, "deal-has-no-invoices"),
     SubscriptionNotFound: (404, "subscription-not-found"),
     RouteNotConfigured: (404, "route-not-configured"),
     UnknownPayment: (404, "unknown-payment"),
@@ -70,6 +75,7 @@ PROBLEMS: dict[type[Exception], tuple[int, str]] = {
     LifetimeOutOfRange: (422, "lifetime-out-of-range"),
     ReceiptError: (422, "receipt-invalid"),
     ScheduleError: (422, "schedule-invalid"),
+    LeverInvalid: (422, "lever-invalid"),
     ProviderRejected: (502, "provider-rejected"),
     CrmRejected: (502, "crm-rejected"),
     ProviderUnavailable: (503, "provider-unavailable"),
