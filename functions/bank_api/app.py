@@ -12,10 +12,12 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from paybridge.http.auth import require_scope
 from paybridge.http.models import BankReviewOut, BankSummaryOut
-from paybridge.http.problems import BadRequest, Unauthorized, register_problem_handlers
+from paybridge.http.problems import BadRequest, register_problem_handlers
 from paybridge.http.webhooks import raw_body, verified
 from paybridge.observability import logger, metrics, tracer
+from paybridge.tenants import ApiScope
 from paybridge.wiring import get_banking, get_tenants
 
 app = APIGatewayHttpResolver(enable_validation=True)
@@ -27,9 +29,8 @@ WebhookToken = Annotated[str | None, Query(alias="token", description="The token
 MAX_FILE_BYTES = 5 * 1024 * 1024
 
 
-def _authorized(tenant: str, api_key: str | None) -> None:
-    if not get_tenants().get(tenant).accepts_api_key(api_key):
-        raise Unauthorized("missing or wrong X-Api-Key for this tenant")
+def _authorized(tenant: str, api_key: str | None, *scopes: ApiScope) -> None:
+    require_scope(get_tenants().get(tenant), api_key, *(scopes or ("integration",)))
 
 
 def _count(summary: Any) -> None:
@@ -57,7 +58,7 @@ def handle_upload(tenant: TenantPath, api_key: ApiKey = None) -> BankSummaryOut:
 
 @app.get("/bank/<tenant>/review", summary="Bank lines a person must decide (no invoice found, or ambiguous)")
 def handle_review(tenant: TenantPath, api_key: ApiKey = None) -> BankReviewOut:
-    _authorized(tenant, api_key)
+    _authorized(tenant, api_key, "integration", "ops")  # the list a person decides from (see the ops levers)
     return BankReviewOut.of(get_banking().review(tenant))
 
 

@@ -11,6 +11,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from paybridge.app.changes import Actor
+from paybridge.http.auth import require_scope
 from paybridge.http.models import (
     CancelBody,
     CreateInvoiceBody,
@@ -22,9 +23,9 @@ from paybridge.http.models import (
     SubscribeBody,
     SubscriptionOut,
 )
-from paybridge.http.problems import Unauthorized, register_problem_handlers
+from paybridge.http.problems import register_problem_handlers
 from paybridge.observability import logger, metrics, tracer
-from paybridge.tenants import TenantConfig
+from paybridge.tenants import ApiScope, TenantConfig
 from paybridge.wiring import get_invoices, get_issuing, get_payment_checks, get_refunds, get_tenants
 
 app = APIGatewayHttpResolver(enable_validation=True)
@@ -43,10 +44,9 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _authorized(tenant: str, api_key: str | None) -> TenantConfig:
+def _authorized(tenant: str, api_key: str | None, *scopes: ApiScope) -> TenantConfig:
     config = get_tenants().get(tenant)
-    if not config.accepts_api_key(api_key):
-        raise Unauthorized("missing or wrong X-Api-Key for this tenant")
+    require_scope(config, api_key, *(scopes or ("integration",)))
     return config
 
 
@@ -117,7 +117,7 @@ def handle_get_subscription(
 @app.get("/v1/<tenant>/invoices/<invoice_id>", summary="An invoice, its money facts and its history")
 def handle_get_invoice(tenant: TenantPath, invoice_id: InvoicePath, api_key: ApiKey = None) -> InvoiceOut:
     logger.set_correlation_id(invoice_id)
-    _authorized(tenant, api_key)
+    _authorized(tenant, api_key, "integration", "ops")  # a person pulling levers reads the history too
     invoice, history = get_invoices().get_invoice(tenant, invoice_id)
     return InvoiceOut.of(invoice, history)
 

@@ -157,11 +157,19 @@ class StageMapping(BaseModel):
         return self.paid if kind == "paid" else (self.advance_paid or self.partially_paid)
 
 
+#: What an API key may do: `integration` — issue, read, cancel, refund; `ops` — a person's levers and reports.
+ApiScope = Literal["integration", "ops"]
+
+
 class TenantConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     tenant_id: TenantId
     name: str
+    #: SHA-256 hex of each `integration` key: issue, read, cancel, refund (CRM scripts, site back-ends).
     api_keys_sha256: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(min_length=1)
+    #: SHA-256 hex of each `ops` key: a person's levers (record a payment, reissue, re-sync, resolve a bank line)
+    #: and the invoice list. A key listed in both has both scopes.
+    ops_api_keys_sha256: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(default_factory=list)
     currency: str = Field(default="RUB", pattern=r"^[A-Z]{3}$")
     link_lifetime_seconds: int = Field(default=3 * 24 * 3600, ge=60, le=90 * 24 * 3600)
     #: Where payers land after paying (T-Bank SuccessURL, YooKassa return_url, Stripe success_url).
@@ -186,10 +194,19 @@ class TenantConfig(BaseModel):
         return self
 
     def accepts_api_key(self, api_key: str | None) -> bool:
+        return "integration" in self.scopes_of(api_key)
+
+    def scopes_of(self, api_key: str | None) -> frozenset[ApiScope]:
+        """The scopes an API key carries for this tenant (none: not one of its keys)."""
         if not api_key:
-            return False
+            return frozenset()
         digest = hashlib.sha256(api_key.encode()).hexdigest()
-        return any(hmac.compare_digest(digest, known) for known in self.api_keys_sha256)
+        scopes: set[ApiScope] = set()
+        if any(hmac.compare_digest(digest, known) for known in self.api_keys_sha256):
+            scopes.add("integration")
+        if any(hmac.compare_digest(digest, known) for known in self.ops_api_keys_sha256):
+            scopes.add("ops")
+        return frozenset(scopes)
 
 
 def parse_tenants(raw: Any, origin: str) -> dict[str, TenantConfig]:

@@ -25,15 +25,20 @@ from paybridge.tenants import TenantConfig, TenantDirectory, load_file_directory
 if TYPE_CHECKING:
     from paybridge.adapters.bank.base import BankSource
     from paybridge.adapters.notify import MessageSender
+    from paybridge.app.bank_review import BankReview
     from paybridge.app.banking import Banking
     from paybridge.app.deal_delivery import DealDelivery
+    from paybridge.app.deal_resync import DealResync
     from paybridge.app.invoices import Invoices
     from paybridge.app.issuing import Issuing
+    from paybridge.app.levers import LeverRunner
     from paybridge.app.lifecycle_tasks import LifecycleTasks
+    from paybridge.app.manual_payments import ManualPayments
     from paybridge.app.payment_checks import PaymentChecks
     from paybridge.app.payment_events import PaymentEvents
     from paybridge.app.rechecks import RecheckSweep
     from paybridge.app.refunds import Refunds
+    from paybridge.app.reissues import Reissues
     from paybridge.app.reminders import Reminders
     from paybridge.app.subscriptions import Subscriptions
 
@@ -227,6 +232,51 @@ def get_subscriptions() -> Subscriptions:
     return Subscriptions(get_tenants(), get_repo(), get_issuing(), get_outbox(), store, make_sender)
 
 
+# -- a person's levers (OpsApiFunction) ------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def get_lever_runner() -> LeverRunner:
+    from paybridge.app.levers import LeverRunner
+    from paybridge.storage.lever_keys import DynamoLeverKeys
+
+    return LeverRunner(DynamoLeverKeys(get_settings().table_name))
+
+
+@lru_cache(maxsize=1)
+def get_manual_payments() -> ManualPayments:
+    from paybridge.app.manual_payments import ManualPayments
+
+    return ManualPayments(get_tenants(), get_changes(), get_payment_checks(), make_provider, get_lever_runner())
+
+
+@lru_cache(maxsize=1)
+def get_reissues() -> Reissues:
+    from paybridge.app.reissues import Reissues
+
+    return Reissues(
+        get_tenants(), get_changes(), get_payment_checks(), make_provider, get_lifecycle(), get_lever_runner()
+    )
+
+
+@lru_cache(maxsize=1)
+def get_deal_resync() -> DealResync:
+    from paybridge.app.deal_resync import DealResync
+
+    return DealResync(get_tenants(), get_repo(), get_changes(), get_lifecycle_tasks(), get_lever_runner())
+
+
+@lru_cache(maxsize=1)
+def get_bank_review() -> BankReview:
+    from paybridge.app.bank_review import BankReview
+    from paybridge.storage.bank import DynamoBankStore
+
+    store = DynamoBankStore(get_settings().table_name)
+    return BankReview(
+        get_tenants(), get_repo(), get_changes(), get_payment_events(), get_outbox(), store, get_lever_runner()
+    )
+
+
 _CACHED = (
     get_settings,
     get_throttle,
@@ -246,6 +296,11 @@ _CACHED = (
     get_banking,
     get_reminders,
     get_subscriptions,
+    get_lever_runner,
+    get_manual_payments,
+    get_reissues,
+    get_deal_resync,
+    get_bank_review,
 )
 
 

@@ -11,8 +11,9 @@ if TYPE_CHECKING:
 
 
 class LifecycleEngine(Protocol):
-    def start(self, tenant_id: str, invoice_id: str) -> None:
-        """Start the invoice's lifecycle; starting it again is a no-op."""
+    def start(self, tenant_id: str, invoice_id: str, name: str | None = None) -> None:
+        """Start the invoice's lifecycle (named `name`, by default the invoice id: a reissued link's attempt has its
+        own); starting it again is a no-op."""
         ...
 
     def resume(self, task_token: str, output: dict[str, Any]) -> bool:
@@ -38,12 +39,12 @@ class StepFunctionsLifecycle:
             self._client = boto3.client("stepfunctions")
         return self._client
 
-    def start(self, tenant_id: str, invoice_id: str) -> None:
+    def start(self, tenant_id: str, invoice_id: str, name: str | None = None) -> None:
         # The same invoice issued again: its lifecycle is already running (or done).
         with contextlib.suppress(self.client.exceptions.ExecutionAlreadyExists):
             self.client.start_execution(
                 stateMachineArn=self._arn,
-                name=invoice_id,
+                name=name or invoice_id,
                 input=json.dumps({"tenant_id": tenant_id, "invoice_id": invoice_id}),
             )
 

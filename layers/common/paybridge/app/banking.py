@@ -25,7 +25,7 @@ from paybridge.adapters.errors import InvalidSignature
 from paybridge.adapters.outbox import CrmOutbox
 from paybridge.adapters.registry import BANK_SOURCES, UnknownAdapter
 from paybridge.app.payment_events import PaymentEvents
-from paybridge.domain.bank import Decision, OpenInvoice, StatementLine
+from paybridge.domain.bank import Decision, LineResolution, OpenInvoice, StatementLine
 from paybridge.domain.deal_sync import DealOp, DealUpdate
 from paybridge.domain.errors import BankNotConfigured
 from paybridge.domain.invoice import InvoiceState, MoneyReceived
@@ -56,6 +56,12 @@ class BankStore(Protocol):
     def mark_applied(self, tenant_id: str, fingerprint: str) -> None: ...
 
     def lines_for_review(self, tenant_id: str, limit: int = 100) -> list[BankLineRecord]: ...
+
+    def claim_resolution(
+        self, tenant_id: str, resolution: LineResolution, fingerprint: str
+    ) -> BankLineRecord | None: ...
+
+    def finish_resolution(self, tenant_id: str, fingerprint: str, resolution: LineResolution) -> None: ...
 
     def get_cursor(self, tenant_id: str, account: str) -> BankCursor | None: ...
 
@@ -139,7 +145,7 @@ class Banking:
         summary.not_ours = len(lines) - len(ours)
         patterns = compile_patterns(bank.invoice_patterns)
         known = {line.fingerprint: self.store.get_line(tenant_id, line.fingerprint) for line in ours}
-        applied = {fp for fp, record in known.items() if record is not None and record.state == "applied"}
+        applied = {fp for fp, record in known.items() if record is not None and record.done}
         decisions = reconcile(ours, _RepoIndex(self.repo, tenant_id), patterns, seen=applied)
         for line, decision in zip(ours, decisions, strict=True):
             if decision.kind == "duplicate":
@@ -147,7 +153,7 @@ class Banking:
                 continue
             existing = known.get(line.fingerprint)
             record = existing if existing is not None else self.store.record_line(tenant_id, line, decision)
-            if record.state == "applied":  # another reader finished it meanwhile
+            if record.done:  # another reader (or a person) finished it meanwhile
                 summary.duplicates += 1
                 continue
             final = record.decision  # the first decision recorded for this line is the one applied

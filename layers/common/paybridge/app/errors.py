@@ -24,3 +24,16 @@ class DealNotInvoiceable(DomainError):
 
 class LifetimeOutOfRange(DomainError):
     """The link lifetime is outside what the tenant's provider accepts (T-Bank ≥ 1 min, Stripe 30 min … 24 h)."""
+
+
+class LeverInvalid(DomainError):
+    """A person's lever asks for something that cannot be (an assignment beyond the bank line, in another currency,
+    to the same invoice twice): HTTP 422, nothing written."""
+
+
+class BankLineNotFound(DomainError):
+    """No bank line with this fingerprint for the tenant: HTTP 404."""
+
+
+class DealHasNoInvoices(DomainError):
+    """No invoice was issued for this deal: HTTP 404."""

@@ -77,16 +77,17 @@ class LifecycleTasks:
     def create_payment(self, tenant_id: str, invoice_id: str) -> LifecycleState:
         tenant = self.tenants.get(tenant_id)
         invoice = self.changes.get(tenant_id, invoice_id)
-        if invoice.payment_id is None and invoice.closed_as is None and invoice.charge_method:
+        needs_payment = invoice.payment_id is None and invoice.closed_as is None and invoice.is_open
+        if needs_payment and invoice.charge_method:
             return self._charge_saved(tenant, invoice)
-        if invoice.payment_id is None and invoice.closed_as is None:
+        if needs_payment:
             provider = self.providers(tenant)
             description = invoice.description or f"Счёт № {invoice.number}"
             created = provider.create_payment(
                 PaymentRequest(
                     tenant_id=tenant_id,
                     invoice_id=invoice.invoice_id,
-                    order_id=invoice.invoice_id,
+                    order_id=invoice.order_id,
                     amount=invoice.amount,
                     currency=invoice.currency,
                     description=description,

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Protocol
 
 from paybridge.adapters.psp.base import Acknowledgement, Notification, PaymentProvider
-from paybridge.app.changes import Change, InvoiceChanges, utc_now
+from paybridge.app.changes import Actor, Change, InvoiceChanges, utc_now
 from paybridge.app.errors import RouteNotConfigured, UnknownPayment
 from paybridge.domain.invoice import (
     Invoice,
@@ -95,10 +95,17 @@ class PaymentEvents:
             seconds_to_pay = max((self.clock() - after.created_at).total_seconds(), 0.0)
         return NotificationResult(provider.acknowledgement(), invoice=after, seconds_to_pay=seconds_to_pay)
 
-    def apply_money(self, tenant_id: str, invoice_id: str, money: MoneyReceived, record: ProviderEventRecord) -> Change:
-        """Money matched from outside a PSP (a bank line's allocation), recorded once by `record`
-        (DuplicateProviderEvent when it was applied before)."""
-        return self.changes.apply(tenant_id, invoice_id, money, record, announce=money.kind)
+    def apply_money(
+        self,
+        tenant_id: str,
+        invoice_id: str,
+        money: MoneyReceived,
+        record: ProviderEventRecord,
+        actor: Actor | None = None,
+    ) -> Change:
+        """Money matched from outside a PSP (a bank line's allocation, by the matcher or by a person: `actor`),
+        recorded once by `record` (DuplicateProviderEvent when it was applied before)."""
+        return self.changes.apply(tenant_id, invoice_id, money, record, announce=money.kind, actor=actor)
 
 
 def _event_for(note: Notification, expected_amount: int | None) -> InvoiceEvent | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import date
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -96,3 +96,25 @@ class Decision(BaseModel):
     @property
     def needs_a_person(self) -> bool:
         return self.kind in ("unmatched", "ambiguous")
+
+
+class Assignment(BaseModel):
+    """A person's share of a bank line for one invoice."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    invoice_id: str = Field(pattern=r"^inv_[a-z2-7]{26}$")
+    amount: PositiveMinorUnits
+
+
+class LineResolution(BaseModel):
+    """What a person decided for a line on the review list: its money assigned to invoices, or the line dismissed
+    (not a payment of ours: a loan, a refund from a supplier …), with who and why. Recorded on the line once, under
+    the person's idempotency key."""
+
+    model_config = ConfigDict(frozen=True)
+    key: str
+    kind: Literal["resolved", "dismissed"]
+    actor: str
+    reason: str
+    at: datetime
+    assign: tuple[Assignment, ...] = ()

@@ -84,6 +84,9 @@ OutboxMessage = Annotated[
 ]
 
 
+#: The event of a person's re-sync (`resync:<key>`): the deal is written again as the invoice stands.
+RESYNC_EVENT = "resync"
+
 _CLOSING_TEXT: dict[InvoiceState, Callable[[Invoice], str]] = {
     InvoiceState.ISSUED: messages.link_published,
     InvoiceState.PARTIALLY_PAID: messages.partially_paid,
@@ -103,6 +106,14 @@ def plan_deal_ops(invoice: Invoice, stage: str, event: str = "") -> tuple[DealOp
     link, a timeline entry, the client and the manager told where the state asks for it. Empty: nothing to show."""
     state = invoice.state
     ops: list[DealOp] = []
+    if event == RESYNC_EVENT or event.startswith(f"{RESYNC_EVENT}:"):
+        link = invoice.payment_url if state in (InvoiceState.AWAITING_PAYMENT, InvoiceState.PARTIALLY_PAID) else None
+        return (
+            DealOp(kind="set_stage", stage=stage, payment_url=link or None),
+            DealOp(kind="comment", text=messages.resynced(invoice) + _part_note(invoice)),
+        )
+    if event == "paid_outside":
+        ops.append(DealOp(kind="comment", text=messages.paid_outside(invoice)))
     if event == "refund_failed":
         text = messages.refund_failed(invoice)
         return (DealOp(kind="comment", text=text), DealOp(kind="notify_manager", text=text))

@@ -94,6 +94,23 @@ class RefundRequest(BaseModel):
     detail: str = ""
 
 
+ManualMethod = Literal["cash", "bank_transfer", "other"]
+
+
+class ManualPayment(BaseModel):
+    """Money a person recorded as received outside PayBridge (cash at the office, a transfer to another account),
+    keyed in the invoice by the person's idempotency key; its money fact is the receipt `manual:<key>`."""
+
+    model_config = ConfigDict(frozen=True)
+    amount: PositiveMinorUnits
+    method: ManualMethod
+    reference: str = ""
+
+
+#: Closures a person may reissue a new payment link for (a new attempt under the same invoice number).
+REISSUABLE = frozenset({Closure.EXPIRED, Closure.CANCELLED, Closure.FAILED})
+
+
 class InvoicePart(BaseModel):
     """This invoice is stage `index` of `count` of a staged payment (e.g. 1 of 2, "Аванс 30%") for one deal; the
     stages' invoices are numbered `<schedule number>/<index>` and each has its own lifecycle."""
@@ -137,6 +154,12 @@ class Invoice(BaseModel):
     subscription_id: str | None = None
     #: …and, for a later period, the saved method the lifecycle charges instead of publishing a link.
     charge_method: str | None = None
+    #: Payments recorded by a person (see `ManualPayment`), by idempotency key.
+    manual_payments: dict[str, ManualPayment] = Field(default_factory=dict)
+    #: Reissued links: the person's idempotency key → the attempt it started (2, 3, …); the first attempt is 1.
+    reissues: dict[str, int] = Field(default_factory=dict)
+    #: The provider payments of earlier attempts (cancelled or closed before the reissue), oldest first.
+    previous_payment_ids: tuple[str, ...] = ()
     version: int = 0
 
     @property
@@ -167,6 +190,22 @@ class Invoice(BaseModel):
     @property
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
+
+    @property
+    def attempt(self) -> int:
+        """Which payment attempt the invoice is on: 1, and one more for every reissued link."""
+        return 1 + len(self.reissues)
+
+    @property
+    def order_id(self) -> str:
+        """Our order id at the provider for this attempt (providers dedupe by it, so a new attempt needs its own).
+        At most 33 characters (T-Bank allows 36)."""
+        return self.invoice_id if self.attempt == 1 else f"{self.invoice_id}-{self.attempt}"
+
+    @property
+    def execution_name(self) -> str:
+        """The lifecycle execution of this attempt (execution names are unique per state machine)."""
+        return self.invoice_id if self.attempt == 1 else f"{self.invoice_id}-a{self.attempt}"
 
     def describe_amount(self, amount: int | None = None) -> str:
         return format_money(self.amount if amount is None else amount, self.currency)
@@ -325,9 +364,45 @@ class RefundFailed(BaseModel):
     reason: str = ""
 
 
+class PaidOutside(BaseModel):
+    """A person records money received outside PayBridge; `key` (their idempotency key) makes it land once."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["paid_outside"] = "paid_outside"
+    key: str = Field(min_length=1, max_length=64)
+    amount: PositiveMinorUnits
+    method: ManualMethod
+    reference: str = Field(default="", max_length=200)
+
+    @property
+    def ref(self) -> str:
+        return f"manual:{self.key}"
+
+
+class Reissued(BaseModel):
+    """A person reissues the link of an expired, cancelled or failed invoice that holds no money: the closure and
+    the old payment are cleared (the money facts stay), the attempt goes up and the link gets a new deadline."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["reissued"] = "reissued"
+    key: str = Field(min_length=1, max_length=64)
+    expires_at: datetime
+
+
+class DealResynced(BaseModel):
+    """A person asked that the deal show this invoice again (written to the CRM); changes no fact, only the audit."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["deal_resynced"] = "deal_resynced"
+    key: str = Field(min_length=1, max_length=64)
+
+
 InvoiceEvent = (
     PaymentCreated
     | MoneyReceived
+    | PaidOutside
+    | Reissued
+    | DealResynced
     | PaymentDeclined
     | Close
     | RefundRequested
@@ -378,6 +453,52 @@ def apply(invoice: Invoice, event: InvoiceEvent, at: datetime | None = None) -> 
                 flags.add("amount_mismatch")
             updates = {"receipts": receipts, "flags": tuple(sorted(flags))}
             amount, ref = event.amount, event.ref
+        case PaidOutside():
+            manual = ManualPayment(amount=event.amount, method=event.method, reference=event.reference)
+            known = invoice.manual_payments.get(event.key)
+            if known is not None:
+                if known != manual:
+                    raise InvoiceConflict(
+                        f"key {event.key!r} recorded {invoice.describe_amount(known.amount)} by {known.method}"
+                    )
+                return Applied(invoice=invoice, changed=False)
+            if event.amount > invoice.outstanding:
+                raise InvalidTransition(
+                    f"{invoice.describe_amount(event.amount)} exceeds the outstanding "
+                    f"{invoice.describe_amount(invoice.outstanding)}"
+                )
+            receipts = {**invoice.receipts, event.ref: event.amount}
+            flags = set(invoice.flags)
+            if invoice.closed_as is not None:
+                flags.add("paid_after_close")
+            updates = {
+                "receipts": receipts,
+                "manual_payments": {**invoice.manual_payments, event.key: manual},
+                "flags": tuple(sorted(flags)),
+            }
+            amount, ref = event.amount, event.ref
+            detail = event.method + (f" {event.reference}" if event.reference else "")
+        case Reissued():
+            if event.key in invoice.reissues:
+                return Applied(invoice=invoice, changed=False)
+            _check_reissue(invoice)
+            if event.expires_at <= at:
+                raise InvalidTransition("a reissued link must expire in the future")
+            previous = invoice.previous_payment_ids + ((invoice.payment_id,) if invoice.payment_id else ())
+            updates = {
+                "closed_as": None,
+                "close_reason": "",
+                "payment_id": None,
+                "payment_url": None,
+                "qr_payload": None,
+                "expires_at": event.expires_at,
+                "previous_payment_ids": previous,
+                "reissues": {**invoice.reissues, event.key: invoice.attempt + 1},
+            }
+            ref = invoice.payment_id
+            detail = f"attempt {invoice.attempt + 1} (was {invoice.closed_as.value if invoice.closed_as else ''})"
+        case DealResynced():
+            ref = event.key
         case PaymentDeclined():
             if event.ref in invoice.declines or before not in OPEN_STATES:
                 return Applied(invoice=invoice, changed=False)
@@ -461,6 +582,20 @@ def apply(invoice: Invoice, event: InvoiceEvent, at: datetime | None = None) -> 
         at=at, event=event.kind, from_state=before, to_state=new.state, amount=amount, ref=ref, detail=detail
     )
     return Applied(invoice=new, changed=True, audit=audit)
+
+
+def _check_reissue(invoice: Invoice) -> None:
+    if invoice.closed_as not in REISSUABLE:
+        raise InvalidTransition(
+            f"only an expired, cancelled or failed invoice gets a new link; this one is {invoice.state.value}"
+        )
+    if invoice.paid > 0:
+        raise InvalidTransition(
+            f"{invoice.describe_amount(invoice.paid)} was received for this invoice ({invoice.state.value}): "
+            "issue a new invoice for the rest instead"
+        )
+    if invoice.charge_method is not None:
+        raise InvalidTransition("a subscription's charge is retried by the subscription, not reissued")
 
 
 def _check_close(invoice: Invoice, closure: Closure) -> None:

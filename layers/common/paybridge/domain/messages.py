@@ -13,7 +13,46 @@ def link_for_customer(invoice: Invoice) -> str:
 
 
 def link_published(invoice: Invoice) -> str:
-    return f"PayBridge: выставлен счёт № {invoice.number} на {invoice.describe_amount()}. Ссылка: {invoice.payment_url}"
+    again = f" (новая ссылка, попытка {invoice.attempt})" if invoice.attempt > 1 else ""
+    return (
+        f"PayBridge: выставлен счёт № {invoice.number}{again} на {invoice.describe_amount()}. "
+        f"Ссылка: {invoice.payment_url}"
+    )
+
+
+_STATE_NAMES = {
+    "issued": "выставлен",
+    "awaiting_payment": "ожидает оплаты",
+    "partially_paid": "оплачен частично",
+    "paid": "оплачен",
+    "partially_refunded": "частично возвращён",
+    "refunded": "возвращён",
+    "expired": "срок оплаты истёк",
+    "cancelled": "отменён",
+    "failed": "не удалось создать платёж",
+}
+_METHOD_NAMES = {"cash": "наличными", "bank_transfer": "переводом на другой счёт", "other": "иным способом"}
+
+
+def resynced(invoice: Invoice) -> str:
+    text = (
+        f"PayBridge: сделка сверена со счётом № {invoice.number}: {_STATE_NAMES[invoice.state.value]}, "
+        f"оплачено {invoice.describe_amount(invoice.paid)} из {invoice.describe_amount()}"
+    )
+    if invoice.refunded:
+        text += f", возвращено {invoice.describe_amount(invoice.refunded)}"
+    return text + "."
+
+
+def paid_outside(invoice: Invoice) -> str:
+    last = list(invoice.manual_payments.values())[-1] if invoice.manual_payments else None
+    if last is None:
+        return f"PayBridge: по счёту № {invoice.number} записана оплата вне PayBridge."
+    reference = f" ({last.reference})" if last.reference else ""
+    return (
+        f"PayBridge: по счёту № {invoice.number} записана оплата вне PayBridge: "
+        f"{invoice.describe_amount(last.amount)} {_METHOD_NAMES[last.method]}{reference}."
+    )
 
 
 def paid(invoice: Invoice) -> str:

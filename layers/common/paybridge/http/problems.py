@@ -18,8 +18,11 @@ from paybridge.adapters.errors import (
     ProviderUnavailable,
 )
 from paybridge.app.errors import (
+    BankLineNotFound,
+    DealHasNoInvoices,
     DealNotInvoiceable,
     InvoiceNotFound,
+    LeverInvalid,
     LifetimeOutOfRange,
     RouteNotConfigured,
     UnknownPayment,
@@ -33,12 +36,16 @@ from paybridge.domain.errors import (
     StatementFormatError,
     SubscriptionNotFound,
 )
-from paybridge.storage.errors import ConcurrentModification
+from paybridge.storage.errors import ConcurrentModification, IdempotencyKeyReused
 from paybridge.tenants import TenantNotFound
 
 
 class Unauthorized(Exception):
     """The HTTP layer's own: no or a wrong API key."""
+
+
+class Forbidden(Exception):
+    """The HTTP layer's own: a key of the tenant's without the scope the route needs."""
 
 
 class BadRequest(Exception):
@@ -47,6 +54,7 @@ class BadRequest(Exception):
 
 PROBLEMS: dict[type[Exception], tuple[int, str]] = {
     Unauthorized: (401, "unauthorized"),
+    Forbidden: (403, "forbidden"),
     InvalidSignature: (401, "invalid-signature"),
     BadRequest: (400, "bad-request"),
     MalformedNotification: (400, "malformed-notification"),
@@ -54,16 +62,20 @@ PROBLEMS: dict[type[Exception], tuple[int, str]] = {
     BankNotConfigured: (404, "bank-not-configured"),
     TenantNotFound: (404, "tenant-not-found"),
     InvoiceNotFound: (404, "invoice-not-found"),
+    BankLineNotFound: (404, "bank-line-not-found"),
+    DealHasNoInvoices: (404, "deal-has-no-invoices"),
     SubscriptionNotFound: (404, "subscription-not-found"),
     RouteNotConfigured: (404, "route-not-configured"),
     UnknownPayment: (404, "unknown-payment"),
     InvalidTransition: (409, "invalid-transition"),
     InvoiceConflict: (409, "invoice-conflict"),
     ConcurrentModification: (409, "concurrent-modification"),
+    IdempotencyKeyReused: (409, "idempotency-key-reused"),
     DealNotInvoiceable: (422, "deal-not-invoiceable"),
     LifetimeOutOfRange: (422, "lifetime-out-of-range"),
     ReceiptError: (422, "receipt-invalid"),
     ScheduleError: (422, "schedule-invalid"),
+    LeverInvalid: (422, "lever-invalid"),
     ProviderRejected: (502, "provider-rejected"),
     CrmRejected: (502, "crm-rejected"),
     ProviderUnavailable: (503, "provider-unavailable"),
@@ -73,6 +85,7 @@ PROBLEMS: dict[type[Exception], tuple[int, str]] = {
 TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     409: "Conflict",
     422: "Unprocessable Content",

@@ -2,25 +2,29 @@
 
 Items
 - bank line:   pk=BANK#<tenant>#<fingerprint> sk=LINE   line=<StatementLine JSON>, decision=<Decision JSON>,
-               state=pending|applied, recorded_at; gsi1pk=BANKREVIEW#<tenant>, gsi1sk=<value date>#<fingerprint>
-               while a person must decide. Put once (conditional): the first decision for a line is the one applied.
+               state=pending|applied|resolved|dismissed, recorded_at; gsi1pk=BANKREVIEW#<tenant>,
+               gsi1sk=<value date>#<fingerprint> while a person must decide. Put once (conditional): the first decision
+               for a line is the one applied. A person's decision: resolution=<LineResolution JSON>, resolution_key
+               (claimed once), then state resolved|dismissed and the line leaves the review list.
 - cursor:      pk=BANKCURSOR#<tenant>#<account> sk=CURSOR  window_from, window_to, cursor (the page to read next in
                that window, or none), polled_at.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from paybridge.domain.bank import Decision, StatementLine
+from paybridge.domain.bank import Decision, LineResolution, StatementLine
 from paybridge.storage.dynamodb import GSI_BY_PAYMENT, TableStore, _s
 
 if TYPE_CHECKING:
     pass
 
-LineState = Literal["pending", "applied"]
+LineState = Literal["pending", "applied", "resolved", "dismissed"]
+_STATES: dict[str, LineState] = {"applied": "applied", "resolved": "resolved", "dismissed": "dismissed"}
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,17 @@ class BankLineRecord:
     decision: Decision
     state: LineState
     recorded_at: str
+    #: A person's decision for a line on the review list (set while it is being applied, and after).
+    resolution: LineResolution | None = None
+
+    @property
+    def done(self) -> bool:
+        """Applied (by the matcher or a person) or dismissed: reading the line again changes nothing."""
+        return self.state != "pending"
+
+    @property
+    def in_review(self) -> bool:
+        return self.decision.needs_a_person and self.state not in ("resolved", "dismissed")
 
 
 @dataclass(frozen=True)
@@ -52,11 +67,17 @@ class DynamoBankStore(TableStore):
         ).get("Item")
         if not item:
             return None
+        return self._from_item(item)
+
+    @staticmethod
+    def _from_item(item: dict[str, Any]) -> BankLineRecord:
+        resolution = item.get("resolution", {}).get("S")
         return BankLineRecord(
             line=StatementLine.model_validate_json(item["line"]["S"]),
             decision=Decision.model_validate_json(item["decision"]["S"]),
-            state="applied" if item["state"]["S"] == "applied" else "pending",
+            state=_STATES.get(item["state"]["S"], "pending"),
             recorded_at=item["recorded_at"]["S"],
+            resolution=LineResolution.model_validate_json(resolution) if resolution else None,
         )
 
     def record_line(self, tenant_id: str, line: StatementLine, decision: Decision) -> BankLineRecord:
@@ -84,13 +105,16 @@ class DynamoBankStore(TableStore):
         return BankLineRecord(line=line, decision=decision, state="pending", recorded_at=now)
 
     def mark_applied(self, tenant_id: str, fingerprint: str) -> None:
-        self.client.update_item(
-            TableName=self._table,
-            Key=self._line_key(tenant_id, fingerprint),
-            UpdateExpression="SET #s = :applied",
-            ExpressionAttributeNames={"#s": "state"},
-            ExpressionAttributeValues={":applied": _s("applied")},
-        )
+        # applied by another reader, or decided by a person meanwhile: that stands
+        with contextlib.suppress(self.client.exceptions.ConditionalCheckFailedException):
+            self.client.update_item(
+                TableName=self._table,
+                Key=self._line_key(tenant_id, fingerprint),
+                UpdateExpression="SET #s = :applied",
+                ConditionExpression="#s = :pending",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={":applied": _s("applied"), ":pending": _s("pending")},
+            )
 
     def lines_for_review(self, tenant_id: str, limit: int = 100) -> list[BankLineRecord]:
         response = self.client.query(
@@ -105,9 +129,38 @@ class DynamoBankStore(TableStore):
         for item in response.get("Items", []):
             fingerprint = item["pk"]["S"].rsplit("#", 1)[-1]
             record = self.get_line(tenant_id, fingerprint)
-            if record is not None:
+            if record is not None and record.in_review:  # the index lags a person's decision
                 records.append(record)
         return records
+
+    def claim_resolution(self, tenant_id: str, resolution: LineResolution, fingerprint: str) -> BankLineRecord | None:
+        """Record a person's decision on the line unless another one is recorded (then: the line as it is). None
+        when there is no such line."""
+        try:
+            response = self.client.update_item(
+                TableName=self._table,
+                Key=self._line_key(tenant_id, fingerprint),
+                UpdateExpression="SET resolution = if_not_exists(resolution, :r), resolution_key = :key",
+                ConditionExpression=(
+                    "attribute_exists(pk) AND (attribute_not_exists(resolution_key) OR resolution_key = :key)"
+                ),
+                ExpressionAttributeValues={":r": _s(resolution.model_dump_json()), ":key": _s(resolution.key)},
+                ReturnValues="ALL_NEW",
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return self.get_line(tenant_id, fingerprint)
+        return self._from_item(response["Attributes"])
+
+    def finish_resolution(self, tenant_id: str, fingerprint: str, resolution: LineResolution) -> None:
+        """The person's decision is applied: the line is resolved (or dismissed) and leaves the review list."""
+        self.client.update_item(
+            TableName=self._table,
+            Key=self._line_key(tenant_id, fingerprint),
+            UpdateExpression="SET #s = :state REMOVE gsi1pk, gsi1sk",
+            ConditionExpression="resolution_key = :key",
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues={":state": _s(resolution.kind), ":key": _s(resolution.key)},
+        )
 
     # -- cursors ---------------------------------------------------------------------------------------------------
 

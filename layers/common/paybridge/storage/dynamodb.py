@@ -5,12 +5,15 @@ Items
                   gsi1pk=PSP#<provider>#<payment_id> (lookup by the PSP's payment id)
                   gsi2pk=OPEN, gsi2sk=<expires_at>#<tenant>#<invoice> while the invoice waits for money
                   gsi3pk=NUM#<tenant>#<normalized number> (bank matching: invoices by the number in a purpose)
+                  gsi5pk=STATE#<tenant>#<state>, gsi5sk=<created_at>#<invoice> (the ops list: by state, oldest first)
+- deal index:     pk=DEAL#<tenant>#<deal>    sk=INV#<invoice>  written with the invoice (a deal's invoices)
 - audit entry:    pk=INV#<tenant>#<invoice>  sk=AUDIT#<at>#<version>
 - provider event: pk=EVT#<provider>#<event_id> sk=EVENT       (conditional put: recorded once), ttl
 - tenant config:  pk=TENANT#<tenant>         sk=CONFIG        config=<tenant JSON>, gsi2pk=TENANTS, gsi2sk=<tenant>
 - bank line:      pk=BANK#<tenant>#<fingerprint> sk=LINE  line, decision, state (see storage/bank.py)
                   gsi1pk=BANKREVIEW#<tenant>, gsi1sk=<value date>#<fingerprint> while a person must decide
 - bank cursor:    pk=BANKCURSOR#<tenant>#<account> sk=CURSOR  window_from, window_to, cursor, polled_at
+- lever key:      pk=OPSKEY#<tenant>#<Idempotency-Key> sk=KEY  fingerprint, lever, result (see storage/lever_keys.py)
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ OPEN_PK = "OPEN"
 GSI_BY_PAYMENT = "ByPaymentId"
 GSI_OPEN_BY_DUE = "OpenByDue"
 GSI_BY_NUMBER = "ByNumber"
+GSI_BY_STATE = "ByState"
 TENANTS_PK = "TENANTS"
 
 
@@ -39,6 +43,14 @@ def number_key(tenant_id: str, number: str) -> str:
     from paybridge.domain.reconcile import normalize_number
 
     return f"NUM#{tenant_id}#{normalize_number(number)}"
+
+
+def state_key(tenant_id: str, state: str) -> str:
+    return f"STATE#{tenant_id}#{state}"
+
+
+def deal_key(tenant_id: str, deal_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"DEAL#{tenant_id}#{deal_id}"}}
 
 
 def _client() -> DynamoDBClient:
@@ -96,6 +108,8 @@ class DynamoInvoiceRepository(TableStore):
             item["gsi2pk"] = _s(OPEN_PK)
             item["gsi2sk"] = _s(f"{invoice.expires_at.isoformat()}#{invoice.tenant_id}#{invoice.invoice_id}")
         item["gsi3pk"] = _s(number_key(invoice.tenant_id, invoice.number))
+        item["gsi5pk"] = _s(state_key(invoice.tenant_id, invoice.state.value))
+        item["gsi5sk"] = _s(f"{invoice.created_at.isoformat()}#{invoice.invoice_id}")
         return item
 
     @staticmethod
@@ -137,6 +151,15 @@ class DynamoInvoiceRepository(TableStore):
                         }
                     },
                     {"Put": {"TableName": self._table, "Item": self._audit_item(invoice, audit)}},
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": {
+                                **deal_key(invoice.tenant_id, invoice.deal_id),
+                                "sk": _s(f"INV#{invoice.invoice_id}"),
+                            },
+                        }
+                    },
                 ]
             )
         except self.client.exceptions.TransactionCanceledException:
@@ -179,7 +202,7 @@ class DynamoInvoiceRepository(TableStore):
         }
         sets = ["#doc = :doc", "#v = :v", "#st = :st"]
         removes = []
-        for attr in ("gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk"):
+        for attr in ("gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi5pk", "gsi5sk"):
             if attr in item:
                 sets.append(f"{attr} = :{attr}")
                 values[f":{attr}"] = item[attr]
@@ -285,6 +308,65 @@ class DynamoInvoiceRepository(TableStore):
             if invoice is not None:
                 invoices.append(invoice)
         return invoices
+
+    def _get_many(self, keys: list[tuple[str, str]]) -> list[Invoice]:
+        """The invoices themselves (the indexes hold keys only), in the order of `keys`."""
+        found: dict[str, Invoice] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 100):
+            pending: Any = {
+                self._table: {
+                    "Keys": [
+                        {"pk": _s(invoice_pk(t, i)), "sk": _s(INVOICE_SK)} for t, i in unique[start : start + 100]
+                    ],
+                    "ConsistentRead": True,
+                }
+            }
+            while pending:
+                response = self.client.batch_get_item(RequestItems=pending)
+                for item in response.get("Responses", {}).get(self._table, []):
+                    invoice = self._from_item(item).invoice
+                    found[invoice.invoice_id] = invoice
+                pending = response.get("UnprocessedKeys") or None
+        return [found[i] for _, i in unique if i in found]
+
+    def list_by_state(
+        self, tenant_id: str, state: str, created_before: str | None = None, limit: int = 100
+    ) -> list[Invoice]:
+        """The tenant's invoices in `state`, oldest first (created before `created_before`, an ISO time)."""
+        condition = "gsi5pk = :state"
+        values: dict[str, Any] = {":state": _s(state_key(tenant_id, state))}
+        if created_before is not None:
+            condition += " AND gsi5sk < :before"
+            values[":before"] = _s(created_before)
+        response = self.client.query(
+            TableName=self._table,
+            IndexName=GSI_BY_STATE,
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=values,
+            ScanIndexForward=True,
+            Limit=limit,
+        )
+        keys = [(tenant_id, item["pk"]["S"].split("#")[2]) for item in response.get("Items", [])]
+        # the index is eventually consistent: the item itself decides (it may have moved on to another state)
+        return [i for i in self._get_many(keys) if i.state.value == state]
+
+    def list_by_deal(self, tenant_id: str, deal_id: str) -> list[Invoice]:
+        """Every invoice issued for the deal, whatever its state."""
+        keys: list[tuple[str, str]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :deal AND begins_with(sk, :inv)",
+            "ExpressionAttributeValues": {":deal": deal_key(tenant_id, deal_id)["pk"], ":inv": _s("INV#")},
+            "ConsistentRead": True,
+        }
+        while True:
+            response = self.client.query(**kwargs)
+            keys += [(tenant_id, item["sk"]["S"][4:]) for item in response.get("Items", [])]
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return self._get_many(keys)
 
     def open_invoices_due_before(self, iso_time: str, limit: int = 100) -> list[Invoice]:
         response = self.client.query(

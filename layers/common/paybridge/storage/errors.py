@@ -13,3 +13,7 @@ class DuplicateProviderEvent(Exception):
 
 class SubscriptionConflict(Exception):
     """Changed by someone else since it was read; read again."""
+
+
+class IdempotencyKeyReused(Exception):
+    """The Idempotency-Key was used for another request (another lever, target or body): HTTP 409."""
