@@ -14,6 +14,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: Bodies the routes read raw (Powertools sees no body model for them): documented here.
+RAW_BODIES = {
+    ("/bank/{tenant}/statements", "post"): {
+        "required": True,
+        "description": "The 1CClientBankExchange file itself (Windows-1251, DOS cp866 or UTF-8), at most 4 MiB "
+        "(4,194,304 bytes: API Gateway base64-encodes it into a Lambda request of at most 6 MB)",
+        "content": {
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "text/plain": {"schema": {"type": "string"}},
+        },
+    },
+}
+
+
 def generate() -> str:
     from aws_lambda_powertools.event_handler.openapi.merge import OpenAPIMerge
     from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server
@@ -29,6 +43,8 @@ def generate() -> str:
     )
     merge.discover(path=ROOT / "functions", pattern="app.py", recursive=True, project_root=ROOT)
     schema = json.loads(merge.get_openapi_json_schema())
+    for (path, method), body in RAW_BODIES.items():
+        schema["paths"][path][method]["requestBody"] = body
     return json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
 
 

@@ -11,6 +11,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from paybridge.http.models import (
+    answers,
     CancelBody,
     CreateInvoiceBody,
     InvoiceOut,
@@ -21,10 +22,12 @@ from paybridge.http.models import (
     SubscribeBody,
     SubscriptionOut,
 )
-from paybridge.http.problems import Unauthorized, register_problem_handlers
+from paybridge.http.auth import authenticate
+from paybridge.http.entry import RoutePolicy, resolve
+from paybridge.http.problems import register_problem_handlers
 from paybridge.observability import logger, metrics, tracer
 from paybridge.tenants import TenantConfig
-from paybridge.wiring import get_invoices, get_issuing, get_refunds, get_tenants
+from paybridge.wiring import get_invoices, get_issuing, get_refunds
 
 app = APIGatewayHttpResolver(enable_validation=True)
 register_problem_handlers(app)
@@ -42,14 +45,35 @@ IdempotencyKey = Annotated[
 ]
 
 
+#: Every route: the key is checked before the body is read (an anonymous caller gets the same 401, nothing else).
+JSON = "application/json"
+#: What a route that reads a JSON body may answer before it is routed (see `http.entry`)
+BODY_PROBLEMS = (400, 413, 415)
+
+ROUTES = {
+    "POST /v1/{tenant}/invoices": RoutePolicy(api_key=True, body="json"),
+    "GET /v1/{tenant}/invoices/{invoice_id}": RoutePolicy(api_key=True, body="none"),
+    "POST /v1/{tenant}/invoices/{invoice_id}/cancel": RoutePolicy(api_key=True, body="json"),
+    "POST /v1/{tenant}/invoices/{invoice_id}/refunds": RoutePolicy(api_key=True, body="json"),
+    "POST /v1/{tenant}/deals/{deal_id}/schedules": RoutePolicy(api_key=True, body="json"),
+    "POST /v1/{tenant}/subscriptions": RoutePolicy(api_key=True, body="json"),
+    "GET /v1/{tenant}/subscriptions/{subscription_id}": RoutePolicy(api_key=True, body="none"),
+}
+
+
 def _authorized(tenant: str, api_key: str | None) -> TenantConfig:
-    config = get_tenants().get(tenant)
-    if not config.accepts_api_key(api_key):
-        raise Unauthorized("missing or wrong X-Api-Key for this tenant")
-    return config
+    return authenticate(tenant, api_key)  # already checked by `resolve` before the body; kept for direct calls
 
 
-@app.post("/v1/<tenant>/invoices", summary="Issue an invoice (idempotent by deal + number)")
+@app.post(
+    "/v1/<tenant>/invoices",
+    summary="Issue an invoice (idempotent by deal + number)",
+    responses=answers(
+        {201: ("the invoice, issued", InvoiceOut, JSON), 200: ("the same invoice, issued before", InvoiceOut, JSON)},
+        *BODY_PROBLEMS,
+        409,
+    ),
+)
 def handle_create_invoice(tenant: TenantPath, body: CreateInvoiceBody, api_key: ApiKey = None) -> Response[InvoiceOut]:
     request = body.to_domain(_authorized(tenant, api_key).currency)
     result = get_issuing().issue_invoice(tenant, request, lifetime_given=body.lifetime_seconds is not None)
@@ -69,6 +93,14 @@ DealPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="
 @app.post(
     "/v1/<tenant>/deals/<deal_id>/schedules",
     summary="Issue a staged payment: one invoice per stage (e.g. 30 % advance, 70 % on delivery)",
+    responses=answers(
+        {
+            201: ("the stages' invoices, issued", ScheduleOut, JSON),
+            200: ("the same invoices, issued before", ScheduleOut, JSON),
+        },
+        *BODY_PROBLEMS,
+        409,
+    ),
 )
 def handle_create_schedule(
     tenant: TenantPath, deal_id: DealPath, body: ScheduleBody, api_key: ApiKey = None
@@ -88,6 +120,14 @@ SubscriptionPath = Annotated[str, Path(pattern=r"^sub_[a-z2-7]{26}$", descriptio
 @app.post(
     "/v1/<tenant>/subscriptions",
     summary="Start a subscription: the first invoice saves the payment method, later periods are charged",
+    responses=answers(
+        {
+            201: ("the subscription and its first invoice", SubscriptionOut, JSON),
+            200: ("the same subscription, started before", SubscriptionOut, JSON),
+        },
+        *BODY_PROBLEMS,
+        409,
+    ),
 )
 def handle_subscribe(tenant: TenantPath, body: SubscribeBody, api_key: ApiKey = None) -> Response[SubscriptionOut]:
     from paybridge.wiring import get_subscriptions
@@ -103,7 +143,11 @@ def handle_subscribe(tenant: TenantPath, body: SubscribeBody, api_key: ApiKey = 
     )
 
 
-@app.get("/v1/<tenant>/subscriptions/<subscription_id>", summary="A subscription and where it stands")
+@app.get(
+    "/v1/<tenant>/subscriptions/<subscription_id>",
+    summary="A subscription and where it stands",
+    responses=answers({200: ("the subscription", SubscriptionOut, JSON)}, 404),
+)
 def handle_get_subscription(
     tenant: TenantPath, subscription_id: SubscriptionPath, api_key: ApiKey = None
 ) -> SubscriptionOut:
@@ -113,7 +157,11 @@ def handle_get_subscription(
     return SubscriptionOut.of(get_subscriptions().get(tenant, subscription_id))
 
 
-@app.get("/v1/<tenant>/invoices/<invoice_id>", summary="An invoice, its money facts and its history")
+@app.get(
+    "/v1/<tenant>/invoices/<invoice_id>",
+    summary="An invoice, its money facts and its history",
+    responses=answers({200: ("the invoice with its history", InvoiceOut, JSON)}, 404),
+)
 def handle_get_invoice(tenant: TenantPath, invoice_id: InvoicePath, api_key: ApiKey = None) -> InvoiceOut:
     logger.set_correlation_id(invoice_id)
     _authorized(tenant, api_key)
@@ -121,7 +169,11 @@ def handle_get_invoice(tenant: TenantPath, invoice_id: InvoicePath, api_key: Api
     return InvoiceOut.of(invoice, history)
 
 
-@app.post("/v1/<tenant>/invoices/<invoice_id>/cancel", summary="Cancel an unpaid invoice")
+@app.post(
+    "/v1/<tenant>/invoices/<invoice_id>/cancel",
+    summary="Cancel an unpaid invoice",
+    responses=answers({200: ("the invoice, cancelled", InvoiceOut, JSON)}, *BODY_PROBLEMS, 404, 409, 502, 503),
+)
 def handle_cancel_invoice(
     tenant: TenantPath, invoice_id: InvoicePath, body: CancelBody | None = None, api_key: ApiKey = None
 ) -> InvoiceOut:
@@ -135,6 +187,14 @@ def handle_cancel_invoice(
 @app.post(
     "/v1/<tenant>/invoices/<invoice_id>/refunds",
     summary="Refund all or part of what was paid (idempotent by the Idempotency-Key header)",
+    responses=answers(
+        {201: ("the refund, asked for", RefundOut, JSON), 200: ("the same refund, asked for before", RefundOut, JSON)},
+        *BODY_PROBLEMS,
+        404,
+        409,
+        502,
+        503,
+    ),
 )
 def handle_refund_invoice(
     tenant: TenantPath,
@@ -168,4 +228,4 @@ def handle_refund_invoice(
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return resolve(app, event, context, ROUTES)
