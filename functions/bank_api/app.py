@@ -12,9 +12,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from paybridge.http.models import BankReviewOut, BankSummaryOut, answers
 from paybridge.http.auth import authenticate
-from paybridge.http.entry import MAX_UPLOAD_BYTES, RoutePolicy, resolve
+from paybridge.http.entry import RoutePolicy, resolve
+from paybridge.http.models import BankReviewOut, BankSummaryOut, answers
 from paybridge.http.problems import BadRequest, register_problem_handlers
 from paybridge.http.webhooks import raw_body, verified
 from paybridge.observability import logger, metrics, tracer

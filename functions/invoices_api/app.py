@@ -10,8 +10,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from paybridge.http.auth import authenticate
+from paybridge.http.entry import RoutePolicy, resolve
 from paybridge.http.models import (
-    answers,
     CancelBody,
     CreateInvoiceBody,
     InvoiceOut,
@@ -21,9 +22,8 @@ from paybridge.http.models import (
     ScheduleOut,
     SubscribeBody,
     SubscriptionOut,
+    answers,
 )
-from paybridge.http.auth import authenticate
-from paybridge.http.entry import RoutePolicy, resolve
 from paybridge.http.problems import register_problem_handlers
 from paybridge.observability import logger, metrics, tracer
 from paybridge.tenants import TenantConfig

@@ -154,6 +154,9 @@ class InvoiceOut(BaseModel):
     amount: int
     paid: int
     refunded: int
+    refund_awaiting_payment: int = Field(
+        default=0, description="refunds the provider confirmed before we heard of their payment: applied once it arrives"
+    )
     outstanding: int
     currency: str
     description: str
@@ -180,6 +183,7 @@ class InvoiceOut(BaseModel):
             amount=invoice.amount,
             paid=invoice.paid,
             refunded=invoice.refunded,
+            refund_awaiting_payment=invoice.refund_awaiting_payment,
             outstanding=invoice.outstanding,
             currency=invoice.currency,
             description=invoice.description,
