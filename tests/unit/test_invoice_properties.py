@@ -442,7 +442,9 @@ def test_with_a_closure_in_the_mix_only_the_timing_flag_depends_on_the_order(amo
             finals[0].refunded,
         )
         # … `paid_after_close` says exactly whether money was recorded after an accepted closure …
-        closed_at = next((i for i, s in enumerate(steps) if isinstance(s.event, Close) and s.outcome == "changed"), None)
+        closed_at = next(
+            (i for i, s in enumerate(steps) if isinstance(s.event, Close) and s.outcome == "changed"), None
+        )
         late = closed_at is not None and any(
             s.outcome == "changed" and isinstance(s.event, MoneyReceived) for s in steps[closed_at + 1 :]
         )

@@ -155,7 +155,8 @@ class InvoiceOut(BaseModel):
     paid: int
     refunded: int
     refund_awaiting_payment: int = Field(
-        default=0, description="refunds the provider confirmed before we heard of their payment: applied once it arrives"
+        default=0,
+        description="refunds confirmed before we heard of their payment: applied once it arrives",
     )
     outstanding: int
     currency: str
