@@ -64,22 +64,32 @@ def redact(text: str) -> str:
 
 
 class RedactingFormatter(logging.Formatter):
-    """Formats with the handler's own formatter, then redacts the result."""
-
-    def __init__(self, inner: logging.Formatter | None) -> None:
-        super().__init__()
-        self.inner = inner or logging.Formatter()
+    """Marks a formatter whose output is redacted (see `protect`)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(self.inner.format(record))
+        return redact(super().format(record))
 
-    def __getattr__(self, name: str) -> object:  # Powertools' formatter API (append_keys, …) stays reachable
-        return getattr(self.__dict__.get("inner") or logging.Formatter(), name)
+
+_redacting_classes: dict[type[logging.Formatter], type[logging.Formatter]] = {}
+
+
+def _redacting(cls: type[logging.Formatter]) -> type[logging.Formatter]:
+    """`cls` with its output redacted — a subclass, so that `isinstance` checks (Powertools' own formatter: the
+    correlation id, appended keys) keep working."""
+    if issubclass(cls, RedactingFormatter):
+        return cls
+    if cls not in _redacting_classes:
+        _redacting_classes[cls] = type(f"Redacting{cls.__name__}", (RedactingFormatter, cls), {})
+    return _redacting_classes[cls]
 
 
 def protect(handler: logging.Handler) -> None:
-    if not isinstance(handler.formatter, RedactingFormatter):
-        handler.setFormatter(RedactingFormatter(handler.formatter))
+    """Make the handler's formatter (or a plain one) redact everything it formats, keeping its configuration."""
+    formatter = handler.formatter
+    if formatter is None:
+        handler.setFormatter(RedactingFormatter())
+    elif not isinstance(formatter, RedactingFormatter):
+        formatter.__class__ = _redacting(type(formatter))
 
 
 #: Loggers whose records may carry URLs, headers or bodies: their own handlers are protected too.
