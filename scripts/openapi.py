@@ -30,14 +30,22 @@ RAW_BODIES = {
 
 def generate() -> str:
     from aws_lambda_powertools.event_handler.openapi.merge import OpenAPIMerge
-    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server
+    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server, ServerVariable
 
     merge = OpenAPIMerge(
         title="PayBridge API",
         version="1.0.0",
         description="Invoices for CRM deals, paid through payment providers; webhooks of PSPs and CRMs. "
         "Errors are JSON problem bodies (type, title, status, detail).",
-        servers=[Server(url="https://{api_id}.execute-api.{region}.amazonaws.com")],
+        servers=[
+            Server(
+                url="https://{api_id}.execute-api.{region}.amazonaws.com",
+                variables={
+                    "api_id": ServerVariable(default="api-id", description="the stack's HttpApi id (output ApiUrl)"),
+                    "region": ServerVariable(default="eu-central-1", description="the stack's region"),
+                },
+            )
+        ],
         security_schemes={"ApiKey": APIKey(name="x-api-key", in_=APIKeyIn.header)},
         on_conflict="error",
     )

@@ -134,6 +134,8 @@ def check_body(event: Mapping[str, Any], kind: BodyKind) -> None:
     if charset not in ("utf-8", "utf8"):
         raise UnsupportedMediaType("JSON bodies are UTF-8")
     try:
-        loads_json(data)
+        parsed = loads_json(data)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
+    if not isinstance(parsed, dict):
+        raise BadRequest("the body must be a JSON object")

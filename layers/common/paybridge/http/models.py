@@ -380,7 +380,7 @@ class Problem(BaseModel):
 PROBLEM_DESCRIPTIONS = {
     400: "bad request: unreadable body (not UTF-8, not JSON, nested too deep) or malformed content",
     401: "unauthorized: unknown tenant, missing or wrong key, or a bad signature/token (the same answer for all)",
-    404: "not found",
+    404: "not found (also: a path parameter with characters the route does not match)",
     409: "conflict",
     413: "the body is over the route's limit",
     415: "a content type the route does not read",
@@ -399,7 +399,7 @@ def answers(ok: dict[int, tuple[str, Any, str | tuple[str, ...]]], *problems: in
         content = {"model": model} if model is not None else {"schema": {"type": "string"}}
         medias = (media,) if isinstance(media, str) else media
         documented[status] = {"description": description, "content": {m: content for m in medias}}
-    for status in sorted({*problems, 401, 422, 500}):
+    for status in sorted({*problems, 401, 404, 422, 500}):  # 404: also a path the route cannot match
         documented[status] = {
             "description": PROBLEM_DESCRIPTIONS[status],
             "content": {"application/problem+json": {"model": Problem}},
