@@ -69,6 +69,9 @@ def resolve(
         return problem_event(status, slug, detail, **extra)
 
 
+KNOWN: tuple[type[Exception], ...] = (*PROBLEMS, TenantNotFound)
+
+
 def screen(event: dict[str, Any], policy: RoutePolicy) -> dict[str, Any] | None:
     """The problem answer for a request refused before routing, or None to go on."""
     try:
@@ -76,7 +79,7 @@ def screen(event: dict[str, Any], policy: RoutePolicy) -> dict[str, Any] | None:
             tenant = str((event.get("pathParameters") or {}).get("tenant") or "")
             authenticate(tenant, api_key_of(event.get("headers")))
         check_body(event, policy.body)
-    except (*PROBLEMS, TenantNotFound) as exc:
+    except KNOWN as exc:
         return problem_event(*mapped_problem(exc))
     return None
 

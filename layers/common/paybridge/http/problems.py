@@ -176,6 +176,7 @@ def register_problem_handlers(app: ApiGatewayResolver) -> None:
         from paybridge.observability import logger
 
         correlation_id = logger.get_correlation_id()
-        logger.exception("unexpected error answering %s", app.current_event.route_key or app.current_event.path)
+        event = app.current_event
+        logger.exception("unexpected error answering %s", event.get("routeKey") or event.path)
         status, slug, detail, extra = internal_error(correlation_id)
         return problem(status, slug, detail, **extra)
