@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from paybridge.domain.invoice import invoice_id_for
 from tests.conftest import API_KEY
 
 pytestmark = pytest.mark.e2e
@@ -95,23 +96,29 @@ def test_webhooks_of_an_unknown_tenant_or_route_answer_like_a_bad_signature(http
     assert forged == unknown == other_provider
 
 
-def test_a_staged_payment_whose_stage_numbers_do_not_fit_writes_nothing(http: httpx.Client, unique: Any) -> None:
+def test_a_staged_payment_whose_stage_numbers_do_not_fit_writes_nothing(http: httpx.Client, sandbox: Any) -> None:
     # 38 characters + "/10" is over an invoice number's 40: refused before the first stage is issued
-    deal, number = unique("STG-"), "N" * 38
+    deal, number = str(sandbox.new_deal(100_000)["id"]), "N" * 38
     stages = [{"name": f"stage {k}", "percent": 10} for k in range(10)]
     body = {"number": number, "total": 100_000, "stages": stages}
     path = f"/v1/demo/deals/{deal}/schedules"
     for _attempt in range(2):  # a retry gets the same answer, never a crash
         assert "no room for the stage suffix" in problem(http.post(path, json=body, headers=KEY), 422)["detail"]
     # the same schedule with a number that fits issues all ten
+    assert http.get(f"/v1/demo/invoices/{invoice_id_for('demo', deal, number + '/1')}", headers=KEY).status_code == 404
     ok = http.post(path, json={**body, "number": "N" * 37}, headers=KEY)
     assert ok.status_code == 201 and len(ok.json()["invoices"]) == 10
 
 
 def test_a_subscription_plan_that_cannot_number_its_invoices_is_refused_before_it_is_saved(
-    http: httpx.Client, unique: Any
+    http: httpx.Client, sandbox: Any
 ) -> None:
-    body = {"deal_id": unique("SUB-"), "plan": "p" * 40, "amount": 99_00, "customer": {"email": "a@b.ru"}}
+    body = {
+        "deal_id": sandbox.new_deal(9_900)["id"],
+        "plan": "p" * 40,
+        "amount": 99_00,
+        "customer": {"email": "a@b.ru"},
+    }
     problem(http.post("/v1/demo/subscriptions", json=body, headers=KEY), 422, "validation-error")
     created = http.post("/v1/demo/subscriptions", json={**body, "plan": "p" * 31}, headers=KEY)
     assert created.status_code == 201 and created.json()["first_invoice"] is not None

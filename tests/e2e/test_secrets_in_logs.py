@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -72,7 +71,7 @@ def captured(stack: Any) -> Iterator[tuple[io.StringIO, io.StringIO]]:
 
 
 def test_demo_oauth_refresh_webhook_crm_and_bank_poll_log_no_secret(
-    stack: Any, http: httpx.Client, captured: tuple[io.StringIO, io.StringIO]
+    stack: Any, http: httpx.Client, sandbox: Any, captured: tuple[io.StringIO, io.StringIO]
 ) -> None:
     from devstack.demo import run_demo
     from paybridge.wiring import get_banking
@@ -84,7 +83,7 @@ def test_demo_oauth_refresh_webhook_crm_and_bank_poll_log_no_secret(
         "/v1/demo/invoices",
         headers={"X-Api-Key": API_KEY},
         json={
-            "deal_id": f"LOG-{time.time_ns()}",
+            "deal_id": str(sandbox.new_deal(12_300)["id"]),
             "number": "LOG-1",
             "amount": 12_300,
             "customer": {"name": "Иван", "email": CUSTOMER_EMAIL, "phone": CUSTOMER_PHONE},
