@@ -4,12 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
+# CI-only tools, each in its own environment (they pin their own dependencies, like aws-sam-cli)
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+ST_VENV := .venv-schemathesis
+ST := $(ST_VENV)/bin/schemathesis
 STAMP := $(VENV)/.installed
 export PYTHONPATH := layers/common:.
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: help dev demo test unit integration e2e lint format typecheck openapi validate build deploy import-times clean \
-	redrive-crm bench-crm demo-bank bench-reconcile
+	redrive-crm bench-crm demo-bank bench-reconcile checkov schemathesis
 
 help:
 	@echo "make demo       run the scripted payment scenario on the local stack (starts it if needed)"
@@ -19,6 +24,7 @@ help:
 	@echo "make test       run all tests (unit, integration on moto, end-to-end on the local stack)"
 	@echo "make lint       ruff + mypy;  make validate: sam validate --lint + cfn-lint;  make build: sam build"
 	@echo "make openapi    regenerate openapi.json from the routes;  make deploy: sam deploy --guided"
+	@echo "make schemathesis  fuzz the local stack with openapi.json (all checks, fixed seed);  make checkov"
 	@echo "make bench-crm  N payments through the CRM outbox to the fake Bitrix24 at its real limit (ARGS=--payments N)"
 	@echo "make redrive-crm STAGE=<stage>  send parked CRM writes back to the outbox (ARGS=--dry-run to list)"
 
@@ -32,6 +38,16 @@ $(SAM):
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
 	$(SAM_VENV)/bin/pip install --quiet "aws-sam-cli>=1.120"
+
+$(CHECKOV):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet "checkov>=3.2,<4"
+
+$(ST):
+	$(PYTHON) -m venv $(ST_VENV)
+	$(ST_VENV)/bin/pip install --quiet --upgrade pip
+	$(ST_VENV)/bin/pip install --quiet "schemathesis>=4,<5"
 
 dev: $(STAMP)
 	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-WARNING} $(BIN)/python -m devstack serve
@@ -84,6 +100,14 @@ import-times: $(STAMP)
 validate: $(SAM) $(STAMP)
 	$(SAM) validate --lint
 	$(BIN)/cfn-lint template.yaml
+
+# checkov on the template; the skips and their reasons are in .checkov.yaml
+checkov: $(CHECKOV)
+	$(CHECKOV) --config-file .checkov.yaml
+
+# schemathesis against the local stack with openapi.json: every check, a fixed seed (scripts/schemathesis.sh)
+schemathesis: $(ST) $(STAMP)
+	ST=$(ST) PY=$(BIN)/python bash scripts/schemathesis.sh
 
 build: $(SAM)
 	$(SAM) build

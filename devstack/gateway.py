@@ -49,6 +49,11 @@ def to_event(request: Request, route: Route, params: dict[str, str]) -> dict[str
     raw = request.get_data()
     content_type = request.headers.get("Content-Type", "")
     is_text = content_type.startswith(TEXT_TYPES) or not raw
+    if is_text:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            is_text = False  # like API Gateway: a body that is not UTF-8 text reaches Lambda base64-encoded
     now = time.time()
     return {
         "version": "2.0",

@@ -10,6 +10,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from paybridge.http.entry import RoutePolicy, resolve
+from paybridge.http.models import CrmWebhookOut, answers
 from paybridge.http.problems import register_problem_handlers
 from paybridge.http.webhooks import verified
 from paybridge.observability import logger, metrics, tracer
@@ -17,6 +19,8 @@ from paybridge.wiring import get_issuing
 
 app = APIGatewayHttpResolver(enable_validation=True)
 register_problem_handlers(app)
+#: Authenticated by the sender's own scheme (signature or token) in `verified`, on the raw body
+ROUTES = {"POST /crm/{tenant}/{crm}": RoutePolicy(api_key=False, body="webhook")}
 
 TenantPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$")]
 CrmPath = Annotated[str, Path(pattern=r"^[a-z0-9_-]{2,20}$")]
@@ -25,12 +29,22 @@ CrmPath = Annotated[str, Path(pattern=r"^[a-z0-9_-]{2,20}$")]
 @app.post(
     "/crm/<tenant>/<crm>",
     summary="A CRM's outbound webhook or robot call (form-encoded)",
-    responses={
-        200: {
-            "description": "`{status: issued|exists|accepted|ignored, invoices[{invoice_id, state, created}], "
-            "checks, ignored[]}` (accepted: the deal is read from the outbox, batched)"
-        }
-    },
+    responses=answers(
+        {
+            200: (
+                "`{status: issued|exists|accepted|ignored, invoices[{invoice_id, state, created}], checks, ignored[]}`"
+                " (accepted: the deal is read from the outbox, batched)",
+                CrmWebhookOut,
+                "application/json",
+            )
+        },
+        400,
+        404,
+        409,
+        413,
+        502,
+        503,
+    ),
 )
 def handle_crm_webhook(tenant: TenantPath, crm: CrmPath) -> Response[dict[str, Any]]:
     result = verified(app, lambda raw: get_issuing().issue_from_crm(tenant, crm, raw.headers, raw.body, raw.query))
@@ -56,4 +70,4 @@ def handle_crm_webhook(tenant: TenantPath, crm: CrmPath) -> Response[dict[str, A
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return resolve(app, event, context, ROUTES)

@@ -11,7 +11,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from paybridge.app.changes import Actor
-from paybridge.http.auth import require_scope
+from paybridge.http.auth import authenticate
+from paybridge.http.entry import RoutePolicy, resolve
 from paybridge.http.models import (
     CancelBody,
     CreateInvoiceBody,
@@ -22,11 +23,12 @@ from paybridge.http.models import (
     ScheduleOut,
     SubscribeBody,
     SubscriptionOut,
+    answers,
 )
 from paybridge.http.problems import register_problem_handlers
 from paybridge.observability import logger, metrics, tracer
 from paybridge.tenants import ApiScope, TenantConfig
-from paybridge.wiring import get_invoices, get_issuing, get_payment_checks, get_refunds, get_tenants
+from paybridge.wiring import get_invoices, get_issuing, get_payment_checks, get_refunds
 
 app = APIGatewayHttpResolver(enable_validation=True)
 register_problem_handlers(app)
@@ -44,13 +46,37 @@ IdempotencyKey = Annotated[
 ]
 
 
+#: Every route: the key is checked before the body is read (an anonymous caller gets the same 401, nothing else).
+JSON = "application/json"
+#: What a route that reads a JSON body may answer before it is routed (see `http.entry`)
+BODY_PROBLEMS = (400, 413, 415)
+
+ROUTES = {
+    "POST /v1/{tenant}/invoices": RoutePolicy(api_key=True, body="json"),
+    "GET /v1/{tenant}/invoices/{invoice_id}": RoutePolicy(api_key=True, body="none", scopes=("integration", "ops")),
+    "POST /v1/{tenant}/invoices/{invoice_id}/recheck": RoutePolicy(api_key=True, body="none"),
+    "POST /v1/{tenant}/invoices/{invoice_id}/cancel": RoutePolicy(api_key=True, body="json"),
+    "POST /v1/{tenant}/invoices/{invoice_id}/refunds": RoutePolicy(api_key=True, body="json"),
+    "POST /v1/{tenant}/deals/{deal_id}/schedules": RoutePolicy(api_key=True, body="json"),
+    "POST /v1/{tenant}/subscriptions": RoutePolicy(api_key=True, body="json"),
+    "GET /v1/{tenant}/subscriptions/{subscription_id}": RoutePolicy(api_key=True, body="none"),
+}
+
+
 def _authorized(tenant: str, api_key: str | None, *scopes: ApiScope) -> TenantConfig:
-    config = get_tenants().get(tenant)
-    require_scope(config, api_key, *(scopes or ("integration",)))
-    return config
+    # already checked by `resolve` before the body (with the route's scopes); kept for direct calls
+    return authenticate(tenant, api_key, *(scopes or ("integration",)))
 
 
-@app.post("/v1/<tenant>/invoices", summary="Issue an invoice (idempotent by deal + number)")
+@app.post(
+    "/v1/<tenant>/invoices",
+    summary="Issue an invoice (idempotent by deal + number)",
+    responses=answers(
+        {201: ("the invoice, issued", InvoiceOut, JSON), 200: ("the same invoice, issued before", InvoiceOut, JSON)},
+        *BODY_PROBLEMS,
+        409,
+    ),
+)
 def handle_create_invoice(tenant: TenantPath, body: CreateInvoiceBody, api_key: ApiKey = None) -> Response[InvoiceOut]:
     request = body.to_domain(_authorized(tenant, api_key).currency)
     result = get_issuing().issue_invoice(tenant, request, lifetime_given=body.lifetime_seconds is not None)
@@ -70,6 +96,14 @@ DealPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="
 @app.post(
     "/v1/<tenant>/deals/<deal_id>/schedules",
     summary="Issue a staged payment: one invoice per stage (e.g. 30 % advance, 70 % on delivery)",
+    responses=answers(
+        {
+            201: ("the stages' invoices, issued", ScheduleOut, JSON),
+            200: ("the same invoices, issued before", ScheduleOut, JSON),
+        },
+        *BODY_PROBLEMS,
+        409,
+    ),
 )
 def handle_create_schedule(
     tenant: TenantPath, deal_id: DealPath, body: ScheduleBody, api_key: ApiKey = None
@@ -89,6 +123,14 @@ SubscriptionPath = Annotated[str, Path(pattern=r"^sub_[a-z2-7]{26}$", descriptio
 @app.post(
     "/v1/<tenant>/subscriptions",
     summary="Start a subscription: the first invoice saves the payment method, later periods are charged",
+    responses=answers(
+        {
+            201: ("the subscription and its first invoice", SubscriptionOut, JSON),
+            200: ("the same subscription, started before", SubscriptionOut, JSON),
+        },
+        *BODY_PROBLEMS,
+        409,
+    ),
 )
 def handle_subscribe(tenant: TenantPath, body: SubscribeBody, api_key: ApiKey = None) -> Response[SubscriptionOut]:
     from paybridge.wiring import get_subscriptions
@@ -104,7 +146,11 @@ def handle_subscribe(tenant: TenantPath, body: SubscribeBody, api_key: ApiKey = 
     )
 
 
-@app.get("/v1/<tenant>/subscriptions/<subscription_id>", summary="A subscription and where it stands")
+@app.get(
+    "/v1/<tenant>/subscriptions/<subscription_id>",
+    summary="A subscription and where it stands",
+    responses=answers({200: ("the subscription", SubscriptionOut, JSON)}, 404),
+)
 def handle_get_subscription(
     tenant: TenantPath, subscription_id: SubscriptionPath, api_key: ApiKey = None
 ) -> SubscriptionOut:
@@ -114,7 +160,11 @@ def handle_get_subscription(
     return SubscriptionOut.of(get_subscriptions().get(tenant, subscription_id))
 
 
-@app.get("/v1/<tenant>/invoices/<invoice_id>", summary="An invoice, its money facts and its history")
+@app.get(
+    "/v1/<tenant>/invoices/<invoice_id>",
+    summary="An invoice, its money facts and its history",
+    responses=answers({200: ("the invoice with its history", InvoiceOut, JSON)}, 404),
+)
 def handle_get_invoice(tenant: TenantPath, invoice_id: InvoicePath, api_key: ApiKey = None) -> InvoiceOut:
     logger.set_correlation_id(invoice_id)
     _authorized(tenant, api_key, "integration", "ops")  # a person pulling levers reads the history too
@@ -122,7 +172,11 @@ def handle_get_invoice(tenant: TenantPath, invoice_id: InvoicePath, api_key: Api
     return InvoiceOut.of(invoice, history)
 
 
-@app.post("/v1/<tenant>/invoices/<invoice_id>/cancel", summary="Cancel an unpaid invoice")
+@app.post(
+    "/v1/<tenant>/invoices/<invoice_id>/cancel",
+    summary="Cancel an unpaid invoice",
+    responses=answers({200: ("the invoice, cancelled", InvoiceOut, JSON)}, *BODY_PROBLEMS, 404, 409, 502, 503),
+)
 def handle_cancel_invoice(
     tenant: TenantPath, invoice_id: InvoicePath, body: CancelBody | None = None, api_key: ApiKey = None
 ) -> InvoiceOut:
@@ -136,7 +190,11 @@ def handle_cancel_invoice(
 @app.post(
     "/v1/<tenant>/invoices/<invoice_id>/recheck",
     summary="Ask the provider about the invoice's payment now; money it holds is recorded (counted once)",
-    responses={503: {"description": "The provider cannot be asked now: nothing was decided; try again"}},
+    responses=answers(
+        {200: ("the invoice after asking its provider (money it holds recorded, counted once)", InvoiceOut, JSON)},
+        502,
+        503,
+    ),
 )
 def handle_recheck_invoice(tenant: TenantPath, invoice_id: InvoicePath, api_key: ApiKey = None) -> InvoiceOut:
     logger.set_correlation_id(invoice_id)
@@ -150,6 +208,14 @@ def handle_recheck_invoice(tenant: TenantPath, invoice_id: InvoicePath, api_key:
 @app.post(
     "/v1/<tenant>/invoices/<invoice_id>/refunds",
     summary="Refund all or part of what was paid (idempotent by the Idempotency-Key header)",
+    responses=answers(
+        {201: ("the refund, asked for", RefundOut, JSON), 200: ("the same refund, asked for before", RefundOut, JSON)},
+        *BODY_PROBLEMS,
+        404,
+        409,
+        502,
+        503,
+    ),
 )
 def handle_refund_invoice(
     tenant: TenantPath,
@@ -183,4 +249,4 @@ def handle_refund_invoice(
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return resolve(app, event, context, ROUTES)

@@ -19,7 +19,8 @@ from paybridge.app.changes import Actor
 from paybridge.app.levers import LeverName, LeverRequest, LeverResult
 from paybridge.domain.bank import Assignment
 from paybridge.domain.invoice import InvoiceState
-from paybridge.http.auth import require_scope
+from paybridge.http.auth import authenticate
+from paybridge.http.entry import RoutePolicy, resolve
 from paybridge.http.models import (
     InvoiceListOut,
     LeverOut,
@@ -27,6 +28,7 @@ from paybridge.http.models import (
     ReissueBody,
     ResolveBody,
     ResyncBody,
+    answers,
 )
 from paybridge.http.problems import BadRequest, register_problem_handlers
 from paybridge.observability import logger, metrics, tracer
@@ -36,11 +38,21 @@ from paybridge.wiring import (
     get_invoices,
     get_manual_payments,
     get_reissues,
-    get_tenants,
 )
 
 app = APIGatewayHttpResolver(enable_validation=True)
 register_problem_handlers(app)
+
+JSON = "application/json"
+BODY_PROBLEMS = (400, 413, 415)
+#: Every lever needs an `ops` key, checked before the body is read (see `http.entry`).
+ROUTES = {
+    "GET /v1/{tenant}/invoices": RoutePolicy(api_key=True, body="none", scopes=("ops",)),
+    "POST /v1/{tenant}/invoices/{invoice_id}/payments": RoutePolicy(api_key=True, body="json", scopes=("ops",)),
+    "POST /v1/{tenant}/invoices/{invoice_id}/reissue": RoutePolicy(api_key=True, body="json", scopes=("ops",)),
+    "POST /v1/{tenant}/deals/{deal_id}/resync": RoutePolicy(api_key=True, body="json", scopes=("ops",)),
+    "POST /v1/{tenant}/bank/review/{fingerprint}/resolve": RoutePolicy(api_key=True, body="json", scopes=("ops",)),
+}
 
 TenantPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$", description="Tenant slug")]
 InvoicePath = Annotated[str, Path(pattern=r"^inv_[a-z2-7]{26}$", description="Invoice id")]
@@ -68,7 +80,7 @@ ActorName = Annotated[
 def _lever(
     tenant: str, api_key: str | None, key: str, actor: str, lever: LeverName, target: str, body: Any, why: str
 ) -> LeverRequest:
-    require_scope(get_tenants().get(tenant), api_key, "ops")
+    authenticate(tenant, api_key, "ops")  # also checked by `resolve`, before the body
     logger.info("lever %s on %s by %s", lever, target, actor)
     return LeverRequest(
         tenant_id=tenant,
@@ -89,6 +101,14 @@ def _answer(result: LeverResult) -> LeverOut:
 @app.post(
     "/v1/<tenant>/invoices/<invoice_id>/payments",
     summary="Record a payment made outside PayBridge (cash, another account); idempotent by Idempotency-Key",
+    responses=answers(
+        {200: ("the lever's outcome (`replayed`: the same key answered before)", LeverOut, JSON)},
+        *BODY_PROBLEMS,
+        403,
+        409,
+        502,
+        503,
+    ),
 )
 def handle_record_payment(
     tenant: TenantPath,
@@ -107,6 +127,14 @@ def handle_record_payment(
 @app.post(
     "/v1/<tenant>/invoices/<invoice_id>/reissue",
     summary="A new payment link for an expired, cancelled or failed invoice (the old payment settled safely first)",
+    responses=answers(
+        {200: ("the lever's outcome (`replayed`: the same key answered before)", LeverOut, JSON)},
+        *BODY_PROBLEMS,
+        403,
+        409,
+        502,
+        503,
+    ),
 )
 def handle_reissue(
     tenant: TenantPath,
@@ -121,7 +149,18 @@ def handle_reissue(
     return _answer(get_reissues().reissue(request, invoice_id, body.lifetime_seconds))
 
 
-@app.post("/v1/<tenant>/deals/<deal_id>/resync", summary="Write every invoice of the deal to the CRM again, now")
+@app.post(
+    "/v1/<tenant>/deals/<deal_id>/resync",
+    summary="Write every invoice of the deal to the CRM again, now",
+    responses=answers(
+        {200: ("the lever's outcome (`replayed`: the same key answered before)", LeverOut, JSON)},
+        *BODY_PROBLEMS,
+        403,
+        409,
+        502,
+        503,
+    ),
+)
 def handle_resync(
     tenant: TenantPath,
     deal_id: DealPath,
@@ -137,6 +176,14 @@ def handle_resync(
 @app.post(
     "/v1/<tenant>/bank/review/<fingerprint>/resolve",
     summary="Decide a bank line on the review list: assign its money to invoices, or dismiss it",
+    responses=answers(
+        {200: ("the lever's outcome (`replayed`: the same key answered before)", LeverOut, JSON)},
+        *BODY_PROBLEMS,
+        403,
+        409,
+        502,
+        503,
+    ),
 )
 def handle_resolve_bank_line(
     tenant: TenantPath,
@@ -168,7 +215,11 @@ LimitQuery = Annotated[int, Query(ge=1, le=200)]
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-@app.get("/v1/<tenant>/invoices", summary="The tenant's invoices by state and age, or by deal: stuck ones first")
+@app.get(
+    "/v1/<tenant>/invoices",
+    summary="The tenant's invoices by state and age, or by deal: stuck ones first",
+    responses=answers({200: ("the invoices, stuck ones first", InvoiceListOut, JSON)}, 400, 403),
+)
 def handle_list_invoices(
     tenant: TenantPath,
     state: StatesQuery = None,
@@ -177,7 +228,7 @@ def handle_list_invoices(
     limit: LimitQuery = 50,
     api_key: ApiKey = None,
 ) -> InvoiceListOut:
-    require_scope(get_tenants().get(tenant), api_key, "ops")
+    authenticate(tenant, api_key, "ops")  # also checked by `resolve`, before the body
     states = []
     for name in (state or "").split(",") if state else ():
         try:
@@ -197,4 +248,4 @@ def handle_list_invoices(
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return resolve(app, event, context, ROUTES)

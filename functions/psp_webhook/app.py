@@ -10,6 +10,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from paybridge.http.entry import RoutePolicy, resolve
+from paybridge.http.models import answers
 from paybridge.http.problems import register_problem_handlers
 from paybridge.http.webhooks import verified
 from paybridge.observability import logger, metrics, tracer
@@ -17,6 +19,8 @@ from paybridge.wiring import get_payment_events
 
 app = APIGatewayHttpResolver(enable_validation=True)
 register_problem_handlers(app)
+#: Authenticated by the sender's own scheme (signature or token) in `verified`, on the raw body
+ROUTES = {"POST /psp/{tenant}/{provider}": RoutePolicy(api_key=False, body="webhook")}
 
 TenantPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$")]
 ProviderPath = Annotated[str, Path(pattern=r"^[a-z0-9_-]{2,20}$")]
@@ -25,7 +29,21 @@ ProviderPath = Annotated[str, Path(pattern=r"^[a-z0-9_-]{2,20}$")]
 @app.post(
     "/psp/<tenant>/<provider>",
     summary="A payment provider's notification (raw body, verified by the provider's own scheme)",
-    responses={200: {"description": "What the provider expects (T-Bank: `OK`)"}},
+    responses=answers(
+        {
+            200: (
+                "What the provider expects (T-Bank, sandbox: `OK`; Stripe: JSON)",
+                None,
+                ("text/plain", "application/json"),
+            )
+        },
+        400,
+        404,
+        409,
+        413,
+        502,
+        503,
+    ),
 )
 def handle_psp_notification(tenant: TenantPath, provider: ProviderPath) -> Response[str]:
     result = verified(
@@ -49,4 +67,4 @@ def handle_psp_notification(tenant: TenantPath, provider: ProviderPath) -> Respo
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return resolve(app, event, context, ROUTES)

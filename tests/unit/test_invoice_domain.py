@@ -379,12 +379,20 @@ class TestMoneyReceived:
         assert invoice.paid == 10
         assert invoice.flags == ("paid_after_close",)
 
-    def test_money_after_a_refund_is_flagged_paid_after_close(self) -> None:
+    def test_money_after_a_refund_is_overpaid_but_not_after_close(self) -> None:
+        # A refund does not close the invoice: money after it is flagged as in any other order (overpaid only)
         invoice = run(awaiting(), MoneyReceived(ref="op-1", amount=AMOUNT), RefundConfirmed(ref="r-1", amount=AMOUNT))
         assert invoice.state is InvoiceState.REFUNDED
         invoice = run(invoice, MoneyReceived(ref="op-2", amount=AMOUNT))
         assert invoice.state is InvoiceState.PARTIALLY_REFUNDED
-        assert invoice.flags == ("overpaid", "paid_after_close")
+        assert invoice.flags == ("overpaid",)
+        other_order = run(
+            awaiting(),
+            MoneyReceived(ref="op-1", amount=AMOUNT),
+            MoneyReceived(ref="op-2", amount=AMOUNT),
+            RefundConfirmed(ref="r-1", amount=AMOUNT),
+        )
+        assert (other_order.state, other_order.flags) == (invoice.state, invoice.flags)
 
     def test_flags_accumulate_sorted_and_unique(self) -> None:
         invoice = run(
@@ -603,19 +611,24 @@ class TestRefundConfirmed:
         assert not result.changed
         assert result.invoice.refunded == 1_000
 
-    def test_refund_beyond_paid_is_rejected(self) -> None:
+    def test_refund_beyond_what_we_know_was_paid_waits_for_its_payment(self) -> None:
         # Given an invoice paid 40 000 with 30 000 refunded already
         invoice = run(awaiting(), MoneyReceived(ref="op-1", amount=40_000), RefundConfirmed(ref="r-1", amount=30_000))
-        # When a refund of 10 000.01 more arrives
-        # Then it is rejected with the refundable amount in the message
-        with pytest.raises(InvalidTransition, match=r"refund of 100\.01 RUB exceeds the refundable 100\.00 RUB"):
-            apply(invoice, RefundConfirmed(ref="r-2", amount=10_001), LATER)
-        # and exactly the refundable rest is accepted
-        assert run(invoice, RefundConfirmed(ref="r-2", amount=10_000)).state is InvoiceState.REFUNDED
+        # When the provider confirms 10 000.01 more (a payment we have not heard of yet)
+        invoice = run(invoice, RefundConfirmed(ref="r-2", amount=10_001))
+        # Then the fact is kept; what counts as refunded is capped by what is known to be paid
+        assert invoice.refunds == {"r-1": 30_000, "r-2": 10_001}
+        assert (invoice.refunded, invoice.refund_awaiting_payment) == (40_000, 1)
+        assert invoice.state is InvoiceState.REFUNDED and invoice.refundable == 0
+        # And once the missing payment arrives, everything counts
+        invoice = run(invoice, MoneyReceived(ref="op-2", amount=60_000))
+        assert (invoice.paid, invoice.refunded, invoice.refund_awaiting_payment) == (100_000, 40_001, 0)
+        assert invoice.state is InvoiceState.PARTIALLY_REFUNDED
 
-    def test_refund_of_an_unpaid_invoice_is_rejected(self) -> None:
-        with pytest.raises(InvalidTransition, match=r"exceeds the refundable 0\.00 RUB"):
-            apply(awaiting(), RefundConfirmed(ref="r-1", amount=1), LATER)
+    def test_refund_of_an_unpaid_invoice_is_kept_until_its_payment_arrives(self) -> None:
+        invoice = run(awaiting(), RefundConfirmed(ref="r-1", amount=1))
+        assert invoice.state is InvoiceState.AWAITING_PAYMENT
+        assert (invoice.refunded, invoice.refund_awaiting_payment) == (0, 1)
 
     def test_refund_of_money_received_after_close(self) -> None:
         invoice = run(awaiting(), Close(closure=Closure.CANCELLED), MoneyReceived(ref="op-late", amount=AMOUNT))

@@ -230,22 +230,42 @@ def test_replaying_the_whole_sequence_gives_the_same_money_facts(amount: int, se
         current = again
 
 
-def test_refund_before_its_money_is_rejected_then_accepted_on_redelivery() -> None:
-    # Given a refund notification that arrives before the payment it refunds
+def test_a_refund_before_its_money_is_kept_and_applied_when_the_money_arrives() -> None:
+    # Given a refund notification that overtakes the payment it refunds
     sequence: list[InvoiceEvent] = [
         RefundConfirmed(ref="r-1", amount=100),
         MoneyReceived(ref="op-1", amount=100_000),
     ]
     # When the sequence is applied once
     once, steps = replay(fresh(), sequence)
-    # Then the refund is rejected (out of order) and the invoice is paid
-    assert [s.outcome for s in steps] == ["rejected", "changed"]
-    assert once.state is InvoiceState.PAID
-    # When it is delivered again
-    twice, _ = replay(once, sequence)
-    # Then the refund is accepted
-    assert twice.refunds == {"r-1": 100}
-    assert twice.state is InvoiceState.PARTIALLY_REFUNDED
+    # Then the refund is kept at once (not refused), waits for its payment, and counts once the payment is known
+    assert [s.outcome for s in steps] == ["changed", "changed"]
+    assert steps[0].after.refunds == {"r-1": 100}
+    assert steps[0].after.refunded == 0 and steps[0].after.refund_awaiting_payment == 100
+    assert steps[0].after.state is InvoiceState.ISSUED
+    assert once.refunded == 100 and once.refund_awaiting_payment == 0
+    assert once.state is InvoiceState.PARTIALLY_REFUNDED
+    # And it ends exactly as the natural order does
+    natural, _ = replay(fresh(), list(reversed(sequence)))
+    assert (natural.state, natural.flags, natural.refunds, natural.receipts) == (
+        once.state,
+        once.flags,
+        once.refunds,
+        once.receipts,
+    )
+
+
+def test_partial_then_refund_then_rest_raises_no_false_paid_after_close() -> None:
+    # Given a half payment, a refund of it, then the other half (issue 13: a false `paid_after_close`)
+    sequence: list[InvoiceEvent] = [
+        MoneyReceived(ref="op-1", amount=50_000),
+        RefundConfirmed(ref="r-1", amount=50_000),
+        MoneyReceived(ref="op-2", amount=50_000),
+    ]
+    final, _ = replay(fresh(), sequence)
+    # Then no flag: a refund does not close an invoice
+    assert final.flags == ()
+    assert final.state is InvoiceState.PARTIALLY_REFUNDED
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -346,3 +366,93 @@ def test_reserved_refunds_never_exceed_what_was_paid(
     for step in steps:
         assert step.after.refunded + step.after.refund_pending <= step.after.paid
     assert invoice.refunded <= invoice.paid and invoice.refund_pending == 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Order-insensitivity of payment parts, refunds and closures together
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@st.composite
+def provider_facts(draw: st.DrawFn, with_closure: bool) -> list[InvoiceEvent]:
+    """Payment parts, refunds of them (never more than the parts: a provider refunds only what it took), redeliveries,
+    and optionally one closure — one multiset of facts, to be applied in several orders."""
+    parts = {ref: draw(amounts) for ref in draw(st.lists(st.sampled_from(MONEY_REFS), min_size=1, unique=True))}
+    budget = sum(parts.values())
+    refunds: dict[str, int] = {}
+    for ref in draw(st.lists(st.sampled_from(REFUND_REFS), unique=True)):
+        if budget == 0:
+            break
+        refunds[ref] = draw(st.integers(min_value=1, max_value=budget))
+        budget -= refunds[ref]
+    facts: list[InvoiceEvent] = [MoneyReceived(ref=r, amount=a) for r, a in parts.items()]
+    facts += [RefundConfirmed(ref=r, amount=a) for r, a in refunds.items()]
+    facts += draw(st.lists(st.sampled_from(list(facts)), max_size=3))  # redeliveries
+    if with_closure:
+        facts.append(Close(closure=draw(st.sampled_from([Closure.EXPIRED, Closure.CANCELLED]))))
+    return facts
+
+
+def _outcome(final: Invoice) -> tuple[object, ...]:
+    return (final.state, final.flags, final.receipts, final.refunds, final.paid, final.refunded, final.closed_as)
+
+
+@SETTINGS
+@given(
+    amount=invoice_amounts,
+    start=st.sampled_from(sorted(START_STATES)),
+    data=st.data(),
+)
+def test_payment_parts_and_refunds_in_any_order_end_in_the_same_state_and_flags(
+    amount: int, start: str, data: st.DataObject
+) -> None:
+    # Given an invoice (open, expired or cancelled) and a set of provider facts: parts and refunds of them
+    origin, _ = replay(fresh(amount), list(START_STATES[start]))
+    facts = data.draw(provider_facts(with_closure=False))
+    orders = [facts, *(data.draw(st.permutations(facts)) for _ in range(3))]
+    # When they arrive in different orders
+    results = [replay(origin, list(order)) for order in orders]
+    # Then nothing is refused, and every order ends in the same state, flags and money facts
+    for final, steps in results:
+        assert not [s for s in steps if s.outcome == "rejected"], steps
+        assert _outcome(final) == _outcome(results[0][0])
+        assert final.refund_awaiting_payment == 0  # every refund's payment arrived
+        assert final.refunded <= final.paid
+
+
+@SETTINGS
+@given(amount=invoice_amounts, data=st.data())
+def test_with_a_closure_in_the_mix_only_the_timing_flag_depends_on_the_order(amount: int, data: st.DataObject) -> None:
+    # Given an awaiting invoice, provider facts and one closure (expiry or cancel), in several orders
+    origin, _ = replay(fresh(amount), list(START_STATES["awaiting"]))
+    facts = data.draw(provider_facts(with_closure=True))
+    orders = [facts, *(data.draw(st.permutations(facts)) for _ in range(3))]
+    finals = []
+    for order in orders:
+        final, steps = replay(origin, list(order))
+        finals.append(final)
+        # Then the money facts are the same in every order (no money fact is ever refused) …
+        assert [s for s in steps if s.outcome == "rejected"] == [
+            s for s in steps if s.outcome == "rejected" and isinstance(s.event, Close)
+        ]
+        assert (final.receipts, final.refunds, final.paid, final.refunded) == (
+            finals[0].receipts,
+            finals[0].refunds,
+            finals[0].paid,
+            finals[0].refunded,
+        )
+        # … `paid_after_close` says exactly whether money was recorded after an accepted closure …
+        closed_at = next(
+            (i for i, s in enumerate(steps) if isinstance(s.event, Close) and s.outcome == "changed"), None
+        )
+        late = closed_at is not None and any(
+            s.outcome == "changed" and isinstance(s.event, MoneyReceived) for s in steps[closed_at + 1 :]
+        )
+        assert ("paid_after_close" in final.flags) is late
+        # … and the other flags do not depend on the order at all
+        assert set(final.flags) - {"paid_after_close"} == set(finals[0].flags) - {"paid_after_close"}
+    # And orders in which the closure was decided alike end in the same state
+    by_closure: dict[object, set[InvoiceState]] = {}
+    for final in finals:
+        by_closure.setdefault(final.closed_as, set()).add(final.state)
+    assert all(len(states) == 1 for states in by_closure.values()), by_closure

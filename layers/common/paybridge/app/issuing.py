@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from pydantic import ValidationError
+
 from paybridge.adapters.crm.base import Crm, Deal
 from paybridge.adapters.lifecycle import LifecycleEngine
 from paybridge.adapters.outbox import CrmOutbox
@@ -18,7 +20,7 @@ from paybridge.app.changes import utc_now
 from paybridge.app.errors import DealNotInvoiceable, LifetimeOutOfRange, RouteNotConfigured
 from paybridge.app.receipts import receipt_for
 from paybridge.domain.deal_sync import DealCheck
-from paybridge.domain.errors import InvoiceConflict
+from paybridge.domain.errors import InvoiceConflict, ScheduleError
 from paybridge.domain.invoice import AuditEntry, Invoice, InvoiceState, NewInvoice, new_invoice, same_terms
 from paybridge.domain.staged import StageSpec, part_number, parts, split_amounts
 from paybridge.storage.repository import InvoiceRepository
@@ -31,6 +33,15 @@ logger = logging.getLogger(__name__)
 class IssueResult:
     invoice: Invoice
     created: bool
+
+
+@dataclass(frozen=True)
+class PreparedInvoice:
+    """An invoice that passed every check and is ready to be written."""
+
+    request: NewInvoice
+    invoice: Invoice
+    audit: AuditEntry
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,11 @@ class Issuing:
     clock: Callable[[], datetime] = utc_now
 
     def issue_invoice(self, tenant_id: str, request: NewInvoice, lifetime_given: bool = True) -> IssueResult:
+        return self.commit(self.prepare(tenant_id, request, lifetime_given))
+
+    def prepare(self, tenant_id: str, request: NewInvoice, lifetime_given: bool = True) -> PreparedInvoice:
+        """Everything that can refuse an invoice, checked without writing: the link lifetime the provider accepts,
+        the receipt. A request that issues several invoices prepares them all before it writes the first."""
         tenant = self.tenants.get(tenant_id)
         if not lifetime_given:
             request = request.model_copy(update={"lifetime_seconds": tenant.link_lifetime_seconds})
@@ -74,13 +90,17 @@ class Issuing:
             amount=invoice.amount,
             detail=f"deal {invoice.deal_id}, number {invoice.number}",
         )
-        stored, created = self.repo.create(invoice, audit)
-        if not created and not same_terms(stored, request):
+        return PreparedInvoice(request=request, invoice=invoice, audit=audit)
+
+    def commit(self, prepared: PreparedInvoice) -> IssueResult:
+        """Write a prepared invoice (idempotent by its id) and start its lifecycle."""
+        stored, created = self.repo.create(prepared.invoice, prepared.audit)
+        if not created and not same_terms(stored, prepared.request):
             raise InvoiceConflict(
                 f"invoice {stored.number} of deal {stored.deal_id} was issued for {stored.describe_amount()}"
                 " with other terms; use another invoice number"
             )
-        self.lifecycle.start(tenant_id, stored.invoice_id)  # idempotent: also repairs a crash between the two
+        self.lifecycle.start(stored.tenant_id, stored.invoice_id)  # idempotent: also repairs a crash between the two
         return IssueResult(invoice=stored, created=created)
 
     def issue_from_crm(
@@ -134,10 +154,26 @@ class Issuing:
         """One deal paid in stages: an invoice per stage (`<number>/<k>`), each with its own lifecycle. Idempotent
         like a single invoice (the same schedule again returns the same invoices)."""
         amounts = split_amounts(template.amount, stages)  # ScheduleError: 422
-        results = []
+        prepared = []
         for part, amount in zip(parts(template.number, stages), amounts, strict=True):
-            request = template.model_copy(
-                update={"number": part_number(template.number, part.index), "amount": amount, "part": part, "items": ()}
-            )
-            results.append(self.issue_invoice(tenant_id, NewInvoice.model_validate(request.model_dump())))
-        return results
+            fields = template.model_dump() | {
+                "number": part_number(template.number, part.index),
+                "amount": amount,
+                "part": part.model_dump(),
+                "items": (),
+            }
+            try:
+                request = NewInvoice.model_validate(fields)
+            except ValidationError as exc:
+                raise ScheduleError(f"stage {part.index}: {exc.errors()[0]['msg']}") from None
+            prepared.append(self.prepare(tenant_id, request))
+        # Every stage passed: only now is anything written (a repeat, or a retry after a crash, completes the rest;
+        # a conflicting stage is found before any stage is written)
+        for item in prepared:
+            existing = self.repo.get(tenant_id, item.invoice.invoice_id)
+            if existing is not None and not same_terms(existing, item.request):
+                raise InvoiceConflict(
+                    f"invoice {existing.number} of deal {existing.deal_id} was issued for "
+                    f"{existing.describe_amount()} with other terms; use another schedule number"
+                )
+        return [self.commit(item) for item in prepared]

@@ -80,12 +80,19 @@ class Subscriptions:
             description=description,
             started_at=now,
         )
+        # The first invoice is checked before the subscription is written: a refused one writes nothing, so a
+        # subscription never exists without its first invoice (a retry completes what a crash interrupted)
+        self.issuing.prepare(tenant_id, self._request(sub, sub.invoice_number(1), method=None), lifetime_given=False)
         stored, created = self.store.create(sub)
         first = self._issue(tenant, stored, stored.invoice_number(1), method=None)
         return stored, first, created
 
     def _issue(self, tenant: TenantConfig, sub: Subscription, number: str, method: str | None) -> IssueResult:
-        request = NewInvoice(
+        return self.issuing.issue_invoice(tenant.tenant_id, self._request(sub, number, method), lifetime_given=False)
+
+    @staticmethod
+    def _request(sub: Subscription, number: str, method: str | None) -> NewInvoice:
+        return NewInvoice(
             deal_id=sub.deal_id,
             number=number,
             amount=sub.amount,
@@ -95,7 +102,6 @@ class Subscriptions:
             subscription_id=sub.subscription_id,
             charge_method=method,
         )
-        return self.issuing.issue_invoice(tenant.tenant_id, request, lifetime_given=False)
 
     def get(self, tenant_id: str, subscription_id: str) -> Subscription:
         sub = self.store.get(tenant_id, subscription_id)

@@ -168,7 +168,15 @@ class Invoice(BaseModel):
 
     @property
     def refunded(self) -> int:
-        return sum(self.refunds.values())
+        """Refunded of what is known to be paid. A refund the provider confirms before we hear of its payment (a
+        notification overtaking another) is kept in `refunds` and counts here once its payment is known — so the
+        same facts in any order give the same state."""
+        return min(sum(self.refunds.values()), self.paid)
+
+    @property
+    def refund_awaiting_payment(self) -> int:
+        """Confirmed refunds of money we have not heard of yet (applied when the payment's notification arrives)."""
+        return sum(self.refunds.values()) - self.refunded
 
     @property
     def refund_pending(self) -> int:
@@ -445,7 +453,9 @@ def apply(invoice: Invoice, event: InvoiceEvent, at: datetime | None = None) -> 
                 return Applied(invoice=invoice, changed=False)
             receipts = {**invoice.receipts, event.ref: event.amount}
             flags = set(invoice.flags)
-            if invoice.closed_as is not None or before in (InvoiceState.REFUNDED, InvoiceState.PARTIALLY_REFUNDED):
+            # Only a closure (expired, cancelled, failed) makes money late; a refund does not close an invoice (the
+            # rest of a partial payment after a partial refund is not "after close", in whichever order they come)
+            if invoice.closed_as is not None:
                 flags.add("paid_after_close")
             if sum(receipts.values()) > invoice.amount:
                 flags.add("overpaid")
@@ -557,11 +567,8 @@ def apply(invoice: Invoice, event: InvoiceEvent, at: datetime | None = None) -> 
                     return Applied(invoice=invoice, changed=False)
                 updates = {"refund_requests": requests}  # known refund, now linked to our request
             else:
-                if invoice.refunded + event.amount > invoice.paid:
-                    raise InvalidTransition(
-                        f"refund of {invoice.describe_amount(event.amount)} exceeds the refundable "
-                        f"{invoice.describe_amount(invoice.paid - invoice.refunded)}"
-                    )
+                # A confirmed refund is a fact at the provider: always kept. When it exceeds what we know was paid,
+                # its payment's notification has not reached us yet; it counts once that arrives (`refunded`).
                 updates = {"refunds": {**invoice.refunds, event.ref: event.amount}, "refund_requests": requests}
             amount, ref = event.amount, event.ref
         case RefundFailed():

@@ -30,6 +30,11 @@ DUNNING_HOURS: tuple[int, ...] = (24, 72, 168)
 MONTHLY: dict[str, float] = {"week": 52 / 12, "month": 1.0, "year": 1 / 12}
 
 
+#: A plan name leaves room in an invoice number (at most 40 characters) for `/<period>.<attempt>`: 9 characters
+#: carry period 99999 and attempt 99.
+PLAN_MAX_LENGTH = 31
+
+
 def subscription_id_for(tenant_id: str, deal_id: str, plan: str) -> str:
     digest = hashlib.sha256(f"{tenant_id}\x00{deal_id}\x00{plan}".encode()).digest()
     return "sub_" + base64.b32encode(digest).decode("ascii").lower()[:26]

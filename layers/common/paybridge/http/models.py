@@ -23,6 +23,9 @@ from paybridge.domain.invoice import (
 from paybridge.domain.money import Currency
 from paybridge.domain.receipt import MAX_ITEMS, ReceiptItem, check_items_sum
 from paybridge.domain.staged import StageSpec
+from paybridge.domain.subscriptions import PLAN_MAX_LENGTH
+
+INVOICE_NUMBER_MAX = 40
 
 StrictMinorUnits = Annotated[
     int, Field(strict=True, gt=0, le=10**13, description="Amount in minor units (kopecks, cents); integers only")
@@ -77,6 +80,16 @@ class ScheduleBody(BaseModel):
     customer: Customer = Field(default_factory=Customer)
     lifetime_seconds: int | None = Field(default=None, ge=1, le=90 * 24 * 3600)
     stages: list[StageSpec] = Field(min_length=2, max_length=12)
+
+    @model_validator(mode="after")
+    def _numbers_fit(self) -> ScheduleBody:
+        # each stage's invoice is `<number>/<k>`, and an invoice number has at most 40 characters
+        longest = f"{self.number}/{len(self.stages)}"
+        if len(longest) > INVOICE_NUMBER_MAX:
+            raise ValueError(
+                f"the number leaves no room for the stage suffix: {longest!r} is over {INVOICE_NUMBER_MAX} characters"
+            )
+        return self
 
     def template(self, deal_id: str, default_currency: str) -> NewInvoice:
         fields: dict[str, Any] = {
@@ -143,6 +156,10 @@ class InvoiceOut(BaseModel):
     amount: int
     paid: int
     refunded: int
+    refund_awaiting_payment: int = Field(
+        default=0,
+        description="refunds confirmed before we heard of their payment: applied once it arrives",
+    )
     outstanding: int
     currency: str
     description: str
@@ -169,6 +186,7 @@ class InvoiceOut(BaseModel):
             amount=invoice.amount,
             paid=invoice.paid,
             refunded=invoice.refunded,
+            refund_awaiting_payment=invoice.refund_awaiting_payment,
             outstanding=invoice.outstanding,
             currency=invoice.currency,
             description=invoice.description,
@@ -288,7 +306,12 @@ class SubscribeBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     deal_id: DealId
-    plan: str = Field(min_length=1, max_length=40, pattern=r"^[\w.-]+$", description="e.g. pro-monthly")
+    plan: str = Field(
+        min_length=1,
+        max_length=PLAN_MAX_LENGTH,
+        pattern=r"^[\w.-]+$",
+        description="e.g. pro-monthly; each period's invoice is `<plan>/<period>` (a retry `<plan>/<period>.<n>`)",
+    )
     amount: StrictMinorUnits
     period: Literal["week", "month", "year"] = "month"
     currency: Currency | None = None
@@ -432,3 +455,64 @@ class InvoiceListOut(BaseModel):
             for li in listed
         ]
         return cls(count=len(items), invoices=items)
+
+
+class CrmInvoiceOut(BaseModel):
+    invoice_id: str
+    state: InvoiceState
+    created: bool
+
+
+class CrmWebhookOut(BaseModel):
+    status: Literal["issued", "exists", "accepted", "ignored"]
+    invoices: list[CrmInvoiceOut]
+    checks: int
+    ignored: list[str]
+
+
+class ProblemError(BaseModel):
+    loc: list[str]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details: every 4xx and 5xx answer (`application/problem+json`)."""
+
+    type: str = Field(description="https://paybridge.dev/problems/<slug>")
+    title: str
+    status: int
+    detail: str
+    errors: list[ProblemError] | None = Field(default=None, description="422 validation-error: each invalid field")
+    correlation_id: str | None = Field(default=None, description="500: quote it to the operator")
+
+
+PROBLEM_DESCRIPTIONS = {
+    400: "bad request: unreadable body (not UTF-8, not JSON, nested too deep) or malformed content",
+    401: "unauthorized: unknown tenant, missing or wrong key, or a bad signature/token (the same answer for all)",
+    403: "forbidden: the tenant's key does not carry the scope this route needs (`ops` for a person's levers)",
+    404: "not found (also: a path parameter with characters the route does not match)",
+    409: "conflict",
+    413: "the body is over the route's limit",
+    415: "a content type the route does not read",
+    422: "invalid request: the problem lists each invalid field",
+    500: "unexpected error: the problem carries a correlation id and nothing internal",
+    502: "the payment provider or the CRM refused the call",
+    503: "the payment provider or the CRM is unavailable: retry later",
+}
+
+
+def answers(ok: dict[int, tuple[str, Any, str | tuple[str, ...]]], *problems: int) -> dict[int, Any]:
+    """The OpenAPI `responses` of a route: its successes `{status: (description, model or None, media type)}` and
+    its problem statuses, each with the Problem schema as `application/problem+json`."""
+    documented: dict[int, Any] = {}
+    for status, (description, model, media) in ok.items():
+        content = {"model": model} if model is not None else {"schema": {"type": "string"}}
+        medias = (media,) if isinstance(media, str) else media
+        documented[status] = {"description": description, "content": {m: content for m in medias}}
+    for status in sorted({*problems, 401, 404, 422, 500}):  # 404: also a path the route cannot match
+        documented[status] = {
+            "description": PROBLEM_DESCRIPTIONS[status],
+            "content": {"application/problem+json": {"model": Problem}},
+        }
+    return documented

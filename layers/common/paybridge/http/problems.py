@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from paybridge.adapters.errors import (
@@ -49,7 +51,19 @@ class Forbidden(Exception):
 
 
 class BadRequest(Exception):
-    """The HTTP layer's own: a body that cannot be read as asked (empty, too large)."""
+    """The HTTP layer's own: a body that cannot be read as asked (empty, not UTF-8, not JSON, nested too deep)."""
+
+
+class PayloadTooLarge(Exception):
+    """The HTTP layer's own: a body over the route's limit."""
+
+
+class UnsupportedMediaType(Exception):
+    """The HTTP layer's own: a body of a content type the route does not read."""
+
+
+#: The one answer for an unknown tenant, a missing key and a wrong key: tenants cannot be enumerated.
+UNAUTHORIZED_DETAIL = "missing or wrong credentials for this tenant"
 
 
 PROBLEMS: dict[type[Exception], tuple[int, str]] = {
@@ -57,10 +71,11 @@ PROBLEMS: dict[type[Exception], tuple[int, str]] = {
     Forbidden: (403, "forbidden"),
     InvalidSignature: (401, "invalid-signature"),
     BadRequest: (400, "bad-request"),
+    PayloadTooLarge: (413, "payload-too-large"),
+    UnsupportedMediaType: (415, "unsupported-media-type"),
     MalformedNotification: (400, "malformed-notification"),
     StatementFormatError: (400, "statement-invalid"),
     BankNotConfigured: (404, "bank-not-configured"),
-    TenantNotFound: (404, "tenant-not-found"),
     InvoiceNotFound: (404, "invoice-not-found"),
     BankLineNotFound: (404, "bank-line-not-found"),
     DealHasNoInvoices: (404, "deal-has-no-invoices"),
@@ -88,13 +103,20 @@ TITLES = {
     403: "Forbidden",
     404: "Not Found",
     409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
     422: "Unprocessable Content",
+    500: "Internal Server Error",
     502: "Bad Gateway",
     503: "Service Unavailable",
 }
 
 
-def problem(status: int, slug: str, detail: str, **extra: Any) -> Response[str]:
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
+
+
+def problem_body(status: int, slug: str, detail: str, **extra: Any) -> str:
     body = {
         "type": f"https://paybridge.dev/problems/{slug}",
         "title": TITLES.get(status, "Error"),
@@ -102,8 +124,38 @@ def problem(status: int, slug: str, detail: str, **extra: Any) -> Response[str]:
         "detail": detail,
         **extra,
     }
-    return Response(
-        status_code=status, content_type="application/problem+json", body=json.dumps(body, ensure_ascii=False)
+    return json.dumps(body, ensure_ascii=False)
+
+
+def problem(status: int, slug: str, detail: str, **extra: Any) -> Response[str]:
+    return Response(status_code=status, content_type=PROBLEM_JSON, body=problem_body(status, slug, detail, **extra))
+
+
+def problem_event(status: int, slug: str, detail: str, **extra: Any) -> dict[str, Any]:
+    """The same problem as a Lambda proxy answer (for what is refused before the resolver runs)."""
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": PROBLEM_JSON},
+        "body": problem_body(status, slug, detail, **extra),
+        "isBase64Encoded": False,
+    }
+
+
+def mapped_problem(exc: Exception) -> tuple[int, str, str]:
+    """(status, slug, detail) of one of our errors; TenantNotFound is the same 401 as a wrong key."""
+    if isinstance(exc, TenantNotFound):
+        return 401, "unauthorized", UNAUTHORIZED_DETAIL
+    status, slug = PROBLEMS[type(exc)]
+    return status, slug, str(exc) or slug.replace("-", " ")
+
+
+def internal_error(correlation_id: str | None) -> tuple[int, str, str, dict[str, Any]]:
+    """Any unexpected error: a 500 that names the request (to find its one logged stack) and nothing internal."""
+    return (
+        500,
+        "internal-error",
+        "an unexpected error; nothing about it is shown here — quote the correlation id to the operator",
+        {"correlation_id": correlation_id or ""},
     )
 
 
@@ -118,8 +170,26 @@ def register_problem_handlers(app: ApiGatewayResolver) -> None:
         return problem(422, "validation-error", detail, errors=errors)
 
     def _mapped(exc: Exception) -> Response[str]:
-        status, slug = PROBLEMS[type(exc)]
-        return problem(status, slug, str(exc) or slug.replace("-", " "))
+        return problem(*mapped_problem(exc))
 
-    for exc_class in PROBLEMS:
+    for exc_class in (*PROBLEMS, TenantNotFound):
         app.exception_handler(exc_class)(_mapped)
+
+    @app.exception_handler(ServiceError)
+    def _service_error(exc: ServiceError) -> Response[str]:  # Powertools' own (e.g. 404 no such route)
+        status = int(exc.status_code)
+        return problem(status, "not-found" if status == 404 else "error", str(exc.msg))
+
+    @app.not_found
+    def _not_found(exc: Exception) -> Response[str]:
+        return problem(404, "not-found", "no such route")
+
+    @app.exception_handler(Exception)
+    def _unexpected(exc: Exception) -> Response[str]:
+        from paybridge.observability import logger
+
+        correlation_id = logger.get_correlation_id()
+        event = app.current_event
+        logger.exception("unexpected error answering %s", event.get("routeKey") or event.path)
+        status, slug, detail, extra = internal_error(correlation_id)
+        return problem(status, slug, detail, **extra)

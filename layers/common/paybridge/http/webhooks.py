@@ -11,7 +11,13 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.metrics import MetricUnit
 
 from paybridge.adapters.errors import InvalidSignature
-from paybridge.observability import metrics
+from paybridge.app.errors import RouteNotConfigured
+from paybridge.observability import logger, metrics
+from paybridge.tenants import TenantNotFound
+
+#: The one answer to a webhook we cannot attribute to a tenant's configured sender: an unknown tenant, a provider or
+#: CRM the tenant does not use, a wrong signature or token. The reason is logged, not told.
+NOT_VERIFIED = "the request's signature or token is not valid for this tenant and route"
 
 T = TypeVar("T")
 
@@ -45,6 +51,7 @@ def verified(app: APIGatewayHttpResolver, call: Callable[[RawRequest], T]) -> T:
     query = dict(event.query_string_parameters or {})
     try:
         return call(RawRequest(headers=headers, body=body, source_ip=source_ip, query=query))
-    except InvalidSignature:
+    except (InvalidSignature, TenantNotFound, RouteNotConfigured) as exc:
         metrics.add_metric(name="SignatureFailures", unit=MetricUnit.Count, value=1)
-        raise
+        logger.info("webhook refused: %s: %s", type(exc).__name__, exc)
+        raise InvalidSignature(NOT_VERIFIED) from None

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     import httpx
 
 import hmac
-import json
 import logging
 import re
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -57,6 +56,7 @@ from paybridge.adapters.settings import (
     HttpUrl,
     SecretRef,
 )
+from paybridge.adapters.wire import loads_json
 from paybridge.domain.bank import StatementLine
 
 
@@ -235,7 +235,7 @@ def parse_webhook(body: bytes) -> tuple[str, str | None]:
     Only a hint: the caller reads the statement of that account again; nothing else in the body is used.
     """
     try:
-        payload = json.loads(body)
+        payload = loads_json(body)
     except (ValueError, UnicodeDecodeError):
         raise MalformedNotification("the T-Bank business webhook is not JSON") from None
     if not isinstance(payload, dict):

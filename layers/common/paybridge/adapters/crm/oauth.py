@@ -15,11 +15,12 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable
+from paybridge.redaction import register_secret
 
 #: Refresh this long before the access token's expiry.
 EARLY_SECONDS = 120
@@ -32,6 +33,10 @@ class TokenPair(BaseModel):
     access_token: str
     refresh_token: str
     expires_at: int  # epoch seconds
+
+    def model_post_init(self, context: Any, /) -> None:
+        register_secret(self.access_token)  # every pair we see, fetched or loaded, is masked in the logs
+        register_secret(self.refresh_token)
 
 
 class StoredTokens(BaseModel):

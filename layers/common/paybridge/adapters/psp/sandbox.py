@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 import hashlib
 import hmac
-import json
 import time
 from typing import Annotated, Any, Literal
 
@@ -50,6 +49,7 @@ from paybridge.adapters.psp.base import (
 )
 from paybridge.adapters.registry import PSPS, AdapterContext
 from paybridge.adapters.settings import HttpUrl, PaymentMethodKind, PspSettingsBase, SecretRef
+from paybridge.adapters.wire import loads_json
 from paybridge.domain.money import MinorUnits
 
 
@@ -212,7 +212,7 @@ class SandboxPsp:
     def verify_notification(self, headers: dict[str, str], body: bytes, source_ip: str | None = None) -> Notification:
         verify(self._secret, body, {k.lower(): v for k, v in headers.items()}.get(SIGNATURE_HEADER))
         try:
-            parsed = SandboxNotificationBody.model_validate(json.loads(body))
+            parsed = SandboxNotificationBody.model_validate(loads_json(body))
         except (ValueError, ValidationError) as exc:
             raise MalformedNotification(str(exc)) from None
         return Notification(

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 import hashlib
 import hmac
-import json
 import logging
 import time
 from typing import Any, Literal
@@ -61,6 +60,7 @@ from paybridge.adapters.settings import (
     PspSettingsBase,
     SecretRef,
 )
+from paybridge.adapters.wire import loads_json
 
 
 class StripeSettings(PspSettingsBase):
@@ -321,7 +321,7 @@ class StripeCheckout:
     def verify_notification(self, headers: dict[str, str], body: bytes, source_ip: str | None = None) -> Notification:
         verify(self._webhook_secret, body, headers.get(SIGNATURE_HEADER))
         try:
-            event = json.loads(body)
+            event = loads_json(body)
             event_id, event_type, obj = str(event["id"]), str(event["type"]), event["data"]["object"]
             if not isinstance(obj, dict):
                 raise TypeError("object")

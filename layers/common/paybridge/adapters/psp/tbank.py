@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import json
 import logging
 from datetime import UTC
 from typing import Any, Literal
@@ -73,6 +72,7 @@ from paybridge.adapters.settings import (
     PspSettingsBase,
     SecretRef,
 )
+from paybridge.adapters.wire import loads_json
 from paybridge.domain.receipt import FiscalReceipt
 
 
@@ -377,7 +377,7 @@ class TBankAcquiring:
 
     def verify_notification(self, headers: dict[str, str], body: bytes, source_ip: str | None = None) -> Notification:
         try:
-            data = json.loads(body)
+            data = loads_json(body)
         except ValueError:
             raise MalformedNotification("body is not JSON") from None
         if not isinstance(data, dict):

@@ -27,7 +27,6 @@ a create (`Idempotence-Key` = uuid5("charge", tenant, order id)): `succeeded` â†
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import uuid
 from typing import Any, Literal
@@ -54,6 +53,7 @@ from paybridge.adapters.psp.base import (
 )
 from paybridge.adapters.registry import PSPS, AdapterContext
 from paybridge.adapters.settings import HttpUrl, PaymentMethodKind, PspSettingsBase, SecretRef
+from paybridge.adapters.wire import loads_json
 from paybridge.domain.money import from_decimal_string, to_decimal_string
 from paybridge.domain.receipt import FiscalReceipt
 
@@ -281,9 +281,9 @@ class YooKassa:
             if not any(address in network for network in self._networks):
                 raise InvalidSignature(f"notification from {address}, outside the allow-list")
         try:
-            envelope = _Envelope.model_validate(json.loads(body))
+            envelope = _Envelope.model_validate(loads_json(body))
             object_id = str(envelope.object["id"])
-        except (ValueError, KeyError, ValidationError):
+        except (ValueError, KeyError, TypeError, ValidationError):
             raise MalformedNotification("expected {type, event, object{id}}") from None
         if envelope.event.startswith("refund."):
             return self._refund_notification(envelope.event, object_id)
