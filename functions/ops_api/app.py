@@ -16,12 +16,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from paybridge.app.changes import Actor
+from paybridge.app.drift import DriftReport
 from paybridge.app.levers import LeverName, LeverRequest, LeverResult
 from paybridge.domain.bank import Assignment
 from paybridge.domain.invoice import InvoiceState
 from paybridge.http.auth import authenticate
 from paybridge.http.entry import RoutePolicy, resolve
 from paybridge.http.models import (
+    DriftReportsOut,
     InvoiceListOut,
     LeverOut,
     ManualPaymentBody,
@@ -35,6 +37,7 @@ from paybridge.observability import logger, metrics, tracer
 from paybridge.wiring import (
     get_bank_review,
     get_deal_resync,
+    get_drift_check,
     get_invoices,
     get_manual_payments,
     get_reissues,
@@ -52,6 +55,8 @@ ROUTES = {
     "POST /v1/{tenant}/invoices/{invoice_id}/reissue": RoutePolicy(api_key=True, body="json", scopes=("ops",)),
     "POST /v1/{tenant}/deals/{deal_id}/resync": RoutePolicy(api_key=True, body="json", scopes=("ops",)),
     "POST /v1/{tenant}/bank/review/{fingerprint}/resolve": RoutePolicy(api_key=True, body="json", scopes=("ops",)),
+    "GET /v1/{tenant}/drift": RoutePolicy(api_key=True, body="none", scopes=("ops",)),
+    "POST /v1/{tenant}/drift": RoutePolicy(api_key=True, body="none", scopes=("ops",)),
 }
 
 TenantPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$", description="Tenant slug")]
@@ -242,6 +247,29 @@ def handle_list_invoices(
         seconds = int(match.group(1)) * _UNITS[match.group(2) or "s"]
     listed = get_invoices().list_invoices(tenant, states, seconds, deal_id, limit)
     return InvoiceListOut.of(listed)
+
+
+@app.get(
+    "/v1/<tenant>/drift",
+    summary="The latest drift checks: where deals, invoices and providers disagreed, and what was repaired",
+    responses=answers({200: ("the newest checks first", DriftReportsOut, JSON)}, 403),
+)
+def handle_get_drift(tenant: TenantPath, api_key: ApiKey = None) -> DriftReportsOut:
+    authenticate(tenant, api_key, "ops")
+    return DriftReportsOut(reports=get_drift_check().latest(tenant))
+
+
+@app.post(
+    "/v1/<tenant>/drift",
+    summary="Check for drift now: deals against their invoices, invoices against their providers; repair what lags",
+    responses=answers({200: ("what this check found and repaired", DriftReport, JSON)}, 403),
+)
+def handle_check_drift(tenant: TenantPath, actor: ActorName, api_key: ApiKey = None) -> DriftReport:
+    authenticate(tenant, api_key, "ops")
+    report = get_drift_check().check(tenant, Actor(f"ops:{actor.strip()}", "drift check asked for by a person"))
+    metrics.add_metric(name="DriftFound", unit=MetricUnit.Count, value=report.found)
+    metrics.add_metric(name="DriftRepaired", unit=MetricUnit.Count, value=report.repaired)
+    return report
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

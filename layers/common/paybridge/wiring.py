@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from paybridge.app.banking import Banking
     from paybridge.app.deal_delivery import DealDelivery
     from paybridge.app.deal_resync import DealResync
+    from paybridge.app.drift import DriftCheck
     from paybridge.app.invoices import Invoices
     from paybridge.app.issuing import Issuing
     from paybridge.app.levers import LeverRunner
@@ -192,6 +193,17 @@ def get_recheck_sweep() -> RecheckSweep:
 
 
 @lru_cache(maxsize=1)
+def get_drift_check() -> DriftCheck:
+    from paybridge.app.drift import DriftCheck
+    from paybridge.storage.drift import DynamoDriftStore
+
+    store = DynamoDriftStore(get_settings().table_name)
+    return DriftCheck(
+        get_tenants(), get_repo(), make_crm, get_payment_checks(), get_lifecycle_tasks(), store, get_throttle()
+    )
+
+
+@lru_cache(maxsize=1)
 def get_payment_checks() -> PaymentChecks:
     from paybridge.app.payment_checks import PaymentChecks
 
@@ -292,6 +304,7 @@ _CACHED = (
     get_lifecycle_tasks,
     get_payment_checks,
     get_recheck_sweep,
+    get_drift_check,
     get_deal_delivery,
     get_banking,
     get_reminders,

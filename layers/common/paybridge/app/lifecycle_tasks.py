@@ -208,12 +208,12 @@ class LifecycleTasks:
         batched, within the CRM's rate limit — see `DealDelivery`). Retrying the step enqueues nothing new."""
         tenant = self.tenants.get(tenant_id)
         invoice = self.changes.get(tenant_id, invoice_id)
-        update = deal_update(invoice, self._deal_stage(tenant, invoice), event)
+        update = deal_update(invoice, self.deal_stage(tenant, invoice), event)
         if update is not None:
             self.outbox.publish(update)
         return self._state(invoice, event)
 
-    def _deal_stage(self, tenant: TenantConfig, invoice: Invoice) -> str:
+    def deal_stage(self, tenant: TenantConfig, invoice: Invoice) -> str:
         """The stage from the tenant's mapping; for a part of a staged payment, the schedule as a whole decides while
         money is coming in ("Advance paid" until every part is paid)."""
         part = invoice.part

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from paybridge.app.drift import DriftReport
 from paybridge.domain.invoice import (
     AuditEntry,
     Customer,
@@ -516,3 +517,9 @@ def answers(ok: dict[int, tuple[str, Any, str | tuple[str, ...]]], *problems: in
             "content": {"application/problem+json": {"model": Problem}},
         }
     return documented
+
+
+class DriftReportsOut(BaseModel):
+    """The tenant's latest drift checks, newest first (kept 30 days)."""
+
+    reports: list[DriftReport]

@@ -331,9 +331,10 @@ class DynamoInvoiceRepository(TableStore):
         return [found[i] for _, i in unique if i in found]
 
     def list_by_state(
-        self, tenant_id: str, state: str, created_before: str | None = None, limit: int = 100
+        self, tenant_id: str, state: str, created_before: str | None = None, limit: int = 100, newest: bool = False
     ) -> list[Invoice]:
-        """The tenant's invoices in `state`, oldest first (created before `created_before`, an ISO time)."""
+        """The tenant's invoices in `state`, oldest first (`newest`: newest first), created before `created_before`
+        (an ISO time)."""
         condition = "gsi5pk = :state"
         values: dict[str, Any] = {":state": _s(state_key(tenant_id, state))}
         if created_before is not None:
@@ -344,7 +345,7 @@ class DynamoInvoiceRepository(TableStore):
             IndexName=GSI_BY_STATE,
             KeyConditionExpression=condition,
             ExpressionAttributeValues=values,
-            ScanIndexForward=True,
+            ScanIndexForward=not newest,
             Limit=limit,
         )
         keys = [(tenant_id, item["pk"]["S"].split("#")[2]) for item in response.get("Items", [])]
