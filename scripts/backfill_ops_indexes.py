@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 def backfill(client: DynamoDBClient, table: str, dry_run: bool = False) -> dict[str, int]:
     from paybridge.domain.invoice import Invoice
-    from paybridge.storage.dynamodb import INVOICE_SK, deal_key, state_key
+    from paybridge.storage.table import INVOICE_SK, deal_key, state_key
 
     counts = {"invoices": 0, "indexed": 0}
     kwargs: dict[str, Any] = {

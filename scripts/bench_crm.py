@@ -60,7 +60,8 @@ def say(started: float, text: str) -> None:
 
 def run(stack: Any, payments: int, timeout: float) -> dict[str, Any]:
     from paybridge.adapters.crm.bitrix24 import Bitrix24Settings
-    from paybridge.domain.invoice import MoneyReceived, NewInvoice, PaymentCreated, apply, new_invoice
+    from paybridge.domain.events import MoneyReceived, PaymentCreated, apply
+    from paybridge.domain.invoice import NewInvoice, new_invoice
     from paybridge.wiring import get_lifecycle_tasks, get_repo, get_tenants
 
     started = time.monotonic()

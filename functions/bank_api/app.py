@@ -13,9 +13,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from paybridge.http.auth import authenticate
+from paybridge.http.bank_models import BankReviewOut, BankSummaryOut
 from paybridge.http.entry import RoutePolicy, resolve
-from paybridge.http.models import BankReviewOut, BankSummaryOut, answers
 from paybridge.http.problems import BadRequest, register_problem_handlers
+from paybridge.http.responses import answers
 from paybridge.http.webhooks import raw_body, verified
 from paybridge.observability import logger, metrics, tracer
 from paybridge.tenants import ApiScope

@@ -23,9 +23,9 @@ from paybridge.http.models import (
     ScheduleOut,
     SubscribeBody,
     SubscriptionOut,
-    answers,
 )
 from paybridge.http.problems import register_problem_handlers
+from paybridge.http.responses import answers
 from paybridge.observability import logger, metrics, tracer
 from paybridge.tenants import ApiScope, TenantConfig
 from paybridge.wiring import get_invoices, get_issuing, get_payment_checks, get_refunds

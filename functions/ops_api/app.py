@@ -22,7 +22,7 @@ from paybridge.domain.bank import Assignment
 from paybridge.domain.invoice import InvoiceState
 from paybridge.http.auth import authenticate
 from paybridge.http.entry import RoutePolicy, resolve
-from paybridge.http.models import (
+from paybridge.http.ops_models import (
     DriftReportsOut,
     InvoiceListOut,
     LeverOut,
@@ -30,9 +30,9 @@ from paybridge.http.models import (
     ReissueBody,
     ResolveBody,
     ResyncBody,
-    answers,
 )
 from paybridge.http.problems import BadRequest, register_problem_handlers
+from paybridge.http.responses import answers
 from paybridge.observability import logger, metrics, tracer
 from paybridge.wiring import (
     get_bank_review,

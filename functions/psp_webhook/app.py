@@ -11,8 +11,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from paybridge.http.entry import RoutePolicy, resolve
-from paybridge.http.models import answers
 from paybridge.http.problems import register_problem_handlers
+from paybridge.http.responses import answers
 from paybridge.http.webhooks import verified
 from paybridge.observability import logger, metrics, tracer
 from paybridge.wiring import get_payment_events

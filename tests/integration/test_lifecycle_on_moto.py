@@ -287,7 +287,7 @@ def test_openapi_document_is_current() -> None:
 def test_table_in_moto_comes_from_the_template(stack: Any) -> None:
     import boto3
 
-    from paybridge.storage import dynamodb
+    from paybridge.storage import table as dynamodb  # the index names live with the table
 
     table = boto3.client("dynamodb").describe_table(TableName=stack.aws.table_name)["Table"]
     indexes = {i["IndexName"] for i in table["GlobalSecondaryIndexes"]}
@@ -296,7 +296,7 @@ def test_table_in_moto_comes_from_the_template(stack: Any) -> None:
 
 
 def test_tenant_config_items_in_the_table_round_trip(stack: Any) -> None:
-    from paybridge.storage.dynamodb import DynamoTenantDirectory
+    from paybridge.storage.tenants import DynamoTenantDirectory
     from paybridge.tenants import TenantNotFound
 
     # Given the shipped demo tenant stored as a table item (the deployed source of tenants)

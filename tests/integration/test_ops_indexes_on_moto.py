@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from paybridge.storage.dynamodb import invoice_pk
+from paybridge.storage.table import invoice_pk
 from paybridge.wiring import get_repo, get_settings
 from scripts.backfill_ops_indexes import backfill
 from tests.conftest import Api, Sandbox

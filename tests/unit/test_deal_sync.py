@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from paybridge.domain.deal_sync import DealOp, deal_update, plan_deal_ops
-from paybridge.domain.invoice import Close, Closure, Customer, MoneyReceived, PaymentDeclined
+from paybridge.domain.events import Close, MoneyReceived, PaymentDeclined
+from paybridge.domain.invoice import Closure, Customer
 from tests.unit.test_invoice_domain import awaiting, run
 
 

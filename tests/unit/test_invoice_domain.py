@@ -9,20 +9,15 @@ import pytest
 from pydantic import ValidationError
 
 from paybridge.domain.errors import InvalidTransition
+from paybridge.domain.events import Close, MoneyReceived, PaymentCreated, PaymentDeclined, RefundConfirmed, apply
 from paybridge.domain.invoice import (
     FINAL_STATES,
     OPEN_STATES,
-    Close,
     Closure,
     Customer,
     Invoice,
     InvoiceState,
-    MoneyReceived,
     NewInvoice,
-    PaymentCreated,
-    PaymentDeclined,
-    RefundConfirmed,
-    apply,
     derive_state,
     invoice_id_for,
     new_invoice,

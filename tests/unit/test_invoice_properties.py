@@ -12,15 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paybridge.domain.errors import InvalidTransition, InvoiceConflict
-from paybridge.domain.invoice import (
-    OPEN_STATES,
+from paybridge.domain.events import (
     Close,
-    Closure,
-    Invoice,
     InvoiceEvent,
-    InvoiceState,
     MoneyReceived,
-    NewInvoice,
     PaymentCreated,
     PaymentDeclined,
     RefundAccepted,
@@ -28,8 +23,8 @@ from paybridge.domain.invoice import (
     RefundFailed,
     RefundRequested,
     apply,
-    new_invoice,
 )
+from paybridge.domain.invoice import OPEN_STATES, Closure, Invoice, InvoiceState, NewInvoice, new_invoice
 
 AT = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 PAID_LIKE = frozenset({InvoiceState.PAID, InvoiceState.PARTIALLY_REFUNDED, InvoiceState.REFUNDED})

@@ -17,20 +17,8 @@ from paybridge.app.levers import LeverOutcome, LeverRequest, LeverRunner
 from paybridge.app.reissues import Reissues
 from paybridge.domain.deal_sync import plan_deal_ops
 from paybridge.domain.errors import InvalidTransition, InvoiceConflict
-from paybridge.domain.invoice import (
-    Close,
-    Closure,
-    DealResynced,
-    Invoice,
-    InvoiceState,
-    MoneyReceived,
-    NewInvoice,
-    PaidOutside,
-    PaymentCreated,
-    Reissued,
-    apply,
-    new_invoice,
-)
+from paybridge.domain.events import Close, DealResynced, MoneyReceived, PaidOutside, PaymentCreated, Reissued, apply
+from paybridge.domain.invoice import Closure, Invoice, InvoiceState, NewInvoice, new_invoice
 from paybridge.storage.errors import IdempotencyKeyReused
 from paybridge.storage.lever_keys import LeverKey
 from tests.unit.test_safe_expiry import CLOCK, AskedPsp, Setup

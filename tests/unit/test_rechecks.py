@@ -128,7 +128,7 @@ def test_a_provider_that_cannot_be_asked_keeps_the_check_for_later() -> None:
 
 def test_an_invoice_paid_meanwhile_is_not_asked_about() -> None:
     setup, store, invoice_id, _ = planned(AskedPsp())
-    from paybridge.domain.invoice import MoneyReceived
+    from paybridge.domain.events import MoneyReceived
 
     setup.changes.apply("acme", invoice_id, MoneyReceived(ref="sandbox:op_1", amount=90_000))
     summary = sweep(setup, store, CLOCK + timedelta(minutes=11)).run()

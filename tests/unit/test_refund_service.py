@@ -14,7 +14,8 @@ from paybridge.app.changes import InvoiceChanges
 from paybridge.app.issuing import Issuing
 from paybridge.app.refunds import Refunds
 from paybridge.domain.errors import InvalidTransition, InvoiceConflict, ReceiptError
-from paybridge.domain.invoice import Invoice, MoneyReceived, PaymentCreated
+from paybridge.domain.events import MoneyReceived, PaymentCreated
+from paybridge.domain.invoice import Invoice
 from paybridge.domain.receipt import ReceiptItem
 from paybridge.tenants import parse_tenants
 from tests.unit.test_services_races import TENANT, MemoryRepo

@@ -167,7 +167,7 @@ def test_part_of_the_money_is_recorded_and_the_rest_expires_without_a_cancel() -
 def test_an_invoice_already_paid_is_not_asked_about() -> None:
     setup = Setup(AskedPsp())
     invoice_id = setup.awaiting()
-    from paybridge.domain.invoice import MoneyReceived
+    from paybridge.domain.events import MoneyReceived
 
     setup.changes.apply("acme", invoice_id, MoneyReceived(ref="sandbox:op_9", amount=90_000))
     state = setup.tasks.expire_invoice("acme", invoice_id)

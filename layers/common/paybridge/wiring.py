@@ -18,8 +18,9 @@ from paybridge.adapters.settings import OAuthAppAuth
 from paybridge.app.changes import InvoiceChanges
 from paybridge.secrets import resolve_secret
 from paybridge.settings import get_settings
-from paybridge.storage.dynamodb import DynamoInvoiceRepository, DynamoTenantDirectory
+from paybridge.storage.dynamodb import DynamoInvoiceRepository
 from paybridge.storage.repository import InvoiceRepository
+from paybridge.storage.tenants import DynamoTenantDirectory
 from paybridge.tenants import TenantConfig, TenantDirectory, load_file_directory
 
 if TYPE_CHECKING:

@@ -21,7 +21,8 @@ from paybridge.app.payment_events import PaymentEvents
 from paybridge.domain.bank import Assignment, LineResolution
 from paybridge.domain.deal_sync import DealOp, DealUpdate
 from paybridge.domain.errors import BankNotConfigured, InvalidTransition
-from paybridge.domain.invoice import Invoice, MoneyReceived
+from paybridge.domain.events import MoneyReceived
+from paybridge.domain.invoice import Invoice
 from paybridge.domain.money import format_money
 from paybridge.storage.bank import BankLineRecord
 from paybridge.storage.errors import DuplicateProviderEvent

@@ -28,7 +28,8 @@ from paybridge.app.payment_events import PaymentEvents
 from paybridge.domain.bank import Decision, LineResolution, OpenInvoice, StatementLine
 from paybridge.domain.deal_sync import DealOp, DealUpdate
 from paybridge.domain.errors import BankNotConfigured
-from paybridge.domain.invoice import InvoiceState, MoneyReceived
+from paybridge.domain.events import MoneyReceived
+from paybridge.domain.invoice import InvoiceState
 from paybridge.domain.money import format_money
 from paybridge.domain.reconcile import compile_patterns, reconcile
 from paybridge.domain.statement_1c import ParsedStatement, parse_1c

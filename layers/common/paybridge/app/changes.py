@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from paybridge.adapters.lifecycle import LifecycleEngine
 from paybridge.app.errors import InvoiceNotFound
 from paybridge.app.lifecycle_contract import LifecycleState
-from paybridge.domain.invoice import FINAL_STATES, Invoice, InvoiceEvent, apply
+from paybridge.domain.events import InvoiceEvent, apply
+from paybridge.domain.invoice import FINAL_STATES, Invoice
 from paybridge.storage.errors import ConcurrentModification
 from paybridge.storage.repository import InvoiceRepository, ProviderEventRecord, Saved
 

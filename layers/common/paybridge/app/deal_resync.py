@@ -13,7 +13,7 @@ from paybridge.app.changes import InvoiceChanges
 from paybridge.app.errors import DealHasNoInvoices
 from paybridge.app.levers import Commit, LeverOutcome, LeverRequest, LeverResult, LeverRunner
 from paybridge.domain.deal_sync import RESYNC_EVENT
-from paybridge.domain.invoice import DealResynced
+from paybridge.domain.events import DealResynced
 from paybridge.storage.errors import DuplicateProviderEvent
 from paybridge.storage.repository import InvoiceRepository, ProviderEventRecord
 from paybridge.tenants import TenantDirectory

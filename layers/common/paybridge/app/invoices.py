@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 from paybridge.adapters.errors import ProviderRejected
 from paybridge.adapters.psp.base import PaymentProvider
 from paybridge.app.changes import InvoiceChanges, utc_now
-from paybridge.domain.invoice import AuditEntry, Close, Closure, Invoice, InvoiceState
+from paybridge.domain.events import Close
+from paybridge.domain.invoice import AuditEntry, Closure, Invoice, InvoiceState
 from paybridge.storage.repository import InvoiceRepository
 from paybridge.tenants import TenantConfig, TenantDirectory
 

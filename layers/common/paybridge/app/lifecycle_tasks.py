@@ -21,16 +21,8 @@ from paybridge.app.payment_checks import PaymentChecks
 from paybridge.app.receipts import receipt_for
 from paybridge.domain.deal_sync import deal_update
 from paybridge.domain.errors import InvalidTransition
-from paybridge.domain.invoice import (
-    FINAL_STATES,
-    Close,
-    Closure,
-    Invoice,
-    InvoiceState,
-    MoneyReceived,
-    PaymentCreated,
-    invoice_id_for,
-)
+from paybridge.domain.events import Close, MoneyReceived, PaymentCreated
+from paybridge.domain.invoice import FINAL_STATES, Closure, Invoice, InvoiceState, invoice_id_for
 from paybridge.domain.staged import deal_stage_kind, part_number
 from paybridge.storage.repository import InvoiceRepository
 from paybridge.tenants import TenantConfig, TenantDirectory

@@ -14,7 +14,8 @@ from paybridge.adapters.psp.base import PaymentProvider
 from paybridge.app.changes import InvoiceChanges
 from paybridge.app.levers import Commit, LeverOutcome, LeverRequest, LeverResult, LeverRunner
 from paybridge.app.payment_checks import PaymentChecks
-from paybridge.domain.invoice import InvoiceState, ManualMethod, PaidOutside, apply
+from paybridge.domain.events import PaidOutside, apply
+from paybridge.domain.invoice import InvoiceState, ManualMethod
 from paybridge.tenants import TenantConfig, TenantDirectory
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from paybridge.adapters.psp.base import PaymentProvider, PaymentSnapshot
 from paybridge.app.changes import Actor, InvoiceChanges
-from paybridge.domain.invoice import Invoice, MoneyReceived
+from paybridge.domain.events import MoneyReceived
+from paybridge.domain.invoice import Invoice
 from paybridge.tenants import TenantConfig, TenantDirectory
 
 logger = logging.getLogger(__name__)

@@ -13,15 +13,8 @@ from typing import Protocol
 from paybridge.adapters.psp.base import Acknowledgement, Notification, PaymentProvider
 from paybridge.app.changes import Actor, Change, InvoiceChanges, utc_now
 from paybridge.app.errors import RouteNotConfigured, UnknownPayment
-from paybridge.domain.invoice import (
-    Invoice,
-    InvoiceEvent,
-    InvoiceState,
-    MoneyReceived,
-    PaymentDeclined,
-    RefundConfirmed,
-    RefundFailed,
-)
+from paybridge.domain.events import InvoiceEvent, MoneyReceived, PaymentDeclined, RefundConfirmed, RefundFailed
+from paybridge.domain.invoice import Invoice, InvoiceState
 from paybridge.storage.errors import DuplicateProviderEvent
 from paybridge.storage.repository import InvoiceRepository, ProviderEventRecord
 from paybridge.tenants import TenantConfig, TenantDirectory

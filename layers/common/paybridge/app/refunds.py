@@ -10,15 +10,8 @@ from paybridge.adapters.psp.base import PaymentProvider, RefundOrder, RefundResu
 from paybridge.app.changes import InvoiceChanges
 from paybridge.app.receipts import receipt_for
 from paybridge.domain.errors import InvalidTransition, InvoiceConflict
-from paybridge.domain.invoice import (
-    Invoice,
-    InvoiceEvent,
-    RefundAccepted,
-    RefundConfirmed,
-    RefundFailed,
-    RefundRequest,
-    RefundRequested,
-)
+from paybridge.domain.events import InvoiceEvent, RefundAccepted, RefundConfirmed, RefundFailed, RefundRequested
+from paybridge.domain.invoice import Invoice, RefundRequest
 from paybridge.domain.receipt import ReceiptItem, check_items_sum, refund_items
 from paybridge.tenants import TenantConfig, TenantDirectory
 

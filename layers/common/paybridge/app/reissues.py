@@ -21,7 +21,8 @@ from paybridge.app.errors import LifetimeOutOfRange
 from paybridge.app.levers import Commit, LeverOutcome, LeverRequest, LeverResult, LeverRunner
 from paybridge.app.payment_checks import PaymentChecks
 from paybridge.domain.errors import InvalidTransition
-from paybridge.domain.invoice import Invoice, Reissued, apply
+from paybridge.domain.events import Reissued, apply
+from paybridge.domain.invoice import Invoice
 from paybridge.storage.errors import ConcurrentModification
 from paybridge.tenants import TenantConfig, TenantDirectory
 

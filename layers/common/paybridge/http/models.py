@@ -7,7 +7,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from paybridge.app.drift import DriftReport
 from paybridge.domain.invoice import (
     AuditEntry,
     Customer,
@@ -17,7 +16,6 @@ from paybridge.domain.invoice import (
     InvoiceNumber,
     InvoicePart,
     InvoiceState,
-    ManualMethod,
     NewInvoice,
     RefundStatus,
 )
@@ -27,6 +25,7 @@ from paybridge.domain.staged import StageSpec
 from paybridge.domain.subscriptions import PLAN_MAX_LENGTH
 
 INVOICE_NUMBER_MAX = 40
+
 
 StrictMinorUnits = Annotated[
     int, Field(strict=True, gt=0, le=10**13, description="Amount in minor units (kopecks, cents); integers only")
@@ -219,83 +218,6 @@ class RefundOut(RefundRequestOut):
     invoice: InvoiceOut
 
 
-class BankDecisionOut(BaseModel):
-    fingerprint: str
-    kind: str
-    reason: str
-    numbers_found: list[str]
-    allocations: list[dict[str, Any]]
-
-
-class BankSummaryOut(BaseModel):
-    """What an uploaded statement led to."""
-
-    documents: int = Field(description="payment documents in the file")
-    skipped: int = Field(description="documents that are not incoming payments to the tenant's accounts")
-    lines: int = Field(description="incoming payments to the tenant's accounts")
-    duplicates: int = Field(description="lines seen before (polled, pushed or uploaded): counted once")
-    applied: int = Field(description="lines that paid invoices")
-    needs_a_person: int = Field(description="lines with no invoice or an ambiguous one: on the review list")
-    decisions: dict[str, int]
-    records: list[BankDecisionOut]
-
-    @classmethod
-    def of(cls, summary: Any, documents: int, skipped: int) -> BankSummaryOut:
-        return cls(
-            documents=documents,
-            skipped=skipped,
-            lines=summary.lines,
-            duplicates=summary.duplicates,
-            applied=summary.applied,
-            needs_a_person=summary.needs_a_person,
-            decisions=dict(summary.decisions),
-            records=[_decision(d) for d in summary.records],
-        )
-
-
-class BankReviewItem(BaseModel):
-    value_date: str
-    amount: int
-    currency: str
-    payer_name: str
-    payer_inn: str | None
-    purpose: str
-    decision: BankDecisionOut
-    recorded_at: str
-
-
-class BankReviewOut(BaseModel):
-    lines: list[BankReviewItem]
-
-    @classmethod
-    def of(cls, records: Any) -> BankReviewOut:
-        return cls(
-            lines=[
-                BankReviewItem(
-                    value_date=r.line.value_date.isoformat(),
-                    amount=r.line.amount,
-                    currency=r.line.currency,
-                    payer_name=r.line.payer_name,
-                    payer_inn=r.line.payer_inn,
-                    purpose=r.line.purpose,
-                    decision=_decision(r.decision),
-                    recorded_at=r.recorded_at,
-                )
-                for r in records
-            ]
-        )
-
-
-def _decision(decision: Any) -> BankDecisionOut:
-    return BankDecisionOut(
-        fingerprint=decision.fingerprint,
-        kind=decision.kind,
-        reason=decision.reason,
-        numbers_found=list(decision.numbers_found),
-        allocations=[a.model_dump() for a in decision.allocations],
-    )
-
-
 class ScheduleOut(BaseModel):
     deal_id: str
     number: str
@@ -348,178 +270,3 @@ class SubscriptionOut(BaseModel):
             failed_attempts=sub.failed_attempts,
             first_invoice=InvoiceOut.of(first) if first is not None else None,
         )
-
-
-# -- a person's levers (ops scope) ---------------------------------------------------------------------------------
-
-Reason = Annotated[
-    str,
-    Field(min_length=3, max_length=500, description="Why: written into the invoice's audit history with who"),
-]
-
-
-class ManualPaymentBody(BaseModel):
-    """Money received outside PayBridge (cash, a transfer to another account)."""
-
-    model_config = ConfigDict(extra="forbid")
-    amount: StrictMinorUnits
-    method: ManualMethod
-    reference: str = Field(default="", max_length=200, description="e.g. the cash receipt or the payment order")
-    reason: Reason
-
-
-class ReissueBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: Reason
-    lifetime_seconds: int | None = Field(
-        default=None, ge=1, le=90 * 24 * 3600, description="The new link's lifetime; defaults to the tenant's"
-    )
-
-
-class ResyncBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: Reason
-
-
-class AssignmentIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    invoice_id: InvoiceId
-    amount: StrictMinorUnits
-
-
-class DismissIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: Reason
-
-
-class ResolveBody(BaseModel):
-    """Either `assign` the line's money to invoices (with a `reason`), or `dismiss` the line with its reason."""
-
-    model_config = ConfigDict(extra="forbid")
-    assign: list[AssignmentIn] | None = Field(default=None, min_length=1, max_length=20)
-    reason: Reason | None = None
-    dismiss: DismissIn | None = None
-
-    @model_validator(mode="after")
-    def _one_decision(self) -> ResolveBody:
-        if (self.assign is None) == (self.dismiss is None):
-            raise ValueError("give either `assign` (with `reason`) or `dismiss`")
-        if self.assign is not None and self.reason is None:
-            raise ValueError("`assign` needs a `reason`")
-        if self.dismiss is not None and self.reason is not None:
-            raise ValueError("a dismissal's reason goes in `dismiss.reason`")
-        return self
-
-    @property
-    def why(self) -> str:
-        return self.dismiss.reason if self.dismiss is not None else str(self.reason)
-
-
-class LeverOut(BaseModel):
-    lever: str
-    idempotency_key: str
-    actor: str = Field(description="`ops:<name>` from the X-Actor header")
-    reason: str
-    target: str = Field(description="the invoice, deal or bank line the lever acted on")
-    detail: str
-    replayed: bool = Field(description="true: the answer of an earlier request with this Idempotency-Key")
-    invoices: list[InvoiceOut]
-
-    @classmethod
-    def of(cls, result: Any) -> LeverOut:
-        outcome = result.outcome
-        return cls(
-            lever=outcome.lever,
-            idempotency_key=outcome.key,
-            actor=outcome.actor,
-            reason=outcome.reason,
-            target=outcome.target,
-            detail=outcome.detail,
-            replayed=result.replayed,
-            invoices=[InvoiceOut.of(i) for i in outcome.invoices],
-        )
-
-
-class ListedInvoiceOut(InvoiceOut):
-    stuck: bool = Field(description="still waiting for money past its link's deadline")
-    age_seconds: int
-
-
-class InvoiceListOut(BaseModel):
-    count: int
-    invoices: list[ListedInvoiceOut]
-
-    @classmethod
-    def of(cls, listed: Any) -> InvoiceListOut:
-        items = [
-            ListedInvoiceOut(**InvoiceOut.of(li.invoice).model_dump(), stuck=li.stuck, age_seconds=li.age_seconds)
-            for li in listed
-        ]
-        return cls(count=len(items), invoices=items)
-
-
-class CrmInvoiceOut(BaseModel):
-    invoice_id: str
-    state: InvoiceState
-    created: bool
-
-
-class CrmWebhookOut(BaseModel):
-    status: Literal["issued", "exists", "accepted", "ignored"]
-    invoices: list[CrmInvoiceOut]
-    checks: int
-    ignored: list[str]
-
-
-class ProblemError(BaseModel):
-    loc: list[str]
-    msg: str
-    type: str
-
-
-class Problem(BaseModel):
-    """RFC 9457 problem details: every 4xx and 5xx answer (`application/problem+json`)."""
-
-    type: str = Field(description="https://paybridge.dev/problems/<slug>")
-    title: str
-    status: int
-    detail: str
-    errors: list[ProblemError] | None = Field(default=None, description="422 validation-error: each invalid field")
-    correlation_id: str | None = Field(default=None, description="500: quote it to the operator")
-
-
-PROBLEM_DESCRIPTIONS = {
-    400: "bad request: unreadable body (not UTF-8, not JSON, nested too deep) or malformed content",
-    401: "unauthorized: unknown tenant, missing or wrong key, or a bad signature/token (the same answer for all)",
-    403: "forbidden: the tenant's key does not carry the scope this route needs (`ops` for a person's levers)",
-    404: "not found (also: a path parameter with characters the route does not match)",
-    409: "conflict",
-    413: "the body is over the route's limit",
-    415: "a content type the route does not read",
-    422: "invalid request: the problem lists each invalid field",
-    500: "unexpected error: the problem carries a correlation id and nothing internal",
-    502: "the payment provider or the CRM refused the call",
-    503: "the payment provider or the CRM is unavailable: retry later",
-}
-
-
-def answers(ok: dict[int, tuple[str, Any, str | tuple[str, ...]]], *problems: int) -> dict[int, Any]:
-    """The OpenAPI `responses` of a route: its successes `{status: (description, model or None, media type)}` and
-    its problem statuses, each with the Problem schema as `application/problem+json`."""
-    documented: dict[int, Any] = {}
-    for status, (description, model, media) in ok.items():
-        content = {"model": model} if model is not None else {"schema": {"type": "string"}}
-        medias = (media,) if isinstance(media, str) else media
-        documented[status] = {"description": description, "content": {m: content for m in medias}}
-    for status in sorted({*problems, 401, 404, 422, 500}):  # 404: also a path the route cannot match
-        documented[status] = {
-            "description": PROBLEM_DESCRIPTIONS[status],
-            "content": {"application/problem+json": {"model": Problem}},
-        }
-    return documented
-
-
-class DriftReportsOut(BaseModel):
-    """The tenant's latest drift checks, newest first (kept 30 days)."""
-
-    reports: list[DriftReport]

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from paybridge.domain.bank import Decision, LineResolution, StatementLine
-from paybridge.storage.dynamodb import GSI_BY_PAYMENT, TableStore, _s
+from paybridge.storage.table import GSI_BY_PAYMENT, TableStore, _s
 
 if TYPE_CHECKING:
     pass

@@ -19,7 +19,7 @@ from paybridge.adapters.crm.base import RateLimit
 from paybridge.adapters.crm.oauth import StoredTokens, TokenPair
 from paybridge.adapters.errors import CrmUnavailable
 from paybridge.domain.ratelimit import Bucket, take
-from paybridge.storage.dynamodb import TableStore, _n, _s
+from paybridge.storage.table import TableStore, _n, _s
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from paybridge.app.drift import DriftReport
-from paybridge.storage.dynamodb import TableStore, _n, _s
+from paybridge.storage.table import TableStore, _n, _s
 
 KEEP_SECONDS = 30 * 86400
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from paybridge.storage.dynamodb import TableStore, _n, _s
 from paybridge.storage.errors import IdempotencyKeyReused
+from paybridge.storage.table import TableStore, _n, _s
 
 #: How long a key is remembered (the effects themselves stay deduplicated by the key for good).
 KEY_TTL_SECONDS = 30 * 24 * 3600

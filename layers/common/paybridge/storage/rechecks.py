@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from paybridge.storage.dynamodb import TableStore, _n, _s, invoice_pk
 from paybridge.storage.reminders import GSI_REMINDERS
+from paybridge.storage.table import TableStore, _n, _s, invoice_pk
 
 RECHECK_PK = "RECHECK"
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from paybridge.storage.dynamodb import TableStore, _s, invoice_pk
+from paybridge.storage.table import TableStore, _s, invoice_pk
 
 if TYPE_CHECKING:
     pass

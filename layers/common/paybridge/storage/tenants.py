@@ -1,0 +1,63 @@
+"""Tenant configuration items: pk=TENANT#<tenant> sk=CONFIG, `config` the tenant's JSON, listed by gsi2pk=TENANTS."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from paybridge.tenants import TenantConfig, TenantNotFound, parse_tenants
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+from paybridge.storage.table import GSI_OPEN_BY_DUE, TENANTS_PK, TableStore, _s
+
+
+class DynamoTenantDirectory(TableStore):
+    """Tenant configuration items in the table, cached for the life of the execution environment."""
+
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None, ttl_seconds: int = 60):
+        super().__init__(table_name, client)
+        self._ttl = ttl_seconds
+        self._cache: dict[str, tuple[float, TenantConfig]] = {}
+
+    def get(self, tenant_id: str) -> TenantConfig:
+        cached = self._cache.get(tenant_id)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        response = self.client.get_item(
+            TableName=self._table, Key={"pk": _s(f"TENANT#{tenant_id}"), "sk": _s("CONFIG")}
+        )
+        item = response.get("Item")
+        if not item:
+            raise TenantNotFound(tenant_id)
+        tenant = parse_tenants({"tenants": [json.loads(item["config"]["S"])]}, f"tenant item {tenant_id}")[tenant_id]
+        self._cache[tenant_id] = (time.monotonic() + self._ttl, tenant)
+        return tenant
+
+    def put(self, tenant: TenantConfig) -> None:
+        self.client.put_item(
+            TableName=self._table,
+            Item={
+                "pk": _s(f"TENANT#{tenant.tenant_id}"),
+                "sk": _s("CONFIG"),
+                "config": _s(tenant.model_dump_json()),
+                "gsi2pk": _s(TENANTS_PK),
+                "gsi2sk": _s(tenant.tenant_id),
+            },
+        )
+
+    def tenant_ids(self) -> list[str]:
+        ids: list[str] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": GSI_OPEN_BY_DUE,
+            "KeyConditionExpression": "gsi2pk = :t",
+            "ExpressionAttributeValues": {":t": _s(TENANTS_PK)},
+        }
+        while True:
+            page = self.client.query(**kwargs)
+            ids += [item["gsi2sk"]["S"] for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return ids
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
