@@ -28,7 +28,8 @@ CrmPath = Annotated[str, Path(pattern=r"^[a-z0-9_-]{2,20}$")]
     responses={
         200: {
             "description": "`{status: issued|exists|accepted|ignored, invoices[{invoice_id, state, created}], "
-            "checks, ignored[]}` (accepted: the deal is read from the outbox, batched)"
+            "checks, echoes, ignored[]}` (accepted: the deal is read from the outbox, batched — or the event is the "
+            "echo of our own write, known without a read: `echoes`)"
         }
     },
 )
@@ -39,7 +40,8 @@ def handle_crm_webhook(tenant: TenantPath, crm: CrmPath) -> Response[dict[str, A
     created = sum(1 for r in result.issued if r.created)
     if created:
         metrics.add_metric(name="InvoicesIssued", unit=MetricUnit.Count, value=created)
-    status = "issued" if created else "exists" if result.issued else "accepted" if result.checks else "ignored"
+    accepted = result.checks or result.echoes
+    status = "issued" if created else "exists" if result.issued else "accepted" if accepted else "ignored"
     body_out = {
         "status": status,
         "invoices": [
@@ -47,6 +49,7 @@ def handle_crm_webhook(tenant: TenantPath, crm: CrmPath) -> Response[dict[str, A
             for r in result.issued
         ],
         "checks": result.checks,
+        "echoes": result.echoes,
         "ignored": list(result.ignored),
     }
     return Response(status_code=200, content_type="application/json", body=body_out)
