@@ -9,7 +9,7 @@ export PYTHONPATH := layers/common:.
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: help dev demo test unit integration e2e lint format typecheck openapi validate build deploy import-times clean lock layer-size \
-	redrive-crm bench-crm demo-bank bench-reconcile
+	redrive-crm bench-crm demo-bank bench-reconcile bench-latency
 
 help:
 	@echo "make demo       run the scripted payment scenario on the local stack (starts it if needed)"
@@ -20,6 +20,8 @@ help:
 	@echo "make lint       ruff + mypy;  make validate: sam validate --lint + cfn-lint;  make build: sam build"
 	@echo "make openapi    regenerate openapi.json from the routes;  make deploy: sam deploy --guided"
 	@echo "make bench-crm  N payments through the CRM outbox to the fake Bitrix24 at its real limit (ARGS=--payments N)"
+	@echo "make bench-latency  N sandbox invoices paid at once: notification -> CRM stage p50/p95/p99 (ARGS=--invoices N)"
+	@echo "make import-times   each handler's import time against import boto3 + one client;  make layer-size"
 	@echo "make redrive-crm STAGE=<stage>  send parked CRM writes back to the outbox (ARGS=--dry-run to list)"
 
 # Everything installed is pinned with hashes in requirements-dev.txt (the layer's own lock is
@@ -89,6 +91,9 @@ redrive-crm: $(STAMP)
 
 bench-crm: $(STAMP)
 	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-ERROR} $(BIN)/python scripts/bench_crm.py $(ARGS)
+
+bench-latency: $(STAMP)
+	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-ERROR} $(BIN)/python scripts/bench_latency.py $(ARGS)
 
 import-times: $(STAMP)
 	$(BIN)/python scripts/import_times.py $(ARGS)

@@ -62,8 +62,11 @@ class LocalStack:
         self._spawn(self.server.serve_forever, "http")
         for schedule in self.aws.template.schedules():
             self._spawn(lambda s=schedule: self._every(s.seconds, s.function), f"schedule-{schedule.function}")
-        for source in self.aws.template.queue_sources():
-            self._spawn(lambda s=source: self._poll(s.function, s.queue, s.batch_size), f"sqs-{source.function}")
+        for source in self.aws.template.queue_sources():  # Lambda's poller: up to MaximumConcurrency batches at once
+            for n in range(source.max_concurrency):
+                self._spawn(
+                    lambda s=source: self._poll(s.function, s.queue, s.batch_size), f"sqs-{source.function}-{n}"
+                )
         return self
 
     def _poll(self, function: str, queue: str, batch_size: int) -> None:
