@@ -99,6 +99,59 @@ def _per_invocation_metrics() -> None:
     metrics.provider = _PerThread(make)  # type: ignore[assignment]
 
 
+class _PerThreadSlot:
+    """A data descriptor holding one value per thread (and per instance, for an instance attribute)."""
+
+    def __init__(self, name: str, per_instance: bool = False, default: Callable[[], Any] | None = None) -> None:
+        self.name, self.per_instance, self.default = name, per_instance, default
+        self._local = threading.local()
+
+    def _store(self) -> dict[int | None, Any]:
+        store: dict[int | None, Any] | None = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = {}
+        return store
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        key = id(obj) if self.per_instance and obj is not None else None
+        store = self._store()
+        if key not in store:
+            if self.default is None:
+                raise AttributeError(self.name)
+            store[key] = self.default()
+        return store[key]
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        self._store()[id(obj) if self.per_instance and obj is not None else None] = value
+
+
+def _per_invocation_routers() -> None:
+    """Powertools' HTTP resolver keeps the request it is resolving in class attributes (`BaseRouter.current_event`,
+    `lambda_context`) and in the resolver's `context` dict: one per process, which is one per execution environment
+    on Lambda. Invocations here share the process, one per thread at a time, so those become per thread (a data
+    descriptor each, and a metaclass that routes the class-level assignments to it). Idempotent."""
+    from abc import ABCMeta
+
+    from aws_lambda_powertools.event_handler import api_gateway
+
+    base = api_gateway.BaseRouter
+    if isinstance(base.__dict__.get("current_event"), _PerThreadSlot):
+        return
+
+    class PerThreadRouterMeta(ABCMeta):
+        def __setattr__(cls, name: str, value: Any) -> None:
+            slot = type.__getattribute__(cls, "__dict__").get(name)
+            if isinstance(slot, _PerThreadSlot):
+                slot.__set__(None, value)
+            else:
+                super().__setattr__(name, value)
+
+    for name in ("current_event", "lambda_context"):
+        type.__setattr__(base, name, _PerThreadSlot(name))
+    type.__setattr__(base, "context", _PerThreadSlot("context", per_instance=True, default=dict))
+    base.__class__ = PerThreadRouterMeta  # type: ignore[method-assign,assignment]
+
+
 class LocalAws:
     """Starts moto, creates the stack's resources, and runs handlers in this process."""
 
@@ -111,7 +164,7 @@ class LocalAws:
         self._handlers: dict[str, Callable[[dict[str, Any], Any], Any]] = {}
         self._lock = threading.Lock()
         # Each function runs its invocations concurrently, at most its reserved concurrency at once (as Lambda);
-        # the Powertools objects they share are made per thread (`_per_invocation_metrics`).
+        # the Powertools state they share is made per thread (`_per_invocation_metrics`, `_per_invocation_routers`).
         self._slots = {
             logical_id: threading.BoundedSemaphore(definition.reserved_concurrency or DEFAULT_CONCURRENCY)
             for logical_id, definition in self.functions.items()
@@ -152,6 +205,7 @@ class LocalAws:
         self._patch_sqs()
         self._patch_stepfunctions()
         _per_invocation_metrics()
+        _per_invocation_routers()
         self._create_resources()
         return self
 
@@ -277,7 +331,10 @@ class LocalAws:
         concurrency tests exercise our conditional writes, not moto's dictionaries."""
         from moto.dynamodb.responses import DynamoHandler
 
+        from devstack import moto_transactions
+
         _one_request_at_a_time(DynamoHandler)
+        moto_transactions.install()  # transactions back up the items they touch, not the whole table
 
     @staticmethod
     def _patch_stepfunctions() -> None:

@@ -28,8 +28,8 @@ CrmPath = Annotated[str, Path(pattern=r"^[a-z0-9_-]{2,20}$")]
     responses={
         200: {
             "description": "`{status: issued|exists|accepted|ignored, invoices[{invoice_id, state, created}], "
-            "checks, echoes, ignored[]}` (accepted: the deal is read from the outbox, batched — or the event is the "
-            "echo of our own write, known without a read: `echoes`)"
+            "checks, ignored[]}` (accepted: the deal is read from the outbox, batched — or the event is the "
+            "echo of our own write, known without a read: `ignored` says so)"
         }
     },
 )
@@ -49,7 +49,6 @@ def handle_crm_webhook(tenant: TenantPath, crm: CrmPath) -> Response[dict[str, A
             for r in result.issued
         ],
         "checks": result.checks,
-        "echoes": result.echoes,
         "ignored": list(result.ignored),
     }
     return Response(status_code=200, content_type="application/json", body=body_out)
