@@ -13,8 +13,8 @@ STAMP := $(VENV)/.installed
 export PYTHONPATH := layers/common:.
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help dev demo test unit integration e2e lint format typecheck openapi validate build deploy import-times clean \
-	redrive-crm bench-crm demo-bank bench-reconcile checkov schemathesis
+.PHONY: help dev demo test unit integration e2e lint format typecheck openapi validate build deploy import-times clean lock layer-size \
+	redrive-crm bench-crm demo-bank bench-reconcile bench-latency checkov schemathesis
 
 help:
 	@echo "make demo       run the scripted payment scenario on the local stack (starts it if needed)"
@@ -26,13 +26,27 @@ help:
 	@echo "make openapi    regenerate openapi.json from the routes;  make deploy: sam deploy --guided"
 	@echo "make schemathesis  fuzz the local stack with openapi.json (all checks, fixed seed);  make checkov"
 	@echo "make bench-crm  N payments through the CRM outbox to the fake Bitrix24 at its real limit (ARGS=--payments N)"
+	@echo "make bench-latency  N sandbox invoices paid at once: notification -> CRM stage p50/p95/p99 (ARGS=--invoices N)"
+	@echo "make import-times   each handler's import time against import boto3 + one client;  make layer-size"
 	@echo "make redrive-crm STAGE=<stage>  send parked CRM writes back to the outbox (ARGS=--dry-run to list)"
 
-$(STAMP): pyproject.toml
+# Everything installed is pinned with hashes in requirements-dev.txt (the layer's own lock is
+# layers/common/requirements.txt); `make lock` regenerates both from pyproject.toml / layers/common/requirements.in.
+$(STAMP): pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 --no-header --quiet \
+		-o requirements-dev.txt
+	$(BIN)/uv pip compile layers/common/requirements.in --generate-hashes --python-version 3.11 \
+		--python-platform x86_64-manylinux2014 --no-header --quiet -o layers/common/requirements.txt
+
+layer-size: build
+	$(BIN)/python scripts/layer_size.py
 
 $(SAM): 
 	$(PYTHON) -m venv $(SAM_VENV)
@@ -94,8 +108,11 @@ redrive-crm: $(STAMP)
 bench-crm: $(STAMP)
 	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-ERROR} $(BIN)/python scripts/bench_crm.py $(ARGS)
 
+bench-latency: $(STAMP)
+	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-ERROR} $(BIN)/python scripts/bench_latency.py $(ARGS)
+
 import-times: $(STAMP)
-	$(BIN)/python scripts/import_times.py
+	$(BIN)/python scripts/import_times.py $(ARGS)
 
 validate: $(SAM) $(STAMP)
 	$(SAM) validate --lint

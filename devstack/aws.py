@@ -18,6 +18,9 @@ from typing import Any
 from devstack.template import Template, load_template
 
 REGION = "eu-central-1"
+#: Invocations of one function at once when the template reserves none (Lambda's bound is the account's
+#: concurrency, 1,000 by default; one process on a laptop runs out of threads long before).
+DEFAULT_CONCURRENCY = 64
 ACCOUNT = "123456789012"
 STATE_MACHINE_NAME = "paybridge-local-payment-lifecycle"
 
@@ -60,6 +63,96 @@ def _one_request_at_a_time(response_class: Any) -> None:
     response_class.call_action = call_action
 
 
+class _PerThread:
+    """Delegates to one object per thread, made by `make` on the thread's first use."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make, self._local = make, threading.local()
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._local, "target", None)
+        if target is None:
+            target = self._local.target = self._make()
+        return getattr(target, name)
+
+
+def _per_invocation_metrics() -> None:
+    """In Lambda each execution environment has its own module state; here the invocations share one process, so
+    the shared Metrics object (paybridge.observability) gets one EMF provider per thread: a thread runs one
+    invocation at a time, so each invocation adds to and flushes only its own metrics (one invocation's flush
+    could otherwise iterate a set another is adding to). Idempotent."""
+    from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+
+    from paybridge.observability import metrics
+
+    shared = metrics.provider
+    if isinstance(shared, _PerThread):
+        return
+
+    def make() -> AmazonCloudWatchEMFProvider:
+        return AmazonCloudWatchEMFProvider(
+            namespace=shared.namespace,
+            service=shared.service,
+            default_dimensions=dict(shared.default_dimensions),
+            function_name=getattr(shared, "function_name", None),
+        )
+
+    metrics.provider = _PerThread(make)  # type: ignore[assignment]
+
+
+class _PerThreadSlot:
+    """A data descriptor holding one value per thread (and per instance, for an instance attribute)."""
+
+    def __init__(self, name: str, per_instance: bool = False, default: Callable[[], Any] | None = None) -> None:
+        self.name, self.per_instance, self.default = name, per_instance, default
+        self._local = threading.local()
+
+    def _store(self) -> dict[int | None, Any]:
+        store: dict[int | None, Any] | None = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = {}
+        return store
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        key = id(obj) if self.per_instance and obj is not None else None
+        store = self._store()
+        if key not in store:
+            if self.default is None:
+                raise AttributeError(self.name)
+            store[key] = self.default()
+        return store[key]
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        self._store()[id(obj) if self.per_instance and obj is not None else None] = value
+
+
+def _per_invocation_routers() -> None:
+    """Powertools' HTTP resolver keeps the request it is resolving in class attributes (`BaseRouter.current_event`,
+    `lambda_context`) and in the resolver's `context` dict: one per process, which is one per execution environment
+    on Lambda. Invocations here share the process, one per thread at a time, so those become per thread (a data
+    descriptor each, and a metaclass that routes the class-level assignments to it). Idempotent."""
+    from abc import ABCMeta
+
+    from aws_lambda_powertools.event_handler import api_gateway
+
+    base = api_gateway.BaseRouter
+    if isinstance(base.__dict__.get("current_event"), _PerThreadSlot):
+        return
+
+    class PerThreadRouterMeta(ABCMeta):
+        def __setattr__(cls, name: str, value: Any) -> None:
+            slot = type.__getattribute__(cls, "__dict__").get(name)
+            if isinstance(slot, _PerThreadSlot):
+                slot.__set__(None, value)
+            else:
+                super().__setattr__(name, value)
+
+    for name in ("current_event", "lambda_context"):
+        type.__setattr__(base, name, _PerThreadSlot(name))
+    type.__setattr__(base, "context", _PerThreadSlot("context", per_instance=True, default=dict))
+    base.__class__ = PerThreadRouterMeta  # type: ignore[method-assign,assignment]
+
+
 class LocalAws:
     """Starts moto, creates the stack's resources, and runs handlers in this process."""
 
@@ -72,7 +165,14 @@ class LocalAws:
         self._mock: Any = None
         self._handlers: dict[str, Callable[[dict[str, Any], Any], Any]] = {}
         self._lock = threading.Lock()
-        self._invocation_lock = threading.RLock()
+        # Each function runs its invocations concurrently, at most its reserved concurrency at once (as Lambda);
+        # the Powertools state they share is made per thread (`_per_invocation_metrics`, `_per_invocation_routers`).
+        self._slots = {
+            logical_id: threading.BoundedSemaphore(definition.reserved_concurrency or DEFAULT_CONCURRENCY)
+            for logical_id, definition in self.functions.items()
+        }
+        self.busy: dict[str, int] = dict.fromkeys(self.functions, 0)
+        self.peak: dict[str, int] = dict.fromkeys(self.functions, 0)
         self.state_machine_arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{STATE_MACHINE_NAME}"
         self.queue_urls: dict[str, str] = {}
         self.queue_arns: dict[str, str] = {}
@@ -105,6 +205,9 @@ class LocalAws:
         self._patch_lambda()
         self._patch_dynamodb()
         self._patch_sqs()
+        self._patch_stepfunctions()
+        _per_invocation_metrics()
+        _per_invocation_routers()
         self._create_resources()
         return self
 
@@ -230,7 +333,19 @@ class LocalAws:
         concurrency tests exercise our conditional writes, not moto's dictionaries."""
         from moto.dynamodb.responses import DynamoHandler
 
+        from devstack import moto_transactions
+
         _one_request_at_a_time(DynamoHandler)
+        moto_transactions.install()  # transactions back up the items they touch, not the whole table
+
+    @staticmethod
+    def _patch_stepfunctions() -> None:
+        """Step Functions API calls one at a time (moto's backend keeps executions in plain dicts; invocations now
+        call it from many threads). Executions themselves run in moto's own threads, outside this lock: a call only
+        starts, signals or reads one, so nothing waits inside it."""
+        from moto.stepfunctions.responses import StepFunctionResponse
+
+        _one_request_at_a_time(StepFunctionResponse)
 
     def _patch_lambda(self) -> None:
         from moto.awslambda_simple.models import LambdaSimpleBackend
@@ -268,13 +383,20 @@ class LocalAws:
             return self._handlers[logical_id]
 
     def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
-        """Run one invocation. Like a single Lambda execution environment, one invocation runs at a time: the
-        handlers' module-level Powertools objects (logger keys, metric sets) are not meant to be shared between
-        threads. Concurrency against DynamoDB is tested on the services directly (tests/integration)."""
+        """Run one invocation on the calling thread, concurrently with the function's others, at most its reserved
+        concurrency at once (a caller over it waits, as Lambda's queue for asynchronous and event-source calls
+        does). Each DynamoDB, SQS and Step Functions request stays atomic (one lock per moto service)."""
         handler = self.handler(logical_id)
         context = LambdaContext(function_name=logical_id, aws_request_id=str(uuid.uuid4()))
-        with self._invocation_lock:
-            return handler(event, context)
+        with self._slots[logical_id]:
+            with self._lock:
+                self.busy[logical_id] += 1
+                self.peak[logical_id] = max(self.peak[logical_id], self.busy[logical_id])
+            try:
+                return handler(event, context)
+            finally:
+                with self._lock:
+                    self.busy[logical_id] -= 1
 
     # -- inspection (tests, demo) ------------------------------------------------------------------------------------
 

@@ -62,20 +62,29 @@ class LocalStack:
         self._spawn(self.server.serve_forever, "http")
         for schedule in self.aws.template.schedules():
             self._spawn(lambda s=schedule: self._every(s.seconds, s.function), f"schedule-{schedule.function}")
-        for source in self.aws.template.queue_sources():
-            self._spawn(lambda s=source: self._poll(s.function, s.queue, s.batch_size), f"sqs-{source.function}")
+        for source in self.aws.template.queue_sources():  # Lambda's poller: up to MaximumConcurrency batches at once
+            for n in range(source.max_concurrency):
+                self._spawn(
+                    lambda s=source: self._poll(s.function, s.queue, s.batch_size), f"sqs-{source.function}-{n}"
+                )
         return self
 
     def _poll(self, function: str, queue: str, batch_size: int) -> None:
-        """The SQS event source mapping: poll, invoke with a batch, delete what succeeded; idle briefly when empty."""
+        """The SQS event source mapping: poll, invoke with a batch, delete what succeeded. An idle poller backs off
+        (20 ms doubling to 320 ms; Lambda's pollers long-poll): with several per queue, idle polling would otherwise
+        keep the SQS lock and the interpreter busy."""
+        idle = 0
         while not self._stop.is_set():
             try:
                 received = self.aws.poll_queue(function, queue, batch_size)
             except Exception:
+                if self._stop.is_set():
+                    return
                 log.exception("polling %s for %s failed", queue, function)
                 received = 0
-            if not received:
-                self._stop.wait(0.02)
+            idle = 0 if received else min(idle + 1, 5)
+            if idle:
+                self._stop.wait(0.01 * 2**idle)
 
     def stop(self) -> None:
         self._stop.set()

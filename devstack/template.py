@@ -56,6 +56,8 @@ class QueueSource:
     function: str
     queue: str
     batch_size: int
+    #: ScalingConfig.MaximumConcurrency: how many batches Lambda's poller hands the function at once.
+    max_concurrency: int = 2
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class FunctionDef:
     module: str  # importable module path: functions.invoices_api.app
     handler: str  # attribute: lambda_handler
     environment: dict[str, Any] = field(default_factory=dict)
+    #: ReservedConcurrentExecutions, when the template sets it: at most this many invocations at once.
+    reserved_concurrency: int | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,10 @@ class Template:
             code_uri = props["CodeUri"].strip("/").replace("/", ".")
             module_name, handler = props["Handler"].rsplit(".", 1)
             env = props.get("Environment", {}).get("Variables", {})
-            result[logical_id] = FunctionDef(logical_id, f"{code_uri}.{module_name}", handler, env)
+            reserved = props.get("ReservedConcurrentExecutions")
+            result[logical_id] = FunctionDef(
+                logical_id, f"{code_uri}.{module_name}", handler, env, int(reserved) if reserved is not None else None
+            )
         return result
 
     def global_environment(self) -> dict[str, Any]:
@@ -142,7 +149,8 @@ class Template:
                 if event["Type"] == "SQS":
                     props = event["Properties"]
                     queue = props["Queue"]["Fn::GetAtt"][0]
-                    sources.append(QueueSource(logical_id, queue, int(props.get("BatchSize", 10))))
+                    scaling = props.get("ScalingConfig", {}).get("MaximumConcurrency", 2)  # Lambda's minimum is 2
+                    sources.append(QueueSource(logical_id, queue, int(props.get("BatchSize", 10)), int(scaling)))
         return sources
 
     def table(self) -> dict[str, Any]:

@@ -1,6 +1,9 @@
 """`make bench-crm`: N payments land at once; their deal updates go through the real CRM outbox to the local fake
 Bitrix24, which enforces Bitrix24's real limit (a leaky bucket of 2 requests/s holding 50; over it: 503
-QUERY_LIMIT_EXCEEDED). Prints delivered updates per second against that limit, how many requests batching saved,
+QUERY_LIMIT_EXCEEDED). Prints delivered updates per second against that limit — overall, and in the steady state
+after the first burst (`updates_per_second_steady`: the updates completed after the portal's bucket first filled,
+over the time from then to the last one; the goal is >= 45 at 2 requests/s, 0.9 x the 2-calls-per-update ceiling)
+— calls per update and per request, how many requests batching saved, the deal reads our own writes' echoes cost,
 and the checks that matter: lost = 0, duplicated = 0, out of order = 0. Ends with one JSON line.
 
 What runs for real: the local stack (moto DynamoDB and SQS FIFO from template.yaml), `Services.sync_deal` (the
@@ -9,8 +12,8 @@ handler (batching, top-up, the DynamoDB token bucket shared by every request), t
 the fake portal. What is skipped: the PSP notification and the Step Functions execution that precede PublishToDeal
 (the end-to-end tests cover those; here they would only slow the start, not the CRM side being measured).
 
-    make bench-crm                        # 10,000 payments
-    make bench-crm ARGS="--payments 2000"
+    make bench-crm                        # 2,000 payments
+    make bench-crm ARGS="--payments 10000"
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ TENANT = "bitrix-shop"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--payments", type=int, default=10_000, help="how many payments land at once")
+    parser.add_argument("--payments", type=int, default=2_000, help="how many payments land at once")
     parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds")
     args = parser.parse_args(argv)
     if args.payments < 1:
@@ -141,10 +144,20 @@ def run(stack: Any, payments: int, timeout: float) -> dict[str, Any]:
     )
     requests, calls = int(stats["requests"]), int(stats["calls"])
     updates_per_second = (payments - lost) / seconds
+    # The steady state: what completed after the portal's bucket first filled (the first burst is free)
+    with fake.lock:
+        finished = sorted(fake.written_at[deal_id] for deal_id, _ in invoices if deal_id in fake.written_at)
+    full_at = stats.get("full_at")
+    after = [t for t in finished if full_at is not None and t > full_at]
+    # (when the bucket never filled, everything went in the burst: the overall rate stands for it)
+    steady = len(after) / (after[-1] - full_at) if full_at is not None and len(after) >= 2 else updates_per_second
     summary = {
         "payments": payments,
         "seconds": round(seconds, 1),
         "updates_per_second": round(updates_per_second, 1),
+        "updates_per_second_steady": round(steady, 1),
+        "updates_in_steady_state": len(after),
+        "calls_per_update": round(calls / max(payments, 1), 2),
         "calls_per_second": round(calls / seconds, 1),
         "requests_per_second": round(requests / drained, 2),
         "limit_requests_per_second": limit["per_second"],
@@ -165,6 +178,11 @@ def run(stack: Any, payments: int, timeout: float) -> dict[str, Any]:
         f"delivered {payments - lost} updates in {seconds:.1f}s: {updates_per_second:.1f} updates/s "
         f"({requests / drained:.2f} requests/s incl. echo reads, against a limit of {limit['per_second']:g}/s, "
         f"burst {limit['burst']})",
+    )
+    say(
+        started,
+        f"steady state (after the first burst of {limit['burst']} requests): {steady:.1f} updates/s over "
+        f"{len(after)} updates; {calls / max(payments, 1):.2f} calls per update",
     )
     say(started, f"{calls} calls in {requests} requests: batching saved {calls - requests} requests")
     reads = stats["calls_by_method"].get("crm.deal.get", 0)

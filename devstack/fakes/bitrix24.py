@@ -66,6 +66,8 @@ class Portal:
     rejected_by_limit: int = 0
     rejected_by_outage: int = 0
     calls_by_method: dict[str, int] = field(default_factory=dict)
+    #: When the bucket first filled (the end of the first burst: from then on requests go at the drain rate).
+    full_at: float | None = None
 
 
 def parse_php_query(query: str) -> dict[str, Any]:
@@ -106,6 +108,7 @@ class FakeBitrix24(FakeApp):
         self.timeline: dict[int, list[dict[str, Any]]] = {}
         self.notifications: list[dict[str, Any]] = []
         self.writes: dict[int, list[str]] = {}  # deal → "stage:X" / "comment:…" in the order applied
+        self.written_at: dict[int, float] = {}  # deal → when its last write was applied (time.monotonic)
         self._ids = itertools.count(1)
 
     # -- setup -------------------------------------------------------------------------------------------------------
@@ -191,6 +194,8 @@ class FakeBitrix24(FakeApp):
             portal.rejected_by_limit += 1
             return BitrixError("QUERY_LIMIT_EXCEEDED", "Too many requests", 503)
         portal.level += 1
+        if portal.full_at is None and portal.level + 1 > self.burst:
+            portal.full_at = now
         return None
 
     def _rest(self, portal: Portal, method: str, params: dict[str, Any]) -> Response:
@@ -247,6 +252,7 @@ class FakeBitrix24(FakeApp):
                 deal.update(fields)
                 if "STAGE_ID" in fields:
                     self.writes.setdefault(int(deal["ID"]), []).append(f"stage:{fields['STAGE_ID']}")
+                    self.written_at[int(deal["ID"])] = time.monotonic()
                 self._event(portal, "ONCRMDEALUPDATE", int(deal["ID"]))
                 return True
             case "crm.timeline.comment.add":
@@ -258,6 +264,7 @@ class FakeBitrix24(FakeApp):
                 entry = {"ID": comment_id, "COMMENT": fields.get("COMMENT", ""), "CREATED": time.time()}
                 self.timeline.setdefault(int(deal["ID"]), []).append(entry)
                 self.writes.setdefault(int(deal["ID"]), []).append(f"comment:{entry['COMMENT']}")
+                self.written_at[int(deal["ID"])] = time.monotonic()
                 return comment_id
             case "im.notify.system.add":
                 if not str(params.get("USER_ID", "")).isdigit():

@@ -6,12 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.parser import event_parser
-from aws_lambda_powertools.utilities.parser.models import SqsModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from paybridge.adapters.outbox import OutboxRecord
 from paybridge.app.deal_delivery import process_batch
+from paybridge.lambda_events import SqsEvent, event_parser
 from paybridge.observability import logger, metrics, tracer
 from paybridge.wiring import get_deal_delivery, get_outbox
 
@@ -19,12 +18,12 @@ from paybridge.wiring import get_deal_delivery, get_outbox
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
-@event_parser(model=SqsModel)
-def lambda_handler(event: SqsModel, context: LambdaContext) -> dict[str, Any]:
+@event_parser(model=SqsEvent)
+def lambda_handler(event: SqsEvent, context: LambdaContext) -> dict[str, Any]:
     records = [
         OutboxRecord(
             message_id=r.messageId,
-            body=r.body if isinstance(r.body, str) else str(r.body),
+            body=r.body,
             group=r.attributes.MessageGroupId or "",
             receive_count=int(r.attributes.ApproximateReceiveCount),
             receipt_handle=r.receiptHandle,

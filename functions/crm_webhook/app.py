@@ -33,7 +33,8 @@ CrmPath = Annotated[str, Path(pattern=r"^[a-z0-9_-]{2,20}$")]
         {
             200: (
                 "`{status: issued|exists|accepted|ignored, invoices[{invoice_id, state, created}], checks, ignored[]}`"
-                " (accepted: the deal is read from the outbox, batched)",
+                " (accepted: the deal is read from the outbox, batched — or the event is the echo of our own write,"
+                " known without a read: `ignored` says so)",
                 CrmWebhookOut,
                 "application/json",
             )
@@ -53,7 +54,8 @@ def handle_crm_webhook(tenant: TenantPath, crm: CrmPath) -> Response[dict[str, A
     created = sum(1 for r in result.issued if r.created)
     if created:
         metrics.add_metric(name="InvoicesIssued", unit=MetricUnit.Count, value=created)
-    status = "issued" if created else "exists" if result.issued else "accepted" if result.checks else "ignored"
+    accepted = result.checks or result.echoes
+    status = "issued" if created else "exists" if result.issued else "accepted" if accepted else "ignored"
     body_out = {
         "status": status,
         "invoices": [

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from paybridge.app.lifecycle_contract import LifecycleState
+from paybridge.lambda_events import event_parser
 from paybridge.observability import logger, metrics, tracer
 from paybridge.wiring import get_lifecycle_tasks
 

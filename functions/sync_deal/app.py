@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable
 from paybridge.app.lifecycle_contract import LifecycleState
+from paybridge.lambda_events import event_parser
 from paybridge.observability import logger, metrics, tracer
 from paybridge.wiring import get_lifecycle_tasks
 

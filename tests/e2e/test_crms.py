@@ -85,7 +85,7 @@ def test_bitrix24_stage_trigger_issues_once_and_the_deal_follows_the_money(
         lambda v: len(v["a"]) >= 3,
         10,
     )["a"]
-    # Each event (the manager's and the echoes) was accepted as a check, read in a batch from the outbox
+    # Each event was accepted: the manager's as a check, read in a batch from the outbox; the echoes known as ours
     assert [json.loads(a["attempts"][-1]["body"])["status"] for a in answers] == ["accepted"] * len(answers)
     # Applied once each, in order
     assert paid["writes"] == [

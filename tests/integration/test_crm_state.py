@@ -372,3 +372,39 @@ def test_concurrent_takers_share_one_bucket(db: Db) -> None:
         thread.join(timeout=30)
 
     assert len(granted) == 20 and len(refused) == 20
+
+
+class TestEchoLedger:
+    """Our deal writes remembered until their change events come back (no deal read for an echo)."""
+
+    def test_each_expected_echo_is_taken_once(self, db: Db) -> None:
+        from paybridge.storage.crm_state import DynamoEchoLedger
+
+        now = [1_000.0]
+        ledger = DynamoEchoLedger(db.table, db.client, clock=lambda: now[0], window_seconds=60)
+        # Given two writes to deal 7 about to be sent
+        ledger.expect("acme", {"7": 2})
+        # When three change events of deal 7 arrive, Then the first two are our echoes, the third is not
+        assert [ledger.take("acme", "7") for _ in range(3)] == [True, True, False]
+        assert not ledger.take("acme", "8")  # nothing was written to deal 8
+        assert not ledger.take("other", "7")  # nor to another tenant's deal 7
+
+    def test_an_echo_that_never_came_does_not_swallow_later_events(self, db: Db) -> None:
+        from paybridge.storage.crm_state import DynamoEchoLedger
+
+        now = [1_000.0]
+        ledger = DynamoEchoLedger(db.table, db.client, clock=lambda: now[0], window_seconds=60)
+        ledger.expect("acme", {"7": 1})
+        now[0] += 61  # the window passed: the CRM lost that event
+        assert not ledger.take("acme", "7")
+        ledger.expect("acme", {"7": 1})  # a stale count starts again from the new one
+        assert [ledger.take("acme", "7") for _ in range(2)] == [True, False]
+
+    def test_writes_not_sent_expect_no_echo(self, db: Db) -> None:
+        from paybridge.storage.crm_state import DynamoEchoLedger
+
+        ledger = DynamoEchoLedger(db.table, db.client)
+        ledger.expect("acme", {"7": 1, "9": 1})
+        ledger.cancel("acme", {"7": 1})
+        assert not ledger.take("acme", "7")
+        assert ledger.take("acme", "9")

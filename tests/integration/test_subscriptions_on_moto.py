@@ -125,5 +125,6 @@ def test_after_the_last_failed_retry_the_subscription_is_blocked_and_the_crm_tol
         clock[0] = (current.next_charge_at or clock[0]) + timedelta(minutes=1)
     assert service.get("demo", sub.subscription_id).state == "blocked"
     sandbox.http.post("/sandbox/psp/api/faults", json={"charge_decline": 0})
-    blocked = sandbox.wait_deal(deal_id, lambda d: any("заблокирована" in e["text"] for e in d["timeline"]))
+    # the comment and the manager's notice are two writes (in this order): wait for the last
+    blocked = sandbox.wait_deal(deal_id, lambda d: any("заблокирована" in n["text"] for n in d["notifications"]))
     assert blocked["stage"] == "FAILED" and any("заблокирована" in n["text"] for n in blocked["notifications"])

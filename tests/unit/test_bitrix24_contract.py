@@ -1146,3 +1146,58 @@ class TestParseWebhook:
     def test_a_body_that_is_no_form_is_malformed(self, body: bytes) -> None:
         with pytest.raises(MalformedNotification, match="not a form-encoded body"):
             stage_adapter().parse_webhook({"Content-Type": "application/json"}, body, {})
+
+
+class TestMergedUpdates:
+    """`merge_updates`: several pending updates of one deal become one (the last stage, every comment)."""
+
+    def merging(self) -> Bitrix24:
+        return adapter(settings=settings(merge_updates=True))
+
+    def test_two_updates_of_one_deal_become_one_in_one_request(self, portal: respx.MockRouter) -> None:
+        # Given the link-published and the paid update of deal 42 waiting together, and another deal's
+        fake = FakePortal()
+        route = mount(portal, fake)
+        updates = [
+            update("42", stage("C1:EXECUTING", URL), comment("Ссылка"), version=1),
+            update("43", comment("other deal")),
+            update("42", stage("C1:WON"), comment("Оплачено"), version=2),
+        ]
+        # When they are applied
+        outcomes = self.merging().apply(updates)
+        # Then one request carries one stage write for 42 (the last stage, with the link) and both its comments
+        assert [o.ok for o in outcomes] == [True, True, True]
+        assert route.call_count == 1
+        calls = fake.calls(0)
+        assert [(m, p.get("id") or p.get("fields[ENTITY_ID]")) for m, p in calls] == [
+            ("crm.deal.update", "42"),
+            ("crm.timeline.comment.add", "42"),
+            ("crm.timeline.comment.add", "42"),
+            ("crm.timeline.comment.add", "43"),
+        ]
+        assert calls[0][1]["fields[STAGE_ID]"] == "C1:WON"
+        assert calls[0][1][f"fields[{LINK_FIELD}]"] == URL
+        assert [p["fields[COMMENT]"] for m, p in calls[1:3]] == ["Ссылка", "Оплачено"]
+
+    def test_a_refused_stage_write_parks_every_update_that_asked_for_a_stage(self, portal: respx.MockRouter) -> None:
+        refusal = {"error": "ERROR_CORE", "error_description": "Unknown stage"}
+        fake = FakePortal(refuse={("crm.deal.update", "42"): refusal})
+        mount(portal, fake)
+        updates = [update("42", stage("C1:X"), version=1), update("42", stage("C1:Y"), comment("c"), version=2)]
+        outcomes = self.merging().apply(updates)
+        assert [o.ok for o in outcomes] == [False, False]
+        assert not any(o.transient for o in outcomes)
+
+    def test_batches_are_filled_to_fifty_calls(self, portal: respx.MockRouter) -> None:
+        fake = FakePortal()
+        mount(portal, fake)
+        updates = [update(str(100 + n), stage("C1:WON"), comment("Оплачено")) for n in range(60)]
+        assert all(o.ok for o in self.merging().apply(updates))
+        assert [len(cmd) for cmd in fake.batches] == [50, 50, 20]
+
+    def test_echo_counts_are_the_stage_writes_sent(self) -> None:
+        updates = [update("42", stage("A"), comment("c")), update("42", stage("B")), update("43", comment("c"))]
+        assert adapter().echo_counts(updates) == {"42": 2}
+        assert self.merging().echo_counts(updates) == {"42": 1}
+        robot = adapter(settings=settings(trigger={"kind": "robot", "code": ROBOT_CODE}))
+        assert robot.echo_counts(updates) == {}  # a robot trigger binds no change event: no echo

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from paybridge.app.reissues import Reissues
     from paybridge.app.reminders import Reminders
     from paybridge.app.subscriptions import Subscriptions
+    from paybridge.storage.crm_state import DynamoEchoLedger
 
 
 def make_provider(tenant: TenantConfig) -> PaymentProvider:
@@ -100,6 +101,14 @@ def get_throttle() -> Throttle:
 
 
 @lru_cache(maxsize=1)
+def get_echo_ledger() -> DynamoEchoLedger:
+    """Our CRM writes remembered until their change events come back (no deal read for an echo)."""
+    from paybridge.storage.crm_state import DynamoEchoLedger
+
+    return DynamoEchoLedger(get_settings().table_name)
+
+
+@lru_cache(maxsize=1)
 def get_outbox() -> SqsCrmOutbox:
     settings = get_settings()
     return SqsCrmOutbox(settings.crm_outbox_url, settings.crm_outbox_dlq_url)
@@ -143,7 +152,9 @@ def get_changes() -> InvoiceChanges:
 def get_issuing() -> Issuing:
     from paybridge.app.issuing import Issuing
 
-    return Issuing(get_tenants(), get_repo(), get_lifecycle(), make_provider, make_crm, get_outbox())
+    return Issuing(
+        get_tenants(), get_repo(), get_lifecycle(), make_provider, make_crm, get_outbox(), echoes=get_echo_ledger()
+    )
 
 
 @lru_cache(maxsize=1)
@@ -215,7 +226,7 @@ def get_payment_checks() -> PaymentChecks:
 def get_deal_delivery() -> DealDelivery:
     from paybridge.app.deal_delivery import DealDelivery
 
-    return DealDelivery(get_tenants(), make_crm, get_issuing())
+    return DealDelivery(get_tenants(), make_crm, get_issuing(), echoes=get_echo_ledger())
 
 
 @lru_cache(maxsize=1)
@@ -294,6 +305,7 @@ _CACHED = (
     get_settings,
     get_throttle,
     get_outbox,
+    get_echo_ledger,
     get_tenants,
     get_repo,
     get_lifecycle,

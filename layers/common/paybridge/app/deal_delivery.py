@@ -19,7 +19,7 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -103,11 +103,30 @@ def process_batch(
 _M = TypeVar("_M", DealUpdate, DealCheck)
 
 
+class EchoLedger(Protocol):
+    """Our deal writes whose change event will come back to us (paybridge.storage.crm_state.DynamoEchoLedger)."""
+
+    def expect(self, tenant_id: str, counts: dict[str, int]) -> None:
+        """Before sending: this many writes per deal will each raise one change event at us."""
+        ...
+
+    def cancel(self, tenant_id: str, counts: dict[str, int]) -> None:
+        """They were not sent after all."""
+        ...
+
+    def take(self, tenant_id: str, deal_id: str) -> bool:
+        """A change event of the deal arrived: True (one fewer expected) when it is the echo of our write."""
+        ...
+
+
 @dataclass
 class DealDelivery:
     tenants: TenantDirectory
     crms: Callable[[TenantConfig], Crm]
     issuing: Issuing
+    #: Remembers our writes, so that their echoes are known without reading the deal (CRMs whose change events
+    #: carry only the deal id: Bitrix24 with a stage trigger). None: every echo is read.
+    echoes: EchoLedger | None = None
 
     def deliver(self, messages: Sequence[DealUpdate | DealCheck]) -> list[UpdateOutcome]:
         """A batch from the outbox: updates go to their CRMs (`deliver_updates`), checks read their deals
@@ -126,7 +145,22 @@ class DealDelivery:
     def deliver_updates(self, updates: Sequence[DealUpdate]) -> list[UpdateOutcome]:
         """Send outbox updates to their CRMs: one `apply` (batched by the adapter) per tenant, order kept. One outcome
         per update, in order."""
-        return self._per_tenant(updates, lambda crm, _tenant, mine: crm.apply(mine))
+
+        def apply(crm: Crm, tenant: TenantConfig, mine: Sequence[DealUpdate]) -> list[UpdateOutcome]:
+            counts: dict[str, int] = {}
+            echo_counts = getattr(crm, "echo_counts", None)
+            if self.echoes is not None and echo_counts is not None:
+                counts = echo_counts(mine)
+                if counts:
+                    self.echoes.expect(tenant.tenant_id, counts)  # before sending: the echo may beat the answer
+            outcomes = crm.apply(mine)
+            if counts and self.echoes is not None:
+                unsent = {u.deal_id for u, o in zip(mine, outcomes, strict=True) if not o.ok and o.transient}
+                if unsent:
+                    self.echoes.cancel(tenant.tenant_id, {d: n for d, n in counts.items() if d in unsent})
+            return outcomes
+
+        return self._per_tenant(updates, apply)
 
     def check_deals(self, checks: Sequence[DealCheck]) -> list[UpdateOutcome]:
         """Read the deals (batched by the adapter) and issue an invoice for each that is in its trigger stage. A

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -25,6 +26,9 @@ from paybridge.domain.invoice import AuditEntry, Invoice, InvoiceState, NewInvoi
 from paybridge.domain.staged import StageSpec, part_number, parts, split_amounts
 from paybridge.storage.repository import InvoiceRepository
 from paybridge.tenants import TenantConfig, TenantDirectory
+
+if TYPE_CHECKING:
+    from paybridge.app.deal_delivery import EchoLedger
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +56,8 @@ class CrmIssueResult:
     issued: tuple[IssueResult, ...]
     ignored: tuple[str, ...]
     checks: int = 0
+    #: Events known as the echoes of our own writes (nothing to read, nothing queued).
+    echoes: int = 0
 
 
 @dataclass
@@ -63,6 +69,8 @@ class Issuing:
     crms: Callable[[TenantConfig], Crm]
     outbox: CrmOutbox
     clock: Callable[[], datetime] = utc_now
+    #: Our own writes remembered (see paybridge.app.deal_delivery.EchoLedger): their change events need no read.
+    echoes: EchoLedger | None = None
 
     def issue_invoice(self, tenant_id: str, request: NewInvoice, lifetime_given: bool = True) -> IssueResult:
         return self.commit(self.prepare(tenant_id, request, lifetime_given))
@@ -123,9 +131,14 @@ class Issuing:
         for reason in webhook.ignored:
             logger.info("crm webhook: %s", reason)
         issued: list[IssueResult] = []
-        checks = 0
+        ignored = list(webhook.ignored)
+        checks = echoes = 0
         for n, command in enumerate(webhook.commands):
             if command.when_stage is not None:
+                if self.echoes is not None and self.echoes.take(tenant_id, command.deal_id):
+                    ignored.append(f"deal {command.deal_id}: the echo of our own write")
+                    echoes += 1
+                    continue
                 check_id = f"{request_id or uuid.uuid4().hex}:{n}"
                 self.outbox.publish(
                     DealCheck(
@@ -135,7 +148,7 @@ class Issuing:
                 checks += 1
                 continue
             issued.append(self.issue_for_deal(tenant, crm.get_deal(command.deal_id), command.number))
-        return CrmIssueResult(issued=tuple(issued), ignored=webhook.ignored, checks=checks)
+        return CrmIssueResult(issued=tuple(issued), ignored=tuple(ignored), checks=checks, echoes=echoes)
 
     def issue_for_deal(self, tenant: TenantConfig, deal: Deal, number: str | None = None) -> IssueResult:
         if not deal.amount or deal.amount <= 0:

@@ -9,7 +9,6 @@ poller, pushed by the bank's webhook and uploaded in a 1C file has one fingerpri
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import date, datetime
 from typing import Literal
 
@@ -22,7 +21,9 @@ Inn = str  # 10 digits (a company) or 12 (a person / sole trader); kept as given
 
 
 def _norm(text: str | None) -> str:
-    return re.sub(r"\s+", " ", (text or "").strip()).casefold()
+    """Runs of whitespace as one space, trimmed, case-folded (what `re.sub(r"\\s+", " ", text.strip())` does: `\\s`
+    and `str.split()` both split on `str.isspace()` characters — tested — at a fraction of the cost)."""
+    return " ".join((text or "").split()).casefold()
 
 
 class StatementLine(BaseModel):

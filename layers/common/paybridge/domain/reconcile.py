@@ -12,7 +12,7 @@ Cyrillic letters that look like Latin ones folded to Latin, so "А-17" typed wit
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from paybridge.domain.bank import Allocation, Decision, DecisionKind, OpenInvoice, StatementLine
@@ -58,14 +58,34 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
 )
 
 _NUM_RE = re.compile(_NUM, re.IGNORECASE)
+#: Where a match of a default pattern can begin: each begins with its keyword ("сч…", "inv…", "инв-"); the
+#: look-behinds before it are zero-width. Found with `str.find` on the case-folded purpose (a fraction of the cost of
+#: a case-insensitive regex scan), each default pattern is tried only there (`_finditer`), which finds exactly what
+#: its `finditer` finds: every character that the IGNORECASE flag lets match a keyword letter case-folds to it (the
+#: dotless/dotted i aside, mapped first; checked over all of Unicode in tests/unit/test_reconcile_fast_paths.py),
+#: and a purpose whose folding changes its length (so positions would shift) is scanned by a case-insensitive regex.
+#: Each default pattern's keywords as they read case-folded (its match begins with one of them), by the pattern.
+_DEFAULT_KEYWORDS: dict[str, tuple[str, ...]] = dict(
+    zip(
+        DEFAULT_PATTERNS,
+        (("сч",), ("счетам", "счётам", "invoices"), ("inv",), ("inv-", "инв-", "сч-")),
+        strict=True,
+    )
+)
+_DEFAULT_INDEX = {pattern: index for index, pattern in enumerate(DEFAULT_PATTERNS)}
+_KEYWORDS = tuple(sorted({keyword for keywords in _DEFAULT_KEYWORDS.values() for keyword in keywords}))
+_IGNORECASE = int(re.IGNORECASE)  # an int: `flags & RegexFlag` goes through enum arithmetic on every call
 _LEADING_SIGN = re.compile(r"^(?:№|#|no\.?(?=\d)|nr\.?(?=\d)|n(?=\d))+", re.IGNORECASE)
+_SIGN_STARTS = frozenset("№#nN")
 _LOOKALIKES = str.maketrans("АВЕКМНОРСТУХЁ", "ABEKMHOPCTYXE")
 
 
 def normalize_number(text: str) -> str:
     """`"№ INV-2026-0042"` -> `"inv-2026-0042"`; `"N 77"` -> `"77"`; `"А-17"` (Cyrillic А) == `"A-17"` (Latin)."""
     compact = "".join(text.split())
-    compact = _LEADING_SIGN.sub("", compact).strip("-/.,;:")
+    if compact[:1] in _SIGN_STARTS:  # else the sign pattern cannot match (checked in the fast-path tests)
+        compact = _LEADING_SIGN.sub("", compact)
+    compact = compact.strip("-/.,;:")
     return compact.upper().translate(_LOOKALIKES).casefold()
 
 
@@ -85,9 +105,19 @@ def find_numbers(purpose: str, patterns: Sequence[re.Pattern[str]]) -> tuple[str
     so a tenant's pattern wins over the defaults on the same words. A pattern may have a group `more` holding a
     list of further numbers ("по счетам № 12, 13 и 14")."""
     spans: list[tuple[int, int]] = []
+    starts: tuple[list[int], ...] | None = None
     for pattern in patterns:
         has_more = "more" in pattern.groupindex
-        for match in pattern.finditer(purpose):
+        index = _DEFAULT_INDEX.get(pattern.pattern) if pattern.flags & _IGNORECASE else None
+        if index is not None:
+            if starts is None:
+                starts = _default_starts(purpose)
+            if not starts[index]:
+                continue
+            matches: Iterable[re.Match[str]] = _finditer(pattern, purpose, starts[index])
+        else:
+            matches = pattern.finditer(purpose)
+        for match in matches:
             start, end = match.span("number")
             if start < 0:
                 continue
@@ -103,6 +133,56 @@ def find_numbers(purpose: str, patterns: Sequence[re.Pattern[str]]) -> tuple[str
         if number:
             numbers.setdefault(number, None)
     return tuple(numbers)
+
+
+def _default_starts(purpose: str) -> tuple[list[int], ...]:
+    """Where each default pattern may match in the purpose (its keywords, case-insensitively), in order."""
+    folded = purpose.replace("\u0130", "i").replace("\u0131", "i").casefold()
+    if len(folded) != len(purpose):  # a character folded to several: positions would shift
+        return tuple(
+            sorted(m.start() for k in keywords for m in re.finditer(f"(?={re.escape(k)})", purpose, re.IGNORECASE))
+            for keywords in _DEFAULT_KEYWORDS.values()
+        )
+    # the keywords share three stems: find those, then which longer keywords start there
+    own, several, invoice, bare = [], [], [], []
+    at = folded.find("сч")
+    while at >= 0:
+        own.append(at)
+        if folded.startswith(("счетам", "счётам"), at):
+            several.append(at)
+        if folded.startswith("сч-", at):
+            bare.append(at)
+        at = folded.find("сч", at + 2)
+    at = folded.find("inv")
+    while at >= 0:
+        invoice.append(at)
+        if folded.startswith("invoices", at):
+            several.append(at)
+        if folded.startswith("inv-", at):
+            bare.append(at)
+        at = folded.find("inv", at + 3)
+    at = folded.find("инв-")
+    while at >= 0:
+        bare.append(at)
+        at = folded.find("инв-", at + 4)
+    if len(several) > 1:
+        several.sort()
+    if len(bare) > 1:
+        bare.sort()
+    return own, several, invoice, bare
+
+
+def _finditer(pattern: re.Pattern[str], text: str, starts: list[int]) -> Iterator[re.Match[str]]:
+    """`pattern.finditer(text)` for a pattern that can only match at one of `starts`: tried there, left to right,
+    each search resuming after the previous match, as `finditer` does (a match is never empty here)."""
+    end = 0
+    for start in starts:
+        if start < end:
+            continue
+        match = pattern.match(text, start)
+        if match is not None:
+            end = max(match.end(), start + 1)
+            yield match
 
 
 def _take(spans: list[tuple[int, int]], start: int, end: int) -> None:

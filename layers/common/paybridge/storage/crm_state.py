@@ -6,6 +6,8 @@ Items
                   lease_owner while a refresh is in flight (see paybridge.adapters.crm.oauth)
 - rate bucket:    pk=RATE#<account>    sk=BUCKET   tokens (N, float), at (N, epoch seconds, float): the account's
                   token bucket as of `at` (see paybridge.domain.ratelimit); absent = full
+- echoes:         pk=ECHO#<tenant>#<deal>  sk=ECHO  pending (N: our deal writes whose change event has not come
+                  back yet), until (N, epoch seconds: after it, nothing pending counts), ttl
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 
 TOKENS_SK = "TOKENS"
 BUCKET_SK = "BUCKET"
+ECHO_SK = "ECHO"
 
 
 def _f(value: float) -> dict[str, str]:
@@ -185,6 +188,87 @@ class DynamoRateLimiter(TableStore):
                         ":old_tokens": read["tokens"],
                     },
                 )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+
+def _echo_key(tenant_id: str, deal_id: str) -> dict[str, Any]:
+    return {"pk": _s(f"ECHO#{tenant_id}#{deal_id}"), "sk": _s(ECHO_SK)}
+
+
+class DynamoEchoLedger(TableStore):
+    """`EchoLedger` (paybridge.app.deal_delivery): what we wrote, remembered until its change event comes back.
+
+    Before the consumer sends a deal write whose CRM raises a change event at us (Bitrix24's ONCRMDEALUPDATE, which
+    carries only the deal id), it adds the number of such writes to the deal's `pending` count, good for
+    `window_seconds`; each such event that arrives while something is pending takes one (a conditional decrement)
+    and is known as our own echo — no deal read. An event with nothing pending (a manager's edit) is read as
+    before. Two changes in one window (ours and a manager's) raise two events: one takes our count, the other is
+    read, so a manager's move into the trigger stage is still seen — unless the CRM lost the event of our write."""
+
+    def __init__(
+        self,
+        table_name: str,
+        client: DynamoDBClient | None = None,
+        clock: Callable[[], float] = time.time,
+        window_seconds: int = 120,
+    ):
+        super().__init__(table_name, client)
+        self._clock, self._window = clock, window_seconds
+
+    def expect(self, tenant_id: str, counts: dict[str, int]) -> None:
+        now = int(self._clock())
+        names = {"#until": "until", "#ttl": "ttl"}
+        for deal_id, count in counts.items():
+            if count <= 0:
+                continue
+            values = {":n": _n(count), ":until": _n(now + self._window), ":ttl": _n(now + self._window + 3600)}
+            try:  # add to a count still in its window
+                self.client.update_item(
+                    TableName=self._table,
+                    Key=_echo_key(tenant_id, deal_id),
+                    UpdateExpression="SET pending = pending + :n, #until = :until, #ttl = :ttl",
+                    ConditionExpression="#until >= :now",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues={**values, ":now": _n(now)},
+                )
+            except self.client.exceptions.ConditionalCheckFailedException:
+                # none, or one whose window passed (an echo the CRM never sent): start again from this count.
+                # One consumer at a time writes a deal (its FIFO group), so nothing races this.
+                self.client.update_item(
+                    TableName=self._table,
+                    Key=_echo_key(tenant_id, deal_id),
+                    UpdateExpression="SET pending = :n, #until = :until, #ttl = :ttl",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+
+    def cancel(self, tenant_id: str, counts: dict[str, int]) -> None:
+        """The writes were not sent after all (the request failed as a whole): no echo will come for them."""
+        for deal_id, count in counts.items():
+            try:
+                self.client.update_item(
+                    TableName=self._table,
+                    Key=_echo_key(tenant_id, deal_id),
+                    UpdateExpression="SET pending = pending - :n",
+                    ConditionExpression="pending >= :n",
+                    ExpressionAttributeValues={":n": _n(count)},
+                )
+            except self.client.exceptions.ConditionalCheckFailedException:
+                continue
+
+    def take(self, tenant_id: str, deal_id: str) -> bool:
+        """A change event of this deal arrived: True (and one fewer pending) when it is the echo of our write."""
+        try:
+            self.client.update_item(
+                TableName=self._table,
+                Key=_echo_key(tenant_id, deal_id),
+                UpdateExpression="SET pending = pending - :one",
+                ConditionExpression="pending >= :one AND #until >= :now",
+                ExpressionAttributeNames={"#until": "until"},
+                ExpressionAttributeValues={":one": _n(1), ":now": _n(int(self._clock()))},
+            )
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
         return True

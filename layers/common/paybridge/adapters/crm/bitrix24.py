@@ -47,6 +47,7 @@ import hmac
 import logging
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, quote
 
@@ -117,6 +118,10 @@ class Bitrix24Settings(CrmSettingsBase):
     #: A deal field holding the invoice number; the deal id is used when absent or empty.
     invoice_number_field: str | None = Field(default=None, pattern=r"^(UF_CRM_[A-Z0-9_]+|TITLE)$")
     rate_limit: CrmRateLimitSettings = CrmRateLimitSettings(per_second=2, burst=50)
+    #: Several pending updates of one deal sent as one: the last stage only (the stages in between are skipped, so
+    #: the portal's automation on them does not run — enable where no robot depends on passing through a stage),
+    #: every comment and notice kept. Off: each update is sent, a deal's k-th update in the k-th round.
+    merge_updates: bool = False
 
 
 logger = logging.getLogger(__name__)
@@ -342,69 +347,84 @@ class Bitrix24:
                 return []
         return []  # pragma: no cover - DealOpKind is closed
 
-    def apply(self, updates: Sequence[DealUpdate]) -> list[UpdateOutcome]:
-        outcomes: list[UpdateOutcome | None] = [None] * len(updates)
-        rounds: list[list[int]] = []
-        seen: dict[str, int] = {}
-        for index, update in enumerate(updates):
-            k = seen.get(update.deal_id, 0)
-            seen[update.deal_id] = k + 1
-            if k == len(rounds):
-                rounds.append([])
-            rounds[k].append(index)
-        for number, members in enumerate(rounds):
-            try:
-                self._send_round(updates, members, outcomes)
-            except (CrmUnavailable, CrmRejected) as exc:
-                # The whole request failed (over the limit, down, or refused as a whole: no access, a dead token).
-                # What earlier requests wrote stays done; this round and the later ones wait — an account-wide
-                # refusal is not the updates' fault, so they are retried (and parked by the queue's redrive policy
-                # if it lasts), never dropped.
-                for later in rounds[number:]:
-                    for index in later:
-                        if outcomes[index] is None:
-                            outcomes[index] = UpdateOutcome.retry(str(exc))
-                break
-        return [o if o is not None else UpdateOutcome.retry("not sent") for o in outcomes]
+    @property
+    def echoes_writes(self) -> bool:
+        """A stage trigger binds ONCRMDEALUPDATE, so each `crm.deal.update` we send comes back to us as an event."""
+        return isinstance(self._settings.trigger, Bitrix24StageTrigger)
 
-    def _send_round(
-        self, updates: Sequence[DealUpdate], members: list[int], outcomes: list[UpdateOutcome | None]
-    ) -> None:
+    def echo_counts(self, updates: Sequence[DealUpdate]) -> dict[str, int]:
+        """How many change events `apply(updates)` will raise at us, per deal: one per `crm.deal.update` sent."""
+        if not self.echoes_writes:
+            return {}
+        units = _units(updates, merge=self._settings.merge_updates)
+        return {deal_id: n for deal_id, n in self._stage_writes(units).items() if n}
+
+    @staticmethod
+    def _stage_writes(units: list[_Unit]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for unit in units:
+            counts[unit.deal_id] = counts.get(unit.deal_id, 0) + sum(op.kind == "set_stage" for _, op in unit.ops)
+        return counts
+
+    def apply(self, updates: Sequence[DealUpdate]) -> list[UpdateOutcome]:
+        """The updates become units (`_units`: one per update in rounds — a deal's k-th update in the k-th round —
+        or, with `merge_updates`, one per deal), packed in order into `batch` requests of up to 50 calls, a unit
+        never split between two, a new round in a new request. A request that fails as a whole makes it and every
+        later one wait (retried, in order)."""
+        outcomes: list[UpdateOutcome | None] = [None] * len(updates)
+        units = _units(updates, merge=self._settings.merge_updates)
         chunk: list[tuple[str, str]] = []
-        owners: dict[str, int] = {}
-        pending: list[int] = []
+        owners: dict[str, tuple[int, ...]] = {}
+        pending: list[_Unit] = []
 
         def flush() -> None:
             if not chunk:
                 return
-            _, errors = self.batch(dict(chunk))  # CrmUnavailable: this round and later ones retry
-            for index in pending:
-                failed = [
-                    f"{key}: {errors[key].get('error_description') or errors[key].get('error')}"
-                    for key, owner in owners.items()
-                    if owner == index and key in errors and isinstance(errors[key], dict)
-                ]
-                outcomes[index] = UpdateOutcome.park("; ".join(failed)) if failed else UpdateOutcome.done()
+            _, errors = self.batch(dict(chunk))  # CrmUnavailable / CrmRejected: handled below
+            failed: dict[int, list[str]] = {}
+            for key, members in owners.items():
+                error = errors.get(key)
+                if isinstance(error, dict):
+                    for index in members:
+                        failed.setdefault(index, []).append(
+                            f"{key}: {error.get('error_description') or error.get('error')}"
+                        )
+            for unit in pending:
+                for index in unit.members:
+                    reasons = failed.get(index)
+                    outcomes[index] = UpdateOutcome.park("; ".join(reasons)) if reasons else UpdateOutcome.done()
             chunk.clear()
             owners.clear()
             pending.clear()
 
-        for index in members:
-            update = updates[index]
-            commands = [
-                command
-                for n, op in enumerate(update.ops)
-                for command in self._commands(f"u{index}o{n}", update.deal_id, op)
-            ]
-            if not commands:
-                outcomes[index] = UpdateOutcome.done()
-                continue
-            if len(chunk) + len(commands) > MAX_BATCH_CALLS:
-                flush()
-            chunk.extend(commands)
-            owners.update({key: index for key, _ in commands})
-            pending.append(index)
-        flush()
+        try:
+            for number, unit in enumerate(units):
+                commands: list[tuple[str, str]] = []
+                for n, (members, op) in enumerate(unit.ops):
+                    made = self._commands(f"m{number}o{n}", unit.deal_id, op)
+                    commands += made
+                    owners.update({key: members for key, _ in made})
+                if not commands:
+                    for index in unit.members:
+                        outcomes[index] = UpdateOutcome.done()
+                    continue
+                if len(chunk) + len(commands) > MAX_BATCH_CALLS or (pending and pending[-1].round != unit.round):
+                    # `owners` already names this unit's keys: keep them for the next request
+                    mine = {key: owners.pop(key) for key, _ in commands}
+                    flush()
+                    owners.update(mine)
+                chunk.extend(commands)
+                pending.append(unit)
+            flush()
+        except (CrmUnavailable, CrmRejected) as exc:
+            # The whole request failed (over the limit, down, or refused as a whole: no access, a dead token).
+            # What earlier requests wrote stays done; this request's updates and the later ones wait — an
+            # account-wide refusal is not the updates' fault, so they are retried (and parked by the queue's redrive
+            # policy if it lasts), never dropped.
+            for index, outcome in enumerate(outcomes):
+                if outcome is None:
+                    outcomes[index] = UpdateOutcome.retry(str(exc))
+        return [o if o is not None else UpdateOutcome.retry("not sent") for o in outcomes]
 
     # -- inbound -----------------------------------------------------------------------------------------------------
 
@@ -437,6 +457,64 @@ class Bitrix24:
         if not _DEAL_ID.match(deal_id):
             raise MalformedNotification("missing or bad field: data[FIELDS][ID]")
         return CrmWebhook(commands=(IssueInvoiceCommand(deal_id=deal_id, when_stage=trigger.stage_id),))
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """What one deal gets in one request: its updates' ops merged, each op with the updates it stands for."""
+
+    deal_id: str
+    members: tuple[int, ...]
+    ops: tuple[tuple[tuple[int, ...], DealOp], ...]
+    round: int = 0
+
+
+def _rounds(updates: Sequence[DealUpdate], indexes: Sequence[int]) -> list[_Unit]:
+    """One unit per update, a deal's k-th update in round k; sorted by round (stable: batch order within one)."""
+    seen: dict[str, int] = {}
+    units: list[_Unit] = []
+    for index in indexes:
+        update = updates[index]
+        k = seen.get(update.deal_id, 0)
+        seen[update.deal_id] = k + 1
+        units.append(_Unit(update.deal_id, (index,), tuple(((index,), op) for op in update.ops), k))
+    return sorted(units, key=lambda unit: unit.round)
+
+
+def _units(updates: Sequence[DealUpdate], merge: bool) -> list[_Unit]:
+    """Without `merge`: `_rounds`. With it, several pending updates of one deal become one, in the order of their
+    first update: one `crm.deal.update`
+    with the last stage asked (and the last payment link given) — the stages in between would be overwritten at
+    once — at the place of the first stage write, then every other op in order (comments and notices are each
+    kept). Its outcome is each member's: a refused stage write parks every update that asked for a stage. A deal
+    whose merged ops would not fit one request keeps its updates apart (in order)."""
+    if not merge:
+        return _rounds(updates, range(len(updates)))
+    by_deal: dict[str, list[int]] = {}
+    for index, update in enumerate(updates):
+        by_deal.setdefault(update.deal_id, []).append(index)
+    units: list[_Unit] = []
+    for deal_id, indexes in by_deal.items():
+        merged: list[tuple[tuple[int, ...], DealOp]] = []
+        stage_at: int | None = None
+        for index in indexes:
+            for op in updates[index].ops:
+                if op.kind != "set_stage":
+                    merged.append(((index,), op))
+                    continue
+                if stage_at is None:
+                    stage_at = len(merged)
+                    merged.append(((index,), op))
+                    continue
+                owners, earlier = merged[stage_at]
+                link = op.payment_url or earlier.payment_url
+                merged[stage_at] = ((*owners, index), op.model_copy(update={"payment_url": link}))
+        calls = sum(2 if op.kind == "notify_manager" else 1 for _, op in merged if op.kind != "send_to_customer")
+        if len(indexes) > 1 and calls > MAX_BATCH_CALLS:
+            units += [_Unit(deal_id, (i,), tuple(((i,), op) for op in updates[i].ops)) for i in indexes]
+            continue
+        units.append(_Unit(deal_id, tuple(indexes), tuple(merged)))
+    return units
 
 
 def _json(response: httpx.Response) -> Any:

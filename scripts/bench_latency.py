@@ -1,0 +1,157 @@
+"""`make bench-latency`: N invoices of the sandbox tenant (`demo`: the sandbox PSP and CRM) paid at once on the
+local stack; for each, the seconds from the sandbox PSP sending its notification to the sandbox CRM recording the
+deal's "Paid" stage — the whole path: the PSP webhook (verify, record, apply, SendTaskSuccess), the Step Functions
+execution resuming, PublishToDeal, the CRM outbox and its consumer. Prints p50 / p95 / p99 / max and ends with one
+JSON line (`n`, `p50`, `p95`, `p99`; the goal is p99 < 2 s at 200).
+
+The invoices are issued, and their links published, before the clock starts (deals created in the sandbox CRM,
+"Issue invoice" clicked on each); then every payment is made at once (N threads), and the sandbox PSP notifies.
+
+    make bench-latency                          # 200 invoices
+    make bench-latency ARGS="--invoices 50"
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TENANT = "demo"
+CRM_TOKEN = "sandbox-crm-token-demo"  # noqa: S105 - the sandbox portal's shipped token
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))  # nearest rank
+    return ordered[k]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--invoices", type=int, default=200, help="how many invoices are paid at once")
+    parser.add_argument("--timeout", type=float, default=300, help="give up after this many seconds")
+    args = parser.parse_args(argv)
+    if args.invoices < 1:
+        parser.error("--invoices must be at least 1")
+    sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    import logging
+
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    from devstack.stack import LocalStack
+
+    stack = LocalStack(port=0).start()
+    try:
+        summary = run(stack.url, args.invoices, args.timeout)
+    finally:
+        stack.stop()
+    print(json.dumps(summary))
+    return 0 if summary["paid"] == summary["n"] else 1
+
+
+def run(base_url: str, n: int, timeout: float) -> dict[str, Any]:
+    import httpx
+
+    started = time.monotonic()
+
+    def say(text: str) -> None:
+        print(f"[{time.monotonic() - started:7.2f}s] {text}", flush=True)
+
+    local = threading.local()
+
+    def http() -> httpx.Client:
+        if getattr(local, "client", None) is None:
+            local.client = httpx.Client(base_url=base_url, timeout=60)
+        return local.client
+
+    crm = f"/sandbox/crm/{TENANT}/api"
+    auth = {"Authorization": f"Bearer {CRM_TOKEN}"}
+
+    def deal(deal_id: str) -> dict[str, Any]:
+        return dict(http().get(f"{crm}/deals/{deal_id}", headers=auth).json())
+
+    def issue(k: int) -> str:
+        created = (
+            http().post(f"{crm}/deals", headers=auth, json={"title": f"Нагрузка {k}", "amount": 100_000 + k}).json()
+        )
+        answer = http().post(f"{crm}/deals/{created['id']}/issue").json()
+        if answer.get("webhook_status") != 200:
+            raise RuntimeError(f"issue for deal {created['id']}: {answer}")
+        return str(created["id"])
+
+    with ThreadPoolExecutor(max_workers=4) as pool:  # setup: not so many at once that the CRM's bucket thrashes
+        deals = list(pool.map(issue, range(n)))
+    say(f"{n} deals with an invoice each in the sandbox CRM; waiting for their payment links")
+    links: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    while len(links) < n and time.monotonic() < deadline:
+        for deal_id in deals:
+            if deal_id not in links and (url := deal(deal_id).get("payment_url")):
+                links[deal_id] = url
+        time.sleep(0.2)
+    if len(links) < n:
+        raise RuntimeError(f"only {len(links)} of {n} payment links were published")
+    say(f"{n} payment links published; paying all {n} at once")
+
+    gate = threading.Barrier(min(n, 200))
+
+    def pay(deal_id: str) -> tuple[str, str]:
+        payment_id = links[deal_id].rsplit("/", 1)[-1]
+        client = http()
+        with contextlib.suppress(threading.BrokenBarrierError):
+            gate.wait(timeout=30)
+        paid = client.post(f"/sandbox/psp/api/payments/{payment_id}/simulate", json={"action": "pay"}).json()
+        return deal_id, str(paid["event_id"])
+
+    with ThreadPoolExecutor(max_workers=min(n, 200)) as pool:
+        events = dict(pool.map(pay, deals))
+    paid_at = time.monotonic()
+    done: dict[str, float] = {}
+    while len(done) < n and time.monotonic() < paid_at + timeout:
+        for deal_id in deals:
+            if deal_id in done:
+                continue
+            history = deal(deal_id).get("stage_history", [])
+            at = next((h["at"] for h in history if h["stage"] == "PAID"), None)
+            if at is not None:
+                done[deal_id] = at
+        time.sleep(0.2)
+    deliveries = {d["event_id"]: d for d in http().get("/sandbox/psp/api/deliveries").json()}
+    latencies = [
+        done[deal_id] - deliveries[events[deal_id]]["first_sent_at"]
+        for deal_id in deals
+        if deal_id in done and events[deal_id] in deliveries
+    ]
+    p50, p95, p99 = (percentile(latencies, q) for q in (50, 95, 99))
+    worst = max(latencies) if latencies else float("nan")
+    say(
+        f"{len(done)} of {n} deals PAID; notification -> CRM stage: p50 {p50:.3f}s, p95 {p95:.3f}s, "
+        f"p99 {p99:.3f}s, max {worst:.3f}s (goal: p99 < 2 s at 200)"
+    )
+    return {
+        "n": n,
+        "paid": len(done),
+        "p50": round(p50, 3),
+        "p95": round(p95, 3),
+        "p99": round(p99, 3),
+        "max": round(worst, 3),
+        "mean": round(statistics.fmean(latencies), 3) if latencies else None,
+    }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

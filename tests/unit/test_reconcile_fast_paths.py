@@ -1,0 +1,122 @@
+"""The reconciliation's fast paths find exactly what the plain ones do: the default patterns tried only where a
+keyword starts (vs `finditer` at every position), and the fingerprint's whitespace folding (vs a regex)."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from paybridge.domain.bank import _norm
+from paybridge.domain.reconcile import DEFAULT_PATTERNS, compile_patterns, find_numbers
+
+# The same patterns under another source text: `find_numbers` does not recognise them as the defaults, so it runs
+# plain `finditer` over them — the reference.
+PLAIN = tuple(re.compile(f"(?:{pattern})", re.IGNORECASE) for pattern in DEFAULT_PATTERNS)
+FAST = compile_patterns()
+
+WORDS = (
+    "Оплата",
+    "по",
+    "счету",
+    "счёту",
+    "счета",
+    "сч.",
+    "сч",
+    "СЧ-",
+    "счетам",
+    "счет-договор",
+    "Счёт на оплату",
+    "р/",
+    "расчетный",
+    "лицевому",
+    "корр.",
+    "invoice",
+    "Invoice No.",
+    "inv.",
+    "inv",
+    "invoices",
+    "INV-",
+    "ИНВ-",
+    "№",
+    "N",
+    "#",
+    "от",
+    "и",
+    "and",
+    ",",
+    ";",
+    "-",
+    "/",
+    ".",
+    ":",
+    " ",
+    "  ",
+    "\t",
+    "\u00a0",
+    "\n",
+    "12",
+    "2026",
+    "0042",
+    "45/2",
+    "А-17",
+    "A",
+    "7",
+    "01.11.2026",
+    "1234567890",
+    "ИНН",
+    "НДС",
+    "за",
+    "ё",
+    "İnv",
+    "ınv",
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.sampled_from(WORDS), max_size=18).map("".join))
+def test_default_patterns_find_what_finditer_finds(purpose: str) -> None:
+    assert find_numbers(purpose, FAST) == find_numbers(purpose, PLAIN)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("сСчЧiInNvVиИнНвВ№ .-/0123456789тоТО\u0130\u0131"), max_size=40))
+def test_default_patterns_on_keyword_soup(purpose: str) -> None:
+    assert find_numbers(purpose, FAST) == find_numbers(purpose, PLAIN)
+
+
+def test_a_tenant_pattern_still_runs_first() -> None:
+    # Given a tenant pattern before the defaults, When it and a default overlap, Then the tenant's match wins
+    patterns = compile_patterns([r"заказ\s*(?P<number>Z-?\d+)"])
+    assert find_numbers("Оплата заказ Z-17 по счету № 5", patterns) == ("z-17", "5")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=30) | st.none())
+def test_whitespace_folding_is_the_regex_one(text: str | None) -> None:
+    assert _norm(text) == re.sub(r"\s+", " ", (text or "").strip()).casefold()
+
+
+def test_every_character_matching_a_keyword_letter_case_folds_to_it() -> None:
+    # The fast path's premise, over all of Unicode: what IGNORECASE lets match a keyword letter folds to that
+    # letter (after the two Turkish i's are mapped), or folds to several characters (then the regex scan is used).
+    from paybridge.domain.reconcile import _KEYWORDS, _SIGN_STARTS
+
+    for letter in sorted({ch for keyword in _KEYWORDS for ch in keyword}):
+        matches = re.compile(re.escape(letter), re.IGNORECASE).fullmatch
+        for code in range(0x110000):
+            char = chr(code)
+            if matches(char):
+                folded = char.replace("\u0130", "i").replace("\u0131", "i").casefold()
+                assert folded == letter or len(folded) != 1, (letter, hex(code))
+    # and a number sign can only begin with one of these (else `normalize_number` skips its regex)
+    signs = re.compile(r"№|#|n", re.IGNORECASE).fullmatch
+    assert {chr(code) for code in range(0x110000) if signs(chr(code))} <= _SIGN_STARTS
+
+
+def test_a_purpose_whose_folding_changes_its_length() -> None:
+    # "ß" folds to "ss": positions would shift, so the starts come from the case-insensitive regex
+    purpose = "Straße ß, оплата по счёту № 17 и İNV-2026-5"
+    assert find_numbers(purpose, FAST) == find_numbers(purpose, PLAIN)
+    assert "17" in find_numbers(purpose, FAST)
