@@ -48,6 +48,32 @@ def function_arn(logical_id: str) -> str:
     return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{logical_id}"
 
 
+def _fifo_dedup_window(sqs_models: Any) -> None:
+    """SQS drops a FIFO message whose deduplication id was sent in the last 5 minutes — even when the first one was
+    received and deleted meanwhile. moto only compares with the messages still in the queue, so a repeat sent after
+    the first was consumed would be delivered again; remember each id for the whole interval, as SQS does."""
+    if getattr(sqs_models.Queue.add_message, "_paybridge_dedup", False):
+        return
+    original = sqs_models.Queue.add_message
+    window = sqs_models.DEDUPLICATION_TIME_IN_SECONDS
+
+    def add_message(queue: Any, message: Any) -> None:
+        dedup = message.deduplication_id if queue.fifo_queue else None
+        if dedup is None:
+            return original(queue, message)
+        seen: dict[str, float] = queue.__dict__.setdefault("_paybridge_dedup_seen", {})
+        now = time.time()
+        for key in [k for k, at in seen.items() if now - at >= window]:
+            del seen[key]
+        if dedup in seen:
+            return None
+        seen[dedup] = now
+        return original(queue, message)
+
+    add_message._paybridge_dedup = True  # type: ignore[attr-defined]
+    sqs_models.Queue.add_message = add_message
+
+
 def _one_request_at_a_time(response_class: Any) -> None:
     """Serialise a moto service's request handling with one lock (idempotent: patched once per process)."""
     if getattr(response_class.call_action, "_paybridge_locked", False):
@@ -325,6 +351,7 @@ class LocalAws:
         sqs_models.unix_time_millis = unix_time_millis
         sqs_models.unix_time = unix_time
         _one_request_at_a_time(SQSResponse)
+        _fifo_dedup_window(sqs_models)
 
     @staticmethod
     def _patch_dynamodb() -> None:

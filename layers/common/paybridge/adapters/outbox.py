@@ -11,6 +11,7 @@ asks for, a `DealCheck`, so reads are batched and rate-limited the same way).
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -82,7 +83,9 @@ class SqsCrmOutbox:
             QueueUrl=self._dlq,
             MessageBody=body,
             MessageGroupId=group,
-            MessageDeduplicationId=hashlib.sha256(body.encode()).hexdigest(),
+            # SQS drops a FIFO message whose deduplication id it saw in the last 5 minutes, even when that one was
+            # redriven meanwhile: parking the same body again (refused again after a redrive) must not be dropped
+            MessageDeduplicationId=f"{hashlib.sha256(body.encode()).hexdigest()[:64]}-{uuid.uuid4().hex}",
             MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000] or "rejected"}},
         )
 

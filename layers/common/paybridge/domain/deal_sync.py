@@ -42,7 +42,11 @@ class DealUpdate(BaseModel):
 
     @property
     def update_id(self) -> str:
-        """Stable across retries of the step that produced it: the outbox's deduplication id."""
+        """Stable across retries of the step that produced it: the outbox's deduplication id. A person's re-sync
+        carries its own key (`resync:<key>`): the same key is one update whatever version the invoice is at, so
+        concurrent repeats of the request enqueue one write."""
+        if self.event.startswith(f"{RESYNC_EVENT}:"):
+            return f"{self.invoice_id}:{self.event}"[:128]
         return f"{self.invoice_id}:v{self.version}:{self.event or 'sync'}"[:128]
 
     @property
