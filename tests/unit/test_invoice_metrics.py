@@ -96,4 +96,4 @@ def test_the_emf_record_has_provider_and_method_dimensions_and_the_tenant_as_a_p
     assert directive["Metrics"] == [{"Name": "InvoicesPaid", "Unit": "Count"}]
     assert record["InvoicesPaid"] == 1 and record["tenant"] == "acme"
     assert (record["provider"], record["method"]) == ("sandbox", "card")
-    assert "tenant" not in sum(directive["Dimensions"], [])
+    assert all("tenant" not in dims for dims in directive["Dimensions"])
