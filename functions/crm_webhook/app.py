@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from paybridge.http.entry import RoutePolicy, resolve
@@ -52,8 +51,7 @@ def handle_crm_webhook(tenant: TenantPath, crm: CrmPath) -> Response[dict[str, A
     if len(result.issued) == 1:
         logger.set_correlation_id(result.issued[0].invoice.invoice_id)
     created = sum(1 for r in result.issued if r.created)
-    if created:
-        metrics.add_metric(name="InvoicesIssued", unit=MetricUnit.Count, value=created)
+    # InvoicesIssued is counted where the invoice is created (app/metrics.py)
     accepted = result.checks or result.echoes
     status = "issued" if created else "exists" if result.issued else "accepted" if accepted else "ignored"
     body_out = {

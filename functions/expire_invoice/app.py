@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from paybridge.app.lifecycle_contract import LifecycleState
-from paybridge.domain.invoice import InvoiceState
 from paybridge.lambda_events import event_parser
 from paybridge.observability import logger, metrics, tracer
 from paybridge.wiring import get_lifecycle_tasks
@@ -20,7 +18,6 @@ from paybridge.wiring import get_lifecycle_tasks
 @tracer.capture_lambda_handler(capture_response=False)
 @event_parser(model=LifecycleState)
 def lambda_handler(event: LifecycleState, context: LambdaContext) -> dict[str, Any]:
+    # InvoicesExpired is counted where the change is applied (app/metrics.py)
     state = get_lifecycle_tasks().expire_invoice(event.tenant_id, event.invoice_id, event.expiry_attempt or 0)
-    if state.outcome is not None and state.outcome.state is InvoiceState.EXPIRED:
-        metrics.add_metric(name="InvoicesExpired", unit=MetricUnit.Count, value=1)
     return state.document()

@@ -81,8 +81,6 @@ def handle_create_invoice(tenant: TenantPath, body: CreateInvoiceBody, api_key: 
     request = body.to_domain(_authorized(tenant, api_key).currency)
     result = get_issuing().issue_invoice(tenant, request, lifetime_given=body.lifetime_seconds is not None)
     logger.set_correlation_id(result.invoice.invoice_id)
-    if result.created:
-        metrics.add_metric(name="InvoicesIssued", unit=MetricUnit.Count, value=1)
     return Response(
         status_code=201 if result.created else 200,
         content_type="application/json",
@@ -111,8 +109,6 @@ def handle_create_schedule(
     template = body.template(deal_id, _authorized(tenant, api_key).currency)
     results = get_issuing().issue_schedule(tenant, template, body.stages)
     created = sum(1 for r in results if r.created)
-    if created:
-        metrics.add_metric(name="InvoicesIssued", unit=MetricUnit.Count, value=created)
     out = ScheduleOut(deal_id=deal_id, number=body.number, invoices=[InvoiceOut.of(r.invoice) for r in results])
     return Response(status_code=201 if created else 200, content_type="application/json", body=out)
 
@@ -183,7 +179,6 @@ def handle_cancel_invoice(
     logger.set_correlation_id(invoice_id)
     _authorized(tenant, api_key)
     invoice = get_invoices().cancel_invoice(tenant, invoice_id, body.reason if body else "")
-    metrics.add_metric(name="InvoicesCancelled", unit=MetricUnit.Count, value=1)
     return InvoiceOut.of(invoice)
 
 

@@ -56,9 +56,6 @@ def handle_psp_notification(tenant: TenantPath, provider: ProviderPath) -> Respo
         logger.set_correlation_id(result.invoice.invoice_id)
     if result.duplicate:
         metrics.add_metric(name="DuplicateNotifications", unit=MetricUnit.Count, value=1)
-    if result.seconds_to_pay is not None:
-        metrics.add_metric(name="InvoicesPaid", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name="TimeToPay", unit=MetricUnit.Seconds, value=result.seconds_to_pay)
     ack = result.acknowledgement
     return Response(status_code=ack.status_code, content_type=ack.content_type, body=ack.body)
 

@@ -509,3 +509,11 @@ class TestRecurrentAgainstTheFake:
         declined = tbank.charge_saved(charge(method=note.saved_method, order_id="inv_cccccccccccccccccccccccccc"))
         assert declined.status == "failed" and "1051" in declined.detail
         assert len([p for p in fake.payments.values() if p.order_id == charge().order_id]) == 1
+
+
+@pytest.mark.parametrize("method", ["card", "sbp"])
+def test_a_confirmed_notification_is_paid_by_the_terminals_method(method: str) -> None:
+    """T-Bank's notification does not name the method: it is the tenant's setting (SBP payments are made by GetQr)."""
+    note = adapter(method).verify_notification({}, signed(NOTIFICATION))
+    assert (note.kind, note.method) == ("paid", method)
+    assert adapter(method).verify_notification({}, signed({**NOTIFICATION, "Status": "REJECTED"})).method is None

@@ -381,3 +381,13 @@ class TestRecurrentAgainstTheFake:
         declined = yk.charge_saved(charge(method=note.saved_method, order_id="inv_cccccccccccccccccccccccccc"))
         assert (declined.status, declined.detail) == ("failed", "insufficient_funds")
         assert len(fake.payments) == 3
+
+
+@respx.mock
+@pytest.mark.parametrize(("kind", "method"), [("bank_card", "card"), ("sbp", "sbp")])
+def test_the_method_of_a_paid_payment_is_its_payment_method_type(kind: str, method: str) -> None:
+    paid = {**payment("succeeded"), "payment_method": {"type": kind, "id": "pm-1", "saved": False}}
+    respx.get(f"{BASE}payments/{PID}").mock(return_value=httpx.Response(200, json=paid))
+    note = adapter().verify_notification({}, envelope("payment.succeeded", PID))
+    assert note.kind == "paid" and note.method == method
+    assert [fact.method for fact in adapter().get_payment(PID).receipts] == [method]

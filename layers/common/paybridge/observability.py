@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -113,3 +115,34 @@ tracer = LazyTracer()
 metrics = Metrics(namespace="PayBridge")
 # Secrets, API keys, tokens, e-mails and phones are masked in every line: ours, Powertools' and the HTTP client's
 redaction.install(logging.getLogger(logger.name))
+
+
+class EmfInvoiceMetrics:
+    """`app.metrics.InvoiceMetrics` as CloudWatch EMF, one record per metric (flushed at once, so a metric counted by
+    a schedule or a queue consumer is never lost with its invocation's batch). Each record carries two dimension
+    sets: `service` (what the alarms and the dashboard read) and `service, provider, method`; the tenant is a
+    property of the record, never a dimension."""
+
+    def __init__(self, namespace: str = "PayBridge") -> None:
+        self.namespace = namespace
+
+    def record(self, name: str, value: float, unit: str, *, tenant_id: str, provider: str, method: str) -> None:
+        service = os.environ.get("POWERTOOLS_SERVICE_NAME") or "paybridge"
+        document = {
+            "_aws": {
+                "Timestamp": int(time.time() * 1000),
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": self.namespace,
+                        "Dimensions": [["service"], ["service", "provider", "method"]],
+                        "Metrics": [{"Name": name, "Unit": unit}],
+                    }
+                ],
+            },
+            "service": service,
+            "provider": provider,
+            "method": method,
+            "tenant": tenant_id,
+            name: value,
+        }
+        print(json.dumps(document, separators=(",", ":")), flush=True)

@@ -16,6 +16,7 @@ from paybridge.adapters.psp.base import PaymentProvider
 from paybridge.adapters.registry import BANK_SOURCES, CRMS, PSPS, SENDERS, AdapterContext
 from paybridge.adapters.settings import OAuthAppAuth
 from paybridge.app.changes import InvoiceChanges
+from paybridge.app.metrics import InvoiceMetrics
 from paybridge.secrets import resolve_secret
 from paybridge.settings import get_settings
 from paybridge.storage.dynamodb import DynamoInvoiceRepository
@@ -142,7 +143,14 @@ def get_lifecycle() -> StepFunctionsLifecycle:
 
 @lru_cache(maxsize=1)
 def get_changes() -> InvoiceChanges:
-    return InvoiceChanges(get_repo(), get_lifecycle())
+    return InvoiceChanges(get_repo(), get_lifecycle(), metrics=get_invoice_metrics())
+
+
+@lru_cache(maxsize=1)
+def get_invoice_metrics() -> InvoiceMetrics:
+    from paybridge.observability import EmfInvoiceMetrics
+
+    return EmfInvoiceMetrics()
 
 
 # -- application services, one per job -----------------------------------------------------------------------------
@@ -153,7 +161,14 @@ def get_issuing() -> Issuing:
     from paybridge.app.issuing import Issuing
 
     return Issuing(
-        get_tenants(), get_repo(), get_lifecycle(), make_provider, make_crm, get_outbox(), echoes=get_echo_ledger()
+        get_tenants(),
+        get_repo(),
+        get_lifecycle(),
+        make_provider,
+        make_crm,
+        get_outbox(),
+        echoes=get_echo_ledger(),
+        metrics=get_invoice_metrics(),
     )
 
 

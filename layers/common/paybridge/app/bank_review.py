@@ -122,7 +122,7 @@ class BankReview:
                 raise LeverInvalid(f"invoice {invoice.number} already holds money from this line")
 
     def _assign(self, tenant_id: str, fingerprint: str, assignment: Assignment, request: LeverRequest) -> Invoice:
-        event = MoneyReceived(ref=f"bank:{fingerprint}", amount=assignment.amount)
+        event = MoneyReceived(ref=f"bank:{fingerprint}", amount=assignment.amount, method="bank_transfer")
         record = ProviderEventRecord(
             provider="bank",
             event_id=f"{fingerprint}:{assignment.invoice_id}",

@@ -171,7 +171,7 @@ class Banking:
 
     def _apply(self, tenant: TenantConfig, line: StatementLine, decision: Decision) -> None:
         for allocation in decision.allocations:
-            event = MoneyReceived(ref=f"bank:{line.fingerprint}", amount=allocation.amount)
+            event = MoneyReceived(ref=f"bank:{line.fingerprint}", amount=allocation.amount, method="bank_transfer")
             record = ProviderEventRecord(
                 provider="bank",
                 event_id=f"{line.fingerprint}:{allocation.invoice_id}",

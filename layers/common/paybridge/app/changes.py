@@ -6,21 +6,26 @@ through `InvoiceChanges.apply`, so a change is audited and announced the same wa
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from paybridge.adapters.lifecycle import LifecycleEngine
+from paybridge.app import metrics as invoice_metrics
 from paybridge.app.errors import InvoiceNotFound
 from paybridge.app.lifecycle_contract import LifecycleState
+from paybridge.app.metrics import InvoiceMetrics, NoMetrics
 from paybridge.domain.events import InvoiceEvent, apply
 from paybridge.domain.invoice import FINAL_STATES, Invoice
 from paybridge.storage.errors import ConcurrentModification
 from paybridge.storage.repository import InvoiceRepository, ProviderEventRecord, Saved
 
 MAX_WRITE_ATTEMPTS = 25
+
+logger = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -52,6 +57,8 @@ class InvoiceChanges:
     repo: InvoiceRepository
     lifecycle: LifecycleEngine
     clock: Callable[[], datetime] = utc_now
+    #: Counts every applied change the same way whichever path made it (see `app/metrics.py`).
+    metrics: InvoiceMetrics = field(default_factory=NoMetrics)
 
     def get(self, tenant_id: str, invoice_id: str) -> Invoice:
         invoice = self.repo.get(tenant_id, invoice_id)
@@ -89,6 +96,10 @@ class InvoiceChanges:
                 time.sleep(random.uniform(0, 0.01 * (attempt + 1)))  # noqa: S311 - jitter, not crypto
                 continue
             change = Change(saved, changed=True, was_final=was_final)
+            try:
+                invoice_metrics.changed(self.metrics, current, saved.invoice, event, self.clock())
+            except Exception:  # a metric never undoes a written change
+                logger.exception("metrics of %s not recorded", invoice_id)
             if announce is not None:
                 self.announce(change, announce)
             return change

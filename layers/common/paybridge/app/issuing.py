@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -17,8 +17,10 @@ from paybridge.adapters.crm.base import Crm, Deal
 from paybridge.adapters.lifecycle import LifecycleEngine
 from paybridge.adapters.outbox import CrmOutbox
 from paybridge.adapters.psp.base import PaymentProvider
+from paybridge.app import metrics as invoice_metrics
 from paybridge.app.changes import utc_now
 from paybridge.app.errors import DealNotInvoiceable, LifetimeOutOfRange, RouteNotConfigured
+from paybridge.app.metrics import InvoiceMetrics, NoMetrics
 from paybridge.app.receipts import receipt_for
 from paybridge.domain.deal_sync import DealCheck
 from paybridge.domain.errors import InvoiceConflict, ScheduleError
@@ -71,6 +73,8 @@ class Issuing:
     clock: Callable[[], datetime] = utc_now
     #: Our own writes remembered (see paybridge.app.deal_delivery.EchoLedger): their change events need no read.
     echoes: EchoLedger | None = None
+    #: Counts the invoices created (the invoice-creating write), like `InvoiceChanges` counts their changes.
+    metrics: InvoiceMetrics = field(default_factory=NoMetrics)
 
     def issue_invoice(self, tenant_id: str, request: NewInvoice, lifetime_given: bool = True) -> IssueResult:
         return self.commit(self.prepare(tenant_id, request, lifetime_given))
@@ -108,6 +112,8 @@ class Issuing:
                 f"invoice {stored.number} of deal {stored.deal_id} was issued for {stored.describe_amount()}"
                 " with other terms; use another invoice number"
             )
+        if created:
+            invoice_metrics.issued(self.metrics, stored)
         self.lifecycle.start(stored.tenant_id, stored.invoice_id)  # idempotent: also repairs a crash between the two
         return IssueResult(invoice=stored, created=created)
 

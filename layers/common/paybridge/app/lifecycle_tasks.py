@@ -130,7 +130,7 @@ class LifecycleTasks:
         created = PaymentCreated(payment_id=result.payment_id, payment_url="")
         invoice = self.changes.apply(tenant.tenant_id, invoice.invoice_id, created).invoice
         if result.status == "succeeded":
-            money = MoneyReceived(ref=f"charge:{result.payment_id}", amount=invoice.amount)
+            money = MoneyReceived(ref=f"charge:{result.payment_id}", amount=invoice.amount, method="saved_method")
             invoice = self.changes.apply(tenant.tenant_id, invoice.invoice_id, money).invoice
         return self._state(invoice, "payment_created")
 

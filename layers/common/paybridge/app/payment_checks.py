@@ -49,7 +49,8 @@ class PaymentChecks:
         for fact in snapshot.receipts:
             if fact.ref in invoice.receipts:
                 continue
-            money = MoneyReceived(ref=fact.ref, amount=fact.amount, expected_amount=expected)
+            method = "saved_method" if invoice.charge_method else fact.method
+            money = MoneyReceived(ref=fact.ref, amount=fact.amount, expected_amount=expected, method=method)
             why = f"{actor.why}; {provider.name} reports {snapshot.raw_status}".lstrip("; ")
             change = self.changes.apply(
                 tenant_id,

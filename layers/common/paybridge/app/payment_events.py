@@ -62,6 +62,8 @@ class PaymentEvents:
         expected = None if provider.supports_partial_payments else invoice.amount
         if note.refund_key is not None and note.refund_key not in invoice.refund_requests:
             note = note.model_copy(update={"refund_key": None})  # not asked through us: an outside refund
+        if invoice.charge_method and note.kind == "paid":  # a subscription's charge of its saved method
+            note = note.model_copy(update={"method": "saved_method"})
         event = _event_for(note, expected)
         record = ProviderEventRecord(
             provider=provider.name,
@@ -103,7 +105,9 @@ class PaymentEvents:
 
 def _event_for(note: Notification, expected_amount: int | None) -> InvoiceEvent | None:
     if note.kind == "paid" and note.amount:
-        return MoneyReceived(ref=note.operation_ref, amount=note.amount, expected_amount=expected_amount)
+        return MoneyReceived(
+            ref=note.operation_ref, amount=note.amount, expected_amount=expected_amount, method=note.method
+        )
     if note.kind == "declined":
         return PaymentDeclined(ref=note.operation_ref, reason=note.detail or note.raw_status)
     if note.kind == "refunded" and note.amount:

@@ -23,6 +23,7 @@ from paybridge.domain.invoice import (
     InvoiceState,
     ManualMethod,
     ManualPayment,
+    PaymentMethod,
     RefundRequest,
 )
 from paybridge.domain.money import PositiveMinorUnits
@@ -45,6 +46,8 @@ class MoneyReceived(BaseModel):
     ref: str
     amount: PositiveMinorUnits
     expected_amount: int | None = None
+    #: How it was paid, from what the provider or the bank says (None: not told).
+    method: PaymentMethod | None = None
 
 
 class PaymentDeclined(BaseModel):
@@ -191,6 +194,8 @@ def apply(invoice: Invoice, event: InvoiceEvent, at: datetime | None = None) -> 
             if event.expected_amount is not None and event.expected_amount != event.amount:
                 flags.add("amount_mismatch")
             updates = {"receipts": receipts, "flags": tuple(sorted(flags))}
+            if event.method is not None:
+                updates["receipt_methods"] = {**invoice.receipt_methods, event.ref: event.method}
             amount, ref = event.amount, event.ref
         case PaidOutside():
             manual = ManualPayment(amount=event.amount, method=event.method, reference=event.reference)
@@ -212,6 +217,7 @@ def apply(invoice: Invoice, event: InvoiceEvent, at: datetime | None = None) -> 
                 flags.add("paid_after_close")
             updates = {
                 "receipts": receipts,
+                "receipt_methods": {**invoice.receipt_methods, event.ref: "manual"},
                 "manual_payments": {**invoice.manual_payments, event.key: manual},
                 "flags": tuple(sorted(flags)),
             }

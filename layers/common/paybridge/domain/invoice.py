@@ -94,6 +94,11 @@ class RefundRequest(BaseModel):
 
 ManualMethod = Literal["cash", "bank_transfer", "other"]
 
+#: How money reached the invoice, per money fact: a card or SBP payment at the provider, a bank transfer matched
+#: from a statement, a charge of a saved method (a subscription's period), or money a person recorded (`manual`).
+PaymentMethod = Literal["card", "sbp", "bank_transfer", "saved_method", "manual"]
+PAYMENT_METHODS: tuple[PaymentMethod, ...] = ("card", "sbp", "bank_transfer", "saved_method", "manual")
+
 
 class ManualPayment(BaseModel):
     """Money a person recorded as received outside PayBridge (cash at the office, a transfer to another account),
@@ -141,6 +146,8 @@ class Invoice(BaseModel):
     payment_url: str | None = None
     qr_payload: str | None = None
     receipts: dict[str, MinorUnits] = Field(default_factory=dict)
+    #: How each receipt was paid (same keys as `receipts`; older invoices and unknown methods have no entry).
+    receipt_methods: dict[str, PaymentMethod] = Field(default_factory=dict)
     refunds: dict[str, MinorUnits] = Field(default_factory=dict)
     declines: dict[str, str] = Field(default_factory=dict)
     refund_requests: dict[str, RefundRequest] = Field(default_factory=dict)
@@ -163,6 +170,15 @@ class Invoice(BaseModel):
     @property
     def paid(self) -> int:
         return sum(self.receipts.values())
+
+    @property
+    def paid_by_method(self) -> dict[str, int]:
+        """The money received per method (`unknown` for receipts whose method was not told)."""
+        totals: dict[str, int] = {}
+        for ref, amount in self.receipts.items():
+            method = self.receipt_methods.get(ref, "unknown")
+            totals[method] = totals.get(method, 0) + amount
+        return totals
 
     @property
     def refunded(self) -> int:

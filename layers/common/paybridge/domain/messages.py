@@ -55,8 +55,26 @@ def paid_outside(invoice: Invoice) -> str:
     )
 
 
+#: How the money came, as the deal's timeline says it.
+_PAID_BY = {
+    "card": "картой",
+    "sbp": "через СБП",
+    "bank_transfer": "банковским переводом",
+    "saved_method": "списанием с сохранённой карты",
+    "manual": "вне PayBridge",
+}
+
+
+def paid_by(invoice: Invoice) -> str:
+    """ " картой", " через СБП и банковским переводом", or "" when no receipt's method is known."""
+    names = [_PAID_BY[m] for m in _PAID_BY if m in invoice.paid_by_method]
+    if not names:
+        return ""
+    return " " + (names[0] if len(names) == 1 else ", ".join(names[:-1]) + " и " + names[-1])
+
+
 def paid(invoice: Invoice) -> str:
-    text = f"PayBridge: счёт № {invoice.number} оплачен: {invoice.describe_amount(invoice.paid)}."
+    text = f"PayBridge: счёт № {invoice.number} оплачен{paid_by(invoice)}: {invoice.describe_amount(invoice.paid)}."
     if "overpaid" in invoice.flags:
         text += f" Переплата {invoice.describe_amount(invoice.paid - invoice.amount)}."
     return text
@@ -64,7 +82,7 @@ def paid(invoice: Invoice) -> str:
 
 def partially_paid(invoice: Invoice) -> str:
     return (
-        f"PayBridge: по счёту № {invoice.number} получено {invoice.describe_amount(invoice.paid)} "
+        f"PayBridge: по счёту № {invoice.number} получено{paid_by(invoice)} {invoice.describe_amount(invoice.paid)} "
         f"из {invoice.describe_amount()}, не хватает {invoice.describe_amount(invoice.outstanding)}."
     )
 

@@ -155,6 +155,9 @@ class InvoiceOut(BaseModel):
     state: InvoiceState
     amount: int
     paid: int
+    #: The money received per method (`card`, `sbp`, `bank_transfer`, `saved_method`, `manual`; `unknown` for money
+    #: recorded before methods were), minor units.
+    paid_by_method: dict[str, int] = Field(default_factory=dict)
     refunded: int
     refund_awaiting_payment: int = Field(
         default=0,
@@ -185,6 +188,7 @@ class InvoiceOut(BaseModel):
             state=invoice.state,
             amount=invoice.amount,
             paid=invoice.paid,
+            paid_by_method=invoice.paid_by_method,
             refunded=invoice.refunded,
             refund_awaiting_payment=invoice.refund_awaiting_payment,
             outstanding=invoice.outstanding,

@@ -7,7 +7,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from paybridge.domain.invoice import Customer
+from paybridge.domain.invoice import Customer, PaymentMethod
 from paybridge.domain.receipt import FiscalReceipt
 
 
@@ -87,6 +87,8 @@ class Notification(BaseModel):
     refund_key: str | None = None
     #: For a paid payment created with `save_method`: the provider's handle of the saved method, for `charge_saved`.
     saved_method: str | None = None
+    #: For a paid notification: how the payer paid (`card`, `sbp`), from what the provider says.
+    method: PaymentMethod | None = None
 
 
 #: Where a payment stands at the provider, for deciding what may be done to it without a notification:
@@ -105,6 +107,8 @@ class MoneyFact(BaseModel):
     model_config = ConfigDict(frozen=True)
     ref: str
     amount: int
+    #: How it was paid (`card`, `sbp`), as the provider says; the same as its notification's `method`.
+    method: PaymentMethod | None = None
 
 
 class PaymentSnapshot(BaseModel):

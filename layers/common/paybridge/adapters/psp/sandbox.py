@@ -50,6 +50,7 @@ from paybridge.adapters.psp.base import (
 from paybridge.adapters.registry import PSPS, AdapterContext
 from paybridge.adapters.settings import HttpUrl, PaymentMethodKind, PspSettingsBase, SecretRef
 from paybridge.adapters.wire import loads_json
+from paybridge.domain.invoice import PaymentMethod
 from paybridge.domain.money import MinorUnits
 
 
@@ -171,7 +172,7 @@ class SandboxPsp:
     def get_payment(self, payment_id: str) -> PaymentSnapshot:
         data = self._send("GET", f"/api/payments/{payment_id}").json()
         receipts = tuple(
-            MoneyFact(ref=f"sandbox:{op['id']}", amount=int(op["amount"]))
+            MoneyFact(ref=f"sandbox:{op['id']}", amount=int(op["amount"]), method=self._method_kind())
             for op in data.get("operations", [])
             if op.get("type") == "payment.succeeded" and op.get("id")
         )
@@ -224,7 +225,12 @@ class SandboxPsp:
             raw_status=parsed.type,
             refund_key=parsed.refund_key,
             saved_method=parsed.saved_method if STATUS_MAP.get(parsed.type) == "paid" else None,
+            method=self._method_kind() if STATUS_MAP.get(parsed.type) == "paid" else None,
         )
+
+    def _method_kind(self) -> PaymentMethod:
+        """The sandbox's payments are paid by the method they were created with (its `method` setting)."""
+        return "sbp" if self._method == "sbp" else "card"
 
     def acknowledgement(self) -> Acknowledgement:
         return Acknowledgement(status_code=200, body="OK")

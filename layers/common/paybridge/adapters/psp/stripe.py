@@ -225,7 +225,9 @@ class StripeCheckout:
             saved_method=self._saved_method(session) if paid else None,
             phase=phase,
             # named as the checkout.session.completed notification names it
-            receipts=(MoneyFact(ref=f"stripe:{intent_id or payment_id}", amount=amount),) if paid else (),
+            receipts=(MoneyFact(ref=f"stripe:{intent_id or payment_id}", amount=amount, method="card"),)
+            if paid
+            else (),
         )
 
     def _saved_method(self, session: dict[str, Any]) -> str | None:
@@ -345,6 +347,7 @@ class StripeCheckout:
                 amount=int(obj.get("amount_total") or 0),
                 raw_status=event_type,
                 saved_method=self._saved_method(obj) if kind == "paid" else None,
+                method="card" if kind == "paid" else None,
             )
         return Notification(
             event_id=event_id,

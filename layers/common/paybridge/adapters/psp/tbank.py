@@ -341,7 +341,11 @@ class TBankAcquiring:
             phase = "in_progress"  # one-stage: CONFIRMED follows by itself
         # The money fact is named as the CONFIRMED notification names it; a payment refunded since was paid, but
         # GetState's Amount is then no longer what was taken: recorded by a person, not guessed here.
-        receipts = (MoneyFact(ref=f"tbank:{payment_id}", amount=amount),) if status == "CONFIRMED" else ()
+        receipts = (
+            (MoneyFact(ref=f"tbank:{payment_id}", amount=amount, method=self._settings.method),)
+            if status == "CONFIRMED"
+            else ()
+        )
         return PaymentSnapshot(
             payment_id=payment_id,
             raw_status=status,
@@ -413,6 +417,8 @@ class TBankAcquiring:
             raw_status=status,
             detail=detail,
             saved_method=str(data["RebillId"]) if kind == "paid" and data.get("RebillId") else None,
+            # the notification does not name the method: the tenant's setting (SBP payments are made by its GetQr)
+            method=self._settings.method if kind == "paid" else None,
         )
 
     def acknowledgement(self) -> Acknowledgement:

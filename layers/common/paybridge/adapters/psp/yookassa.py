@@ -54,6 +54,7 @@ from paybridge.adapters.psp.base import (
 from paybridge.adapters.registry import PSPS, AdapterContext
 from paybridge.adapters.settings import HttpUrl, PaymentMethodKind, PspSettingsBase, SecretRef
 from paybridge.adapters.wire import loads_json
+from paybridge.domain.invoice import PaymentMethod
 from paybridge.domain.money import from_decimal_string, to_decimal_string
 from paybridge.domain.receipt import FiscalReceipt
 
@@ -235,7 +236,9 @@ class YooKassa:
             refunded_amount=from_decimal_string(refunded["value"]) if refunded else 0,
             saved_method=saved_method(data),
             phase=PHASE.get(status, "in_progress"),
-            receipts=(MoneyFact(ref=f"yookassa:{payment_id}", amount=amount),) if paid else (),
+            receipts=(MoneyFact(ref=f"yookassa:{payment_id}", amount=amount, method=self._method_of(data)),)
+            if paid
+            else (),
         )
 
     def charge_saved(self, request: ChargeRequest) -> ChargeResult:
@@ -314,7 +317,17 @@ class YooKassa:
             raw_status=status,
             detail=detail,
             saved_method=saved_method(payment) if kind == "paid" else None,
+            method=self._method_of(payment) if kind == "paid" else None,
         )
+
+    def _method_of(self, payment: dict[str, Any]) -> PaymentMethod:
+        """From the payment's `payment_method.type` (`bank_card` → card, `sbp` → sbp); else the tenant's setting."""
+        kind = str((payment.get("payment_method") or {}).get("type", ""))
+        if kind == "sbp":
+            return "sbp"
+        if kind == "bank_card":
+            return "card"
+        return self._settings.method
 
     def _refund_notification(self, event: str, refund_id: str) -> Notification:
         refund = self._fetch(f"refunds/{refund_id}")

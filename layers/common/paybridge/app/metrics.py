@@ -1,0 +1,91 @@
+"""Business metrics of invoices, counted in one place: where a change is applied (`InvoiceChanges.apply`) and where an
+invoice is created (`Issuing`). Every path — a PSP notification, a bank line, a re-check, a person's lever, a
+subscription's charge, a staged part — therefore counts the same.
+
+Dimensions are the provider and the method only (each dimension value is a billed metric); the tenant travels as a
+property of the record (for Logs Insights), never as a dimension."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+from paybridge.domain.events import InvoiceEvent, MoneyReceived, PaidOutside, RefundConfirmed
+from paybridge.domain.invoice import Invoice, InvoiceState
+
+MetricUnitName = Literal["Count", "Seconds", "None"]
+#: The method dimension when a fact names none (an invoice's issue, an expiry, a refund).
+NO_METHOD = "none"
+
+
+class InvoiceMetrics(Protocol):
+    def record(
+        self, name: str, value: float, unit: MetricUnitName, *, tenant_id: str, provider: str, method: str
+    ) -> None: ...
+
+
+class NoMetrics:
+    def record(
+        self, name: str, value: float, unit: MetricUnitName, *, tenant_id: str, provider: str, method: str
+    ) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    name: str
+    value: float
+    unit: MetricUnitName
+    tenant_id: str
+    provider: str
+    method: str
+
+
+@dataclass
+class RecordingMetrics:
+    """A fake for tests: keeps what was recorded."""
+
+    recorded: list[Recorded] = field(default_factory=list)
+
+    def record(
+        self, name: str, value: float, unit: MetricUnitName, *, tenant_id: str, provider: str, method: str
+    ) -> None:
+        self.recorded.append(Recorded(name, value, unit, tenant_id, provider, method))
+
+    def names(self) -> list[str]:
+        return [r.name for r in self.recorded]
+
+
+def issued(metrics: InvoiceMetrics, invoice: Invoice) -> None:
+    metrics.record(
+        "InvoicesIssued", 1, "Count", tenant_id=invoice.tenant_id, provider=invoice.provider, method=NO_METHOD
+    )
+
+
+def changed(metrics: InvoiceMetrics, before: Invoice, after: Invoice, event: InvoiceEvent, at: datetime) -> None:
+    """Count one applied change (called only when `apply` changed the invoice)."""
+    base = {"tenant_id": after.tenant_id, "provider": after.provider}
+    method = NO_METHOD
+    if isinstance(event, MoneyReceived | PaidOutside):
+        method = after.receipt_methods.get(event.ref, NO_METHOD)
+        metrics.record("MoneyReceived", 1, "Count", **base, method=method)
+        metrics.record("MoneyReceivedAmount", event.amount, "None", **base, method=method)
+    if isinstance(event, RefundConfirmed) and event.ref not in before.refunds:
+        metrics.record("Refunds", 1, "Count", **base, method=NO_METHOD)
+        metrics.record("RefundsAmount", event.amount, "None", **base, method=NO_METHOD)
+    old, new = before.state, after.state
+    if old == new:
+        return
+    if new is InvoiceState.PAID:
+        metrics.record("InvoicesPaid", 1, "Count", **base, method=method)
+        seconds = max((at - after.created_at).total_seconds(), 0.0)
+        metrics.record("TimeToPay", seconds, "Seconds", **base, method=method)
+    elif new is InvoiceState.PARTIALLY_PAID:
+        metrics.record("InvoicesPartiallyPaid", 1, "Count", **base, method=method)
+    elif new is InvoiceState.EXPIRED:
+        metrics.record("InvoicesExpired", 1, "Count", **base, method=NO_METHOD)
+    elif new is InvoiceState.CANCELLED:
+        metrics.record("InvoicesCancelled", 1, "Count", **base, method=NO_METHOD)
+    elif new is InvoiceState.FAILED:
+        metrics.record("InvoicesFailed", 1, "Count", **base, method=NO_METHOD)
