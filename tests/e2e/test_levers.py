@@ -77,6 +77,7 @@ def test_a_key_without_ops_cannot_pull_a_lever_and_nothing_is_written(
 ) -> None:
     deal = sandbox.new_deal(amount=50_000)
     invoice = api.issue_awaiting(deal["id"], amount=50_000)
+    sandbox.wait_deal(deal["id"], lambda d: d["stage"] == "AWAITING_PAYMENT")  # the link has reached the deal
     before = api.get(invoice["invoice_id"])
     integration = Ops(http, api_key=API_KEY)
     levers = [
@@ -223,8 +224,13 @@ def test_reissuing_an_expired_link_makes_one_new_attempt_under_10_concurrent_req
     [entry] = entries(api, invoice["invoice_id"], "reissued")
     assert entry["actor"] == "ops:anna" and entry["ref"] == old_payment and "new link" in entry["detail"]
     assert len(entries(api, invoice["invoice_id"], "payment_created")) == 2
-    awaiting = sandbox.wait_deal(
-        deal["id"], lambda d: d["stage"] == "AWAITING_PAYMENT" and d["payment_url"] == fresh["payment_url"]
+    awaiting = sandbox.wait_deal(  # the stage, then the timeline entry: wait for both (written one after the other)
+        deal["id"],
+        lambda d: (
+            d["stage"] == "AWAITING_PAYMENT"
+            and d["payment_url"] == fresh["payment_url"]
+            and any("попытка 2" in t["text"] for t in d["timeline"])
+        ),
     )
     assert sum("попытка 2" in t["text"] for t in awaiting["timeline"]) == 1
     # the new payment is the attempt's own order at the provider; the old one stays closed

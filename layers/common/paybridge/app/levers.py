@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -98,11 +99,32 @@ class LeverRunner:
                     f"Idempotency-Key {request.key!r} was just used for another request; use a new key"
                 ) from None
 
-        outcome = lever(commit)
+        try:
+            outcome = lever(commit)
+        except Exception:
+            # A concurrent identical request (same key, same body) may have done the work between our read of the key
+            # and our checks — then the checks see its effect ("already holds money from this line"). Its outcome is
+            # ours: answer it, as a repeat would be answered.
+            replay = self._outcome_of_concurrent(request)
+            if replay is not None:
+                return replay
+            raise
         stored, first = self.keys.complete(
             request.tenant_id, request.key, request.fingerprint, outcome.model_dump_json()
         )
         return LeverResult(LeverOutcome.model_validate_json(stored), replayed=not first)
+
+    def _outcome_of_concurrent(self, request: LeverRequest, wait_seconds: float = 10.0) -> LeverResult | None:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            known = self.keys.get(request.tenant_id, request.key)
+            if known is None or known.fingerprint != request.fingerprint:
+                return None  # nobody else holds this key: the error is ours
+            if known.result is not None:
+                return LeverResult(LeverOutcome.model_validate_json(known.result), replayed=True)
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
 
 
 def _reused(request: LeverRequest, known: LeverKey) -> str:
