@@ -3,7 +3,8 @@
 Items
 - invoice:        pk=INV#<tenant>#<invoice>  sk=INVOICE       doc=<invoice JSON>, version, state, task_token
                   gsi1pk=PSP#<provider>#<payment_id> (lookup by the PSP's payment id)
-                  gsi2pk=OPEN, gsi2sk=<expires_at>#<tenant>#<invoice> while the invoice waits for money
+                  gsi2pk=OPEN#<shard>, gsi2sk=<expires_at>#<tenant>#<invoice> while the invoice waits for money
+                  (shard = hash(invoice id) mod OPEN_SHARDS; older items: gsi2pk=OPEN, see storage/table.py)
                   gsi3pk=NUM#<tenant>#<normalized number> (bank matching: invoices by the number in a purpose)
                   gsi5pk=STATE#<tenant>#<state>, gsi5sk=<created_at>#<invoice> (the ops list: by state, oldest first)
 - deal index:     pk=DEAL#<tenant>#<deal>    sk=INV#<invoice>  written with the invoice (a deal's invoices)
@@ -28,7 +29,7 @@ from paybridge.storage.repository import ProviderEventRecord, Saved
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 from paybridge.storage.invoice_queries import InvoiceQueries
-from paybridge.storage.table import INVOICE_SK, OPEN_PK, _n, _s, deal_key, invoice_pk, number_key, state_key
+from paybridge.storage.table import INVOICE_SK, _n, _s, deal_key, invoice_pk, number_key, open_pk, state_key
 
 
 class DynamoInvoiceRepository(InvoiceQueries):
@@ -49,7 +50,7 @@ class DynamoInvoiceRepository(InvoiceQueries):
             item["gsi1pk"] = _s(f"PSP#{invoice.provider}#{invoice.payment_id}")
             item["gsi1sk"] = _s(INVOICE_SK)
         if invoice.state in OPEN_STATES:
-            item["gsi2pk"] = _s(OPEN_PK)
+            item["gsi2pk"] = _s(open_pk(invoice.invoice_id))
             item["gsi2sk"] = _s(f"{invoice.expires_at.isoformat()}#{invoice.tenant_id}#{invoice.invoice_id}")
         item["gsi3pk"] = _s(number_key(invoice.tenant_id, invoice.number))
         item["gsi5pk"] = _s(state_key(invoice.tenant_id, invoice.state.value))

@@ -3,6 +3,7 @@ client). The items each store keeps are listed in `storage/dynamodb.py`."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -12,7 +13,34 @@ if TYPE_CHECKING:
 INVOICE_SK = "INVOICE"
 
 
+#: The `OpenByDue` index is sharded: an open invoice is written under `OPEN#<k>`, k = a hash of its id mod
+#: OPEN_SHARDS, so no partition key takes more than ~1/OPEN_SHARDS of the index's writes (DynamoDB allows ~1,000
+#: writes/s per partition key: one shared key capped the deployment at ~500 invoices/s, 16 shards at ~8,000).
+#: The sweep reads every shard and merges them by due time. Changing the count moves an invoice to another shard
+#: on its next write only; the reader reads `open_partitions()` — so raise it together with a backfill.
+OPEN_SHARDS = 16
+
+
+#: The single partition every open invoice shared before sharding. Items written by an older release (or by an old
+#: Lambda during a deploy) still carry it until `scripts/backfill_open_shards.py` moves them; the reader keeps
+#: reading it (one Query of an empty partition once the backfill has run — reads were never the hot part).
 OPEN_PK = "OPEN"
+
+
+def open_shard(invoice_id: str) -> int:
+    """The invoice's shard: stable across processes and releases (not Python's salted `hash`)."""
+    digest = hashlib.blake2b(invoice_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % OPEN_SHARDS
+
+
+def open_pk(invoice_id: str) -> str:
+    return f"{OPEN_PK}#{open_shard(invoice_id)}"
+
+
+def open_partitions(include_legacy: bool = True) -> tuple[str, ...]:
+    """Every partition key of open invoices in `OpenByDue`: the shards, then the legacy one."""
+    shards = tuple(f"{OPEN_PK}#{k}" for k in range(OPEN_SHARDS))
+    return (*shards, OPEN_PK) if include_legacy else shards
 
 
 GSI_BY_PAYMENT = "ByPaymentId"
