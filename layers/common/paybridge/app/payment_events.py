@@ -7,14 +7,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Protocol
 
 from paybridge.adapters.psp.base import Acknowledgement, Notification, PaymentProvider
-from paybridge.app.changes import Actor, Change, InvoiceChanges, utc_now
+from paybridge.app.changes import Actor, Change, InvoiceChanges
 from paybridge.app.errors import RouteNotConfigured, UnknownPayment
 from paybridge.domain.events import InvoiceEvent, MoneyReceived, PaymentDeclined, RefundConfirmed, RefundFailed
-from paybridge.domain.invoice import Invoice, InvoiceState
+from paybridge.domain.invoice import Invoice
 from paybridge.storage.errors import DuplicateProviderEvent
 from paybridge.storage.repository import InvoiceRepository, ProviderEventRecord
 from paybridge.tenants import TenantConfig, TenantDirectory
@@ -33,7 +32,6 @@ class NotificationResult:
     acknowledgement: Acknowledgement
     duplicate: bool = False
     invoice: Invoice | None = None
-    seconds_to_pay: float | None = None  # set when this notification made the invoice paid
 
 
 @dataclass
@@ -43,7 +41,6 @@ class PaymentEvents:
     changes: InvoiceChanges
     providers: Callable[[TenantConfig], PaymentProvider]
     subscriptions: MethodSavedHandler
-    clock: Callable[[], datetime] = utc_now
 
     def accept_psp_notification(
         self, tenant_id: str, provider_name: str, headers: dict[str, str], body: bytes, source_ip: str | None = None
@@ -85,10 +82,7 @@ class PaymentEvents:
         after = change.invoice
         if note.saved_method and after.subscription_id:
             self.subscriptions.method_saved(tenant, after.number, str(after.subscription_id), note.saved_method)
-        seconds_to_pay = None
-        if change.changed and invoice.state is not InvoiceState.PAID and after.state is InvoiceState.PAID:
-            seconds_to_pay = max((self.clock() - after.created_at).total_seconds(), 0.0)
-        return NotificationResult(provider.acknowledgement(), invoice=after, seconds_to_pay=seconds_to_pay)
+        return NotificationResult(provider.acknowledgement(), invoice=after)
 
     def apply_money(
         self,
