@@ -14,7 +14,7 @@ export PYTHONPATH := layers/common:.
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: help dev demo test unit integration e2e lint format typecheck openapi validate build deploy import-times clean lock layer-size \
-	redrive-crm bench-crm demo-bank bench-reconcile bench-latency checkov schemathesis
+	redrive-crm bench-crm demo-bank bench-reconcile bench-latency checkov schemathesis report
 
 help:
 	@echo "make demo       run the scripted payment scenario on the local stack (starts it if needed)"
@@ -28,6 +28,7 @@ help:
 	@echo "make bench-crm  N payments through the CRM outbox to the fake Bitrix24 at its real limit (ARGS=--payments N)"
 	@echo "make bench-latency  N sandbox invoices paid at once: notification -> CRM stage p50/p95/p99 (ARGS=--invoices N)"
 	@echo "make import-times   each handler's import time against import boto3 + one client;  make layer-size"
+	@echo "make report TENANT=<id> [MONTH=YYYY-MM] [STAGE=<stage>]  the owner's monthly report (table, HTML, JSON)"
 	@echo "make redrive-crm STAGE=<stage>  send parked CRM writes back to the outbox (ARGS=--dry-run to list)"
 
 # Everything installed is pinned with hashes in requirements-dev.txt (the layer's own lock is
@@ -104,6 +105,10 @@ openapi: $(STAMP)
 
 redrive-crm: $(STAMP)
 	$(BIN)/python scripts/redrive_crm_outbox.py --stage $${STAGE:?set STAGE, e.g. make redrive-crm STAGE=prod} $(ARGS)
+
+report: $(STAMP)
+	$(BIN)/python scripts/report.py --tenant $${TENANT:?set TENANT, e.g. make report TENANT=demo} \
+		$${MONTH:+--month $$MONTH} $${STAGE:+--stage $$STAGE} $${OUT:+--out $$OUT} $(ARGS)
 
 bench-crm: $(STAMP)
 	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-ERROR} $(BIN)/python scripts/bench_crm.py $(ARGS)

@@ -83,6 +83,19 @@ class BankSettings(BaseModel):
 ReminderChannel = Literal["email", "sms", "messenger"]
 
 
+#: A tenant's local time unless its config says otherwise.
+DEFAULT_TIMEZONE = "Europe/Moscow"
+
+
+def _check_zone(name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name, e.g. Europe/Moscow)") from None
+
+
 class QuietHours(BaseModel):
     """No reminder is sent between `start` and `end` (the tenant's local time); one due then waits for `end`."""
 
@@ -98,20 +111,21 @@ class ReminderSettings(BaseModel):
     after_issue_minutes: tuple[int, ...] = Field(default=(120, 1440), description="after the link is published")
     before_expiry_minutes: tuple[int, ...] = Field(default=(180,), description="before the link expires")
     channels: dict[ReminderChannel, SenderSettings] = Field(min_length=1)
-    timezone: str = "Europe/Moscow"
+    #: Quiet hours and due times are in this zone; the tenant's `timezone` when absent.
+    timezone: str | None = None
     quiet_hours: QuietHours | None = QuietHours()
     language: Literal["ru", "en"] = "ru"
     #: Per language, a template overriding the shipped one: {number}, {amount}, {outstanding}, {link}, {due}.
     templates: dict[Literal["ru", "en"], str] = Field(default_factory=dict)
 
+    @property
+    def zone(self) -> str:
+        return self.timezone or DEFAULT_TIMEZONE
+
     @model_validator(mode="after")
     def _valid(self) -> ReminderSettings:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {self.timezone!r} (use an IANA name, e.g. Europe/Moscow)") from None
+        if self.timezone is not None:
+            _check_zone(self.timezone)
         if any(m <= 0 for m in (*self.after_issue_minutes, *self.before_expiry_minutes)):
             raise ValueError("reminder offsets are positive numbers of minutes")
         for language, template in self.templates.items():
@@ -171,6 +185,8 @@ class TenantConfig(BaseModel):
     #: and the invoice list. A key listed in both has both scopes.
     ops_api_keys_sha256: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(default_factory=list)
     currency: str = Field(default="RUB", pattern=r"^[A-Z]{3}$")
+    #: The company's local time (IANA name): report months, reminders' quiet hours.
+    timezone: str = DEFAULT_TIMEZONE
     link_lifetime_seconds: int = Field(default=3 * 24 * 3600, ge=60, le=90 * 24 * 3600)
     #: Where payers land after paying (T-Bank SuccessURL, YooKassa return_url, Stripe success_url).
     return_url: HttpUrl | None = None
@@ -191,6 +207,9 @@ class TenantConfig(BaseModel):
         wrong = self.crm.stage_problems(self.stages.model_dump())
         if wrong:
             raise ValueError("; ".join(wrong))
+        _check_zone(self.timezone)
+        if self.reminders is not None and self.reminders.timezone is None:  # one zone unless told otherwise
+            object.__setattr__(self, "reminders", self.reminders.model_copy(update={"timezone": self.timezone}))
         return self
 
     def accepts_api_key(self, api_key: str | None) -> bool:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from paybridge.app.refunds import Refunds
     from paybridge.app.reissues import Reissues
     from paybridge.app.reminders import Reminders
+    from paybridge.app.reports import Reports
     from paybridge.app.subscriptions import Subscriptions
     from paybridge.storage.crm_state import DynamoEchoLedger
 
@@ -316,6 +317,16 @@ def get_bank_review() -> BankReview:
     )
 
 
+@lru_cache(maxsize=1)
+def get_reports() -> Reports:
+    from paybridge.app.reports import Reports
+    from paybridge.storage.bank import DynamoBankStore
+    from paybridge.storage.invoice_queries import InvoiceQueries
+
+    table = get_settings().table_name
+    return Reports(get_tenants(), InvoiceQueries(table), DynamoBankStore(table))
+
+
 _CACHED = (
     get_settings,
     get_throttle,
@@ -338,6 +349,7 @@ _CACHED = (
     get_reminders,
     get_subscriptions,
     get_lever_runner,
+    get_reports,
     get_manual_payments,
     get_reissues,
     get_deal_resync,

@@ -51,7 +51,7 @@ def _schedule(settings: ReminderSettings, invoice: Invoice, published_at: dateti
         invoice.expires_at,
         settings.after_issue_minutes,
         settings.before_expiry_minutes,
-        settings.timezone,
+        settings.zone,
         quiet,
     )
 
@@ -102,7 +102,7 @@ class Reminders:
             return None
         if not self.store.claim(item, current.key, following.due_at if following else None):
             return None  # an overlapping run took it
-        subject, text = render(invoice, settings.language, settings.timezone, settings.templates.get(settings.language))
+        subject, text = render(invoice, settings.language, settings.zone, settings.templates.get(settings.language))
         result = SentReminder(item.tenant_id, item.invoice_id, current.key)
         for channel in settings.channels:
             to = invoice.customer.email if channel == "email" else invoice.customer.phone

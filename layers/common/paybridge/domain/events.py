@@ -320,6 +320,8 @@ def apply(invoice: Invoice, event: InvoiceEvent, at: datetime | None = None) -> 
             amount, ref, detail = failed.amount, event.key, event.reason
 
     new = invoice.model_copy(update={**updates, "version": invoice.version + 1})
+    if new.paid_at is None and new.paid >= new.amount:
+        new = new.model_copy(update={"paid_at": at})  # the first time it was paid in full (for time to pay)
     audit = AuditEntry(
         at=at, event=event.kind, from_state=before, to_state=new.state, amount=amount, ref=ref, detail=detail
     )

@@ -165,6 +165,9 @@ class Invoice(BaseModel):
     reissues: dict[str, int] = Field(default_factory=dict)
     #: The provider payments of earlier attempts (cancelled or closed before the reissue), oldest first.
     previous_payment_ids: tuple[str, ...] = ()
+    #: When the money first covered the amount (kept after a refund: the invoice was paid); time to pay is counted
+    #: from `created_at` to this. None on invoices paid before it was recorded.
+    paid_at: datetime | None = None
     version: int = 0
 
     @property

@@ -133,6 +133,23 @@ class DynamoBankStore(TableStore):
                 records.append(record)
         return records
 
+    def review_count(self, tenant_id: str, month: str) -> int:
+        """Lines with a value date in `month` (YYYY-MM) still waiting for a person (a Query that counts, no scan)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": GSI_BY_PAYMENT,
+            "KeyConditionExpression": "gsi1pk = :review AND begins_with(gsi1sk, :month)",
+            "ExpressionAttributeValues": {":review": _s(f"BANKREVIEW#{tenant_id}"), ":month": _s(f"{month}-")},
+            "Select": "COUNT",
+        }
+        count = 0
+        while True:
+            response = self.client.query(**kwargs)
+            count += int(response.get("Count", 0))
+            if "LastEvaluatedKey" not in response:
+                return count
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
     def claim_resolution(self, tenant_id: str, resolution: LineResolution, fingerprint: str) -> BankLineRecord | None:
         """Record a person's decision on the line unless another one is recorded (then: the line as it is). None
         when there is no such line."""
