@@ -107,7 +107,7 @@ redrive-crm: $(STAMP)
 	$(BIN)/python scripts/redrive_crm_outbox.py --stage $${STAGE:?set STAGE, e.g. make redrive-crm STAGE=prod} $(ARGS)
 
 report: $(STAMP)
-	$(BIN)/python scripts/report.py --tenant $${TENANT:?set TENANT, e.g. make report TENANT=demo} \
+	@$(BIN)/python scripts/report.py --tenant $${TENANT:?set TENANT, e.g. make report TENANT=demo} \
 		$${MONTH:+--month $$MONTH} $${STAGE:+--stage $$STAGE} $${OUT:+--out $$OUT} $(ARGS)
 
 bench-crm: $(STAMP)

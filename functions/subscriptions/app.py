@@ -21,5 +21,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.info(line)
     mrr = subscriptions.mrr()
     for currency, amount in mrr.items():
-        metrics.add_metric(name=f"MRR_{currency}", unit=MetricUnit.Count, value=amount / 100)
+        # minor units, like all our money (the dashboard divides by 100 to show roubles)
+        metrics.add_metric(name=f"MrrMinorUnits_{currency}", unit=MetricUnit.NoUnit, value=amount)
     return {"done": done, "mrr_minor_units": mrr}

@@ -28,7 +28,7 @@ def emf_records(out: str, invoice_metric_names: set[str]) -> list[dict[str, Any]
     return records
 
 
-PAID = {"MoneyReceived", "MoneyReceivedAmount", "InvoicesPaid", "TimeToPay"}
+PAID = {"MoneyReceived", "MoneyReceivedAmount", "InvoicesPaid", "TimeToPay", "InvoicesPaidByIssueTime"}
 
 
 def paid_records(out: str) -> dict[str, dict[str, Any]]:

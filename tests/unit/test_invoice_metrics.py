@@ -20,7 +20,7 @@ from paybridge.observability import EmfInvoiceMetrics
 from tests.unit.test_safe_expiry import CLOCK
 from tests.unit.test_services_races import MemoryRepo, NoLifecycle, Tenants
 
-PAID_METRICS = ["MoneyReceived", "MoneyReceivedAmount", "InvoicesPaid", "TimeToPay"]
+PAID_METRICS = ["MoneyReceived", "MoneyReceivedAmount", "InvoicesPaid", "TimeToPay", "InvoicesPaidByIssueTime"]
 
 
 def setup(metrics: RecordingMetrics) -> tuple[InvoiceChanges, str]:
@@ -69,6 +69,38 @@ def test_every_paying_path_counts_the_same_metrics_with_provider_and_method(path
     # a repeat changes nothing and counts nothing
     changes.apply("acme", invoice_id, event)
     assert len(metrics.recorded) == 1 + len(PAID_METRICS)
+
+
+class _Both:
+    """Records and prints (CloudWatch EMF on stdout) each metric."""
+
+    def __init__(self) -> None:
+        self.recording, self.emf = RecordingMetrics(), EmfInvoiceMetrics()
+
+    def record(self, *args: Any, **kwargs: Any) -> None:
+        self.recording.record(*args, **kwargs)
+        self.emf.record(*args, **kwargs)
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_every_paying_path_prints_the_same_emf_records(path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    both = _Both()
+    changes, invoice_id = setup(both.recording)
+    changes.metrics = both
+    capsys.readouterr()
+    event, method = PATHS[path]
+    changes.apply("acme", invoice_id, event)
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    names = [r["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"] for r in printed]
+    assert names == PAID_METRICS
+    for record in printed:
+        assert record["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"], ["service", "provider", "method"]]
+        assert (record["provider"], record["method"], record["tenant"]) == ("sandbox", method, "acme")
+    by_name = dict(zip(names, printed, strict=True))
+    assert by_name["TimeToPay"]["TimeToPay"] == 300.0
+    # the cohort count is stamped with the invoice's issue time, the others with now
+    assert by_name["InvoicesPaidByIssueTime"]["_aws"]["Timestamp"] == int(CLOCK.timestamp() * 1000)
+    assert by_name["InvoicesPaid"]["_aws"]["Timestamp"] > int(CLOCK.timestamp() * 1000)
 
 
 def test_a_part_payment_a_closure_and_the_timeline_name_the_method() -> None:

@@ -18,11 +18,14 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
 
 from paybridge import redaction
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -126,11 +129,21 @@ class EmfInvoiceMetrics:
     def __init__(self, namespace: str = "PayBridge") -> None:
         self.namespace = namespace
 
-    def record(self, name: str, value: float, unit: str, *, tenant_id: str, provider: str, method: str) -> None:
+    def record(
+        self,
+        name: str,
+        value: float,
+        unit: str,
+        *,
+        tenant_id: str,
+        provider: str,
+        method: str,
+        at: datetime | None = None,
+    ) -> None:
         service = os.environ.get("POWERTOOLS_SERVICE_NAME") or "paybridge"
         document = {
             "_aws": {
-                "Timestamp": int(time.time() * 1000),
+                "Timestamp": int((at.timestamp() if at is not None else time.time()) * 1000),
                 "CloudWatchMetrics": [
                     {
                         "Namespace": self.namespace,

@@ -17,17 +17,36 @@ from paybridge.domain.invoice import Invoice, InvoiceState
 MetricUnitName = Literal["Count", "Seconds", "None"]
 #: The method dimension when a fact names none (an invoice's issue, an expiry, a refund).
 NO_METHOD = "none"
+#: Invoices paid in full, counted at their issue time (the dashboard's honest paid share: this over InvoicesIssued).
+COHORT_PAID = "InvoicesPaidByIssueTime"
 
 
 class InvoiceMetrics(Protocol):
     def record(
-        self, name: str, value: float, unit: MetricUnitName, *, tenant_id: str, provider: str, method: str
-    ) -> None: ...
+        self,
+        name: str,
+        value: float,
+        unit: MetricUnitName,
+        *,
+        tenant_id: str,
+        provider: str,
+        method: str,
+        at: datetime | None = None,
+    ) -> None:
+        """`at`: the data point's time when it is not now (CloudWatch takes up to two weeks back)."""
 
 
 class NoMetrics:
     def record(
-        self, name: str, value: float, unit: MetricUnitName, *, tenant_id: str, provider: str, method: str
+        self,
+        name: str,
+        value: float,
+        unit: MetricUnitName,
+        *,
+        tenant_id: str,
+        provider: str,
+        method: str,
+        at: datetime | None = None,
     ) -> None:
         return None
 
@@ -40,6 +59,7 @@ class Recorded:
     tenant_id: str
     provider: str
     method: str
+    at: datetime | None = None
 
 
 @dataclass
@@ -49,9 +69,17 @@ class RecordingMetrics:
     recorded: list[Recorded] = field(default_factory=list)
 
     def record(
-        self, name: str, value: float, unit: MetricUnitName, *, tenant_id: str, provider: str, method: str
+        self,
+        name: str,
+        value: float,
+        unit: MetricUnitName,
+        *,
+        tenant_id: str,
+        provider: str,
+        method: str,
+        at: datetime | None = None,
     ) -> None:
-        self.recorded.append(Recorded(name, value, unit, tenant_id, provider, method))
+        self.recorded.append(Recorded(name, value, unit, tenant_id, provider, method, at))
 
     def names(self) -> list[str]:
         return [r.name for r in self.recorded]
@@ -74,14 +102,17 @@ def changed(metrics: InvoiceMetrics, before: Invoice, after: Invoice, event: Inv
     if isinstance(event, RefundConfirmed) and event.ref not in before.refunds:
         metrics.record("Refunds", 1, "Count", **base, method=NO_METHOD)
         metrics.record("RefundsAmount", event.amount, "None", **base, method=NO_METHOD)
+    if before.paid_at is None and after.paid_at is not None:  # paid in full, the first (and only) time
+        metrics.record("InvoicesPaid", 1, "Count", **base, method=method)
+        seconds = max((after.paid_at - after.created_at).total_seconds(), 0.0)
+        metrics.record("TimeToPay", seconds, "Seconds", **base, method=method)
+        # The cohort: the same count at the invoice's issue time, so that a period's paid share is the share of the
+        # invoices issued in it that were paid (CloudWatch takes points up to 14 days old; the report counts all)
+        metrics.record(COHORT_PAID, 1, "Count", **base, method=method, at=after.created_at)
     old, new = before.state, after.state
     if old == new:
         return
-    if new is InvoiceState.PAID:
-        metrics.record("InvoicesPaid", 1, "Count", **base, method=method)
-        seconds = max((at - after.created_at).total_seconds(), 0.0)
-        metrics.record("TimeToPay", seconds, "Seconds", **base, method=method)
-    elif new is InvoiceState.PARTIALLY_PAID:
+    if new is InvoiceState.PARTIALLY_PAID:
         metrics.record("InvoicesPartiallyPaid", 1, "Count", **base, method=method)
     elif new is InvoiceState.EXPIRED:
         metrics.record("InvoicesExpired", 1, "Count", **base, method=NO_METHOD)
