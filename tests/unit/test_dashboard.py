@@ -17,13 +17,13 @@ NAMESPACE = "PayBridge"
 
 
 def emitted_metrics() -> tuple[set[str], set[str]]:
-    """(names, prefixes): every metric name the code emits — `add_metric(name="…")` in the handlers, `record("…")`
+    """(names, prefixes): every metric name the code emits — `add_metric(name="…")` in the handlers, `count("…")`
     in app/metrics.py — and the prefixes of names made at run time (`name=f"MrrMinorUnits_{currency}"`)."""
     names, prefixes = {COHORT_PAID}, set()
     for path in [*ROOT.glob("functions/*/app.py"), *ROOT.glob("layers/common/paybridge/**/*.py")]:
         text = path.read_text(encoding="utf-8")
         names |= set(re.findall(r'add_metric\(\s*name="(\w+)"', text))
-        names |= set(re.findall(r'\.record\(\s*"(\w+)"', text))
+        names |= set(re.findall(r'(?:\.record|\bcount)\(\s*"(\w+)"', text))
         prefixes |= set(re.findall(r'add_metric\(\s*name=f"(\w+)\{', text))
     return names, prefixes
 

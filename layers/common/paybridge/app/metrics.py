@@ -93,30 +93,33 @@ def issued(metrics: InvoiceMetrics, invoice: Invoice) -> None:
 
 def changed(metrics: InvoiceMetrics, before: Invoice, after: Invoice, event: InvoiceEvent, at: datetime) -> None:
     """Count one applied change (called only when `apply` changed the invoice)."""
-    base = {"tenant_id": after.tenant_id, "provider": after.provider}
+
+    def count(name: str, value: float, unit: MetricUnitName, method: str, at: datetime | None = None) -> None:
+        metrics.record(name, value, unit, tenant_id=after.tenant_id, provider=after.provider, method=method, at=at)
+
     method = NO_METHOD
     if isinstance(event, MoneyReceived | PaidOutside):
         method = after.receipt_methods.get(event.ref, NO_METHOD)
-        metrics.record("MoneyReceived", 1, "Count", **base, method=method)
-        metrics.record("MoneyReceivedAmount", event.amount, "None", **base, method=method)
+        count("MoneyReceived", 1, "Count", method)
+        count("MoneyReceivedAmount", event.amount, "None", method)
     if isinstance(event, RefundConfirmed) and event.ref not in before.refunds:
-        metrics.record("Refunds", 1, "Count", **base, method=NO_METHOD)
-        metrics.record("RefundsAmount", event.amount, "None", **base, method=NO_METHOD)
+        count("Refunds", 1, "Count", NO_METHOD)
+        count("RefundsAmount", event.amount, "None", NO_METHOD)
     if before.paid_at is None and after.paid_at is not None:  # paid in full, the first (and only) time
-        metrics.record("InvoicesPaid", 1, "Count", **base, method=method)
+        count("InvoicesPaid", 1, "Count", method)
         seconds = max((after.paid_at - after.created_at).total_seconds(), 0.0)
-        metrics.record("TimeToPay", seconds, "Seconds", **base, method=method)
+        count("TimeToPay", seconds, "Seconds", method)
         # The cohort: the same count at the invoice's issue time, so that a period's paid share is the share of the
         # invoices issued in it that were paid (CloudWatch takes points up to 14 days old; the report counts all)
-        metrics.record(COHORT_PAID, 1, "Count", **base, method=method, at=after.created_at)
+        count(COHORT_PAID, 1, "Count", method, at=after.created_at)
     old, new = before.state, after.state
     if old == new:
         return
     if new is InvoiceState.PARTIALLY_PAID:
-        metrics.record("InvoicesPartiallyPaid", 1, "Count", **base, method=method)
+        count("InvoicesPartiallyPaid", 1, "Count", method)
     elif new is InvoiceState.EXPIRED:
-        metrics.record("InvoicesExpired", 1, "Count", **base, method=NO_METHOD)
+        count("InvoicesExpired", 1, "Count", NO_METHOD)
     elif new is InvoiceState.CANCELLED:
-        metrics.record("InvoicesCancelled", 1, "Count", **base, method=NO_METHOD)
+        count("InvoicesCancelled", 1, "Count", NO_METHOD)
     elif new is InvoiceState.FAILED:
-        metrics.record("InvoicesFailed", 1, "Count", **base, method=NO_METHOD)
+        count("InvoicesFailed", 1, "Count", NO_METHOD)
