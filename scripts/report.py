@@ -121,6 +121,17 @@ def charts(report: dict[str, Any]) -> list[str]:
     before = report["previous"]
     this, last = report["month"], before["month"]
     methods = sorted(set(report["methods"]) | set(before["methods"]))
+    slowest = max(m[f"time_to_pay_{p}_seconds"] or 0 for m in (report, before) for p in ("p50", "p90"))
+    name, scale, unit = next(
+        (n, s, u)
+        for limit, n, s, u in (
+            (120, "seconds", 1, " s"),
+            (7200, "minutes", 60, " min"),
+            (172800, "hours", 3600, " h"),
+            (None, "days", 86400, " d"),
+        )
+        if limit is None or slowest < limit
+    )
     return [
         bar_chart(
             "Invoices issued and paid",
@@ -145,12 +156,12 @@ def charts(report: dict[str, Any]) -> list[str]:
             ],
         ),
         bar_chart(
-            "Time to pay (minutes)",
+            f"Time to pay ({name})",
             [
-                (this, [(p, round((report[f"time_to_pay_{p}_seconds"] or 0) / 60, 1)) for p in ("p50", "p90")]),
-                (last, [(p, round((before[f"time_to_pay_{p}_seconds"] or 0) / 60, 1)) for p in ("p50", "p90")]),
+                (this, [(p, round((report[f"time_to_pay_{p}_seconds"] or 0) / scale, 1)) for p in ("p50", "p90")]),
+                (last, [(p, round((before[f"time_to_pay_{p}_seconds"] or 0) / scale, 1)) for p in ("p50", "p90")]),
             ],
-            " min",
+            unit,
         ),
     ]
 
