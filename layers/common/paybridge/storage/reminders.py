@@ -11,14 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from paybridge.storage.table import TableStore, _s, invoice_pk
+from paybridge.storage.due_index import DueIndexStore
+from paybridge.storage.table import _s
 
-if TYPE_CHECKING:
-    pass
-
-GSI_REMINDERS = "RemindersDue"
 REMIND_PK = "REMIND"
 
 
@@ -31,47 +28,21 @@ class ReminderItem:
     due_key: str | None  # the gsi4sk it is indexed under (None: nothing due)
 
 
-class DynamoReminderStore(TableStore):
-    @staticmethod
-    def _key(tenant_id: str, invoice_id: str) -> dict[str, Any]:
-        return {"pk": _s(invoice_pk(tenant_id, invoice_id)), "sk": _s("REMINDER")}
-
-    @staticmethod
-    def due_key(due_at: datetime, tenant_id: str, invoice_id: str) -> str:
-        return f"{due_at.isoformat()}#{tenant_id}#{invoice_id}"
+class DynamoReminderStore(DueIndexStore):
+    SORT_KEY = "REMINDER"
+    PARTITION = REMIND_PK
 
     def plan(self, tenant_id: str, invoice_id: str, published_at: datetime, first_due: datetime | None) -> None:
         """Create the item once (a retried publish keeps the first)."""
-        item: dict[str, Any] = {**self._key(tenant_id, invoice_id), "published_at": _s(published_at.isoformat())}
-        if first_due is not None:
-            item["gsi4pk"] = _s(REMIND_PK)
-            item["gsi4sk"] = _s(self.due_key(first_due, tenant_id, invoice_id))
-        try:
-            self.client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return
+        self._plan(tenant_id, invoice_id, first_due, published_at=_s(published_at.isoformat()))
 
     def due(self, now: datetime, limit: int = 200) -> list[ReminderItem]:
-        response = self.client.query(
-            TableName=self._table,
-            IndexName=GSI_REMINDERS,
-            KeyConditionExpression="gsi4pk = :r AND gsi4sk <= :now",
-            ExpressionAttributeValues={":r": _s(REMIND_PK), ":now": _s(now.isoformat() + "~")},
-            Limit=limit,
-        )
-        items = []
-        for key in response.get("Items", []):
-            _, tenant_id, invoice_id = key["pk"]["S"].split("#")
-            item = self.get(tenant_id, invoice_id)
-            if item is not None and item.due_key is not None:
-                items.append(item)
-        return items
+        items = [self.get(tenant_id, invoice_id) for tenant_id, invoice_id in self._due_invoices(now, limit)]
+        return [item for item in items if item is not None and item.due_key is not None]
 
     def get(self, tenant_id: str, invoice_id: str) -> ReminderItem | None:
-        item = self.client.get_item(
-            TableName=self._table, Key=self._key(tenant_id, invoice_id), ConsistentRead=True
-        ).get("Item")
-        if not item:
+        item = self._read(tenant_id, invoice_id)
+        if item is None:
             return None
         return ReminderItem(
             tenant_id=tenant_id,
@@ -128,8 +99,4 @@ class DynamoReminderStore(TableStore):
 
     def stop(self, item: ReminderItem) -> None:
         """The invoice no longer waits for money: nothing more is due."""
-        self.client.update_item(
-            TableName=self._table,
-            Key=self._key(item.tenant_id, item.invoice_id),
-            UpdateExpression="REMOVE gsi4pk, gsi4sk",
-        )
+        self._stop(item.tenant_id, item.invoice_id)

@@ -11,8 +11,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from paybridge.domain.subscriptions import Subscription
+from paybridge.storage.due_index import GSI_REMINDERS
 from paybridge.storage.errors import SubscriptionConflict
-from paybridge.storage.reminders import GSI_REMINDERS
 from paybridge.storage.table import TableStore, _n, _s
 
 if TYPE_CHECKING:
