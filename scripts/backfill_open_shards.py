@@ -10,7 +10,6 @@ the version it read and still in the legacy partition (an invoice changed meanwh
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -62,20 +61,8 @@ def backfill(client: DynamoDBClient, table: str, dry_run: bool = False) -> dict[
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def main() -> int:
-    import boto3
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--table", required=True)
-    parser.add_argument("--dry-run", action="store_true")
-    args = parser.parse_args()
-    print(backfill(boto3.client("dynamodb"), args.table, args.dry_run))
-    return 0
-
-
 if __name__ == "__main__":
-    from pathlib import Path
+    from backfill_cli import on_path, run
 
-    root = Path(__file__).resolve().parent.parent
-    sys.path[:0] = [str(root / "layers" / "common"), str(root)]
-    sys.exit(main())
+    on_path()
+    sys.exit(run(backfill, __doc__))
