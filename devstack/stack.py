@@ -164,6 +164,8 @@ class LocalStack:
             return json_response({"status": "ok", "stack": "local", "url": self.url})
         if request.path == "/":
             return self._index()
+        if request.path == "/thanks":  # the shipped tenants' return_url: where T-Bank, YooKassa, Stripe send payers
+            return page("Спасибо, оплата принята", "<p>Платёж обработан провайдером. Эту вкладку можно закрыть.</p>")
         assert self.gateway is not None
         try:
             response = self.gateway.handle(request)

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from paybridge.adapters.registry import BANK_SOURCES, CRMS, PSPS, SENDERS, load_adapters
 from paybridge.adapters.settings import (
@@ -157,6 +157,15 @@ class StageMapping(BaseModel):
         return self.paid if kind == "paid" else (self.advance_paid or self.partially_paid)
 
 
+DEFAULT_LINK_LIFETIME_SECONDS = 3 * 24 * 3600
+
+
+def api_key_digest(api_key: str) -> str:
+    """How an API key is kept: the SHA-256 hex of it (`api_keys_sha256`, `ops_api_keys_sha256`); the key itself is
+    shown once when it is made (`paybridge keys new`) and never stored."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
 #: What an API key may do: `integration` — issue, read, cancel, refund; `ops` — a person's levers and reports.
 ApiScope = Literal["integration", "ops"]
 
@@ -171,10 +180,12 @@ class TenantConfig(BaseModel):
     #: and the invoice list. A key listed in both has both scopes.
     ops_api_keys_sha256: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(default_factory=list)
     currency: str = Field(default="RUB", pattern=r"^[A-Z]{3}$")
-    link_lifetime_seconds: int = Field(default=3 * 24 * 3600, ge=60, le=90 * 24 * 3600)
     #: Where payers land after paying (T-Bank SuccessURL, YooKassa return_url, Stripe success_url).
     return_url: HttpUrl | None = None
     psp: PspSettings
+    #: Default link lifetime: 3 days, or the provider's longest when that is shorter (Stripe Checkout: 24 h); it
+    #: must be within the provider's limits (declared after `psp`, so that it is checked against them).
+    link_lifetime_seconds: int = Field(default=DEFAULT_LINK_LIFETIME_SECONDS, ge=60, le=90 * 24 * 3600)
     crm: CrmSettings
     stages: StageMapping = Field(default_factory=StageMapping)
     #: 54-FZ receipts: when set, every payment and refund carries a receipt (T-Bank, YooKassa).
@@ -185,6 +196,27 @@ class TenantConfig(BaseModel):
     reminders: ReminderSettings | None = None
     #: Recurring payments (subscriptions); the defaults apply when absent.
     subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_lifetime_fits_the_provider(cls, data: Any) -> Any:
+        """Without a lifetime of its own, a tenant gets the default or its provider's longest, whichever is shorter
+        (a Stripe tenant: 24 h, not 3 days that Stripe would refuse on every invoice)."""
+        if isinstance(data, dict) and "link_lifetime_seconds" not in data:
+            settings = _psp_settings_class(data.get("psp"))
+            if settings is not None and settings.max_lifetime_seconds < DEFAULT_LINK_LIFETIME_SECONDS:
+                data = {**data, "link_lifetime_seconds": settings.max_lifetime_seconds}
+        return data
+
+    @field_validator("link_lifetime_seconds")
+    @classmethod
+    def _lifetime_fits_the_provider(cls, lifetime: int, info: ValidationInfo) -> int:
+        psp = info.data.get("psp")
+        if isinstance(psp, PspSettingsBase):
+            low, high = type(psp).min_lifetime_seconds, type(psp).max_lifetime_seconds
+            if not low <= lifetime <= high:
+                raise ValueError(f"{lifetime} s is outside what {psp.provider} accepts: {low} to {high} s")
+        return lifetime
 
     @model_validator(mode="after")
     def _stages_fit_the_crm(self) -> TenantConfig:
@@ -200,13 +232,25 @@ class TenantConfig(BaseModel):
         """The scopes an API key carries for this tenant (none: not one of its keys)."""
         if not api_key:
             return frozenset()
-        digest = hashlib.sha256(api_key.encode()).hexdigest()
+        digest = api_key_digest(api_key)
         scopes: set[ApiScope] = set()
         if any(hmac.compare_digest(digest, known) for known in self.api_keys_sha256):
             scopes.add("integration")
         if any(hmac.compare_digest(digest, known) for known in self.ops_api_keys_sha256):
             scopes.add("ops")
         return frozenset(scopes)
+
+
+def _psp_settings_class(psp: Any) -> type[PspSettingsBase] | None:
+    from paybridge.adapters.registry import UnknownAdapter
+
+    if not isinstance(psp, dict) or not isinstance(psp.get("provider"), str):
+        return None  # the union's own validation says what is wrong
+    try:
+        settings = PSPS.entry(psp["provider"]).settings
+    except UnknownAdapter:
+        return None
+    return settings if issubclass(settings, PspSettingsBase) else None
 
 
 def parse_tenants(raw: Any, origin: str) -> dict[str, TenantConfig]:

@@ -3,7 +3,7 @@ the base each kind of adapter settings derives from (its tag field names the reg
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -31,15 +31,23 @@ class AdapterSettings(BaseModel):
 
 
 class PspSettingsBase(AdapterSettings):
-    """A payment provider's settings; `provider` is its registry name."""
+    """A payment provider's settings; `provider` is its registry name. The link lifetimes the provider accepts are
+    the settings' own (the adapter, the tenant check and the tenant's default lifetime read them here)."""
 
     provider: str
+    #: The shortest link lifetime the provider accepts, in seconds.
+    min_lifetime_seconds: ClassVar[int] = 60
+    #: The longest.
+    max_lifetime_seconds: ClassVar[int] = 90 * 24 * 3600
 
 
 class CrmSettingsBase(AdapterSettings):
     """A CRM's settings; `kind` is its registry name."""
 
     kind: str
+    #: Whether a tenant of this CRM must name every stage itself (a real CRM's stages are the portal's own; the
+    #: defaults, NEW, PAID…, are only the sandbox CRM's). `paybridge tenants check` enforces it.
+    needs_stage_names: ClassVar[bool] = True
 
     def stage_problems(self, stages: dict[str, str | None]) -> list[str]:
         """Stage names this CRM cannot hold (the tenant's `stages` mapping is checked against them at load)."""

@@ -34,7 +34,7 @@ import hashlib
 import hmac
 import logging
 import time
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from paybridge.adapters.errors import InvalidSignature, MalformedNotification, ProviderRejected, ProviderUnavailable
 from paybridge.adapters.http import make_client, send
@@ -67,6 +67,9 @@ class StripeSettings(PspSettingsBase):
     """Stripe Checkout. Test mode: the same host with an `sk_test_…` key and the test endpoint's `whsec_…`."""
 
     provider: Literal["stripe"]
+    #: Checkout Sessions: 30 min … 24 h (expires_at)
+    min_lifetime_seconds: ClassVar[int] = 30 * 60
+    max_lifetime_seconds: ClassVar[int] = 24 * 3600
     base_url: HttpUrl = "https://api.stripe.com"
     secret_key: SecretRef
     webhook_secret: SecretRef
@@ -148,8 +151,8 @@ SESSION_PHASE: dict[str, PaymentPhase] = {"open": "open", "complete": "in_progre
 
 class StripeCheckout:
     name = "stripe"
-    min_lifetime_seconds = 30 * 60
-    max_lifetime_seconds = 24 * 3600
+    min_lifetime_seconds = StripeSettings.min_lifetime_seconds
+    max_lifetime_seconds = StripeSettings.max_lifetime_seconds
     supports_partial_payments = False
 
     def __init__(self, settings: StripeSettings, secret_key: str, webhook_secret: str, transport: Any = None):

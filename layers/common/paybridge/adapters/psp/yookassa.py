@@ -29,7 +29,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import uuid
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -63,6 +63,9 @@ class YooKassaSettings(PspSettingsBase):
     """YooKassa API v3 (test shops use the same host with a test secret key)."""
 
     provider: Literal["yookassa"]
+    #: no lifetime of its own: we cancel at expiry
+    min_lifetime_seconds: ClassVar[int] = 60
+    max_lifetime_seconds: ClassVar[int] = 90 * 24 * 3600
     base_url: HttpUrl = "https://api.yookassa.ru/v3/"
     shop_id: str = Field(min_length=1, max_length=20, pattern=r"^\d+$")
     secret_key: SecretRef
@@ -167,8 +170,8 @@ class _Envelope(BaseModel):
 
 class YooKassa:
     name = "yookassa"
-    min_lifetime_seconds = 60
-    max_lifetime_seconds = 90 * 24 * 3600
+    min_lifetime_seconds = YooKassaSettings.min_lifetime_seconds
+    max_lifetime_seconds = YooKassaSettings.max_lifetime_seconds
     supports_partial_payments = False
 
     def __init__(self, settings: YooKassaSettings, secret_key: str, transport: Any = None):
