@@ -258,17 +258,25 @@ def parse_tenants(raw: Any, origin: str) -> dict[str, TenantConfig]:
         raise TenantConfigError(f"{origin}: expected an object with a 'tenants' list")
     tenants: dict[str, TenantConfig] = {}
     for index, item in enumerate(raw["tenants"]):
-        try:
-            tenant = TenantConfig.model_validate(item)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"tenants[{index}]{'.' if e['loc'] else ''}{_where(e['loc'], item)}: {e['msg']}" for e in exc.errors()
-            )
-            raise TenantConfigError(f"{origin}: {problems}") from None
+        tenant, problems = validate_tenant(item, f"tenants[{index}]")
+        if tenant is None:
+            raise TenantConfigError(f"{origin}: {'; '.join(problems)}")
         if tenant.tenant_id in tenants:
             raise TenantConfigError(f"{origin}: tenant {tenant.tenant_id!r} is defined twice")
         tenants[tenant.tenant_id] = tenant
     return tenants
+
+
+def validate_tenant(item: Any, where: str) -> tuple[TenantConfig | None, list[str]]:
+    """The tenant, or every problem of the item, each naming its field path as the file spells it (`where` first)."""
+    try:
+        return TenantConfig.model_validate(item), []
+    except ValidationError as exc:
+        problems = [
+            f"{where}{'.' if e['loc'] else ''}{_where(e['loc'], item)}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        ]
+        return None, problems
 
 
 def _where(loc: tuple[int | str, ...], item: Any) -> str:
@@ -301,26 +309,51 @@ _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 class FileTenantDirectory:
     """Tenants from a JSON file; `${NAME}` in it is replaced by the environment variable NAME (e.g.
-    `${PAYBRIDGE_LOCAL_URL}`, the local stack's base URL)."""
+    `${PAYBRIDGE_LOCAL_URL}`, the local stack's base URL). A change to the file (a key added with `paybridge keys
+    new --stage local`) is read at the next lookup; a file made invalid meanwhile keeps the tenants read before."""
 
     def __init__(self, path: str) -> None:
+        self._path = path
+        self._mtime = _mtime(path)
+        self._tenants = self._read()
+
+    def _read(self) -> dict[str, TenantConfig]:
         try:
             text = _ENV_REFERENCE.sub(
-                lambda m: os.environ.get(m.group(1), m.group(0)), Path(path).read_text(encoding="utf-8")
+                lambda m: os.environ.get(m.group(1), m.group(0)), Path(self._path).read_text(encoding="utf-8")
             )
             raw = json.loads(text)
         except (OSError, json.JSONDecodeError) as exc:
-            raise TenantConfigError(f"{path}: {exc}") from None
-        self._tenants = parse_tenants(raw, path)
+            raise TenantConfigError(f"{self._path}: {exc}") from None
+        return parse_tenants(raw, self._path)
+
+    def _fresh(self) -> dict[str, TenantConfig]:
+        mtime = _mtime(self._path)
+        if mtime != self._mtime:
+            self._mtime = mtime
+            try:
+                self._tenants = self._read()
+            except TenantConfigError as exc:
+                import logging
+
+                logging.getLogger(__name__).warning("kept the tenants read before: %s", exc)
+        return self._tenants
 
     def tenant_ids(self) -> list[str]:
-        return list(self._tenants)
+        return list(self._fresh())
 
     def get(self, tenant_id: str) -> TenantConfig:
         try:
-            return self._tenants[tenant_id]
+            return self._fresh()[tenant_id]
         except KeyError:
             raise TenantNotFound(tenant_id) from None
+
+
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
 
 
 @lru_cache(maxsize=8)

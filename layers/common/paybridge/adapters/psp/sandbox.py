@@ -60,7 +60,7 @@ class SandboxPspSettings(PspSettingsBase):
     min_lifetime_seconds: ClassVar[int] = 1
     max_lifetime_seconds: ClassVar[int] = 90 * 24 * 3600
     base_url: HttpUrl
-    secret: SecretRef
+    secret: SecretRef = Field(description="the sandbox PSP's merchant secret (signs its notifications)")
     method: PaymentMethodKind = "card"
 
 

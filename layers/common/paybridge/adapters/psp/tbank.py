@@ -85,7 +85,7 @@ class TBankSettings(PspSettingsBase):
     max_lifetime_seconds: ClassVar[int] = 90 * 24 * 3600
     base_url: HttpUrl = "https://securepay.tinkoff.ru/v2/"
     terminal_key: str = Field(min_length=1, max_length=20)
-    password: SecretRef
+    password: SecretRef = Field(description="the terminal's password (T-Bank cabinet → Магазины → Терминалы)")
     method: PaymentMethodKind = "card"
     #: `O` one-stage (money is taken at once), `T` two-stage (held: AUTHORIZED, then confirmed in T-Bank).
     pay_type: Literal["O", "T"] = "O"

@@ -68,10 +68,17 @@ class YooKassaSettings(PspSettingsBase):
     max_lifetime_seconds: ClassVar[int] = 90 * 24 * 3600
     base_url: HttpUrl = "https://api.yookassa.ru/v3/"
     shop_id: str = Field(min_length=1, max_length=20, pattern=r"^\d+$")
-    secret_key: SecretRef
+    secret_key: SecretRef = Field(description="the shop's secret key, live_… (ЮKassa cabinet → Интеграция → Ключи API)")
     method: PaymentMethodKind = "card"
     #: Optional source-IP allow-list for notifications (CIDRs); the re-fetch of the object is the check that counts.
     notification_ips: tuple[str, ...] | None = None
+
+    def webhook_steps(self, url: str, secret_names: dict[str, str]) -> list[str]:
+        return [
+            f"ЮKassa cabinet of shop {self.shop_id} → Интеграция → HTTP-уведомления: URL для уведомлений {url}",
+            "tick the events payment.succeeded, payment.waiting_for_capture, payment.canceled, refund.succeeded; save",
+            "(notifications are unsigned: PayBridge re-reads every payment by id, so the URL needs no secret)",
+        ]
 
 
 logger = logging.getLogger(__name__)
