@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"paybridge: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `paybridge tenants list | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:
