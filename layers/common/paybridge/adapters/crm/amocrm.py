@@ -346,7 +346,7 @@ class AmoCrm:
         destination = f"{handler_url}?{urlencode({'token': self._webhook_token})}"
         shown = f"{handler_url}?token=…"
         found = self._request("GET", "/api/v4/webhooks", params={"filter[destination]": destination})
-        hooks = (_json_object(found).get("_embedded") or {}).get("webhooks") or [] if found.status_code != 204 else []
+        hooks = [] if found.status_code == 204 else (_json_object(found).get("_embedded") or {}).get("webhooks") or []
         for hook in hooks:
             if hook.get("destination") == destination and "status_lead" in (hook.get("settings") or []):
                 return [f"webhook {shown} (status_lead): registered already"]
