@@ -25,10 +25,10 @@ def serve() -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    stack = LocalStack(port=int(os.environ.get("PAYBRIDGE_PORT", "3000"))).start()
     if os.environ.get("PAYBRIDGE_STOP_WITH_PARENT") == "1":
         parent = os.getppid()
         threading.Thread(target=_stop_with(parent, stop), name="parent-watch", daemon=True).start()
+    stack = LocalStack(port=int(os.environ.get("PAYBRIDGE_PORT", "3000"))).start()
     print(f"PayBridge local stack on {stack.url}")
     print(f"  sandbox CRM:  {stack.url}/sandbox/crm/demo/")
     print(f"  health:       {stack.url}/health")

@@ -12,6 +12,9 @@
   status_id | pipeline_id | old_status_id | old_pipeline_id]`, `account[id]`, `account[subdomain]` to the account's
   URL (ours + `?token=<webhook_token>`), repeated until it answers 200.
 
+`GET /api/v4/webhooks?filter[destination]=…` (204 when none) and `POST /api/v4/webhooks {destination, settings}`
+(a `status_lead` destination receives the status webhooks from then on); the stack registers each tenant's at start.
+
 Control: `POST /_control/leads {name, price, status_id, pipeline_id?, responsible_user_id?, subdomain?, contact?:
 {name, email, phone}, invoice_number?}` creates a lead (and its main contact); `GET /_control/leads/<id>` reads it
 with its contact, notes, tasks and payment link; `POST /_control/leads/<id>/status {"status_id": …,

@@ -267,6 +267,17 @@ def test_a_new_key_is_shown_once_only_its_hash_is_kept_and_it_carries_its_scope(
     assert [json.loads(line)["scopes"] for line in listed] == [["integration"], ["integration"], ["ops"]]
 
 
+def test_the_first_key_of_a_new_tenant_goes_into_its_draft_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    draft = write(tmp_path, [{k: v for k, v in ACME.items() if k != "api_keys_sha256"}])
+    code, out, _ = run(capsys, "keys", "new", "acme", "--local-file", str(draft))
+    assert code == 0
+    (item,) = json.loads(draft.read_text())["tenants"]
+    assert item["api_keys_sha256"] == [hashlib.sha256(out.strip().encode()).hexdigest()]
+    assert run(capsys, "tenants", "check", str(draft), "--stage", "prod")[0] == 0
+
+
 def test_rotation_new_key_then_revoke_the_old_and_never_the_last(
     local_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
