@@ -12,9 +12,16 @@ ST := $(ST_VENV)/bin/schemathesis
 STAMP := $(VENV)/.installed
 export PYTHONPATH := layers/common:.
 export SAM_CLI_TELEMETRY := 0
+# The project's path is for the project's venv only: aws-sam-cli, checkov and schemathesis run in their own venvs
+# without it (else their pip sees this checkout's paybridge.egg-info and warns of its missing requirements).
+OWN_ENV := env -u PYTHONPATH -u VIRTUAL_ENV
+# `make deploy STAGE=prod` deploys samconfig.toml's [prod] section; no STAGE: the guided default.
+STAGE ?=
+PAYBRIDGE := $(BIN)/python -m scripts.cli
 
 .PHONY: help dev demo test unit integration e2e lint format typecheck openapi validate build deploy import-times clean lock layer-size \
-	redrive-crm bench-crm demo-bank bench-reconcile bench-latency checkov schemathesis report
+	redrive-crm bench-crm demo-bank bench-reconcile bench-latency checkov schemathesis \
+	report tenants-check tenants-put tenants-list keys-new secrets-template webhooks-register redrive-lifecycle
 
 help:
 	@echo "make demo       run the scripted payment scenario on the local stack (starts it if needed)"
@@ -30,6 +37,12 @@ help:
 	@echo "make import-times   each handler's import time against import boto3 + one client;  make layer-size"
 	@echo "make report TENANT=<id> [MONTH=YYYY-MM] [STAGE=<stage>]  the owner's monthly report (table, HTML, JSON)"
 	@echo "make redrive-crm STAGE=<stage>  send parked CRM writes back to the outbox (ARGS=--dry-run to list)"
+	@echo "make redrive-lifecycle STAGE=<stage>  redrive failed lifecycles from the DLQ (ARGS=--dry-run to list)"
+	@echo "make deploy STAGE=<stage>  sam deploy with samconfig.toml's [<stage>] section (no STAGE: --guided)"
+	@echo "make tenants-check FILE=<file> [STAGE=<stage>]   everything a stage needs of a tenants file"
+	@echo "make tenants-put FILE=<file> STAGE=<stage> | tenants-list STAGE=<stage>   (STAGE=local: the local file)"
+	@echo "make keys-new TENANT=<id> [SCOPE=ops] STAGE=<stage> | secrets-template TENANT=<id> STAGE=<stage>"
+	@echo "make webhooks-register TENANT=<id> STAGE=<stage>   (all of these: the paybridge command, paybridge -h)"
 
 # Everything installed is pinned with hashes in requirements-dev.txt (the layer's own lock is
 # layers/common/requirements.txt); `make lock` regenerates both from pyproject.toml / layers/common/requirements.in.
@@ -50,22 +63,23 @@ layer-size: build
 	$(BIN)/python scripts/layer_size.py
 
 $(SAM): 
-	$(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
-	$(SAM_VENV)/bin/pip install --quiet "aws-sam-cli>=1.120"
+	$(OWN_ENV) $(PYTHON) -m venv $(SAM_VENV)
+	$(OWN_ENV) $(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(OWN_ENV) $(SAM_VENV)/bin/pip install --quiet "aws-sam-cli>=1.120"
 
 $(CHECKOV):
-	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
-	$(CHECKOV_VENV)/bin/pip install --quiet "checkov>=3.2,<4"
+	$(OWN_ENV) $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(OWN_ENV) $(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(OWN_ENV) $(CHECKOV_VENV)/bin/pip install --quiet "checkov>=3.2,<4"
 
 $(ST):
-	$(PYTHON) -m venv $(ST_VENV)
-	$(ST_VENV)/bin/pip install --quiet --upgrade pip
-	$(ST_VENV)/bin/pip install --quiet "schemathesis>=4,<5"
+	$(OWN_ENV) $(PYTHON) -m venv $(ST_VENV)
+	$(OWN_ENV) $(ST_VENV)/bin/pip install --quiet --upgrade pip
+	$(OWN_ENV) $(ST_VENV)/bin/pip install --quiet "schemathesis>=4,<5"
 
+# exec: the server is make's own child, and stops when make ends (Ctrl-C, SIGTERM, or make killed)
 dev: $(STAMP)
-	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-WARNING} $(BIN)/python -m devstack serve
+	exec env POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-WARNING} PAYBRIDGE_STOP_WITH_PARENT=1 $(BIN)/python -m devstack serve
 
 demo: $(STAMP)
 	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-ERROR} $(BIN)/python -m devstack demo
@@ -120,22 +134,46 @@ import-times: $(STAMP)
 	$(BIN)/python scripts/import_times.py $(ARGS)
 
 validate: $(SAM) $(STAMP)
-	$(SAM) validate --lint
+	$(OWN_ENV) $(SAM) validate --lint
 	$(BIN)/cfn-lint template.yaml
 
 # checkov on the template; the skips and their reasons are in .checkov.yaml
 checkov: $(CHECKOV)
-	$(CHECKOV) --config-file .checkov.yaml
+	$(OWN_ENV) $(CHECKOV) --config-file .checkov.yaml
 
 # schemathesis against the local stack with openapi.json: every check, a fixed seed (scripts/schemathesis.sh)
 schemathesis: $(ST) $(STAMP)
 	ST=$(ST) PY=$(BIN)/python bash scripts/schemathesis.sh
 
 build: $(SAM)
-	$(SAM) build
+	$(OWN_ENV) $(SAM) build
 
+# samconfig.toml: [default] is guided (asks, then can save a section); [<stage>] sections deploy without questions
 deploy: build
-	$(SAM) deploy --guided
+	$(OWN_ENV) $(SAM) deploy $(if $(STAGE),--config-env $(STAGE),--guided)
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# -- operating a stage: the `paybridge` command (scripts/cli; README "Operating PayBridge"). STAGE=local (default)
+# is the local stack's tenants file.
+tenants-check: $(STAMP)
+	$(PAYBRIDGE) tenants check $${FILE:?set FILE, e.g. make tenants-check FILE=config/tenants.local.json} --stage $(or $(STAGE),local)
+
+tenants-put: $(STAMP)
+	$(PAYBRIDGE) tenants put $${FILE:?set FILE} --stage $(or $(STAGE),local) $(ARGS)
+
+tenants-list: $(STAMP)
+	$(PAYBRIDGE) tenants list --stage $(or $(STAGE),local)
+
+keys-new: $(STAMP)
+	$(PAYBRIDGE) keys new $${TENANT:?set TENANT} --scope $(or $(SCOPE),integration) --stage $(or $(STAGE),local)
+
+secrets-template: $(STAMP)
+	$(PAYBRIDGE) secrets template $${TENANT:?set TENANT} --stage $(or $(STAGE),local) $(ARGS)
+
+webhooks-register: $(STAMP)
+	$(PAYBRIDGE) webhooks register $${TENANT:?set TENANT} --stage $(or $(STAGE),local) $(ARGS)
+
+redrive-lifecycle: $(STAMP)
+	$(BIN)/python scripts/redrive_lifecycle_dlq.py --stage $${STAGE:?set STAGE, e.g. make redrive-lifecycle STAGE=prod} $(ARGS)

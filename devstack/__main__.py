@@ -6,34 +6,70 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
+from collections.abc import Callable
 
 
 def serve() -> int:
+    """Serve until Ctrl-C, SIGTERM or — with PAYBRIDGE_STOP_WITH_PARENT=1 (`make dev`) — the end of the process that
+    started it (a killed `make`), then stop every thread and exit 0. Logs: warnings and errors only;
+    PAYBRIDGE_LOG_LEVEL=INFO shows the stack's own lines and every HTTP request."""
+    import signal
+
     from devstack.stack import LocalStack
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    if os.environ.get("PAYBRIDGE_STOP_WITH_PARENT") == "1":
+        parent = os.getppid()
+        threading.Thread(target=_stop_with(parent, stop), name="parent-watch", daemon=True).start()
     stack = LocalStack(port=int(os.environ.get("PAYBRIDGE_PORT", "3000"))).start()
     print(f"PayBridge local stack on {stack.url}")
     print(f"  sandbox CRM:  {stack.url}/sandbox/crm/demo/")
     print(f"  health:       {stack.url}/health")
     print(f"  tenants from: {stack.tenants_file}")
-    print("Ctrl+C to stop.")
+    print("Ctrl+C to stop.", flush=True)
     try:
-        import threading
-
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        while not stop.wait(0.5):
+            pass
     finally:
         stack.stop()
+    print("PayBridge local stack stopped.", flush=True)
     return 0
+
+
+def _stop_with(parent: int, stop: threading.Event) -> Callable[[], None]:
+    def watch() -> None:
+        while not stop.wait(0.5):
+            if os.getppid() != parent:  # reparented: whoever started us is gone
+                stop.set()
+
+    return watch
+
+
+def _quiet() -> None:
+    """Warnings and errors only, unless PAYBRIDGE_LOG_LEVEL asks for more: no request lines, no credential notes,
+    no third-party noise (moto logs every handled JSONPath miss of a Choice's `IsPresent` as an ERROR; Powertools
+    warns of an empty metrics flush on every invocation when metrics are disabled)."""
+    import warnings
+
+    level = getattr(logging, os.environ.get("PAYBRIDGE_LOG_LEVEL", "WARNING").upper(), logging.WARNING)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("werkzeug").setLevel(level if level <= logging.INFO else logging.WARNING)
+    if level > logging.DEBUG:
+        logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(logging.CRITICAL)
+        warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 
 def main() -> int:
     command = sys.argv[1] if len(sys.argv) > 1 else "serve"
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    _quiet()
     if command == "serve":
         return serve()
     if command == "demo":

@@ -164,6 +164,10 @@ class LocalStack:
             return json_response({"status": "ok", "stack": "local", "url": self.url})
         if request.path == "/":
             return self._index()
+        if request.path.startswith("/_dev/webhooks/") and request.method == "POST":
+            return self._register_webhooks(request.path.removeprefix("/_dev/webhooks/"), request)
+        if request.path == "/thanks":  # the shipped tenants' return_url: where T-Bank, YooKassa, Stripe send payers
+            return page("Спасибо, оплата принята", "<p>Платёж обработан провайдером. Эту вкладку можно закрыть.</p>")
         assert self.gateway is not None
         try:
             response = self.gateway.handle(request)
@@ -173,6 +177,27 @@ class LocalStack:
         if response is None:
             return json_response({"message": "Not Found"}, 404)
         return response
+
+    def _register_webhooks(self, tenant_id: str, request: Request) -> Response:
+        """Dev only (`paybridge webhooks register T --stage local`): the tenant's CRM adapter lives here, with its
+        OAuth session, so the registration runs here — the same code a deployed stage runs from the CLI."""
+        from paybridge import wiring
+        from paybridge.adapters.errors import AdapterError
+        from paybridge.tenants import TenantNotFound
+        from scripts.cli.webhooks import register
+
+        body = request.get_json(silent=True)
+        api_url = body.get("api_url") if isinstance(body, dict) else None
+        if not isinstance(api_url, str) or not api_url.startswith(("http://", "https://")):
+            return json_response({"error": "give {'api_url': 'http(s)://…'}"}, 400)
+        try:
+            tenant = wiring.get_tenants().get(tenant_id)
+            entries = register(tenant, api_url, "dev", wiring.make_crm)
+        except TenantNotFound:
+            return json_response({"error": f"no tenant {tenant_id!r}"}, 404)
+        except AdapterError as exc:
+            return json_response({"error": f"the CRM refused: {exc}"}, 502)
+        return json_response({"entries": entries})
 
     def _index(self) -> Response:
         assert self.crm is not None

@@ -12,6 +12,9 @@
   status_id | pipeline_id | old_status_id | old_pipeline_id]`, `account[id]`, `account[subdomain]` to the account's
   URL (ours + `?token=<webhook_token>`), repeated until it answers 200.
 
+`GET /api/v4/webhooks?filter[destination]=…` (204 when none) and `POST /api/v4/webhooks {destination, settings}`
+(a `status_lead` destination receives the status webhooks from then on); the stack registers each tenant's at start.
+
 Control: `POST /_control/leads {name, price, status_id, pipeline_id?, responsible_user_id?, subdomain?, contact?:
 {name, email, phone}, invoice_number?}` creates a lead (and its main contact); `GET /_control/leads/<id>` reads it
 with its contact, notes, tasks and payment link; `POST /_control/leads/<id>/status {"status_id": …,
@@ -59,6 +62,8 @@ class Account:
     client_secret: str | None = None
     redirect_uri: str | None = None
     recent: deque[float] = field(default_factory=deque)  # times of the requests in the last second
+    #: `GET/POST /api/v4/webhooks`: the account's webhooks (the local stack registers the tenant's at start).
+    webhooks: list[dict[str, Any]] = field(default_factory=list)
 
 
 #: The routes, copied into each instance's map (a werkzeug Rule binds to one map only).
@@ -69,6 +74,8 @@ ROUTES = (
     Rule("/api/v4/leads/<int:lead_id>", methods=["GET"], endpoint="lead"),
     Rule("/api/v4/tasks", methods=["POST"], endpoint="tasks"),
     Rule("/api/v4/contacts/<int:contact_id>", methods=["GET"], endpoint="contact"),
+    Rule("/api/v4/webhooks", methods=["GET"], endpoint="webhooks"),
+    Rule("/api/v4/webhooks", methods=["POST"], endpoint="add_webhook"),
     Rule("/oauth2/access_token", methods=["POST"], endpoint="token"),
     Rule("/_control/leads", methods=["POST"], endpoint="control_create"),
     Rule("/_control/leads/<int:lead_id>", methods=["GET"], endpoint="control_lead"),
@@ -110,6 +117,7 @@ class FakeAmoCrm(FakeApp):
             link_field_id=crm.link_field_id,
             invoice_number_field_id=crm.invoice_number_field_id,
         )
+        account.webhooks.append(_webhook(account, account.webhook_url, ["status_lead"], self.clock()))
         with self.lock:
             if isinstance(crm.auth, LongLivedTokenAuth):
                 self.access_tokens[secrets["token"]] = (crm.subdomain, float("inf"))
@@ -224,6 +232,38 @@ class FakeAmoCrm(FakeApp):
             if self.owner.get(contact_id) != account.subdomain or contact_id not in self.contacts:
                 return Response(status=204)
             return json_response(self.contacts[contact_id])
+
+    # -- webhooks (amoCRM API v4: GET /api/v4/webhooks?filter[destination]=…, POST {destination, settings}) ---------
+
+    def on_webhooks(self, request: Request) -> Response:
+        account = self._gate(request)
+        if isinstance(account, Response):
+            return account
+        wanted = request.args.get("filter[destination]")
+        with self.lock:
+            hooks = [h for h in account.webhooks if wanted is None or h["destination"] == wanted]
+        if not hooks:
+            return Response(status=204)
+        return json_response({"_total_items": len(hooks), "_embedded": {"webhooks": hooks}})
+
+    def on_add_webhook(self, request: Request) -> Response:
+        account = self._gate(request)
+        if isinstance(account, Response):
+            return account
+        body = _body(request)
+        destination = body.get("destination") if isinstance(body, dict) else None
+        settings = body.get("settings") if isinstance(body, dict) else None
+        if not isinstance(destination, str) or not destination.startswith(("http://", "https://")):
+            return _problem(400, "Bad Request", "destination must be a URL")
+        if not isinstance(settings, list) or not settings or not all(isinstance(e, str) for e in settings):
+            return _problem(400, "Bad Request", "settings must be a list of event names")
+        with self.lock:
+            account.webhooks = [h for h in account.webhooks if h["destination"] != destination]
+            hook = _webhook(account, destination, settings, self.clock())
+            account.webhooks.append(hook)
+            if "status_lead" in settings:
+                account.webhook_url = destination  # status webhooks go there from now on
+        return json_response(hook)
 
     # -- writes ----------------------------------------------------------------------------------------------------
 
@@ -618,3 +658,17 @@ def _field(lead: dict[str, Any], field_id: int | None) -> Any:
 
 #: What the local stack serves for tenants whose settings name `amocrm` (see devstack/fakes/__init__.py).
 FAKE = FakeAmoCrm
+
+
+def _webhook(account: Account, destination: str, settings: list[str], now: float) -> dict[str, Any]:
+    return {
+        "id": len(account.webhooks) + 1,
+        "destination": destination,
+        "created_at": int(now),
+        "updated_at": int(now),
+        "account_id": account.account_id,
+        "created_by": 0,
+        "sort": 1,
+        "disabled": False,
+        "settings": list(settings),
+    }

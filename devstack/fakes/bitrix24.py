@@ -9,7 +9,9 @@ What it enforces, as Bitrix24 does:
 - `batch {halt, cmd}` (≤ 50 commands, `$result[key][FIELD]` substitution, `result` / `result_error`);
 - `crm.deal.get`, `crm.contact.get`, `crm.deal.update` (which raises ONCRMDEALUPDATE at the application's handler
   when it bound that event — the echo PayBridge must ignore), `crm.timeline.comment.add`, `im.notify.system.add`;
-- outbound events and robot calls, form-encoded with `auth[application_token]` and `auth[domain]`.
+- outbound events and robot calls, form-encoded with `auth[application_token]` and `auth[domain]`;
+- `event.get`, `event.bind`, `bizproc.robot.list`, `bizproc.robot.add` for an application (OAuth) only, as on
+  Bitrix24 (`WRONG_AUTH_TYPE` through an incoming webhook); the local stack binds each tenant's handler at start.
 
 Control (tests, benchmark): `POST /_control/deals` (create a deal, with `contact`), `GET /_control/deals/<id>` (the
 deal with its timeline, notifications and write log), `POST /_control/deals/<id>/stage {"stage_id"}` (a manager moves
@@ -110,6 +112,7 @@ class FakeBitrix24(FakeApp):
         self.writes: dict[int, list[str]] = {}  # deal → "stage:X" / "comment:…" in the order applied
         self.written_at: dict[int, float] = {}  # deal → when its last write was applied (time.monotonic)
         self._ids = itertools.count(1)
+        self._app_call = True
 
     # -- setup -------------------------------------------------------------------------------------------------------
 
@@ -140,7 +143,7 @@ class FakeBitrix24(FakeApp):
         portal = next((p for p in self.portals.values() if p.webhook == (str(user), secret)), None)
         if portal is None:
             return _error(BitrixError("INVALID_CREDENTIALS", "Invalid request credentials", 401))
-        return self._rest(portal, method, _params(request))
+        return self._rest(portal, method, _params(request), app=False)
 
     def on_oauth_call(self, request: Request, method: str) -> Response:
         params = _params(request)
@@ -198,8 +201,9 @@ class FakeBitrix24(FakeApp):
             portal.full_at = now
         return None
 
-    def _rest(self, portal: Portal, method: str, params: dict[str, Any]) -> Response:
+    def _rest(self, portal: Portal, method: str, params: dict[str, Any], app: bool = True) -> Response:
         with self.lock:
+            self._app_call = app  # event.bind and bizproc.robot.* are for applications only
             refused = self._admit(portal)
             if refused is not None:
                 return _error(refused)
@@ -266,6 +270,29 @@ class FakeBitrix24(FakeApp):
                 self.writes.setdefault(int(deal["ID"]), []).append(f"comment:{entry['COMMENT']}")
                 self.written_at[int(deal["ID"])] = time.monotonic()
                 return comment_id
+            case "event.get" | "event.bind" | "bizproc.robot.list" | "bizproc.robot.add" if not self._app_call:
+                raise BitrixError("WRONG_AUTH_TYPE", "Current authorization type is denied for this method", 401)
+            case "event.get":
+                return [
+                    {"event": event, "handler": portal.handler_url, "auth_type": "0", "offline": 0}
+                    for event in sorted(portal.bound_events)
+                ]
+            case "event.bind":
+                event, handler = str(params.get("event", "")).upper(), str(params.get("handler", ""))
+                if not event or not handler.startswith(("http://", "https://")):
+                    raise BitrixError("ERROR_ARGUMENT", "event and handler are required")
+                portal.bound_events, portal.handler_url = portal.bound_events | {event}, handler
+                return True
+            case "bizproc.robot.list":
+                return [portal.robot_code] if portal.robot_code else []
+            case "bizproc.robot.add":
+                code, handler = str(params.get("CODE", "")), str(params.get("HANDLER", ""))
+                if not re.fullmatch(r"[A-Za-z0-9._-]+", code) or not handler or not params.get("NAME"):
+                    raise BitrixError("ERROR_ACTIVITY_VALIDATION_FAILURE", "CODE, HANDLER and NAME are required")
+                if code == portal.robot_code:
+                    raise BitrixError("ERROR_ACTIVITY_ALREADY_INSTALLED", "Activity or Robot already installed!")
+                portal.robot_code, portal.handler_url = code, handler
+                return True
             case "im.notify.system.add":
                 if not str(params.get("USER_ID", "")).isdigit():
                     raise BitrixError("USER_ID_EMPTY", "User ID can't be empty")

@@ -263,7 +263,7 @@ class TestErrors:
             "pipeline_id": 7001,
         }
         message = error_of({"tenants": [tenant]})
-        assert message.startswith("tenants.json: tenants[0]: Value error, amoCRM stages are status ids (digits)")
+        assert message.startswith("tenants.json: tenants[0]: amoCRM stages are status ids (digits)")
         tenant["stages"] = {name: str(142 + i) for i, name in enumerate(STAGE_NAMES)}
         assert parse_tenants({"tenants": [tenant]}, "tenants.json")["acme"].crm.kind == "amocrm"
 

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from paybridge.adapters.registry import BANK_SOURCES, CRMS, PSPS, SENDERS, load_adapters
 from paybridge.adapters.settings import (
@@ -171,6 +171,15 @@ class StageMapping(BaseModel):
         return self.paid if kind == "paid" else (self.advance_paid or self.partially_paid)
 
 
+DEFAULT_LINK_LIFETIME_SECONDS = 3 * 24 * 3600
+
+
+def api_key_digest(api_key: str) -> str:
+    """How an API key is kept: the SHA-256 hex of it (`api_keys_sha256`, `ops_api_keys_sha256`); the key itself is
+    shown once when it is made (`paybridge keys new`) and never stored."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
 #: What an API key may do: `integration` — issue, read, cancel, refund; `ops` — a person's levers and reports.
 ApiScope = Literal["integration", "ops"]
 
@@ -187,10 +196,12 @@ class TenantConfig(BaseModel):
     currency: str = Field(default="RUB", pattern=r"^[A-Z]{3}$")
     #: The company's local time (IANA name): report months, reminders' quiet hours.
     timezone: str = DEFAULT_TIMEZONE
-    link_lifetime_seconds: int = Field(default=3 * 24 * 3600, ge=60, le=90 * 24 * 3600)
     #: Where payers land after paying (T-Bank SuccessURL, YooKassa return_url, Stripe success_url).
     return_url: HttpUrl | None = None
     psp: PspSettings
+    #: Default link lifetime: 3 days, or the provider's longest when that is shorter (Stripe Checkout: 24 h); it
+    #: must be within the provider's limits (declared after `psp`, so that it is checked against them).
+    link_lifetime_seconds: int = Field(default=DEFAULT_LINK_LIFETIME_SECONDS, ge=60, le=90 * 24 * 3600)
     crm: CrmSettings
     stages: StageMapping = Field(default_factory=StageMapping)
     #: 54-FZ receipts: when set, every payment and refund carries a receipt (T-Bank, YooKassa).
@@ -201,6 +212,27 @@ class TenantConfig(BaseModel):
     reminders: ReminderSettings | None = None
     #: Recurring payments (subscriptions); the defaults apply when absent.
     subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_lifetime_fits_the_provider(cls, data: Any) -> Any:
+        """Without a lifetime of its own, a tenant gets the default or its provider's longest, whichever is shorter
+        (a Stripe tenant: 24 h, not 3 days that Stripe would refuse on every invoice)."""
+        if isinstance(data, dict) and "link_lifetime_seconds" not in data:
+            settings = _psp_settings_class(data.get("psp"))
+            if settings is not None and settings.max_lifetime_seconds < DEFAULT_LINK_LIFETIME_SECONDS:
+                data = {**data, "link_lifetime_seconds": settings.max_lifetime_seconds}
+        return data
+
+    @field_validator("link_lifetime_seconds")
+    @classmethod
+    def _lifetime_fits_the_provider(cls, lifetime: int, info: ValidationInfo) -> int:
+        psp = info.data.get("psp")
+        if isinstance(psp, PspSettingsBase):
+            low, high = type(psp).min_lifetime_seconds, type(psp).max_lifetime_seconds
+            if not low <= lifetime <= high:
+                raise ValueError(f"{lifetime} s is outside what {psp.provider} accepts: {low} to {high} s")
+        return lifetime
 
     @model_validator(mode="after")
     def _stages_fit_the_crm(self) -> TenantConfig:
@@ -219,7 +251,7 @@ class TenantConfig(BaseModel):
         """The scopes an API key carries for this tenant (none: not one of its keys)."""
         if not api_key:
             return frozenset()
-        digest = hashlib.sha256(api_key.encode()).hexdigest()
+        digest = api_key_digest(api_key)
         scopes: set[ApiScope] = set()
         if any(hmac.compare_digest(digest, known) for known in self.api_keys_sha256):
             scopes.add("integration")
@@ -228,22 +260,42 @@ class TenantConfig(BaseModel):
         return frozenset(scopes)
 
 
+def _psp_settings_class(psp: Any) -> type[PspSettingsBase] | None:
+    from paybridge.adapters.registry import UnknownAdapter
+
+    if not isinstance(psp, dict) or not isinstance(psp.get("provider"), str):
+        return None  # the union's own validation says what is wrong
+    try:
+        settings = PSPS.entry(psp["provider"]).settings
+    except UnknownAdapter:
+        return None
+    return settings if issubclass(settings, PspSettingsBase) else None
+
+
 def parse_tenants(raw: Any, origin: str) -> dict[str, TenantConfig]:
     if not isinstance(raw, dict) or not isinstance(raw.get("tenants"), list):
         raise TenantConfigError(f"{origin}: expected an object with a 'tenants' list")
     tenants: dict[str, TenantConfig] = {}
     for index, item in enumerate(raw["tenants"]):
-        try:
-            tenant = TenantConfig.model_validate(item)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"tenants[{index}]{'.' if e['loc'] else ''}{_where(e['loc'], item)}: {e['msg']}" for e in exc.errors()
-            )
-            raise TenantConfigError(f"{origin}: {problems}") from None
+        tenant, problems = validate_tenant(item, f"tenants[{index}]")
+        if tenant is None:
+            raise TenantConfigError(f"{origin}: {'; '.join(problems)}")
         if tenant.tenant_id in tenants:
             raise TenantConfigError(f"{origin}: tenant {tenant.tenant_id!r} is defined twice")
         tenants[tenant.tenant_id] = tenant
     return tenants
+
+
+def validate_tenant(item: Any, where: str) -> tuple[TenantConfig | None, list[str]]:
+    """The tenant, or every problem of the item, each naming its field path as the file spells it (`where` first)."""
+    try:
+        return TenantConfig.model_validate(item), []
+    except ValidationError as exc:
+        problems = [
+            f"{where}{'.' if e['loc'] else ''}{_where(e['loc'], item)}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        ]
+        return None, problems
 
 
 def _where(loc: tuple[int | str, ...], item: Any) -> str:
@@ -276,26 +328,51 @@ _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 class FileTenantDirectory:
     """Tenants from a JSON file; `${NAME}` in it is replaced by the environment variable NAME (e.g.
-    `${PAYBRIDGE_LOCAL_URL}`, the local stack's base URL)."""
+    `${PAYBRIDGE_LOCAL_URL}`, the local stack's base URL). A change to the file (a key added with `paybridge keys
+    new --stage local`) is read at the next lookup; a file made invalid meanwhile keeps the tenants read before."""
 
     def __init__(self, path: str) -> None:
+        self._path = path
+        self._mtime = _mtime(path)
+        self._tenants = self._read()
+
+    def _read(self) -> dict[str, TenantConfig]:
         try:
             text = _ENV_REFERENCE.sub(
-                lambda m: os.environ.get(m.group(1), m.group(0)), Path(path).read_text(encoding="utf-8")
+                lambda m: os.environ.get(m.group(1), m.group(0)), Path(self._path).read_text(encoding="utf-8")
             )
             raw = json.loads(text)
         except (OSError, json.JSONDecodeError) as exc:
-            raise TenantConfigError(f"{path}: {exc}") from None
-        self._tenants = parse_tenants(raw, path)
+            raise TenantConfigError(f"{self._path}: {exc}") from None
+        return parse_tenants(raw, self._path)
+
+    def _fresh(self) -> dict[str, TenantConfig]:
+        mtime = _mtime(self._path)
+        if mtime != self._mtime:
+            self._mtime = mtime
+            try:
+                self._tenants = self._read()
+            except TenantConfigError as exc:
+                import logging
+
+                logging.getLogger(__name__).warning("kept the tenants read before: %s", exc)
+        return self._tenants
 
     def tenant_ids(self) -> list[str]:
-        return list(self._tenants)
+        return list(self._fresh())
 
     def get(self, tenant_id: str) -> TenantConfig:
         try:
-            return self._tenants[tenant_id]
+            return self._fresh()[tenant_id]
         except KeyError:
             raise TenantNotFound(tenant_id) from None
+
+
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
 
 
 @lru_cache(maxsize=8)

@@ -34,7 +34,7 @@ class SandboxSenderSettings(SenderSettingsBase):
 
     kind: Literal["sandbox"]
     base_url: HttpUrl
-    token: SecretRef
+    token: SecretRef = Field(description="the sandbox sender's API token")
 
 
 class SendFailed(AdapterError):

@@ -4,16 +4,17 @@ tenants exist; a key of the tenant's without the scope the route needs (`integra
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Mapping
 
 from paybridge.http.problems import UNAUTHORIZED_DETAIL, Forbidden, Unauthorized
-from paybridge.tenants import ApiScope, TenantConfig, TenantNotFound
+from paybridge.tenants import ApiScope, TenantConfig, TenantNotFound, api_key_digest
+
+__all__ = ["API_KEY_HEADER", "api_key_digest", "api_key_of", "authenticate", "require_scope"]
 
 API_KEY_HEADER = "x-api-key"
 #: Compared against when the tenant is unknown, so that an unknown tenant costs the same as a wrong key.
-_NO_TENANT_DIGEST = hashlib.sha256(b"no such tenant").hexdigest()
+_NO_TENANT_DIGEST = api_key_digest("no such tenant")
 
 
 def authenticate(tenant_id: str, api_key: str | None, *scopes: ApiScope) -> TenantConfig:
@@ -26,7 +27,7 @@ def authenticate(tenant_id: str, api_key: str | None, *scopes: ApiScope) -> Tena
     except TenantNotFound:
         config = None
     if config is None:
-        digest = hashlib.sha256((api_key or "").encode()).hexdigest()
+        digest = api_key_digest(api_key or "")
         hmac.compare_digest(digest, _NO_TENANT_DIGEST)
         raise Unauthorized(UNAUTHORIZED_DETAIL)
     if scopes:

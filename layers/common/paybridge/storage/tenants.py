@@ -35,7 +35,21 @@ class DynamoTenantDirectory(TableStore):
         self._cache[tenant_id] = (time.monotonic() + self._ttl, tenant)
         return tenant
 
-    def put(self, tenant: TenantConfig) -> None:
+    def config_json(self, tenant_id: str) -> str | None:
+        """The tenant item's `config` as stored (None: no such tenant), read consistently — for a change made on it."""
+        response = self.client.get_item(
+            TableName=self._table, Key={"pk": _s(f"TENANT#{tenant_id}"), "sk": _s("CONFIG")}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return item["config"]["S"] if item else None
+
+    def put(self, tenant: TenantConfig, if_config: str | None = None) -> None:
+        """Write the tenant item with every attribute the code reads: `config`, and `gsi2pk`/`gsi2sk` (the listing
+        every schedule walks: bank polling, drift, the re-check sweep). With `if_config`, only over that stored
+        config (`ConditionalCheckFailedException` otherwise: someone changed it meanwhile)."""
+        condition: dict[str, Any] = {}
+        if if_config is not None:
+            condition = {"ConditionExpression": "config = :old", "ExpressionAttributeValues": {":old": _s(if_config)}}
         self.client.put_item(
             TableName=self._table,
             Item={
@@ -45,7 +59,9 @@ class DynamoTenantDirectory(TableStore):
                 "gsi2pk": _s(TENANTS_PK),
                 "gsi2sk": _s(tenant.tenant_id),
             },
+            **condition,
         )
+        self._cache.pop(tenant.tenant_id, None)
 
     def tenant_ids(self) -> list[str]:
         ids: list[str] = []

@@ -66,10 +66,22 @@ class TBankBusinessSettings(BankSourceSettingsBase):
 
     kind: Literal["tbank_business"]
     base_url: HttpUrl = "https://business.tbank.ru/openapi/"
-    token: SecretRef
+    token: SecretRef = Field(description="the T-Bank Business API token (Bearer)")
     #: The webhook URL we register carries `?token=<webhook_token>` (the body is only a hint: we read the statement).
-    webhook_token: SecretRef | None = None
+    webhook_token: SecretRef | None = Field(
+        default=None, description="a random token of ours that the bank's webhook URL carries (?token=)"
+    )
     page_size: int = Field(default=100, ge=1, le=5000)
+
+    def webhook_steps(self, url: str, secret_names: dict[str, str]) -> list[str]:
+        if self.webhook_token is None:
+            return ["no webhook_token: the statement is only polled (set bank.source.webhook_token to get pushes)"]
+        secret = secret_names.get("bank.source.webhook_token", "bank.source.webhook_token")
+        return [
+            f"register with T-Bank Business (POST /api/v1/webhook, event type oper-feed-operation) the URL "
+            f"{url}?token=<the value of the secret {secret}>",
+            "polling stays on as the safety net (bank.poll_every_minutes)",
+        ]
 
 
 logger = logging.getLogger(__name__)

@@ -64,7 +64,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -110,7 +110,7 @@ class AmoCrmSettings(CrmSettingsBase):
     base_url: HttpUrl = Field(description="https://<subdomain>.amocrm.ru")
     subdomain: str = Field(pattern=r"^[a-z0-9-]{1,63}$")
     auth: Annotated[OAuthAppAuth | LongLivedTokenAuth, Field(discriminator="kind")]
-    webhook_token: SecretRef
+    webhook_token: SecretRef = Field(description="a random token of ours that amoCRM's webhook URL carries (?token=)")
     trigger: AmoCrmStatusTrigger
     #: The pipeline the mapped statuses belong to (PATCH needs it with `status_id`).
     pipeline_id: int = Field(gt=0)
@@ -336,6 +336,22 @@ class AmoCrm:
                 raise _BadRequest(text, _rejected_items(response))
             raise CrmRejected(text)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- setup -----------------------------------------------------------------------------------------------------
+
+    def register_webhooks(self, handler_url: str) -> list[str] | None:
+        """Subscribe `handler_url?token=<webhook_token>` to lead status changes, once: `GET /api/v4/webhooks
+        ?filter[destination]=…` (204 when there is none), then `POST /api/v4/webhooks {destination, settings:
+        ["status_lead"]}`. The token stays out of what this answers."""
+        destination = f"{handler_url}?{urlencode({'token': self._webhook_token})}"
+        shown = f"{handler_url}?token=…"
+        found = self._request("GET", "/api/v4/webhooks", params={"filter[destination]": destination})
+        hooks = [] if found.status_code == 204 else (_json_object(found).get("_embedded") or {}).get("webhooks") or []
+        for hook in hooks:
+            if hook.get("destination") == destination and "status_lead" in (hook.get("settings") or []):
+                return [f"webhook {shown} (status_lead): registered already"]
+        self._request("POST", "/api/v4/webhooks", json={"destination": destination, "settings": ["status_lead"]})
+        return [f"webhook {shown} (status_lead): registered (POST /api/v4/webhooks)"]
 
     # -- reads -----------------------------------------------------------------------------------------------------
 

@@ -84,7 +84,7 @@ class Bitrix24WebhookAuth(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["webhook"]
-    url: SecretRef
+    url: SecretRef = Field(description="the incoming webhook URL, https://<portal>/rest/<user>/<secret>/")
 
 
 class Bitrix24StageTrigger(BaseModel):
@@ -109,7 +109,9 @@ class Bitrix24Settings(CrmSettingsBase):
     kind: Literal["bitrix24"]
     portal: str = Field(pattern=r"^[a-z0-9.-]+(:[0-9]+)?$", description="the portal's domain, e.g. acme.bitrix24.ru")
     auth: Annotated[Bitrix24WebhookAuth | OAuthAppAuth, Field(discriminator="kind")]
-    application_token: SecretRef
+    application_token: SecretRef = Field(
+        description="the application token Bitrix24 sends with every event (auth[application_token])"
+    )
     trigger: Annotated[Bitrix24StageTrigger | Bitrix24RobotTrigger, Field(discriminator="kind")]
     #: OAuth apps: the REST base (the token answer's `client_endpoint`); default `https://<portal>/rest/`.
     rest_url: HttpUrl | None = None
@@ -122,6 +124,18 @@ class Bitrix24Settings(CrmSettingsBase):
     #: the portal's automation on them does not run — enable where no robot depends on passing through a stage),
     #: every comment and notice kept. Off: each update is sent, a deal's k-th update in the k-th round.
     merge_updates: bool = False
+
+    def webhook_steps(self, url: str, secret_names: dict[str, str]) -> list[str]:
+        """An incoming-webhook portal (no app): event.bind and bizproc.robot.add work only for an application, so the
+        outgoing webhook is made by hand."""
+        if isinstance(self.trigger, Bitrix24RobotTrigger):
+            return ["a robot trigger needs an OAuth application (auth.kind 'oauth'): bizproc.robot.add is app-only"]
+        secret = secret_names.get("crm.application_token", "crm.application_token")
+        return [
+            f"Bitrix24 {self.portal} → Приложения → Разработчикам → Другое → Исходящий вебхук: "
+            f"URL обработчика {url}, событие ONCRMDEALUPDATE (Обновление сделки); save",
+            f"copy its Токен приложения (application token) into the secret {secret}",
+        ]
 
 
 logger = logging.getLogger(__name__)
@@ -265,6 +279,36 @@ class Bitrix24:
         results = result.get("result") or {}
         errors = result.get("result_error") or {}
         return (results if isinstance(results, dict) else {}), (errors if isinstance(errors, dict) else {})
+
+    # -- setup -------------------------------------------------------------------------------------------------------
+
+    def register_webhooks(self, handler_url: str) -> list[str] | None:
+        """Point the portal's events (or robot) at `handler_url`, once: `event.get` then `event.bind {event:
+        ONCRMDEALUPDATE, handler}` for a stage trigger, `bizproc.robot.list` then `bizproc.robot.add {CODE, HANDLER,
+        AUTH_USER_ID, NAME, USE_SUBSCRIPTION: N}` for a robot. Both methods exist only for an application (OAuth):
+        with an incoming webhook this answers None and the settings' `webhook_steps` say what to do by hand."""
+        if self._access is None:
+            return None
+        trigger = self._settings.trigger
+        if isinstance(trigger, Bitrix24RobotTrigger):
+            installed = self.call("bizproc.robot.list", {}) or []
+            if trigger.code in installed:
+                return [f"robot {trigger.code}: installed already (its handler is kept)"]
+            robot = {
+                "CODE": trigger.code,
+                "HANDLER": handler_url,
+                "AUTH_USER_ID": 1,
+                "NAME": {"ru": "PayBridge: выставить счёт", "en": "PayBridge: issue an invoice"},
+                "USE_SUBSCRIPTION": "N",
+            }
+            self.call("bizproc.robot.add", robot)
+            return [f"robot {trigger.code} → {handler_url}: added (bizproc.robot.add)"]
+        bound = self.call("event.get", {}) or []
+        for handler in bound if isinstance(bound, list) else []:
+            if str(handler.get("event", "")).upper() in UPDATE_EVENTS and handler.get("handler") == handler_url:
+                return [f"ONCRMDEALUPDATE → {handler_url}: bound already"]
+        self.call("event.bind", {"event": "ONCRMDEALUPDATE", "handler": handler_url})
+        return [f"ONCRMDEALUPDATE → {handler_url}: bound (event.bind)"]
 
     # -- reads -------------------------------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 import hmac
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs
 
 from pydantic import Field
@@ -47,8 +47,10 @@ from paybridge.domain.invoice import Customer
 
 class SandboxCrmSettings(CrmSettingsBase):
     kind: Literal["sandbox"] = "sandbox"
+    #: The sandbox CRM's stages are the defaults (NEW, AWAITING_PAYMENT, PAID…).
+    needs_stage_names: ClassVar[bool] = False
     base_url: str = Field(pattern=r"^https?://")
-    token: SecretRef
+    token: SecretRef = Field(description="the sandbox CRM's API token")
 
 
 ISSUE_EVENT = "ONCRMDEALISSUEINVOICE"

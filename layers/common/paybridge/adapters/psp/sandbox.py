@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 import hashlib
 import hmac
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -56,8 +56,11 @@ from paybridge.domain.money import MinorUnits
 
 class SandboxPspSettings(PspSettingsBase):
     provider: Literal["sandbox"] = "sandbox"
+    #: any lifetime, so tests can watch a link expire
+    min_lifetime_seconds: ClassVar[int] = 1
+    max_lifetime_seconds: ClassVar[int] = 90 * 24 * 3600
     base_url: HttpUrl
-    secret: SecretRef
+    secret: SecretRef = Field(description="the sandbox PSP's merchant secret (signs its notifications)")
     method: PaymentMethodKind = "card"
 
 
@@ -134,8 +137,8 @@ class SandboxNotificationBody(BaseModel):
 
 class SandboxPsp:
     name = "sandbox"
-    min_lifetime_seconds = 1  # the sandbox accepts any lifetime, so tests can watch a link expire
-    max_lifetime_seconds = 90 * 24 * 3600
+    min_lifetime_seconds = SandboxPspSettings.min_lifetime_seconds
+    max_lifetime_seconds = SandboxPspSettings.max_lifetime_seconds
     supports_partial_payments = True  # its checkout has "Pay part"
 
     def __init__(self, base_url: str, secret: str, method: str = "card", transport: Any = None):

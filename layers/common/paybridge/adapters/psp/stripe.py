@@ -34,7 +34,9 @@ import hashlib
 import hmac
 import logging
 import time
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
 
 from paybridge.adapters.errors import InvalidSignature, MalformedNotification, ProviderRejected, ProviderUnavailable
 from paybridge.adapters.http import make_client, send
@@ -67,11 +69,23 @@ class StripeSettings(PspSettingsBase):
     """Stripe Checkout. Test mode: the same host with an `sk_test_…` key and the test endpoint's `whsec_…`."""
 
     provider: Literal["stripe"]
+    #: Checkout Sessions: 30 min … 24 h (expires_at)
+    min_lifetime_seconds: ClassVar[int] = 30 * 60
+    max_lifetime_seconds: ClassVar[int] = 24 * 3600
     base_url: HttpUrl = "https://api.stripe.com"
-    secret_key: SecretRef
-    webhook_secret: SecretRef
+    secret_key: SecretRef = Field(description="the Stripe secret key, sk_live_… (sk_test_… in test mode)")
+    webhook_secret: SecretRef = Field(description="the signing secret of our webhook endpoint, whsec_…")
     #: Stripe Checkout needs a URL to send the payer back to; defaults to the tenant's `return_url`.
     cancel_url: HttpUrl | None = None
+
+    def webhook_steps(self, url: str, secret_names: dict[str, str]) -> list[str]:
+        events = ", ".join(EVENT_KIND)
+        secret = secret_names.get("psp.webhook_secret", "the secret of psp.webhook_secret")
+        return [
+            f"Stripe Dashboard → Developers → Webhooks → Add endpoint: URL {url}",
+            f"select the events {events}; add the endpoint",
+            f"reveal its Signing secret (whsec_…) and store it as the secret {secret} (SecretString: the whsec_ value)",
+        ]
 
 
 logger = logging.getLogger(__name__)
@@ -148,8 +162,8 @@ SESSION_PHASE: dict[str, PaymentPhase] = {"open": "open", "complete": "in_progre
 
 class StripeCheckout:
     name = "stripe"
-    min_lifetime_seconds = 30 * 60
-    max_lifetime_seconds = 24 * 3600
+    min_lifetime_seconds = StripeSettings.min_lifetime_seconds
+    max_lifetime_seconds = StripeSettings.max_lifetime_seconds
     supports_partial_payments = False
 
     def __init__(self, settings: StripeSettings, secret_key: str, webhook_secret: str, transport: Any = None):

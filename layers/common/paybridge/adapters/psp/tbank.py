@@ -43,7 +43,7 @@ import hashlib
 import hmac
 import logging
 from datetime import UTC
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -80,9 +80,12 @@ class TBankSettings(PspSettingsBase):
     """T-Bank internet acquiring (API v2). Test host: https://rest-api-test.tinkoff.ru/v2/."""
 
     provider: Literal["tbank"]
+    #: RedirectDueDate: 1 minute … 90 days
+    min_lifetime_seconds: ClassVar[int] = 60
+    max_lifetime_seconds: ClassVar[int] = 90 * 24 * 3600
     base_url: HttpUrl = "https://securepay.tinkoff.ru/v2/"
     terminal_key: str = Field(min_length=1, max_length=20)
-    password: SecretRef
+    password: SecretRef = Field(description="the terminal's password (T-Bank cabinet → Магазины → Терминалы)")
     method: PaymentMethodKind = "card"
     #: `O` one-stage (money is taken at once), `T` two-stage (held: AUTHORIZED, then confirmed in T-Bank).
     pay_type: Literal["O", "T"] = "O"
@@ -201,8 +204,8 @@ def receipt_body(receipt: FiscalReceipt) -> dict[str, Any]:
 
 class TBankAcquiring:
     name = "tbank"
-    min_lifetime_seconds = 60  # RedirectDueDate: at least 1 minute …
-    max_lifetime_seconds = 90 * 24 * 3600  # … at most 90 days
+    min_lifetime_seconds = TBankSettings.min_lifetime_seconds
+    max_lifetime_seconds = TBankSettings.max_lifetime_seconds
     supports_partial_payments = False
 
     def __init__(self, settings: TBankSettings, password: str, transport: Any = None):

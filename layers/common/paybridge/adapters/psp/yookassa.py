@@ -29,7 +29,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import uuid
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -63,12 +63,22 @@ class YooKassaSettings(PspSettingsBase):
     """YooKassa API v3 (test shops use the same host with a test secret key)."""
 
     provider: Literal["yookassa"]
+    #: no lifetime of its own: we cancel at expiry
+    min_lifetime_seconds: ClassVar[int] = 60
+    max_lifetime_seconds: ClassVar[int] = 90 * 24 * 3600
     base_url: HttpUrl = "https://api.yookassa.ru/v3/"
     shop_id: str = Field(min_length=1, max_length=20, pattern=r"^\d+$")
-    secret_key: SecretRef
+    secret_key: SecretRef = Field(description="the shop's secret key, live_… (ЮKassa cabinet → Интеграция → Ключи API)")
     method: PaymentMethodKind = "card"
     #: Optional source-IP allow-list for notifications (CIDRs); the re-fetch of the object is the check that counts.
     notification_ips: tuple[str, ...] | None = None
+
+    def webhook_steps(self, url: str, secret_names: dict[str, str]) -> list[str]:
+        return [
+            f"ЮKassa cabinet of shop {self.shop_id} → Интеграция → HTTP-уведомления: URL для уведомлений {url}",
+            "tick the events payment.succeeded, payment.waiting_for_capture, payment.canceled, refund.succeeded; save",
+            "(notifications are unsigned: PayBridge re-reads every payment by id, so the URL needs no secret)",
+        ]
 
 
 logger = logging.getLogger(__name__)
@@ -167,8 +177,8 @@ class _Envelope(BaseModel):
 
 class YooKassa:
     name = "yookassa"
-    min_lifetime_seconds = 60
-    max_lifetime_seconds = 90 * 24 * 3600
+    min_lifetime_seconds = YooKassaSettings.min_lifetime_seconds
+    max_lifetime_seconds = YooKassaSettings.max_lifetime_seconds
     supports_partial_payments = False
 
     def __init__(self, settings: YooKassaSettings, secret_key: str, transport: Any = None):

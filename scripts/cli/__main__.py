@@ -1,0 +1,3 @@
+from scripts.cli.main import main
+
+raise SystemExit(main())
