@@ -41,6 +41,8 @@ _SCRIPT = r"""
   "use strict";
   var $ = function (id) { return document.getElementById(id); };
   var invoices = [];
+  var LEVERS = { manual_payment: "Payment recorded", reissue: "Link reissued", deal_resync: "Deal re-synced",
+    bank_resolve: "Bank line decided" };
 
   function who() {
     return { tenant: $("tenant").value, key: $("api-key").value.trim(), actor: $("actor").value.trim() };
@@ -59,9 +61,9 @@ _SCRIPT = r"""
   function money(minor, currency) {
     var sign = minor < 0 ? "-" : "";
     var abs = Math.abs(minor);
-    var major = Math.floor(abs / 100).toString().replace(/\B(?=(\d{3})+(?!\d))/g, "\u00a0");
+    var major = Math.floor(abs / 100).toString().replace(/\B(?=(\d{3})+(?!\d))/g, " ");
     var cents = String(abs % 100).padStart(2, "0");
-    return '<span class="amount">' + sign + major + "." + cents + "\u00a0" + esc(currency) + "</span>";
+    return '<span class="amount">' + sign + major + "." + cents + " " + esc(currency) + "</span>";
   }
   // "1500", "1500.5", "1 500,50" -> 150050 (minor units), or null.
   function toMinor(text) {
@@ -79,6 +81,7 @@ _SCRIPT = r"""
   }
   function say(text, kind) {
     var box = $("status");
+    box.dataset.seq = String(+(box.dataset.seq || 0) + 1);  // each answer is a new one, even if it reads the same
     box.className = "notice " + (kind || "");
     box.textContent = text;
     box.hidden = false;
@@ -127,9 +130,11 @@ _SCRIPT = r"""
       renderInvoices();
     });
   }
+  var METHODS = { card: "card", sbp: "SBP", bank_transfer: "bank transfer", saved_method: "saved card",
+    manual: "recorded by hand" };
   function methods(invoice) {
     var parts = Object.keys(invoice.paid_by_method || {}).map(function (m) {
-      return esc(m.replace(/_/g, " ")) + " " + money(invoice.paid_by_method[m], invoice.currency);
+      return esc(METHODS[m] || m.replace(/_/g, " ")) + " " + money(invoice.paid_by_method[m], invoice.currency);
     });
     return parts.length ? '<br><span class="muted">' + parts.join(", ") + "</span>" : "";
   }
@@ -181,7 +186,8 @@ _SCRIPT = r"""
       var request;
       try { request = submit(data, key); } catch (e) { request = Promise.reject(e); }
       request.then(function (outcome) {
-        say(outcome.lever + ": " + outcome.detail + " (" + outcome.target + ", by " + outcome.actor + ")" +
+        var done = (LEVERS[outcome.lever] || outcome.lever) + ": " + outcome.detail;
+        say(done + " (" + outcome.target + ", by " + outcome.actor + ")" +
           (outcome.replayed ? " — replayed: this key was answered before, nothing done again" : ""), "ok");
         closeForm();
         return refreshAll();
@@ -270,7 +276,7 @@ _SCRIPT = r"""
       var rows = lines.map(function (l, i) {
         var found = l.decision.numbers_found && l.decision.numbers_found.length
           ? '<br><span class="muted">numbers found: ' + esc(l.decision.numbers_found.join(", ")) + "</span>" : "";
-        return '<tr id="line-' + esc(l.decision.fingerprint) + '"><td>' + esc(l.value_date) +
+        return '<tr id="line-' + esc(l.decision.fingerprint) + '"><td class="nowrap">' + esc(l.value_date) +
           '</td><td class="amount">' + money(l.amount, l.currency) + '</td><td class="wrap">' + esc(l.payer_name) +
           (l.payer_inn ? '<br><span class="muted">INN ' + esc(l.payer_inn) + "</span>" : "") +
           '</td><td class="wrap">' + esc(l.purpose) + '</td><td class="wrap">' + esc(l.decision.reason) + found +
@@ -310,13 +316,14 @@ _SCRIPT = r"""
     }
   }
 
-  function refreshAll() {
-    say("Loading " + who().tenant + "…");
+  // Reload the three lists; after a lever the lists refresh under its answer, which stays on the page.
+  function refreshAll(announce) {
+    if (announce) { say("Loading " + who().tenant + "…"); }
+    document.body.dataset.busy = "1";
     return Promise.all([loadInvoices(), loadDrift(), loadBank()]).then(function () {
       $("loaded").textContent = "Loaded " + new Date().toLocaleTimeString() + " for tenant " + who().tenant + ".";
-      var box = $("status");
-      if (box.textContent.indexOf("Loading") === 0) { box.hidden = true; }
-    }).catch(function (e) { say(e.message, "bad"); });
+      if (announce) { $("status").hidden = true; }
+    }).catch(function (e) { say(e.message, "bad"); }).then(function () { document.body.dataset.busy = "0"; });
   }
 
   document.addEventListener("click", function (event) {
@@ -328,13 +335,13 @@ _SCRIPT = r"""
       bank(target.dataset.bank, lines[+target.dataset.i], target.closest("tr"));
     }
   });
-  $("who").addEventListener("submit", function (event) { event.preventDefault(); refreshAll(); });
+  $("who").addEventListener("submit", function (event) { event.preventDefault(); closeForm(); refreshAll(true); });
   $("filters").addEventListener("submit", function (event) {
     event.preventDefault();
     loadInvoices().catch(function (e) { say(e.message, "bad"); });
   });
   $("drift-check").addEventListener("click", checkDrift);
-  refreshAll();
+  refreshAll(true);
 })();
 """
 

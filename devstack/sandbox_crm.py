@@ -244,7 +244,8 @@ class SandboxCrm:
             if waiting
             else ""
         )
-        body = f"""<style>td.action{{min-width:13em}}</style>
+        body = f"""<style>td.action{{min-width:13em}}ul.plain li{{border-bottom:1px dotted #ddd;padding:.15em 0}}
+ul.plain li:last-child{{border-bottom:0}}</style>
 <p class="muted">Portal <b>{html.escape(portal.name)}</b>. "Issue invoice" fires the CRM's outbound
 webhook to PayBridge; the deal then follows the money (stage, payment link, timeline).</p>{banner}
 <table><thead><tr><th>Deal</th><th class="amount">Amount</th><th>Stage and payment link</th>
@@ -258,8 +259,10 @@ webhook to PayBridge; the deal then follows the money (stage, payment link, time
             if deal.payment_url and deal.stage not in PAID_STAGES
             else ""
         )
-        timeline = "".join(f'<li class="wrap">{_text(t["text"])}</li>' for t in reversed(deal.timeline))
-        notes = "".join(f'<li class="wrap warn">⚠ {_text(n["text"])}</li>' for n in reversed(deal.notifications))
+        timeline = "".join(f'<li class="wrap">{_text(t["text"])}{_at(t)}</li>' for t in reversed(deal.timeline))
+        notes = "".join(
+            f'<li class="wrap warn">⚠ {_text(n["text"])}{_at(n)}</li>' for n in reversed(deal.notifications)
+        )
         if deal.stage in PAID_STAGES:
             action = '<span class="badge paid">Paid</span>'
         else:
@@ -276,6 +279,10 @@ webhook to PayBridge; the deal then follows the money (stage, payment link, time
 
 #: An amount as PayBridge writes it into a text ("150 000.00 RUB"): kept on one line on the page.
 _AMOUNT = re.compile(r"\d{1,3}(?: \d{3})*\.\d{2} [A-Z]{3}")
+
+
+def _at(entry: dict[str, Any]) -> str:
+    return f' <span class="muted">{time.strftime("%H:%M:%S", time.localtime(entry["at"]))}</span>'
 
 
 def _text(text: str) -> str:

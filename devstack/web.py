@@ -22,7 +22,8 @@ button:disabled{opacity:.5;cursor:default}
 .box{border:1px solid #ccc;border-radius:8px;padding:1.5em;margin:1em 0}
 .notice{border-left:4px solid #1565c0;background:#e3f2fd;padding:.6em 1em;margin:1em 0}
 .notice.ok{border-color:#2e7d32;background:#e8f5e9}.notice.bad{border-color:#b71c1c;background:#ffebee}
-.warn{color:#8a4b00}.badge{display:inline-block;padding:.05em .5em;border-radius:1em;background:#eee;font-size:.85em}
+.warn{color:#8a4b00}.nowrap{white-space:nowrap}
+.badge{white-space:nowrap;display:inline-block;padding:.05em .5em;border-radius:1em;background:#eee;font-size:.85em}
 .badge.stuck{background:#ffcdd2;color:#b71c1c}.badge.paid{background:#c8e6c9;color:#1b5e20}
 label{display:inline-block;margin:.2em .6em .2em 0}input,select{padding:.3em;margin-left:.3em}
 ul.plain{list-style:none;padding-left:0;margin:0}ul.plain li{margin:.15em 0}"""

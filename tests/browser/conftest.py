@@ -68,12 +68,12 @@ def page(browser: Any) -> Iterator[Any]:
     assert not errors, f"the page's scripts failed: {errors}"
 
 
-def shot(tab: Any, name: str) -> None:
-    """A full-page screenshot `<name>.png` in $PAYBRIDGE_SCREENSHOTS (when set): what a person saw at this step."""
+def shot(tab: Any, name: str, full_page: bool = True) -> None:
+    """A screenshot `<name>.png` in $PAYBRIDGE_SCREENSHOTS (when set): what a person saw at this step."""
     folder = os.environ.get("PAYBRIDGE_SCREENSHOTS")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        tab.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+        tab.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=full_page)
 
 
 def fits_the_window(tab: Any) -> bool:
