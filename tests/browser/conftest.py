@@ -40,7 +40,7 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"no browser: {reason} (apt-get install chromium; pip install playwright)")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)  # first: without a browser, skip before the stack starts
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
