@@ -1,6 +1,6 @@
-"""The payer's pages of the T-Bank, YooKassa and Stripe fakes, as a payer uses them: the payment link opens a page
-showing what is asked, with Pay / Pay part / Decline; each button does what it says at the provider, and PayBridge
-hears it (the invoice is paid, partly paid, or still waiting after a decline)."""
+"""The payer's pages of the T-Bank, YooKassa and Stripe fakes and of the sandbox PSP, as a payer uses them: the
+payment link opens a page showing what is asked, with Pay / Pay part / Decline; each button does what it says at
+the provider, and PayBridge hears it (the invoice is paid, partly paid, or still waiting after a decline)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ import pytest
 from tests.browser.conftest import on_one_line, shot
 from tests.conftest import Api, Sandbox
 
-#: tenant, its CRM portal token, the page's heading, what the decline leaves at the provider
+#: the tenant that uses the provider, the page's heading, the status a decline leaves at the provider
 PROVIDERS = {
+    "sandbox": ("demo", "Sandbox PSP — payment", "declined"),
     "tbank": ("tbank-shop", "T-Bank — payment", "REJECTED"),
     "yookassa": ("yookassa-shop", "YooKassa — payment", "canceled (insufficient_funds)"),
     "stripe": ("stripe-shop", "Stripe Checkout — payment", "open · unpaid"),
 }
-PAID_STATUS = {"tbank": "CONFIRMED", "yookassa": "succeeded", "stripe": "complete · paid"}
+PAID_STATUS = {"sandbox": "succeeded", "tbank": "CONFIRMED", "yookassa": "succeeded", "stripe": "complete · paid"}
 
 
 def _invoice(http: httpx.Client, tenant: str, amount: int) -> dict[str, Any]:
