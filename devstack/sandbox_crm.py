@@ -244,12 +244,11 @@ class SandboxCrm:
             if waiting
             else ""
         )
-        body = f"""<style>td.action{{min-width:13em}}ul.plain li{{border-bottom:1px dotted #ddd;padding:.15em 0}}
-ul.plain li:last-child{{border-bottom:0}}</style>
+        body = f"""<style>{_STYLE}</style>
 <p class="muted">Portal <b>{html.escape(portal.name)}</b>. "Issue invoice" fires the CRM's outbound
 webhook to PayBridge; the deal then follows the money (stage, payment link, timeline).</p>{banner}
 <table><thead><tr><th>Deal</th><th class="amount">Amount</th><th>Stage and payment link</th>
-<th>Timeline (newest first)</th><th>Manager's notices</th><th>Action</th></tr></thead>
+<th class="timeline">Timeline (newest first)</th><th class="notices">Manager's notices</th><th>Action</th></tr></thead>
 <tbody>{rows}</tbody></table>{refresh}"""
         return page(f"Sandbox CRM — {portal.name}", body)
 
@@ -259,7 +258,13 @@ webhook to PayBridge; the deal then follows the money (stage, payment link, time
             if deal.payment_url and deal.stage not in PAID_STAGES
             else ""
         )
-        timeline = "".join(f'<li class="wrap">{_text(t["text"])}{_at(t)}</li>' for t in reversed(deal.timeline))
+        entries = [f'<li class="wrap">{_text(t["text"])}{_at(t)}</li>' for t in reversed(deal.timeline)]
+        timeline = "".join(entries[:SHOWN])
+        if len(entries) > SHOWN:  # the older ones fold away; the newest say where the deal stands
+            timeline += (
+                f"<li><details><summary>{len(entries) - SHOWN} earlier</summary>"
+                f'<ul class="plain">{"".join(entries[SHOWN:])}</ul></details></li>'
+            )
         notes = "".join(
             f'<li class="wrap warn">⚠ {_text(n["text"])}{_at(n)}</li>' for n in reversed(deal.notifications)
         )
@@ -289,6 +294,12 @@ def _text(text: str) -> str:
     """A timeline entry or a notice, escaped, with its amounts unbreakable."""
     return _AMOUNT.sub(lambda m: f'<span class="amount">{m.group(0)}</span>', html.escape(text))
 
+
+_STYLE = """td.action{min-width:10em}th.timeline{width:34%}th.notices{width:18%}
+ul.plain li{border-bottom:1px dotted #ddd;padding:.15em 0}ul.plain li:last-child{border-bottom:0}"""
+
+#: Timeline entries shown open per deal, newest first; the older ones fold under "N earlier".
+SHOWN = 3
 
 #: Stages of a deal whose money came: nothing to issue any more.
 PAID_STAGES = frozenset({"PAID", "PARTIALLY_REFUNDED", "REFUNDED"})
