@@ -249,7 +249,8 @@ _SCRIPT = r"""
             esc(f.kind.replace(/_/g, " ")) + " · deal " + esc(f.deal_id) + " · " + esc(f.invoice_id) + " — " +
             esc(f.detail) + "</li>";
         }).join("");
-        return '<li class="drift-report"><b>' + esc(r.at) + "</b>: " + r.invoices_checked + " invoices and " +
+        var at = String(r.at).replace("T", " ").slice(0, 19) + " UTC";
+        return '<li class="drift-report"><b>' + esc(at) + "</b>: " + r.invoices_checked + " invoices and " +
           r.deals_checked + " deals checked, " + r.found + " found, " + r.repaired + " repaired" +
           (r.skipped && r.skipped.length ? " (skipped: " + esc(r.skipped.join(", ")) + ")" : "") +
           (findings ? "<ul>" + findings + "</ul>" : "") + "</li>";

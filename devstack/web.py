@@ -98,6 +98,6 @@ def checkout_page(
 <p>Amount: <b>{amount_html(amount, currency)}</b>, paid: {amount_html(paid, currency)}</p>
 <p>Status: <span class="stage" id="status">{html.escape(status)}</span>
 <span class="muted">payment <span class="wrap">{html.escape(payment_id)}</span></span></p>
-{buttons}{f'<p class="muted">{html.escape(note)}</p>' if note else ""}
+{buttons}{f'<p class="muted">{html.escape(note)}</p>' if note and payable else ""}
 {f'<h2>History</h2><ul id="history">{ops}</ul>' if ops else ""}</div>"""
     return page(f"{provider} — payment", body, lang="en")

@@ -29,7 +29,7 @@ from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
 from devstack.fakes.base import FakeApp
-from devstack.web import checkout_page, json_response
+from devstack.web import checkout_page, json_response, money
 from paybridge.adapters.psp.stripe import sign
 from paybridge.tenants import TenantConfig
 
@@ -288,7 +288,11 @@ class FakeStripe(FakeApp):
                 pass  # Checkout shows the payer the decline; the session stays open and nothing is sent
             else:
                 return json_response({"error": f"unknown action {action}"}, 400)
-            done = "card declined" if action == "decline" else f"{session['status']} {session['amount_total']}"
+            done = (
+                "card declined"
+                if action == "decline"
+                else f"{session['status']} {money(session['amount_total'], str(session['currency']).upper())}"
+            )
             self.history.setdefault(sid, []).append(done)
             return json_response({**session, "event_id": event_id})
 

@@ -265,7 +265,8 @@ class FakeYooKassa(FakeApp):
                 self._notify(self.owner[pid], "payment.canceled", payment)
             else:
                 return json_response({"error": f"unknown action {action}"}, 400)
-            self.history.setdefault(pid, []).append(f"{payment['status']} {payment['amount']['value']}")
+            amount = payment["amount"]
+            self.history.setdefault(pid, []).append(f"{payment['status']} {amount['value']} {amount['currency']}")
             return json_response(payment)
 
     def _notify(self, shop: str, event: str, obj: dict[str, Any]) -> None:
