@@ -166,14 +166,14 @@ class LocalStack:
         return response(environ, start_response)
 
     def _route(self, request: Request) -> Response:
+        if request.path in ("/ops", "/ops/"):  # the local ops console and the API reference: pages for people
+            return self._ops()
+        if request.path == "/openapi.json" or request.path.startswith("/docs"):
+            return self._docs(request.path)
         if request.path == "/health":
             return json_response({"status": "ok", "stack": "local", "url": self.url})
         if request.path == "/":
             return self._index()
-        if request.path in ("/ops", "/ops/"):
-            return self._ops()
-        if request.path == "/openapi.json" or request.path.startswith("/docs"):
-            return self._docs(request.path)
         assert self.gateway is not None
         try:
             response = self.gateway.handle(request)
