@@ -102,6 +102,11 @@ integration: $(STAMP)
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e
 
+# The pages in a real headless browser (Debian's chromium via Playwright), a PNG per step in .devstack/screenshots/
+.PHONY: browser
+browser: $(STAMP)
+	PAYBRIDGE_SCREENSHOTS=$${PAYBRIDGE_SCREENSHOTS:-.devstack/screenshots} $(BIN)/python -m pytest tests/browser $(ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

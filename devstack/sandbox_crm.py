@@ -1,12 +1,18 @@
 """The sandbox CRM: one portal per tenant with deals, stages, a timeline, manager notifications and client messages;
 a page lists the deals with an "Issue invoice" button that fires the outbound webhook (form-encoded, Bitrix24-like).
 
+The page, as a manager uses it: each deal's amount (never wrapped), stage and payment link (long links wrap), the
+timeline newest first (PayBridge's entries say how the money came: "оплачен картой", "через СБП"...), the notices
+to the manager. "Issue invoice" answers at once with what PayBridge said, and the page refreshes itself until the
+payment link has arrived; a paid deal (stage PAID, PARTIALLY_REFUNDED or REFUNDED) has no button.
+
 Wire format: see `paybridge.adapters.crm.sandbox` (our side)."""
 
 from __future__ import annotations
 
 import html
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,6 +41,7 @@ class Deal:
     timeline: list[dict[str, Any]] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
     stage_history: list[dict[str, Any]] = field(default_factory=list)
+    issued: dict[str, Any] | None = None  # what PayBridge answered the last "Issue invoice" click (the page shows it)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -216,28 +223,132 @@ class SandboxCrm:
         return json_response({"webhook_status": response.status_code, "answer": answer})
 
     def on_issue_button(self, request: Request, portal: Portal, deal_id: str) -> Response:
-        self.fire_issue_webhook(portal, self._deal(portal, deal_id))
-        return redirect(f"{self.base_url}/{portal.name}/", code=303)
+        deal = self._deal(portal, deal_id)
+        try:
+            response = self.fire_issue_webhook(portal, deal)
+            answer = _answer_of(response)
+            deal.issued = {"at": time.time(), "status": response.status_code, "answer": answer}
+        except httpx.HTTPError as exc:
+            deal.issued = {"at": time.time(), "status": None, "answer": {"detail": f"PayBridge unreachable: {exc}"}}
+        return redirect(f"{self.base_url}/{portal.name}/?issued={deal.id}#deal-{deal.id}", code=303)
 
     # -- page --------------------------------------------------------------------------------------------------------
 
     def on_index(self, request: Request, portal: Portal) -> Response:
-        rows = []
-        for deal in portal.deals.values():
-            link = f'<a href="{html.escape(deal.payment_url)}">payment link</a>' if deal.payment_url else ""
-            timeline = "".join(f"<li>{html.escape(t['text'])}</li>" for t in deal.timeline[-5:])
-            notes = "".join(f"<li>⚠ {html.escape(n['text'])}</li>" for n in deal.notifications[-3:])
-            rows.append(
-                f"""<tr><td>#{deal.id}</td><td>{html.escape(deal.title)}<br><span class=muted>
-{html.escape(str(deal.contact.get("email") or ""))}</span></td><td>{money(deal.amount, deal.currency)}</td>
-<td class="stage">{html.escape(deal.stage)}<br>{link}</td><td><ul>{timeline}{notes}</ul></td>
-<td><form method="post" action="{self.base_url}/{portal.name}/deals/{deal.id}/issue">
-<button>Issue invoice</button></form></td></tr>"""
-            )
-        body = f"""<p class="muted">Portal <b>{html.escape(portal.name)}</b>. "Issue invoice" fires the CRM's outbound
-webhook to PayBridge. Refresh to see the deal follow the money.</p>
-<table><tr><th>Deal</th><th>Title</th><th>Amount</th><th>Stage</th><th>Timeline</th><th></th></tr>{"".join(rows)}</table>"""
+        rows = "".join(self._row(portal, deal) for deal in portal.deals.values())
+        shown = portal.deals.get(request.args.get("issued", ""))
+        banner = _feedback(shown, banner=True) if shown is not None and shown.issued else ""
+        waiting = any(_awaits_link(d) for d in portal.deals.values())
+        refresh = (
+            "<script>setTimeout(function(){location.reload()},1000)</script>"  # until the link has arrived
+            if waiting
+            else ""
+        )
+        body = f"""<style>{_STYLE}</style>
+<p class="muted">Portal <b>{html.escape(portal.name)}</b>. "Issue invoice" fires the CRM's outbound
+webhook to PayBridge; the deal then follows the money (stage, payment link, timeline).</p>{banner}
+<table><thead><tr><th>Deal</th><th class="amount">Amount</th><th>Stage and payment link</th>
+<th class="timeline">Timeline (newest first)</th><th class="notices">Manager's notices</th><th>Action</th></tr></thead>
+<tbody>{rows}</tbody></table>{refresh}"""
         return page(f"Sandbox CRM — {portal.name}", body)
+
+    def _row(self, portal: Portal, deal: Deal) -> str:
+        link = (
+            f'<br><a class="link" href="{html.escape(deal.payment_url)}">{html.escape(deal.payment_url)}</a>'
+            if deal.payment_url and deal.stage not in PAID_STAGES
+            else ""
+        )
+        entries = [f'<li class="wrap">{_text(t["text"])}{_at(t)}</li>' for t in reversed(deal.timeline)]
+        timeline = "".join(entries[:SHOWN])
+        if len(entries) > SHOWN:  # the older ones fold away; the newest say where the deal stands
+            timeline += (
+                f"<li><details><summary>{len(entries) - SHOWN} earlier</summary>"
+                f'<ul class="plain">{"".join(entries[SHOWN:])}</ul></details></li>'
+            )
+        notes = "".join(
+            f'<li class="wrap warn">⚠ {_text(n["text"])}{_at(n)}</li>' for n in reversed(deal.notifications)
+        )
+        if deal.stage in PAID_STAGES:
+            action = '<span class="badge paid">Paid</span>'
+        else:
+            action = f"""<form method="post" action="{self.base_url}/{portal.name}/deals/{deal.id}/issue">
+<button class="primary">Issue invoice</button></form>{_feedback(deal, banner=False) if deal.issued else ""}"""
+        contact = html.escape(str(deal.contact.get("email") or deal.contact.get("phone") or ""))
+        return f"""<tr id="deal-{deal.id}" data-stage="{html.escape(deal.stage)}"><td>#{deal.id}
+{html.escape(deal.title)}<br><span class="muted">{contact}</span></td>
+<td class="amount">{money(deal.amount, deal.currency)}</td>
+<td><span class="stage">{html.escape(deal.stage)}</span>{link}</td>
+<td><ul class="plain timeline">{timeline}</ul></td><td><ul class="plain notices">{notes}</ul></td>
+<td class="action">{action}</td></tr>"""
+
+
+#: An amount as PayBridge writes it into a text ("150 000.00 RUB"): kept on one line on the page.
+_AMOUNT = re.compile(r"\d{1,3}(?: \d{3})*\.\d{2} [A-Z]{3}")
+
+
+def _at(entry: dict[str, Any]) -> str:
+    return f' <span class="muted">{time.strftime("%H:%M:%S", time.localtime(entry["at"]))}</span>'
+
+
+def _text(text: str) -> str:
+    """A timeline entry or a notice, escaped, with its amounts unbreakable."""
+    return _AMOUNT.sub(lambda m: f'<span class="amount">{m.group(0)}</span>', html.escape(text))
+
+
+_STYLE = """td.action{min-width:10em}th.timeline{width:34%}th.notices{width:18%}
+ul.plain li{border-bottom:1px dotted #ddd;padding:.15em 0}ul.plain li:last-child{border-bottom:0}"""
+
+#: Timeline entries shown open per deal, newest first; the older ones fold under "N earlier".
+SHOWN = 3
+
+#: Stages of a deal whose money came: nothing to issue any more.
+PAID_STAGES = frozenset({"PAID", "PARTIALLY_REFUNDED", "REFUNDED"})
+
+
+def _answer_of(response: httpx.Response) -> dict[str, Any]:
+    try:
+        answer = response.json()
+    except ValueError:
+        return {"detail": response.text[:200]}
+    return answer if isinstance(answer, dict) else {"detail": str(answer)[:200]}
+
+
+def _awaits_link(deal: Deal) -> bool:
+    """Issued from the page a moment ago, accepted, and the payment link not there yet."""
+    issued = deal.issued
+    return bool(
+        issued
+        and issued["status"] == 200
+        and not deal.payment_url
+        and deal.stage not in PAID_STAGES
+        and time.time() - issued["at"] < 30
+    )
+
+
+def _feedback(deal: Deal, banner: bool) -> str:
+    """What PayBridge answered the deal's last "Issue invoice", as the manager reads it."""
+    issued = deal.issued or {}
+    answer = issued.get("answer") or {}
+    if issued.get("status") == 200:
+        invoices = answer.get("invoices") or []
+        numbers = ", ".join(str(i.get("invoice_id", "")) for i in invoices)
+        said = {
+            "issued": "invoice issued",
+            "exists": "the invoice already exists",
+            "accepted": "request accepted",
+            "ignored": "nothing to do",
+        }.get(str(answer.get("status")), str(answer.get("status")))
+        waiting = " The payment link appears here in a moment." if _awaits_link(deal) else ""
+        text = f"Deal #{deal.id}: PayBridge — {said}{f' ({numbers})' if numbers else ''}.{waiting}"
+        kind = "ok"
+    else:
+        detail = answer.get("detail") or answer.get("title") or answer
+        text = f"Deal #{deal.id}: PayBridge refused ({issued.get('status')}): {detail}"
+        kind = "bad"
+    stamp = time.strftime("%H:%M:%S", time.localtime(issued.get("at", time.time())))
+    if banner:
+        return f'<p class="notice {kind} wrap" role="status" id="feedback">{html.escape(text)}</p>'
+    return f'<p class="muted wrap issued">{html.escape(text)} <span class="muted">{stamp}</span></p>'
 
 
 class _NotFound(HTTPException):

@@ -14,7 +14,6 @@ Wire format: see `paybridge.adapters.psp.sandbox` (the merchant's side)."""
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import threading
@@ -23,6 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from werkzeug.exceptions import HTTPException
@@ -30,7 +30,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
-from devstack.web import bearer, error, json_response, money, page
+from devstack.web import bearer, checkout_page, error, json_response, money
 from paybridge.adapters.psp.sandbox import sign
 
 log = logging.getLogger("devstack.psp")
@@ -299,29 +299,31 @@ class SandboxPsp:
 
     def on_checkout(self, request: Request, pid: str) -> Response:
         payment = self._payment(None, pid)
-        remaining = max(payment.amount - payment.paid, 0)
-        buttons = ""
-        if payment.status in ("new", "partially_paid", "declined"):
-            full = money(remaining, payment.currency)
-            buttons = f"""<form method="post"><button name="action" value="pay">Pay {full}</button>
-<button name="action" value="part">Pay part ({money(remaining // 2, payment.currency)})</button>
-<button name="action" value="decline">Decline</button></form>"""
-        ops = "".join(
-            f"<li>{html.escape(o['type'])} {money(o['amount'], payment.currency)}"
-            f" <span class=muted>{o['at']}</span></li>"
-            for o in payment.operations
-        )
         qr = payment.public(self.base_url)["qr_payload"]
-        body = f"""<div class="box"><p>{html.escape(payment.description)}</p>
-<p>Amount: <b>{money(payment.amount, payment.currency)}</b>, paid: {money(payment.paid, payment.currency)}</p>
-<p>Status: <span class="stage" id="status">{payment.status}</span>
-<span class="muted">valid until {payment.expires_at:%Y-%m-%d %H:%M:%S} UTC</span></p>
-{f'<p class="muted">SBP QR payload: {html.escape(qr)}</p>' if qr else ""}{buttons}<ul>{ops}</ul></div>"""
-        return page("Sandbox PSP checkout", body)
+        done = request.args.get("done", "")
+        refused = request.args.get("refused", "")
+        return checkout_page(
+            "Sandbox PSP",
+            payment_id=pid,
+            description=payment.description,
+            amount=payment.amount,
+            paid=payment.paid,
+            currency=payment.currency,
+            status=payment.status,
+            payable=payment.status in ("new", "partially_paid", "declined"),
+            notice=f"Not done: {refused}" if refused else _DONE.get(done, ""),
+            notice_kind="bad" if refused or done == "decline" else "ok",
+            history=[f"{o['type']} {money(o['amount'], payment.currency)} at {o['at']}" for o in payment.operations],
+            note=f"Valid until {payment.expires_at:%Y-%m-%d %H:%M:%S} UTC." + (f" SBP QR payload: {qr}" if qr else ""),
+        )
 
     def on_checkout_action(self, request: Request, pid: str) -> Response:
-        self._act(pid, request.form.get("action", "pay"), None, json_answer=False)
-        return redirect(f"{self.base_url}/pay/{pid}", code=303)
+        action = request.form.get("action", "pay")
+        answer = self._act(pid, action, None, json_answer=False)
+        if answer.status_code != 200:
+            refused = str(json.loads(answer.get_data()).get("error", answer.status_code))
+            return redirect(f"{self.base_url}/pay/{pid}?{urlencode({'refused': refused})}", code=303)
+        return redirect(f"{self.base_url}/pay/{pid}?done={action}", code=303)
 
     def _act(self, pid: str, action: str, amount: int | None, json_answer: bool) -> Response:
         payment = self._payment(None, pid)
@@ -434,6 +436,13 @@ class SandboxPsp:
             timer.daemon = True
             self._timers.append(timer)
             timer.start()
+
+
+_DONE = {
+    "pay": "Paid: the shop is notified.",
+    "part": "Part paid (half the amount): the shop is notified; the rest can be paid on this page.",
+    "decline": "Payment declined: the shop is notified; you can try again.",
+}
 
 
 class _NotFound(HTTPException):

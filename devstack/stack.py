@@ -3,6 +3,7 @@ process, served on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -22,6 +23,11 @@ from devstack.template import ROOT
 from devstack.web import json_response, page
 
 DEFAULT_TENANTS = ROOT / "config" / "tenants.local.json"
+#: Swagger UI's files as Powertools bundles them (`aws_lambda_powertools/event_handler/openapi/swagger_ui/`).
+SWAGGER_ASSETS = {
+    "swagger-ui-bundle.min.js": ("swagger-ui-bundle.min.js", "text/javascript"),
+    "swagger-ui.min.css": ("swagger-ui.min.css", "text/css"),
+}
 log = logging.getLogger("devstack")
 
 
@@ -160,6 +166,10 @@ class LocalStack:
         return response(environ, start_response)
 
     def _route(self, request: Request) -> Response:
+        if request.path in ("/ops", "/ops/"):  # the local ops console and the API reference: pages for people
+            return self._ops()
+        if request.path == "/openapi.json" or request.path.startswith("/docs"):
+            return self._docs(request.path)
         if request.path == "/health":
             return json_response({"status": "ok", "stack": "local", "url": self.url})
         if request.path == "/":
@@ -205,7 +215,41 @@ class LocalStack:
             f'<li><a href="{self.url}/sandbox/crm/{name}/">Sandbox CRM — portal {name}</a></li>'
             for name in self.crm.portals
         )
-        return page("PayBridge local stack", f"<ul>{links}<li><a href='/health'>health</a></li></ul>")
+        tools = (
+            "<li><a href='/ops/'>Ops console</a>: invoices stuck first, drift, bank review, the levers</li>"
+            "<li><a href='/docs/'>API reference (Swagger UI)</a> · <a href='/openapi.json'>openapi.json</a></li>"
+            "<li><a href='/health'>health</a></li>"
+        )
+        return page("PayBridge local stack", f"<ul>{links}{tools}</ul>", lang="en")
+
+    def _ops(self) -> Response:
+        from devstack.ops_page import ops_page
+        from paybridge.tenants import load_file_directory
+
+        return ops_page(load_file_directory(self.tenants_file).tenant_ids())
+
+    def _docs(self, path: str) -> Response:
+        """Swagger UI for the API (`/docs/`) and the spec it reads (`/openapi.json`, the repository's own, pointed
+        at this stack); the UI's assets are the ones Powertools bundles, served from the dev venv — no CDN."""
+        from devstack.ops_page import swagger_page
+
+        if path == "/openapi.json":
+            spec = json.loads((ROOT / "openapi.json").read_text(encoding="utf-8"))
+            spec["servers"] = [{"url": self.url, "description": "the local stack"}]
+            return json_response(spec)
+        if path in ("/docs", "/docs/"):
+            return swagger_page()
+        asset = SWAGGER_ASSETS.get(path.removeprefix("/docs/"))
+        if asset is None:
+            return json_response({"message": "Not Found"}, 404)
+        from importlib import resources
+
+        try:
+            bundled = resources.files("aws_lambda_powertools.event_handler.openapi") / "swagger_ui"
+            data = (bundled / asset[0]).read_bytes()
+        except (FileNotFoundError, ModuleNotFoundError):
+            return json_response({"message": "Swagger UI assets are not installed (the dev venv has them)"}, 404)
+        return Response(data, mimetype=asset[1], headers={"Cache-Control": "max-age=3600"})
 
 
 def _secrets_of(settings: Any) -> dict[str, str]:

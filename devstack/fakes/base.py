@@ -62,7 +62,8 @@ class FakeApp:
         request = Request(environ)
         try:
             endpoint, args = self.url_map.bind_to_environ(environ).match()
-            if not request.path.startswith("/_control/") and endpoint != "page" and self.fault("unavailable"):
+            payer = request.path.startswith("/_control/") or endpoint in ("page", "page_action")
+            if not payer and self.fault("unavailable"):
                 response = json_response({"error": "fault: service unavailable"}, 503)
             else:
                 response = getattr(self, f"on_{endpoint}")(request, **args)

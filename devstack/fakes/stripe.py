@@ -3,9 +3,12 @@
 sessions, payment intents on completion, refunds, and events signed with `Stripe-Signature` sent to the webhook
 endpoint until it answers 2xx.
 
-Control: `POST /_control/sessions/<id>/complete` | `…/expire`, `POST /_control/resend/<event id>` (a duplicate
-delivery), `POST /_control/send {"type": …, "object": …}` (an arbitrary event, e.g. out of order); faults
-`lose_next_create`.
+The payer's page `GET /pay/<id>` (the session's `url`) shows the session with Pay / Pay part / Decline (`POST
+/pay/<id>` `action=pay|part|decline`): Pay completes it (paid), Pay part completes it for half the amount (the
+provider reporting a short amount), Decline is a declined card: as on Stripe Checkout the session stays open for
+another try and no event is sent. Control, the same for tests: `POST /_control/sessions/<id>/complete` |
+`…/expire`, `POST /_control/resend/<event id>` (a duplicate delivery), `POST /_control/send {"type": …, "object":
+…}` (an arbitrary event, e.g. out of order); faults `lose_next_create`.
 
 Recurring payments: a session with `payment_intent_data[setup_future_usage]=off_session` (and
 `customer_creation=always`) completes with a customer and a payment method attached to it; its PaymentIntent is read
@@ -22,10 +25,11 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from werkzeug.routing import Rule
+from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
 from devstack.fakes.base import FakeApp
-from devstack.web import json_response
+from devstack.web import checkout_page, json_response, money
 from paybridge.adapters.psp.stripe import sign
 from paybridge.tenants import TenantConfig
 
@@ -44,6 +48,7 @@ class FakeStripe(FakeApp):
         Rule("/v1/payment_intents", methods=["POST"], endpoint="intent_create"),
         Rule("/v1/payment_intents/<pid>", methods=["GET"], endpoint="intent"),
         Rule("/pay/<sid>", methods=["GET"], endpoint="page"),
+        Rule("/pay/<sid>", methods=["POST"], endpoint="page_action"),
         Rule("/_control/sessions/<sid>/<action>", methods=["POST"], endpoint="control"),
         Rule("/_control/resend/<eid>", methods=["POST"], endpoint="resend"),
         Rule("/_control/send", methods=["POST"], endpoint="send"),
@@ -60,6 +65,8 @@ class FakeStripe(FakeApp):
         self.keys: dict[tuple[str, str], tuple[dict[str, str], Response]] = {}
         self.owner: dict[str, str] = {}
         self._made: Response | None = None
+        self.asked: dict[str, int] = {}  # session id → the amount asked, where Pay part completed for less
+        self.history: dict[str, list[str]] = {}  # session id → what the payer did, as the page lists it
 
     def add_merchant(self, tenant: TenantConfig, secrets: dict[str, str], notification_url: str) -> None:
         self.accounts[secrets["secret_key"]] = (secrets["webhook_secret"], notification_url)
@@ -220,14 +227,49 @@ class FakeStripe(FakeApp):
 
     def on_page(self, request: Request, sid: str) -> Response:
         session = self.sessions.get(sid)
-        return Response(f"Stripe fake: session {sid}: {session and session['status']}", mimetype="text/plain")
+        if session is None:
+            return Response(f"Stripe fake: no session {sid}", status=404, mimetype="text/plain")
+        paid = session["amount_total"] if session["payment_status"] == "paid" else 0
+        return checkout_page(
+            "Stripe Checkout",
+            payment_id=sid,
+            description=f"Checkout for {session.get('client_reference_id') or 'an order'}",
+            amount=self.asked.get(sid, session["amount_total"]),
+            paid=paid,
+            currency=str(session["currency"]).upper(),
+            status=f"{session['status']} · {session['payment_status']}",
+            payable=session["status"] == "open",
+            notice=_DONE.get(request.args.get("done", ""), ""),
+            notice_kind="bad" if request.args.get("done") == "decline" else "ok",
+            history=self.history.get(sid, ()),
+            note="Pay part: Stripe completes the session for half the amount (a short payment). "
+            "Decline: the card is refused and the session stays open, as on Stripe Checkout.",
+        )
+
+    def on_page_action(self, request: Request, sid: str) -> Response:
+        action = request.form.get("action", "")
+        if action not in ("pay", "part", "decline"):
+            return json_response({"error": f"unknown action {action}"}, 400)
+        answer = self._payer(sid, {"pay": "complete", "part": "part", "decline": "decline"}[action])
+        if answer.status_code != 200:
+            return answer
+        return redirect(f"{self.base_url}/pay/{sid}?done={action}", code=303)
 
     def on_control(self, request: Request, sid: str, action: str) -> Response:
+        return self._payer(sid, action)
+
+    def _payer(self, sid: str, action: str) -> Response:
+        """The payer's step (the page's buttons and the control call): complete (`part`: for half the amount),
+        expire, or decline (a refused card: the session stays open, no event)."""
         with self.lock:
             session = self.sessions.get(sid)
             if session is None or session["status"] != "open":
                 return json_response({"error": "session is not open"}, 409)
-            if action == "complete":
+            event_id = None
+            if action in ("complete", "part"):
+                if action == "part":
+                    self.asked[sid] = session["amount_total"]
+                    session["amount_total"] = max(session["amount_total"] // 2, 1)
                 account = self.owner[sid]
                 saving = session["setup_future_usage"] == "off_session"
                 customer = _id("cus") if saving or session["customer_creation"] == "always" else None
@@ -242,8 +284,16 @@ class FakeStripe(FakeApp):
             elif action == "expire":
                 session["status"] = "expired"
                 event_id = self._event(self.owner[sid], "checkout.session.expired", session)
+            elif action == "decline":
+                pass  # Checkout shows the payer the decline; the session stays open and nothing is sent
             else:
                 return json_response({"error": f"unknown action {action}"}, 400)
+            done = (
+                "card declined"
+                if action == "decline"
+                else f"{session['status']} {money(session['amount_total'], str(session['currency']).upper())}"
+            )
+            self.history.setdefault(sid, []).append(done)
             return json_response({**session, "event_id": event_id})
 
     def on_resend(self, request: Request, eid: str) -> Response:
@@ -279,6 +329,13 @@ class FakeStripe(FakeApp):
         secret, url = self.accounts[account]
         headers = {"Content-Type": "application/json", "Stripe-Signature": sign(secret, body)}
         self.deliver(url, body, headers, lambda r: 200 <= r.status_code < 300)
+
+
+_DONE = {
+    "pay": "Payment complete: Stripe sends the shop checkout.session.completed.",
+    "part": "Part paid: the session completed for half the amount; Stripe notifies the shop.",
+    "decline": "Your card was declined. The session is still open: try again or use another card.",
+}
 
 
 def _error(status: int, kind: str, message: str, param: str | None = None) -> Response:

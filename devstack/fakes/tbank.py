@@ -4,8 +4,11 @@ signed with the Token, repeated until the merchant answers `OK`. As at T-Bank, `
 things: a NEW payment is cancelled, an AUTHORIZED hold is reversed (REVERSED), a CONFIRMED payment is refunded
 (REFUNDED / PARTIAL_REFUNDED) — so cancelling a paid payment gives the payer's money back.
 
-Control: `POST /_control/payments/<PaymentId>/pay` (`{"amount": …}` to notify another amount), `…/decline`;
-faults `lose_next_init` (the payment is made, the answer is a 503) through `POST /_control/faults`.
+The payer's page `GET /pay/<PaymentId>` (the PaymentURL) shows the payment with Pay / Pay part / Decline buttons
+(`POST /pay/<PaymentId>` `action=pay|part|decline`): Pay confirms the amount (a two-stage `PayType: "T"` payment is
+AUTHORIZED first), Pay part confirms half of it (the bank reporting a short amount), Decline rejects it.
+Control, the same for tests: `POST /_control/payments/<PaymentId>/pay` (`{"amount": …}` to notify another amount),
+`…/decline`; faults `lose_next_init` (the payment is made, the answer is a 503) through `POST /_control/faults`.
 
 Recurring payments: an `Init` with `Recurrent: "Y"` (and a `CustomerKey`, required then) saves the card when paid —
 the CONFIRMED notification carries `RebillId`; `Charge {PaymentId, RebillId}` pays a NEW payment of the same terminal
@@ -20,10 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from werkzeug.routing import Rule
+from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
 from devstack.fakes.base import FakeApp
-from devstack.web import json_response
+from devstack.web import checkout_page, json_response, money
 from paybridge.adapters.psp.tbank import token
 from paybridge.tenants import TenantConfig
 
@@ -51,6 +55,7 @@ class FakeTBank(FakeApp):
     rules = (
         Rule("/v2/<method>", methods=["POST"], endpoint="api"),
         Rule("/pay/<pid>", methods=["GET"], endpoint="page"),
+        Rule("/pay/<pid>", methods=["POST"], endpoint="page_action"),
         Rule("/_control/payments/<pid>/<action>", methods=["POST"], endpoint="control"),
     )
 
@@ -60,6 +65,8 @@ class FakeTBank(FakeApp):
         self.payments: dict[str, Payment] = {}
         self.requests: list[dict[str, Any]] = []
         self.rebills: dict[str, tuple[str, str]] = {}  # RebillId → (terminal, CustomerKey)
+        self.confirmed: dict[str, int] = {}  # PaymentId → the amount the payer's confirmation notified
+        self.history: dict[str, list[str]] = {}  # PaymentId → what the payer did, as the page lists it
 
     def add_merchant(self, tenant: TenantConfig, secrets: dict[str, str], notification_url: str) -> None:
         self.passwords[tenant.psp.terminal_key] = secrets["password"]  # type: ignore[attr-defined]
@@ -199,15 +206,48 @@ class FakeTBank(FakeApp):
 
     def on_page(self, request: Request, pid: str) -> Response:
         payment = self.payments.get(pid)
-        text = f"T-Bank fake: payment {pid}: {payment.status if payment else 'unknown'}"
-        return Response(text, mimetype="text/plain")
+        if payment is None:
+            return Response(f"T-Bank fake: no payment {pid}", status=404, mimetype="text/plain")
+        settled = payment.status in ("CONFIRMED", "PARTIAL_REFUNDED", "REFUNDED")
+        paid = self.confirmed.get(pid, payment.amount) if settled else 0
+        return checkout_page(
+            "T-Bank",
+            payment_id=pid,
+            description=f"Order {payment.order_id} (terminal {payment.terminal})",
+            amount=payment.amount,
+            paid=min(paid, payment.amount),
+            currency="RUB",
+            status=payment.status,
+            payable=payment.status in ("NEW", "FORM_SHOWED", "AUTHORIZED"),
+            part=payment.status != "AUTHORIZED",
+            notice=_DONE.get(request.args.get("done", ""), ""),
+            notice_kind="bad" if request.args.get("done") == "decline" else "ok",
+            history=self.history.get(pid, ()),
+            note="Pay part: the bank confirms half the amount (a short payment).",
+        )
+
+    def on_page_action(self, request: Request, pid: str) -> Response:
+        payment = self.payments.get(pid)
+        action = request.form.get("action", "")
+        if payment is None or action not in ("pay", "part", "decline"):
+            return json_response({"error": "no such payment or action"}, 404 if payment is None else 400)
+        amount = max(payment.amount // 2, 1) if action == "part" else payment.amount
+        answer = self._payer(pid, "decline" if action == "decline" else "pay", amount)
+        if answer.status_code != 200:
+            return answer
+        return redirect(f"{self.base_url}/pay/{pid}?done={action}", code=303)
 
     def on_control(self, request: Request, pid: str, action: str) -> Response:
+        data = request.get_json(silent=True) or {}
+        return self._payer(pid, action, data.get("amount"))
+
+    def _payer(self, pid: str, action: str, amount: int | None) -> Response:
+        """The payer's step (the page's buttons and the control call): pay (`amount` to confirm another amount) or
+        decline; the merchant is notified."""
         with self.lock:
             payment = self.payments.get(pid)
             if payment is None or payment.status not in ("NEW", "FORM_SHOWED", "AUTHORIZED"):
                 return json_response({"error": "not payable"}, 409)
-            data = request.get_json(silent=True) or {}
             if action == "pay":
                 payment.status = (
                     "AUTHORIZED" if payment.pay_type == "T" and payment.status != "AUTHORIZED" else "CONFIRMED"
@@ -219,7 +259,11 @@ class FakeTBank(FakeApp):
                 payment.status = "REJECTED"
             else:
                 return json_response({"error": f"unknown action {action}"}, 400)
-            self._notify(payment, payment.status, int(data.get("amount", payment.amount)))
+            notified = int(amount if amount is not None else payment.amount)
+            if payment.status == "CONFIRMED":
+                self.confirmed[pid] = notified
+            self.history.setdefault(pid, []).append(f"{payment.status} {money(notified, 'RUB')}")
+            self._notify(payment, payment.status, notified)
             return json_response({"PaymentId": pid, "Status": payment.status})
 
     def _notify(self, payment: Payment, status: str, amount: int) -> None:
@@ -246,6 +290,13 @@ class FakeTBank(FakeApp):
             {"Content-Type": "application/json"},
             lambda r: r.status_code == 200 and r.text == "OK",
         )
+
+
+_DONE = {
+    "pay": "Payment sent: the bank confirms it and notifies the shop.",
+    "part": "Part paid: the bank confirms half the amount and notifies the shop.",
+    "decline": "Payment declined: the shop is notified.",
+}
 
 
 def _ok(payment: Payment, **extra: Any) -> Response:

@@ -2,7 +2,11 @@
 returns the first result), receipts validated, payments that cannot be cancelled while `pending`, refunds, and
 unsigned notifications `{type, event, object}` sent to the shop's URL until it answers 200.
 
-Control: `POST /_control/payments/<id>/succeed` | `…/cancel`; faults `lose_next_create` (made, answered 500).
+The payer's page `GET /checkout/<id>` (the `confirmation_url`) shows the payment with Pay / Pay part / Decline
+(`POST /checkout/<id>` `action=pay|part|decline`): Pay succeeds it, Pay part succeeds it for half the amount (the
+provider reporting a short amount), Decline cancels it as a card decline does (`payment_network`,
+`insufficient_funds`). Control, the same for tests: `POST /_control/payments/<id>/succeed` | `…/cancel`; faults
+`lose_next_create` (made, answered 500).
 
 Recurring payments: `save_payment_method: true` gives the payment a `payment_method {type, id, saved}` that is saved
 when it succeeds; a create with `payment_method_id` (a method this shop saved) is charged at once, without a
@@ -17,10 +21,11 @@ from decimal import Decimal
 from typing import Any
 
 from werkzeug.routing import Rule
+from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
 from devstack.fakes.base import FakeApp
-from devstack.web import json_response
+from devstack.web import checkout_page, json_response
 from paybridge.domain.money import from_decimal_string
 from paybridge.tenants import TenantConfig
 
@@ -33,6 +38,7 @@ class FakeYooKassa(FakeApp):
         Rule("/v3/refunds", methods=["POST"], endpoint="refund"),
         Rule("/v3/refunds/<rid>", methods=["GET"], endpoint="refund_get"),
         Rule("/checkout/<pid>", methods=["GET"], endpoint="page"),
+        Rule("/checkout/<pid>", methods=["POST"], endpoint="page_action"),
         Rule("/_control/payments/<pid>/<action>", methods=["POST"], endpoint="control"),
     )
 
@@ -46,6 +52,8 @@ class FakeYooKassa(FakeApp):
         self.requests: list[dict[str, Any]] = []
         self.saved: dict[str, str] = {}  # saved payment method id → shop id
         self._made: Response | None = None
+        self.asked: dict[str, int] = {}  # payment id → the amount asked, where Pay part confirmed less
+        self.history: dict[str, list[str]] = {}  # payment id → what the payer did, as the page lists it
 
     def add_merchant(self, tenant: TenantConfig, secrets: dict[str, str], notification_url: str) -> None:
         self.shops[tenant.psp.shop_id] = (secrets["secret_key"], notification_url)  # type: ignore[attr-defined]
@@ -198,31 +206,79 @@ class FakeYooKassa(FakeApp):
 
     def on_page(self, request: Request, pid: str) -> Response:
         payment = self.payments.get(pid)
-        return Response(f"YooKassa fake: payment {pid}: {payment and payment['status']}", mimetype="text/plain")
+        if payment is None:
+            return Response(f"YooKassa fake: no payment {pid}", status=404, mimetype="text/plain")
+        amount = from_decimal_string(payment["amount"]["value"])
+        asked = self.asked.get(pid, amount)
+        details = payment.get("cancellation_details")
+        return checkout_page(
+            "YooKassa",
+            payment_id=pid,
+            description=payment.get("description") or "",
+            amount=asked,
+            paid=amount if payment["paid"] else 0,
+            currency=payment["amount"]["currency"],
+            status=payment["status"] + (f" ({details['reason']})" if details else ""),
+            payable=payment["status"] == "pending",
+            notice=_DONE.get(request.args.get("done", ""), ""),
+            notice_kind="bad" if request.args.get("done") == "decline" else "ok",
+            history=self.history.get(pid, ()),
+            note="Pay part: YooKassa confirms half the amount (a short payment).",
+        )
+
+    def on_page_action(self, request: Request, pid: str) -> Response:
+        action = request.form.get("action", "")
+        if action not in ("pay", "part", "decline"):
+            return json_response({"error": f"unknown action {action}"}, 400)
+        answer = self._payer(pid, {"pay": "succeed", "part": "part", "decline": "decline"}[action])
+        if answer.status_code != 200:
+            return answer
+        return redirect(f"{self.base_url}/checkout/{pid}?done={action}", code=303)
 
     def on_control(self, request: Request, pid: str, action: str) -> Response:
+        return self._payer(pid, action)
+
+    def _payer(self, pid: str, action: str) -> Response:
+        """The payer's step (the page's buttons and the control call): succeed (`part`: for half the amount), cancel
+        (the link lapsed) or decline (the card network refused); the shop is notified."""
         with self.lock:
             payment = self.payments.get(pid)
             if payment is None or payment["status"] != "pending":
                 return json_response({"error": "not pending"}, 409)
-            if action == "succeed":
+            if action in ("succeed", "part"):
+                if action == "part":
+                    asked = from_decimal_string(payment["amount"]["value"])
+                    self.asked[pid] = asked
+                    payment["amount"] = {**payment["amount"], "value": f"{Decimal(max(asked // 2, 1)) / 100:.2f}"}
                 payment.update(status="succeeded", paid=True, refundable=True)
                 if "payment_method" in payment:
                     payment["payment_method"]["saved"] = True
                     self.saved[payment["payment_method"]["id"]] = self.owner[pid]
                 self._notify(self.owner[pid], "payment.succeeded", payment)
-            elif action == "cancel":
-                payment.update(
-                    status="canceled", cancellation_details={"party": "yoo_money", "reason": "expired_on_confirmation"}
+            elif action in ("cancel", "decline"):
+                party, reason = (
+                    ("payment_network", "insufficient_funds")
+                    if action == "decline"
+                    else ("yoo_money", "expired_on_confirmation")
                 )
+                payment.update(status="canceled", cancellation_details={"party": party, "reason": reason})
                 self._notify(self.owner[pid], "payment.canceled", payment)
             else:
                 return json_response({"error": f"unknown action {action}"}, 400)
+            amount = payment["amount"]
+            self.history.setdefault(pid, []).append(f"{payment['status']} {amount['value']} {amount['currency']}")
             return json_response(payment)
 
     def _notify(self, shop: str, event: str, obj: dict[str, Any]) -> None:
         body = json.dumps({"type": "notification", "event": event, "object": obj}).encode()
         self.deliver(self.shops[shop][1], body, {"Content-Type": "application/json"}, lambda r: r.status_code == 200)
+
+
+_DONE = {
+    "pay": "Payment succeeded: YooKassa notifies the shop.",
+    "part": "Part paid: YooKassa confirms half the amount and notifies the shop.",
+    "decline": "Payment declined by the card network: the shop is notified.",
+}
 
 
 def _error(status: int, code: str, description: str) -> Response:
