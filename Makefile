@@ -14,7 +14,7 @@ export PYTHONPATH := layers/common:.
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: help dev demo test unit integration e2e lint format typecheck openapi validate build deploy import-times clean lock layer-size \
-	redrive-crm bench-crm demo-bank bench-reconcile bench-latency checkov schemathesis
+	redrive-crm bench-crm demo-bank bench-reconcile bench-latency checkov schemathesis cost
 
 help:
 	@echo "make demo       run the scripted payment scenario on the local stack (starts it if needed)"
@@ -27,6 +27,7 @@ help:
 	@echo "make schemathesis  fuzz the local stack with openapi.json (all checks, fixed seed);  make checkov"
 	@echo "make bench-crm  N payments through the CRM outbox to the fake Bitrix24 at its real limit (ARGS=--payments N)"
 	@echo "make bench-latency  N sandbox invoices paid at once: notification -> CRM stage p50/p95/p99 (ARGS=--invoices N)"
+	@echo "make cost       one paid invoice on the local stack: transitions, invocations, units counted, \$$ per million"
 	@echo "make import-times   each handler's import time against import boto3 + one client;  make layer-size"
 	@echo "make redrive-crm STAGE=<stage>  send parked CRM writes back to the outbox (ARGS=--dry-run to list)"
 
@@ -110,6 +111,9 @@ bench-crm: $(STAMP)
 
 bench-latency: $(STAMP)
 	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-ERROR} $(BIN)/python scripts/bench_latency.py $(ARGS)
+
+cost: $(STAMP)
+	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-ERROR} $(BIN)/python scripts/cost.py $(ARGS)
 
 import-times: $(STAMP)
 	$(BIN)/python scripts/import_times.py $(ARGS)

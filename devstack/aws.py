@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from devstack.meter import METER
 from devstack.template import Template, load_template
 
 REGION = "eu-central-1"
@@ -74,8 +75,9 @@ def _fifo_dedup_window(sqs_models: Any) -> None:
     sqs_models.Queue.add_message = add_message
 
 
-def _one_request_at_a_time(response_class: Any) -> None:
-    """Serialise a moto service's request handling with one lock (idempotent: patched once per process)."""
+def _one_request_at_a_time(response_class: Any, service: str) -> None:
+    """Serialise a moto service's request handling with one lock (idempotent: patched once per process); the meter
+    (`devstack.meter`, off unless a script turns it on) sees each request inside it."""
     if getattr(response_class.call_action, "_paybridge_locked", False):
         return
     original = response_class.call_action
@@ -83,7 +85,7 @@ def _one_request_at_a_time(response_class: Any) -> None:
 
     def call_action(handler: Any) -> Any:
         with lock:
-            return original(handler)
+            return METER.observe(service, handler, original)
 
     call_action._paybridge_locked = True  # type: ignore[attr-defined]
     response_class.call_action = call_action
@@ -235,6 +237,7 @@ class LocalAws:
         _per_invocation_metrics()
         _per_invocation_routers()
         self._create_resources()
+        METER.configure(self.template.table(), self.template.memory_mb())
         return self
 
     def stop(self) -> None:
@@ -350,7 +353,7 @@ class LocalAws:
 
         sqs_models.unix_time_millis = unix_time_millis
         sqs_models.unix_time = unix_time
-        _one_request_at_a_time(SQSResponse)
+        _one_request_at_a_time(SQSResponse, "sqs")
         _fifo_dedup_window(sqs_models)
 
     @staticmethod
@@ -362,7 +365,7 @@ class LocalAws:
 
         from devstack import moto_transactions
 
-        _one_request_at_a_time(DynamoHandler)
+        _one_request_at_a_time(DynamoHandler, "dynamodb")
         moto_transactions.install()  # transactions back up the items they touch, not the whole table
 
     @staticmethod
@@ -372,7 +375,7 @@ class LocalAws:
         starts, signals or reads one, so nothing waits inside it."""
         from moto.stepfunctions.responses import StepFunctionResponse
 
-        _one_request_at_a_time(StepFunctionResponse)
+        _one_request_at_a_time(StepFunctionResponse, "stepfunctions")
 
     def _patch_lambda(self) -> None:
         from moto.awslambda_simple.models import LambdaSimpleBackend
@@ -420,7 +423,7 @@ class LocalAws:
                 self.busy[logical_id] += 1
                 self.peak[logical_id] = max(self.peak[logical_id], self.busy[logical_id])
             try:
-                return handler(event, context)
+                return METER.invocation(logical_id, lambda: handler(event, context))
             finally:
                 with self._lock:
                     self.busy[logical_id] -= 1
