@@ -218,31 +218,40 @@ def test_a_paid_invoice_takes_at_most_four_billed_transitions_and_its_deal_shows
     assert stages[-4:] == ["AWAITING_PAYMENT", "PARTIALLY_PAID", "PAID", "PARTIALLY_REFUNDED"]
 
 
-def test_money_while_the_payment_is_being_created_still_ends_paid(stack: Any, sandbox: Sandbox, api: Api) -> None:
-    # Given the money is notified right after the link is stored, before the creating task has returned
-    original = stack.aws.handler("CreatePaymentFunction")
+def test_money_while_the_payment_is_being_created_ends_paid_and_the_deal_is_not_moved_back(
+    stack: Any, sandbox: Sandbox, api: Api
+) -> None:
+    from paybridge.domain.invoice import invoice_id_for
+    from paybridge.wiring import get_reminders
+
+    deal = sandbox.new_deal(amount=42_000)
+    target = invoice_id_for("demo", str(deal["id"]), f"R-{deal['id']}")
+    # Given the money is notified right after the link is stored, before the creating task publishes it
+    reminders = get_reminders()
+    original = reminders.link_published
     paid_during_create = {}
 
-    def create_then_pay(event: dict[str, Any], context: Any) -> Any:
-        answer = original(event, context)
-        stored = get_repo().get("demo", event["invoice_id"])
-        assert stored is not None
-        headers, body = signed_notification(stored.model_dump(), stored.amount)
-        result = get_payment_events().accept_psp_notification("demo", "sandbox", headers, body)
-        paid_during_create["state"] = result.invoice.state.value if result.invoice else None
-        return answer
+    def then_paid(tenant: Any, invoice: Any, at: Any) -> None:
+        original(tenant, invoice, at)
+        if invoice.invoice_id == target and not paid_during_create:
+            headers, body = signed_notification(invoice.model_dump(), invoice.amount)
+            result = get_payment_events().accept_psp_notification("demo", "sandbox", headers, body)
+            paid_during_create["state"] = result.invoice.state.value if result.invoice else None
 
-    stack.aws._handlers["CreatePaymentFunction"] = create_then_pay
+    reminders.link_published = then_paid  # type: ignore[method-assign]
     try:
-        deal = sandbox.new_deal(amount=42_000)
         created = api.create(deal_id=deal["id"], number=f"R-{deal['id']}", amount=42_000).json()
         execution = wait_execution(stack, created["invoice_id"])
     finally:
-        stack.aws._handlers["CreatePaymentFunction"] = original
-    # Then the invoice is paid and the deal is PAID — after the link (the outbox keeps the deal's order)
-    assert paid_during_create["state"] == "paid"
+        reminders.link_published = original  # type: ignore[method-assign]
+    # Then the invoice is paid, the deal is PAID and stays there: the older link update was never queued after it
+    assert created["invoice_id"] == target and paid_during_create["state"] == "paid"
     assert execution["status"] == "SUCCEEDED"
+    assert json.loads(execution["output"])["outcome"]["state"] == "paid"
     sandbox.wait_deal(deal["id"], lambda d: d["stage"] == "PAID")
+    time.sleep(1.0)  # the outbox has long drained: nothing older lands after
+    settled = sandbox.deal(deal["id"])
+    assert settled["stage"] == "PAID" and settled["stage_history"][-1]["stage"] == "PAID"
     assert api.get(created["invoice_id"])["state"] == "paid"
 
 

@@ -57,7 +57,7 @@ class Outcome(BaseModel):
 
 
 class LifecycleState(BaseModel):
-    """The execution's state document: the input of every task but `WaitForPayment`, and their output."""
+    """The execution's state document: the input of every task, and their output."""
 
     model_config = ConfigDict(extra="ignore")
     tenant_id: str
@@ -76,5 +76,5 @@ class LifecycleState(BaseModel):
         return self.outcome.event if self.outcome else ""
 
     def document(self) -> dict[str, object]:
-        """The JSON the state machine carries (what a task returns, what a resumed wait outputs)."""
+        """The JSON the state machine carries (what a task returns)."""
         return self.model_dump(mode="json", exclude_none=True)

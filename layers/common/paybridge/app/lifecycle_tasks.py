@@ -20,7 +20,7 @@ from paybridge.app.payment_checks import PaymentChecks
 from paybridge.app.receipts import receipt_for
 from paybridge.domain.errors import InvalidTransition
 from paybridge.domain.events import Close, MoneyReceived, PaymentCreated
-from paybridge.domain.invoice import Closure, Invoice
+from paybridge.domain.invoice import Closure, Invoice, InvoiceState
 from paybridge.tenants import TenantConfig, TenantDirectory
 
 logger = logging.getLogger(__name__)
@@ -62,9 +62,13 @@ class LifecycleTasks:
         return LifecycleState.of(invoice, self.clock(), event)
 
     def _published(self, invoice: Invoice, event: str) -> LifecycleState:
-        """The step's outcome, published to the deal (a retried step publishes the same update: deduplicated)."""
-        self.deals.publish(invoice, event)
-        return self._state(invoice, event)
+        """The step's outcome, published to the deal (a retried step publishes the same update: deduplicated) —
+        unless the invoice changed again meanwhile (money on the new link, a cancel): that change published the
+        newer state itself, and the deal's queue must not get this older one after it."""
+        current = self.changes.get(invoice.tenant_id, invoice.invoice_id)
+        if current.version == invoice.version:
+            self.deals.publish(invoice, event)
+        return self._state(current, event)
 
     def create_payment(self, tenant_id: str, invoice_id: str) -> LifecycleState:
         """Create the payment (idempotent by the invoice's order id at the PSP), store its link and publish it to the
@@ -101,10 +105,14 @@ class LifecycleTasks:
                 for handler in self.published:
                     handler.link_published(tenant, invoice, self.clock())
             except InvalidTransition:
-                # Cancelled while the payment was being created: withdraw it at the PSP, end the lifecycle.
+                # Cancelled while the payment was being created: withdraw it at the PSP, end the lifecycle (the
+                # cancel published itself).
                 with contextlib.suppress(ProviderRejected):
                     provider.cancel_payment(created.payment_id)
-                invoice = self.changes.get(tenant_id, invoice_id)
+                return self._state(self.changes.get(tenant_id, invoice_id), "payment_created")
+        elif invoice.state is not InvoiceState.AWAITING_PAYMENT:
+            # closed, paid or failed before this step (or between its tries): whoever changed it published that
+            return self._state(invoice, "payment_created")
         return self._published(invoice, "payment_created")
 
     def _charge_saved(self, tenant: TenantConfig, invoice: Invoice) -> LifecycleState:
@@ -183,8 +191,8 @@ class LifecycleTasks:
         try:
             failed = Close(closure=Closure.FAILED, reason=reason[:500])
             invoice = self.changes.apply(tenant_id, invoice_id, failed).invoice
-        except InvalidTransition:  # it was cancelled (or paid) meanwhile: that state stands
-            invoice = self.changes.get(tenant_id, invoice_id)
+        except InvalidTransition:  # it was cancelled (or paid) meanwhile: that state stands, and published itself
+            return self._state(self.changes.get(tenant_id, invoice_id), "failed")
         return self._published(invoice, "failed")
 
     def sync_deal(self, tenant_id: str, invoice_id: str, event: str = "") -> LifecycleState:
