@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from devstack.meter import METER
 from devstack.template import Template, load_template
 
 REGION = "eu-central-1"
@@ -74,8 +75,9 @@ def _fifo_dedup_window(sqs_models: Any) -> None:
     sqs_models.Queue.add_message = add_message
 
 
-def _one_request_at_a_time(response_class: Any) -> None:
-    """Serialise a moto service's request handling with one lock (idempotent: patched once per process)."""
+def _one_request_at_a_time(response_class: Any, service: str) -> None:
+    """Serialise a moto service's request handling with one lock (idempotent: patched once per process); the meter
+    (`devstack.meter`, off unless a script turns it on) sees each request inside it."""
     if getattr(response_class.call_action, "_paybridge_locked", False):
         return
     original = response_class.call_action
@@ -83,10 +85,44 @@ def _one_request_at_a_time(response_class: Any) -> None:
 
     def call_action(handler: Any) -> Any:
         with lock:
-            return original(handler)
+            return METER.observe(service, handler, original)
 
     call_action._paybridge_locked = True  # type: ignore[attr-defined]
     response_class.call_action = call_action
+
+
+#: Executions whose current (or next) Wait state the test clock ends now (`LocalAws.reach_deadline`).
+_WAKE: dict[str, threading.Event] = {}
+_WAKE_LOCK = threading.Lock()
+
+
+def _wake_event(execution_arn: str) -> threading.Event:
+    with _WAKE_LOCK:
+        return _WAKE.setdefault(execution_arn, threading.Event())
+
+
+def _wake(execution_arn: str) -> None:
+    _wake_event(execution_arn).set()
+
+
+def _wakeable_waits() -> None:
+    """A Wait state of the real ASL waits its seconds, as on AWS — unless the test clock moved past them
+    (`reach_deadline` on a deferred expiry): then it ends now. Idempotent."""
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+    if getattr(WaitFunction._wait_interval, "_paybridge_wakeable", False):
+        return
+
+    def wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
+        execution = env.states.context_object.context_object_data["Execution"]["Id"]
+        wake, until = _wake_event(execution), time.monotonic() + wait_seconds
+        while env.is_running() and time.monotonic() < until:
+            if wake.wait(min(0.05, max(0.0, until - time.monotonic()))):
+                wake.clear()
+                return
+
+    wait_interval._paybridge_wakeable = True  # type: ignore[attr-defined]
+    WaitFunction._wait_interval = wait_interval  # type: ignore[method-assign]
 
 
 class _PerThread:
@@ -185,7 +221,6 @@ class LocalAws:
     def __init__(self, template: Template | None = None, table_name: str = "paybridge-local"):
         self.template = template or load_template()
         self.table_name = table_name
-        self._deadlines: set[str] = set()  # task tokens whose wait `reach_deadline` ended
         self.functions = self.template.functions()
         self.invocations: list[tuple[str, float]] = []
         self._mock: Any = None
@@ -235,6 +270,7 @@ class LocalAws:
         _per_invocation_metrics()
         _per_invocation_routers()
         self._create_resources()
+        METER.configure(self.template.table(), self.template.memory_mb())
         return self
 
     def stop(self) -> None:
@@ -350,7 +386,7 @@ class LocalAws:
 
         sqs_models.unix_time_millis = unix_time_millis
         sqs_models.unix_time = unix_time
-        _one_request_at_a_time(SQSResponse)
+        _one_request_at_a_time(SQSResponse, "sqs")
         _fifo_dedup_window(sqs_models)
 
     @staticmethod
@@ -362,7 +398,7 @@ class LocalAws:
 
         from devstack import moto_transactions
 
-        _one_request_at_a_time(DynamoHandler)
+        _one_request_at_a_time(DynamoHandler, "dynamodb")
         moto_transactions.install()  # transactions back up the items they touch, not the whole table
 
     @staticmethod
@@ -372,7 +408,8 @@ class LocalAws:
         starts, signals or reads one, so nothing waits inside it."""
         from moto.stepfunctions.responses import StepFunctionResponse
 
-        _one_request_at_a_time(StepFunctionResponse)
+        _one_request_at_a_time(StepFunctionResponse, "stepfunctions")
+        _wakeable_waits()
 
     def _patch_lambda(self) -> None:
         from moto.awslambda_simple.models import LambdaSimpleBackend
@@ -420,27 +457,27 @@ class LocalAws:
                 self.busy[logical_id] += 1
                 self.peak[logical_id] = max(self.peak[logical_id], self.busy[logical_id])
             try:
-                return handler(event, context)
+                return METER.invocation(logical_id, lambda: handler(event, context))
             finally:
                 with self._lock:
                     self.busy[logical_id] -= 1
 
     # -- inspection (tests, demo) ------------------------------------------------------------------------------------
 
-    def execution_arn(self, invoice_id: str) -> str:
-        return f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{STATE_MACHINE_NAME}:{invoice_id}"
+    def execution_arn(self, name: str) -> str:
+        return f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{STATE_MACHINE_NAME}:{name}"
 
-    def execution(self, invoice_id: str) -> dict[str, Any]:
+    def execution(self, name: str) -> dict[str, Any]:
         import boto3
 
-        return dict(boto3.client("stepfunctions").describe_execution(executionArn=self.execution_arn(invoice_id)))
+        return dict(boto3.client("stepfunctions").describe_execution(executionArn=self.execution_arn(name)))
 
-    def history(self, invoice_id: str) -> list[dict[str, Any]]:
+    def history(self, name: str) -> list[dict[str, Any]]:
         import boto3
 
         client = boto3.client("stepfunctions")
         events: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"executionArn": self.execution_arn(invoice_id), "maxResults": 1000}
+        kwargs: dict[str, Any] = {"executionArn": self.execution_arn(name), "maxResults": 1000}
         while True:
             page = client.get_execution_history(**kwargs)
             events.extend(dict(e) for e in page["events"])
@@ -449,33 +486,34 @@ class LocalAws:
             kwargs["nextToken"] = page["nextToken"]
 
     def reach_deadline(self, tenant_id: str, invoice_id: str) -> bool:
-        """Move the clock to the invoice's deadline: its waiting lifecycle ends the wait now as its timeout would
-        (`DeadlineReached`, caught with `States.Timeout`), so the expiry runs. False when nothing was waiting."""
+        """Move the clock to the invoice's deadline: what the deadline sweep does then, now — start the invoice's
+        expiry; when it is already running (deferred, waiting to ask the provider again), its wait ends now. False
+        when nothing was waiting (the invoice is closed or paid, or its expiry is over)."""
         import boto3
 
+        from paybridge.app.deadlines import expiry_name
         from paybridge.storage.dynamodb import DynamoInvoiceRepository
+        from paybridge.wiring import get_deadlines
 
         repo, deadline = DynamoInvoiceRepository(self.table_name), time.monotonic() + 10
-        saved = repo.get_saved(tenant_id, invoice_id)
-        # the wait may be starting (its token not stored yet), or still hold the token of a wait already ended
-        while (saved is None or not saved.task_token or saved.task_token in self._deadlines) and (
-            time.monotonic() < deadline
-        ):
+        invoice = repo.get(tenant_id, invoice_id)
+        # its lifecycle may still be creating the payment
+        while (invoice is None or (invoice.is_open and invoice.payment_id is None)) and time.monotonic() < deadline:
             time.sleep(0.05)
-            saved = repo.get_saved(tenant_id, invoice_id)
-        if saved is None or not saved.task_token or saved.task_token in self._deadlines:
+            invoice = repo.get(tenant_id, invoice_id)
+        if invoice is None or not invoice.is_open or invoice.closed_as is not None:
             return False
-        self._deadlines.add(saved.task_token)
+        arn = self.execution_arn(expiry_name(invoice))
         client = boto3.client("stepfunctions")
         try:
-            client.send_task_failure(
-                taskToken=saved.task_token, error="DeadlineReached", cause="the deadline, by the test clock"
-            )
-        except (client.exceptions.TaskTimedOut, client.exceptions.InvalidToken, client.exceptions.TaskDoesNotExist):
+            status = client.describe_execution(executionArn=arn)["status"]
+        except client.exceptions.ExecutionDoesNotExist:
+            return get_deadlines().expire(invoice)
+        if status != "RUNNING":
             return False
+        _wake(arn)
         return True
 
-    def entered_states(self, invoice_id: str) -> list[str]:
-        return [
-            e["stateEnteredEventDetails"]["name"] for e in self.history(invoice_id) if "stateEnteredEventDetails" in e
-        ]
+    def entered_states(self, name: str) -> list[str]:
+        """The states an execution entered, in order (`name`: the invoice id, or `<invoice id>-expiry`)."""
+        return [e["stateEnteredEventDetails"]["name"] for e in self.history(name) if "stateEnteredEventDetails" in e]

@@ -12,6 +12,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from devstack.meter import METER
 from devstack.template import Route
 
 TEXT_TYPES = ("application/json", "text/")
@@ -36,6 +37,7 @@ class Gateway:
         if matched is None:
             return None
         route, params = matched
+        METER.api_request(f"{route.method} {route.path}")
         event = to_event(request, route, params)
         result = self._invoke(route.function, event)
         return to_response(result)

@@ -93,6 +93,15 @@ class Template:
             )
         return result
 
+    def memory_mb(self) -> dict[str, int]:
+        """Each function's MemorySize (its own, else the Globals'; Lambda's default 128)."""
+        default = int(self.raw.get("Globals", {}).get("Function", {}).get("MemorySize", 128))
+        return {
+            logical_id: int(resource["Properties"].get("MemorySize", default))
+            for logical_id, resource in self.resources.items()
+            if resource["Type"] == "AWS::Serverless::Function"
+        }
+
     def global_environment(self) -> dict[str, Any]:
         return dict(self.raw.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}))
 

@@ -7,9 +7,9 @@ over the time from then to the last one; the goal is >= 45 at 2 requests/s, 0.9 
 and the checks that matter: lost = 0, duplicated = 0, out of order = 0. Ends with one JSON line.
 
 What runs for real: the local stack (moto DynamoDB and SQS FIFO from template.yaml), `Services.sync_deal` (the
-lifecycle's PublishToDeal step) for each paid invoice, the local event source mapping and the CrmOutboxFunction
+lifecycle's deal publication) for each paid invoice, the local event source mapping and the CrmOutboxFunction
 handler (batching, top-up, the DynamoDB token bucket shared by every request), the Bitrix24 adapter over HTTP, and
-the fake portal. What is skipped: the PSP notification and the Step Functions execution that precede PublishToDeal
+the fake portal. What is skipped: the PSP notification that precedes the publication
 (the end-to-end tests cover those; here they would only slow the start, not the CRM side being measured).
 
     make bench-crm                        # 2,000 payments
@@ -93,7 +93,7 @@ def run(stack: Any, payments: int, timeout: float) -> dict[str, Any]:
         f"burst {limit['burst']}",
     )
 
-    # They land at once: the lifecycle's PublishToDeal step for each (the outbox; delivery starts at once)
+    # They land at once: each payment's deal publication (the outbox; delivery starts at once)
     landed = time.monotonic()
     tasks = get_lifecycle_tasks()
     for _deal_id, invoice_id in invoices:

@@ -1,7 +1,7 @@
 """`make bench-latency`: N invoices of the sandbox tenant (`demo`: the sandbox PSP and CRM) paid at once on the
 local stack; for each, the seconds from the sandbox PSP sending its notification to the sandbox CRM recording the
-deal's "Paid" stage — the whole path: the PSP webhook (verify, record, apply, SendTaskSuccess), the Step Functions
-execution resuming, PublishToDeal, the CRM outbox and its consumer. Prints p50 / p95 / p99 / max and ends with one
+deal's "Paid" stage — the whole path: the PSP webhook (verify, record, apply, the deal's update on the CRM outbox),
+the outbox and its consumer. Prints p50 / p95 / p99 / max and ends with one
 JSON line (`n`, `p50`, `p95`, `p99`; the goal is p99 < 2 s at 200).
 
 The invoices are issued, and their links published, before the clock starts (deals created in the sandbox CRM,

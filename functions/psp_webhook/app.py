@@ -1,4 +1,4 @@
-"""Payment provider notifications: verify, record once, apply, resume the lifecycle, answer what the PSP expects."""
+"""Payment provider notifications: verify, record once, apply, publish to the deal, answer what the PSP expects."""
 
 from __future__ import annotations
 

@@ -201,18 +201,21 @@ def test_an_unknown_invoice_is_404_and_a_partial_manual_payment_shows_the_shortf
 # -- reissue a link -------------------------------------------------------------------------------------------------
 
 
-def expired_invoice(sandbox: Sandbox, api: Api, amount: int = 70_000) -> tuple[dict[str, Any], dict[str, Any]]:
+def expired_invoice(
+    stack: Any, sandbox: Sandbox, api: Api, amount: int = 70_000
+) -> tuple[dict[str, Any], dict[str, Any]]:
     deal = sandbox.new_deal(amount=amount)
     invoice = api.issue_awaiting(deal["id"], amount=amount, lifetime_seconds=2)
+    assert stack.aws.reach_deadline("demo", invoice["invoice_id"])  # the deadline sweep, its clock moved
     api.wait(invoice["invoice_id"], lambda i: i["state"] == "expired", timeout=20)
     sandbox.wait_deal(deal["id"], lambda d: d["stage"] == "EXPIRED")
     return deal, invoice
 
 
 def test_reissuing_an_expired_link_makes_one_new_attempt_under_10_concurrent_requests(
-    http: httpx.Client, sandbox: Sandbox, api: Api, ops: Ops, unique: Callable[[str], str]
+    stack: Any, http: httpx.Client, sandbox: Sandbox, api: Api, ops: Ops, unique: Callable[[str], str]
 ) -> None:
-    deal, invoice = expired_invoice(sandbox, api)
+    deal, invoice = expired_invoice(stack, sandbox, api)
     old_payment = payment_id_of(invoice)
     path, key = f"/invoices/{invoice['invoice_id']}/reissue", unique("again")
     # When 10 identical requests come at once

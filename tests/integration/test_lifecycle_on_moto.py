@@ -57,17 +57,11 @@ def test_sample_create_invoice_event_starts_the_lifecycle(stack: Any, unique: An
     assert response["statusCode"] == 201, response
     invoice = json.loads(response["body"])
     assert invoice["amount"] == 1_500_000 and invoice["state"] == "issued"
-    deadline = time.monotonic() + 10
-    while "WaitForPayment" not in stack.aws.entered_states(invoice["invoice_id"]):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    assert stack.aws.entered_states(invoice["invoice_id"])[:5] == [
-        "Start",
-        "CreatePayment",
-        "PublishToDeal",
-        "IsFinal",
-        "WaitForPayment",
-    ]
+    execution = wait_execution(stack, invoice["invoice_id"])
+    # The execution creates the payment, publishes the link and ends: the invoice waits in DynamoDB
+    assert execution["status"] == "SUCCEEDED"
+    assert stack.aws.entered_states(invoice["invoice_id"]) == ["Start", "CreatePayment"]
+    assert json.loads(execution["output"])["outcome"]["state"] == "awaiting_payment"
     # The same request again answers 200 with the same invoice, and starts nothing new
     again = stack.aws.invoke("InvoicesApiFunction", event)
     assert again["statusCode"] == 200 and json.loads(again["body"])["invoice_id"] == invoice["invoice_id"]
@@ -160,14 +154,13 @@ def test_crm_event_with_a_wrong_token_is_401_and_issues_nothing(stack: Any) -> N
     assert response["statusCode"] == 401
 
 
-@pytest.mark.parametrize("name", ["create_payment", "sync_deal", "expire_invoice", "mark_failed"])
+@pytest.mark.parametrize("name", ["create_payment", "expire_invoice", "mark_failed"])
 def test_sample_lifecycle_events_for_an_unknown_invoice_raise_a_named_error(stack: Any, name: str) -> None:
     event = load_event(f"lifecycle/{name}", invoice_id="inv_" + "b" * 26)
     with pytest.raises(InvoiceNotFound):
         stack.aws.invoke(
             {
                 "create_payment": "CreatePaymentFunction",
-                "sync_deal": "SyncDealFunction",
                 "expire_invoice": "ExpireInvoiceFunction",
                 "mark_failed": "MarkFailedFunction",
             }[name],
@@ -183,32 +176,118 @@ def test_stuck_invoice_sweep_runs_on_the_sample_schedule_event(stack: Any) -> No
 # -- the lifecycle's hard cases ------------------------------------------------------------------------------------
 
 
-def test_money_before_the_task_token_is_stored_still_ends_paid(stack: Any, sandbox: Sandbox, api: Api) -> None:
-    # Given the wait step is slow to store its task token
-    original = stack.aws.handler("AwaitPaymentFunction")
-    paid_before_token = {}
+def billed_transitions_of(stack: Any, invoice_id: str) -> tuple[int, dict[str, list[str]]]:
+    """Step Functions' billed transitions over every execution of the invoice (every state entered, every retry),
+    from their histories."""
+    import boto3
 
-    def slow_await(event: dict[str, Any], context: Any) -> Any:
-        stored = get_repo().get("demo", event["invoice_id"])
-        assert stored is not None
-        headers, body = signed_notification(stored.model_dump(), stored.amount)
-        # When the money arrives before the token is stored
-        answer = get_payment_events().accept_psp_notification("demo", "sandbox", headers, body)
-        paid_before_token["state"] = answer.invoice.state.value if answer.invoice else None
-        return original(event, context)
+    from devstack.meter import billed_transitions
 
-    stack.aws._handlers["AwaitPaymentFunction"] = slow_await
+    client = boto3.client("stepfunctions")
+    names = [
+        e["name"]
+        for page in client.get_paginator("list_executions").paginate(stateMachineArn=stack.aws.state_machine_arn)
+        for e in page["executions"]
+        if e["name"].startswith(invoice_id)
+    ]
+    return sum(billed_transitions(stack.aws.history(n)) for n in names), {n: stack.aws.entered_states(n) for n in names}
+
+
+def test_a_paid_invoice_takes_at_most_four_billed_transitions_and_its_deal_shows_every_step(
+    stack: Any, sandbox: Sandbox, api: Api
+) -> None:
+    deal = sandbox.new_deal(amount=42_000)
+    invoice = api.issue_awaiting(deal["id"], amount=42_000)
+    wait_execution(stack, invoice["invoice_id"])
+    # Paid in two parts, then refunded in part after its lifecycle is over
+    for amount in (12_000, 30_000):
+        headers, body = signed_notification(invoice, amount)
+        get_payment_events().accept_psp_notification("demo", "sandbox", headers, body)
+    paid = api.wait(invoice["invoice_id"], lambda i: i["state"] == "paid")
+    assert paid["paid"] == 42_000
+    sandbox.wait_deal(deal["id"], lambda d: d["stage"] == "PAID")
+    headers, body = signed_notification(invoice, 2_000, kind="refund.succeeded")
+    get_payment_events().accept_psp_notification("demo", "sandbox", headers, body)
+    api.wait(invoice["invoice_id"], lambda i: i["state"] == "partially_refunded")
+    sandbox.wait_deal(deal["id"], lambda d: d["stage"] == "PARTIALLY_REFUNDED")
+
+    transitions, executions = billed_transitions_of(stack, invoice["invoice_id"])
+    assert executions == {invoice["invoice_id"]: ["Start", "CreatePayment"]}  # nothing waits, nothing republishes
+    assert transitions <= 4
+    stages = [h["stage"] for h in sandbox.deal(deal["id"])["stage_history"]]
+    assert stages[-4:] == ["AWAITING_PAYMENT", "PARTIALLY_PAID", "PAID", "PARTIALLY_REFUNDED"]
+
+
+def test_money_while_the_payment_is_being_created_ends_paid_and_the_deal_is_not_moved_back(
+    stack: Any, sandbox: Sandbox, api: Api
+) -> None:
+    from paybridge.domain.invoice import invoice_id_for
+    from paybridge.wiring import get_reminders
+
+    deal = sandbox.new_deal(amount=42_000)
+    target = invoice_id_for("demo", str(deal["id"]), f"R-{deal['id']}")
+    # Given the money is notified right after the link is stored, before the creating task publishes it
+    reminders = get_reminders()
+    original = reminders.link_published
+    paid_during_create = {}
+
+    def then_paid(tenant: Any, invoice: Any, at: Any) -> None:
+        original(tenant, invoice, at)
+        if invoice.invoice_id == target and not paid_during_create:
+            headers, body = signed_notification(invoice.model_dump(), invoice.amount)
+            result = get_payment_events().accept_psp_notification("demo", "sandbox", headers, body)
+            paid_during_create["state"] = result.invoice.state.value if result.invoice else None
+
+    reminders.link_published = then_paid  # type: ignore[method-assign]
     try:
-        deal = sandbox.new_deal(amount=42_000)
         created = api.create(deal_id=deal["id"], number=f"R-{deal['id']}", amount=42_000).json()
         execution = wait_execution(stack, created["invoice_id"])
     finally:
-        stack.aws._handlers["AwaitPaymentFunction"] = original
-    # Then the lifecycle still ends paid, and the deal is PAID
-    assert paid_before_token["state"] == "paid"
+        reminders.link_published = original  # type: ignore[method-assign]
+    # Then the invoice is paid, the deal is PAID and stays there: the older link update was never queued after it
+    assert created["invoice_id"] == target and paid_during_create["state"] == "paid"
     assert execution["status"] == "SUCCEEDED"
     assert json.loads(execution["output"])["outcome"]["state"] == "paid"
     sandbox.wait_deal(deal["id"], lambda d: d["stage"] == "PAID")
+    time.sleep(1.0)  # the outbox has long drained: nothing older lands after
+    settled = sandbox.deal(deal["id"])
+    assert settled["stage"] == "PAID" and settled["stage_history"][-1]["stage"] == "PAID"
+    assert api.get(created["invoice_id"])["state"] == "paid"
+
+
+def test_an_outbox_that_cannot_take_the_link_is_retried_and_the_invoice_is_not_failed(
+    stack: Any, sandbox: Sandbox, api: Api
+) -> None:
+    from paybridge.adapters.errors import OutboxUnavailable
+    from paybridge.wiring import get_outbox
+
+    outbox, failures = get_outbox(), {"left": 1}
+    publish = outbox.publish
+
+    def flaky(message: Any) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OutboxUnavailable("CRM outbox: throttled")
+        publish(message)
+
+    outbox.publish = flaky  # type: ignore[method-assign]
+    try:
+        deal = sandbox.new_deal(amount=14_000)
+        created = api.create(deal_id=deal["id"], number=f"O-{deal['id']}", amount=14_000).json()
+        execution = wait_execution(stack, created["invoice_id"])
+    finally:
+        outbox.publish = publish  # type: ignore[method-assign]
+    assert execution["status"] == "SUCCEEDED"
+    errors = [
+        e["taskFailedEventDetails"]["error"]
+        for e in stack.aws.history(created["invoice_id"])
+        if e["type"] == "TaskFailed"
+    ]
+    assert errors == ["OutboxUnavailable"]
+    assert "MarkFailed" not in stack.aws.entered_states(created["invoice_id"])
+    assert len(stack.psp.payments_for_order(created["invoice_id"])) == 1  # the retry made no second payment
+    published = sandbox.wait_deal(deal["id"], lambda d: bool(d["payment_url"]))
+    assert published["stage"] == "AWAITING_PAYMENT"
 
 
 def test_transient_psp_failure_on_create_is_retried_and_makes_one_payment(
@@ -244,11 +323,8 @@ def test_crm_outage_is_absorbed_by_the_outbox_and_the_link_lands_once(stack: Any
         "unavailable_until"
     ]
     created = api.create(deal_id=deal["id"], number=f"C-{deal['id']}", amount=13_000).json()
-    # The lifecycle does not wait for the CRM: PublishToDeal only puts the update on the outbox
-    deadline = time.monotonic() + 10
-    while "WaitForPayment" not in stack.aws.entered_states(created["invoice_id"]):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    # The lifecycle does not wait for the CRM: CreatePayment only puts the update on the outbox, and ends
+    assert wait_execution(stack, created["invoice_id"])["status"] == "SUCCEEDED"
     assert not any(e["type"] == "TaskFailed" for e in stack.aws.history(created["invoice_id"]))
     # The outbox retries (5 s, 10 s …) until the CRM is back; the update lands once, whole
     published = sandbox.wait_deal(deal["id"], lambda d: bool(d["payment_url"]) and bool(d["timeline"]), timeout=30)

@@ -192,16 +192,12 @@ class Starts:
     def start(self, tenant_id: str, invoice_id: str, name: str | None = None) -> None:
         self.names.append(name)
 
-    def resume(self, task_token: str, output: dict[str, Any]) -> bool:
+    def expire(self, tenant_id: str, invoice_id: str, name: str) -> bool:
         return False
-
-    def publish(self, document: dict[str, Any], name: str) -> None:
-        pass
 
 
 def reissues(setup: Setup, starts: Starts) -> Reissues:
     providers: Any = lambda _tenant: setup.psp  # noqa: E731
-    setup.changes.lifecycle = starts  # money learnt on a closed invoice is published to the deal
     checks = setup.tasks.checks
     return Reissues(Tenants(), setup.changes, checks, providers, starts, LeverRunner(MemoryKeys()), lambda: CLOCK)  # type: ignore[arg-type]
 

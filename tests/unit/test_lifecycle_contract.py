@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from paybridge.app.lifecycle_contract import AwaitInput, AwaitOutput, LifecycleState, Outcome
+from paybridge.app.lifecycle_contract import LifecycleState, Outcome
 from paybridge.domain.invoice import Invoice, InvoiceState
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +57,7 @@ def asl_problems(asl: dict[str, Any]) -> list[str]:
     for name, state in asl["States"].items():
         for choice in state.get("Choices", []):
             state_path(f"{name}.Choices", choice["Variable"])
-        for key in ("InputPath", "TimeoutSecondsPath", "HeartbeatSecondsPath"):
+        for key in ("InputPath", "TimeoutSecondsPath", "HeartbeatSecondsPath", "SecondsPath"):
             if key in state:
                 state_path(f"{name}.{key}", state[key])
         if isinstance(state.get("ResultPath"), str):
@@ -72,8 +72,8 @@ def asl_problems(asl: dict[str, Any]) -> list[str]:
         if isinstance(payload, dict):  # a task fed an explicit payload: its keys are the task's input model
             for key, source in payload.items():
                 field = key.removesuffix(".$")
-                if field not in AwaitInput.model_fields:
-                    problems.append(f"{name}.Payload: {field} is not an AwaitInput field")
+                if field not in LifecycleState.model_fields:
+                    problems.append(f"{name}.Payload: {field} is not a LifecycleState field")
                 if key.endswith(".$"):
                     state_path(f"{name}.Payload.{field}", source)
     return problems
@@ -87,9 +87,10 @@ def test_every_path_the_asl_names_is_in_the_contract() -> None:
     ("state", "key", "path"),
     [
         ("IsFinal", "Variable", "$.outcome.finished"),
-        ("WaitForPayment", "TimeoutSecondsPath", "$.outcome.seconds_to_go"),
+        ("Start", "Variable", "$.expiry"),
+        ("AskAgainLater", "SecondsPath", "$.outcome.seconds_to_go"),
         ("CreatePayment", "Catch", "$.failure"),
-        ("WaitForPayment", "Payload", "invoice"),
+        ("ExpireInvoice", "Payload", "invoice"),
     ],
 )
 def test_a_path_the_models_do_not_have_fails_the_check(state: str, key: str, path: str) -> None:
@@ -100,19 +101,17 @@ def test_a_path_the_models_do_not_have_fails_the_check(state: str, key: str, pat
     elif key == "Catch":
         target["Catch"][0]["ResultPath"] = path
     elif key == "Payload":
-        target["Parameters"]["Payload"][f"{path}.$"] = "$.invoice_id"
+        target["Parameters"] = {"FunctionName": "f", "Payload": {f"{path}.$": "$.invoice_id"}}
     else:
         target[key] = path
     assert len(asl_problems(drifted)) == 1
 
 
 def test_the_sample_task_events_parse_with_the_contract() -> None:
-    for name in ("create_payment", "sync_deal", "expire_invoice", "mark_failed"):
+    for name in ("create_payment", "expire_invoice", "mark_failed"):
         event = json.loads((ROOT / "events" / "lifecycle" / f"{name}.json").read_text(encoding="utf-8"))
         state = LifecycleState.model_validate(event)
         assert state.tenant_id and state.invoice_id
-    awaited = AwaitInput.model_validate(json.loads((ROOT / "events/lifecycle/await_payment.json").read_text()))
-    assert awaited.task_token and awaited.version_seen >= 0
     failed = LifecycleState.model_validate(json.loads((ROOT / "events/lifecycle/mark_failed.json").read_text()))
     assert failed.error is not None and failed.error.Error
 
@@ -149,4 +148,15 @@ def test_the_state_document_is_what_the_asl_reads() -> None:
     # A deadline already past still waits at least a second (Step Functions refuses a timeout of 0)
     late = Outcome.of(invoice, now + timedelta(hours=1))
     assert late.seconds_left == 1 and late.state is InvoiceState.ISSUED
-    assert AwaitOutput(resumed=True).model_dump() == {"resumed": True}
+
+
+def test_no_state_waits_for_money_and_the_paths_end_where_they_should() -> None:
+    """An execution runs only while there is work: no task waits for a token or a timeout, and the creation path
+    ends at CreatePayment (or MarkFailed); only the expiry loops, through a Wait of its deferral."""
+    states = ASL["States"]
+    for name, state in states.items():
+        assert ".waitForTaskToken" not in state.get("Resource", ""), name
+        assert "TimeoutSecondsPath" not in state and "TimeoutSeconds" not in state, name
+    assert states["CreatePayment"].get("End") is True and states["MarkFailed"].get("End") is True
+    assert states["Start"]["Choices"][0]["Variable"] == "$.expiry_attempt"
+    assert states["AskAgainLater"]["Next"] == "ExpireInvoice"

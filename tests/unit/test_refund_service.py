@@ -62,20 +62,16 @@ class ScriptedPsp:
 
 
 class RecordingLifecycle:
+    """The lifecycle engine (starts nothing) and the deal publisher (records what the deal is told)."""
+
     def __init__(self) -> None:
-        self.published: list[tuple[str, dict[str, Any]]] = []
-        self.resumed: list[dict[str, Any]] = []
-        self.token_valid = False
+        self.published: list[tuple[Invoice, str]] = []
 
     def start(self, tenant_id: str, invoice_id: str) -> None:
         pass
 
-    def resume(self, task_token: str, output: dict[str, Any]) -> bool:
-        self.resumed.append(output)
-        return self.token_valid
-
-    def publish(self, document: dict[str, Any], name: str) -> None:
-        self.published.append((name, document))
+    def publish(self, invoice: Invoice, event: str = "") -> None:
+        self.published.append((invoice, event))
 
 
 class Setup:
@@ -136,10 +132,10 @@ def test_a_confirmed_refund_is_recorded_and_published_to_the_deal(setup: Setup) 
         100_000,
         "returned",
     )
-    # The lifecycle ended at "paid": a short execution publishes the refund, named by the invoice version
-    ((name, document),) = setup.lifecycle.published
-    assert name == f"{invoice.invoice_id}-v{after.version}"
-    assert document["outcome"]["state"] == "partially_refunded" and document["outcome"]["event"] == "refund_confirmed"
+    # The lifecycle ended at "paid": the refund publishes itself to the deal (no execution runs for it)
+    ((published, event),) = setup.lifecycle.published
+    assert published.version == after.version and published.state.value == "partially_refunded"
+    assert event == "refund_confirmed"
 
 
 def test_a_refused_refund_frees_the_amount_and_tells_the_manager(setup: Setup) -> None:
@@ -149,7 +145,7 @@ def test_a_refused_refund_frees_the_amount_and_tells_the_manager(setup: Setup) -
     assert view.request.status == "failed" and "not enough money" in view.request.detail
     after = setup.invoice(invoice.invoice_id)
     assert after.refunded == 0 and after.refundable == 100_000
-    assert [d["outcome"]["event"] for _, d in setup.lifecycle.published] == ["refund_failed"]
+    assert [event for _, event in setup.lifecycle.published] == ["refund_failed"]
     # The same key again returns the failure; a new key may try again
     assert setup.services.refund_invoice("acme", invoice.invoice_id, "k1").created is False
     assert setup.services.refund_invoice("acme", invoice.invoice_id, "k2").request.status == "succeeded"

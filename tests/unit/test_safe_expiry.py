@@ -74,11 +74,9 @@ class Setup:
         checks = PaymentChecks(tenants, self.changes, providers)  # type: ignore[arg-type]
         self.tasks = LifecycleTasks(
             tenants,  # type: ignore[arg-type]
-            self.repo,
             self.changes,
-            lifecycle,  # type: ignore[arg-type]
             providers,
-            outbox,
+            lifecycle,  # type: ignore[arg-type]
             (NoReminders(),),
             checks,
             clock=lambda: CLOCK,

@@ -88,11 +88,16 @@ class RacingPsp:
 
 
 class NoLifecycle:
+    """The lifecycle engine and the deal publisher, doing nothing but record what the deal was told."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, str]] = []
+
     def start(self, tenant_id: str, invoice_id: str) -> None:
         pass
 
-    def resume(self, task_token: str, output: dict[str, Any]) -> bool:
-        return True
+    def publish(self, invoice: Invoice, event: str = "") -> None:
+        self.published.append((invoice.state.value, event))
 
 
 class NoReminders:
@@ -120,11 +125,9 @@ def services() -> Services:
         invoices=Invoices(tenants, repo, changes, providers),
         tasks=LifecycleTasks(
             tenants,  # type: ignore[arg-type]
-            repo,
             changes,
-            lifecycle,  # type: ignore[arg-type]
             providers,
-            outbox,
+            lifecycle,  # type: ignore[arg-type]
             (NoReminders(),),
             PaymentChecks(tenants, changes, providers),  # type: ignore[arg-type]
             clock=clock,

@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from paybridge.adapters.notify import MessageSender
     from paybridge.app.bank_review import BankReview
     from paybridge.app.banking import Banking
+    from paybridge.app.deadlines import Deadlines
     from paybridge.app.deal_delivery import DealDelivery
+    from paybridge.app.deal_publishing import DealPublisher
     from paybridge.app.deal_resync import DealResync
     from paybridge.app.drift import DriftCheck
     from paybridge.app.invoices import Invoices
@@ -143,8 +145,15 @@ def get_lifecycle() -> StepFunctionsLifecycle:
 
 
 @lru_cache(maxsize=1)
+def get_deal_publisher() -> DealPublisher:
+    from paybridge.app.deal_publishing import DealPublisher
+
+    return DealPublisher(get_tenants(), get_repo(), get_outbox())
+
+
+@lru_cache(maxsize=1)
 def get_changes() -> InvoiceChanges:
-    return InvoiceChanges(get_repo(), get_lifecycle(), metrics=get_invoice_metrics())
+    return InvoiceChanges(get_repo(), get_deal_publisher(), metrics=get_invoice_metrics())
 
 
 @lru_cache(maxsize=1)
@@ -200,15 +209,20 @@ def get_lifecycle_tasks() -> LifecycleTasks:
 
     return LifecycleTasks(
         tenants=get_tenants(),
-        repo=get_repo(),
         changes=get_changes(),
-        lifecycle=get_lifecycle(),
         providers=make_provider,
-        outbox=get_outbox(),
+        deals=get_deal_publisher(),
         published=(get_reminders(), get_recheck_sweep()),
         checks=get_payment_checks(),
         public_base_url=get_settings().public_base_url,
     )
+
+
+@lru_cache(maxsize=1)
+def get_deadlines() -> Deadlines:
+    from paybridge.app.deadlines import Deadlines
+
+    return Deadlines(get_repo(), get_lifecycle())
 
 
 @lru_cache(maxsize=1)
@@ -335,7 +349,9 @@ _CACHED = (
     get_tenants,
     get_repo,
     get_lifecycle,
+    get_deal_publisher,
     get_changes,
+    get_deadlines,
     get_issuing,
     get_invoices,
     get_payment_events,

@@ -27,3 +27,8 @@ class CrmUnavailable(AdapterError):
 
 class CrmRejected(AdapterError):
     """The CRM refused the call permanently (unknown deal, bad field)."""
+
+
+class OutboxUnavailable(AdapterError):
+    """The CRM outbox queue could not take a message (SQS unreachable or throttling): retrying is safe, the
+    message's deduplication id makes a repeat enqueue nothing new."""

@@ -1,10 +1,12 @@
-"""The lifecycle engine: AWS Step Functions (standard workflow), one execution per invoice named by its id."""
+"""The lifecycle engine: AWS Step Functions (standard workflow). An execution runs only while there is work: creating
+the payment (one per invoice attempt, named by the invoice id), and expiring it at its deadline (named
+`<execution>-expiry`). Between the two the invoice waits in DynamoDB, not in an open execution (see README)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
@@ -16,13 +18,9 @@ class LifecycleEngine(Protocol):
         own); starting it again is a no-op."""
         ...
 
-    def resume(self, task_token: str, output: dict[str, Any]) -> bool:
-        """Hand the waiting execution its outcome; False when the wait is already over (token used or timed out)."""
-        ...
-
-    def publish(self, document: dict[str, Any], name: str) -> None:
-        """Publish a change of an invoice whose lifecycle is over (a short execution: deal sync only). `name` makes
-        it idempotent: the same change published twice runs once."""
+    def expire(self, tenant_id: str, invoice_id: str, name: str) -> bool:
+        """Start the expiry of an invoice whose deadline is reached (named `name`: once per attempt). False when it
+        was started before."""
         ...
 
 
@@ -48,18 +46,10 @@ class StepFunctionsLifecycle:
                 input=json.dumps({"tenant_id": tenant_id, "invoice_id": invoice_id}),
             )
 
-    def publish(self, document: dict[str, Any], name: str) -> None:
-        with contextlib.suppress(self.client.exceptions.ExecutionAlreadyExists):
-            self.client.start_execution(stateMachineArn=self._arn, name=name[:80], input=json.dumps(document))
-
-    def resume(self, task_token: str, output: dict[str, Any]) -> bool:
-        errors = (
-            self.client.exceptions.TaskTimedOut,
-            self.client.exceptions.InvalidToken,
-            self.client.exceptions.TaskDoesNotExist,
-        )
+    def expire(self, tenant_id: str, invoice_id: str, name: str) -> bool:
+        document = {"tenant_id": tenant_id, "invoice_id": invoice_id, "expiry_attempt": 0}
         try:
-            self.client.send_task_success(taskToken=task_token, output=json.dumps(output))
-        except errors:
+            self.client.start_execution(stateMachineArn=self._arn, name=name[:80], input=json.dumps(document))
+        except self.client.exceptions.ExecutionAlreadyExists:
             return False
         return True

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from paybridge.adapters.errors import OutboxUnavailable
 from paybridge.domain.deal_sync import DealCheck, DealUpdate
 
 if TYPE_CHECKING:
@@ -66,12 +67,17 @@ class SqsCrmOutbox:
         return self._client
 
     def publish(self, message: DealUpdate | DealCheck) -> None:
-        self.client.send_message(
-            QueueUrl=self._url,
-            MessageBody=message.model_dump_json(),
-            MessageGroupId=message.group,
-            MessageDeduplicationId=dedup_id(message),
-        )
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.send_message(
+                QueueUrl=self._url,
+                MessageBody=message.model_dump_json(),
+                MessageGroupId=message.group,
+                MessageDeduplicationId=dedup_id(message),
+            )
+        except (BotoCoreError, ClientError) as exc:  # the lifecycle retries `OutboxUnavailable` by name
+            raise OutboxUnavailable(f"CRM outbox: {exc}") from exc
 
     def delay(self, receipt_handle: str, seconds: int) -> None:
         self.client.change_message_visibility(

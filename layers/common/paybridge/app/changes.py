@@ -1,5 +1,5 @@
 """The one place a change to an invoice is applied: read, apply the domain event, write conditionally (with its
-audit entry and the provider event record, in one transaction), and announce it to the invoice's lifecycle.
+audit entry and the provider event record, in one transaction), and announce it: its deal's writes on the CRM outbox.
 
 Every path that changes an invoice — a PSP notification, a bank line, a refund, a cancel, a lifecycle task — goes
 through `InvoiceChanges.apply`, so a change is audited and announced the same way whoever made it."""
@@ -12,11 +12,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
-from paybridge.adapters.lifecycle import LifecycleEngine
 from paybridge.app import metrics as invoice_metrics
 from paybridge.app.errors import InvoiceNotFound
-from paybridge.app.lifecycle_contract import LifecycleState
 from paybridge.app.metrics import InvoiceMetrics, NoMetrics
 from paybridge.domain.events import InvoiceEvent, apply
 from paybridge.domain.invoice import FINAL_STATES, Invoice
@@ -52,10 +51,17 @@ class Change:
         return self.saved.invoice
 
 
+class ChangePublisher(Protocol):
+    """Who makes the deal follow an applied change (`app/deal_publishing.DealPublisher`: the CRM outbox)."""
+
+    def publish(self, invoice: Invoice, event: str = "") -> None: ...
+
+
 @dataclass
 class InvoiceChanges:
     repo: InvoiceRepository
-    lifecycle: LifecycleEngine
+    #: The deal's writes for an announced change (nothing waits in the state machine for a change: see README).
+    deals: ChangePublisher
     clock: Callable[[], datetime] = utc_now
     #: Counts every applied change the same way whichever path made it (see `app/metrics.py`).
     metrics: InvoiceMetrics = field(default_factory=NoMetrics)
@@ -76,8 +82,8 @@ class InvoiceChanges:
         actor: Actor | None = None,
     ) -> Change:
         """Apply `event` with optimistic concurrency (read, apply, conditional write; again on a lost race). With
-        `announce`, a change is told to the lifecycle under that name at once (see `announce`); lifecycle tasks, which
-        return the new state to the state machine themselves, announce nothing."""
+        `announce`, a change is published to its deal under that name at once (see `announce`); lifecycle tasks
+        publish their own after the rest of their step."""
         for attempt in range(MAX_WRITE_ATTEMPTS):
             current = self.get(tenant_id, invoice_id)
             was_final = current.state in FINAL_STATES
@@ -106,12 +112,7 @@ class InvoiceChanges:
         raise ConcurrentModification(invoice_id)
 
     def announce(self, change: Change, event: str) -> None:
-        """Tell the lifecycle about a change (called by `apply`, or later by a caller with work to do first, e.g. a
-        cancel at the PSP). The waiting execution resumes with the new state; when the lifecycle is already over, a
-        short execution publishes the change to the deal (named by the version, so it runs once)."""
-        invoice = change.invoice
-        state = LifecycleState.of(invoice, self.clock(), event).document()
-        if change.saved.task_token and self.lifecycle.resume(change.saved.task_token, state):
-            return
-        if change.was_final:  # the stored token (if any) belonged to a wait that is over
-            self.lifecycle.publish(state, f"{invoice.invoice_id}-v{invoice.version}")
+        """Publish a change to its deal (called by `apply`, or later by a caller with work to do first, e.g. a cancel
+        at the PSP): the CRM outbox takes the deal's writes, deduplicated by invoice, version and event — whether
+        the invoice is still open or its lifecycle is long over (a refund, money after expiry)."""
+        self.deals.publish(change.invoice, event)

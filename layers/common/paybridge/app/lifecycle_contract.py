@@ -3,11 +3,14 @@
 Every task's input and output is one of these models; the ASL reads only fields they define (a test parses the ASL
 and fails on any path these models do not have). The execution's state is a `LifecycleState`:
 
-- `Start` reads `$.outcome` (present: a publish-only execution);
+- `Start` reads `$.expiry_attempt` (present: an expiry, started by the deadline sweep; absent: a new invoice);
 - `CreatePayment`, `MarkFailed` and `ExpireInvoice` take the state and return a new one (`OutputPath: $.Payload`);
-- a failed `CreatePayment` adds `$.error` (ResultPath), a failed `PublishToDeal` adds `$.crm_error`;
-- `IsFinal` reads `$.outcome.final`; `WaitForPayment` sends an `AwaitInput` and waits `$.outcome.seconds_left`; the
-  one who resumes it (a notification, a bank line, a cancel) sends a `LifecycleState` as the task's output.
+- a failed `CreatePayment` adds `$.error` (ResultPath);
+- after `ExpireInvoice`, `IsFinal` reads `$.outcome.final`; a deferred expiry waits `$.outcome.seconds_left`
+  (`AskAgainLater`) and asks again with `expiry_attempt` one higher.
+
+Nothing waits for money in the state machine: a change (a notification, a bank line, a cancel) publishes itself to
+the deal (`InvoiceChanges.announce`).
 """
 
 from __future__ import annotations
@@ -54,14 +57,13 @@ class Outcome(BaseModel):
 
 
 class LifecycleState(BaseModel):
-    """The execution's state document: the input of every task but `WaitForPayment`, and their output."""
+    """The execution's state document: the input of every task, and their output."""
 
     model_config = ConfigDict(extra="ignore")
     tenant_id: str
     invoice_id: str
     outcome: Outcome | None = None
     error: TaskError | None = None
-    crm_error: TaskError | None = None
     #: How often the expiry was deferred (the provider could not be asked, or the payer was paying right then).
     expiry_attempt: int | None = Field(default=None, ge=0)
 
@@ -74,25 +76,5 @@ class LifecycleState(BaseModel):
         return self.outcome.event if self.outcome else ""
 
     def document(self) -> dict[str, object]:
-        """The JSON the state machine carries (what a task returns, what a resumed wait outputs)."""
+        """The JSON the state machine carries (what a task returns)."""
         return self.model_dump(mode="json", exclude_none=True)
-
-
-class AwaitInput(BaseModel):
-    """`WaitForPayment`'s payload: the task token to store, and the outcome the lifecycle last saw."""
-
-    model_config = ConfigDict(extra="ignore")
-    task_token: str = Field(min_length=1)
-    tenant_id: str
-    invoice_id: str
-    outcome: Outcome | None = None
-
-    @property
-    def version_seen(self) -> int:
-        return self.outcome.version if self.outcome else 0
-
-
-class AwaitOutput(BaseModel):
-    """`WaitForPayment`'s Lambda answer (the wait itself ends with the `LifecycleState` sent with the token)."""
-
-    resumed: bool

@@ -1,6 +1,6 @@
 """The payment lifecycle's task functions (statemachine/payment_lifecycle.asl.json): create the payment (or charge a
-saved method), wait for money, expire, fail, and plan what the deal must show. Each takes and returns the
-`LifecycleState` of `lifecycle_contract`; none announces its change, since the state machine gets it as the answer."""
+saved method), expire, fail. Each takes and returns the `LifecycleState` of `lifecycle_contract`, and publishes what
+its change means for the deal itself (the CRM outbox, `DealPublisher`) — no state of the machine waits to do it."""
 
 from __future__ import annotations
 
@@ -12,19 +12,15 @@ from datetime import datetime
 from typing import Protocol
 
 from paybridge.adapters.errors import ProviderRejected, ProviderUnavailable
-from paybridge.adapters.lifecycle import LifecycleEngine
-from paybridge.adapters.outbox import CrmOutbox
 from paybridge.adapters.psp.base import ChargeRequest, PaymentProvider, PaymentRequest
 from paybridge.app.changes import Actor, InvoiceChanges, utc_now
+from paybridge.app.deal_publishing import DealPublisher
 from paybridge.app.lifecycle_contract import LifecycleState
 from paybridge.app.payment_checks import PaymentChecks
 from paybridge.app.receipts import receipt_for
-from paybridge.domain.deal_sync import deal_update
 from paybridge.domain.errors import InvalidTransition
 from paybridge.domain.events import Close, MoneyReceived, PaymentCreated
-from paybridge.domain.invoice import FINAL_STATES, Closure, Invoice, InvoiceState, invoice_id_for
-from paybridge.domain.staged import deal_stage_kind, part_number
-from paybridge.storage.repository import InvoiceRepository
+from paybridge.domain.invoice import Closure, Invoice, InvoiceState
 from paybridge.tenants import TenantConfig, TenantDirectory
 
 logger = logging.getLogger(__name__)
@@ -52,11 +48,10 @@ class LinkPublishedHandler(Protocol):
 @dataclass
 class LifecycleTasks:
     tenants: TenantDirectory
-    repo: InvoiceRepository
     changes: InvoiceChanges
-    lifecycle: LifecycleEngine
     providers: Callable[[TenantConfig], PaymentProvider]
-    outbox: CrmOutbox
+    #: What the deal must show after each step, on the CRM outbox.
+    deals: DealPublisher
     #: Told when a payment link exists (the reminders and the re-check sweep plan from it).
     published: Sequence[LinkPublishedHandler]
     checks: PaymentChecks
@@ -66,7 +61,18 @@ class LifecycleTasks:
     def _state(self, invoice: Invoice, event: str) -> LifecycleState:
         return LifecycleState.of(invoice, self.clock(), event)
 
+    def _published(self, invoice: Invoice, event: str) -> LifecycleState:
+        """The step's outcome, published to the deal (a retried step publishes the same update: deduplicated) —
+        unless the invoice changed again meanwhile (money on the new link, a cancel): that change published the
+        newer state itself, and the deal's queue must not get this older one after it."""
+        current = self.changes.get(invoice.tenant_id, invoice.invoice_id)
+        if current.version == invoice.version:
+            self.deals.publish(invoice, event)
+        return self._state(current, event)
+
     def create_payment(self, tenant_id: str, invoice_id: str) -> LifecycleState:
+        """Create the payment (idempotent by the invoice's order id at the PSP), store its link and publish it to the
+        deal; a retry after any failure finds the link stored and only publishes again."""
         tenant = self.tenants.get(tenant_id)
         invoice = self.changes.get(tenant_id, invoice_id)
         needs_payment = invoice.payment_id is None and invoice.closed_as is None and invoice.is_open
@@ -99,11 +105,15 @@ class LifecycleTasks:
                 for handler in self.published:
                     handler.link_published(tenant, invoice, self.clock())
             except InvalidTransition:
-                # Cancelled while the payment was being created: withdraw it at the PSP, end the lifecycle.
+                # Cancelled while the payment was being created: withdraw it at the PSP, end the lifecycle (the
+                # cancel published itself).
                 with contextlib.suppress(ProviderRejected):
                     provider.cancel_payment(created.payment_id)
-                invoice = self.changes.get(tenant_id, invoice_id)
-        return self._state(invoice, "payment_created")
+                return self._state(self.changes.get(tenant_id, invoice_id), "payment_created")
+        elif invoice.state is not InvoiceState.AWAITING_PAYMENT:
+            # closed, paid or failed before this step (or between its tries): whoever changed it published that
+            return self._state(invoice, "payment_created")
+        return self._published(invoice, "payment_created")
 
     def _charge_saved(self, tenant: TenantConfig, invoice: Invoice) -> LifecycleState:
         """A recurring period's invoice: charge the saved method (idempotent by the invoice id at the PSP) instead of
@@ -126,28 +136,18 @@ class LifecycleTasks:
         if result.status == "failed":
             reason = f"списание по подписке отклонено: {result.detail or 'отказ банка'}"
             failed = Close(closure=Closure.FAILED, reason=reason)
-            return self._state(self.changes.apply(tenant.tenant_id, invoice.invoice_id, failed).invoice, "failed")
+            return self._published(self.changes.apply(tenant.tenant_id, invoice.invoice_id, failed).invoice, "failed")
         created = PaymentCreated(payment_id=result.payment_id, payment_url="")
         invoice = self.changes.apply(tenant.tenant_id, invoice.invoice_id, created).invoice
         if result.status == "succeeded":
             money = MoneyReceived(ref=f"charge:{result.payment_id}", amount=invoice.amount, method="saved_method")
             invoice = self.changes.apply(tenant.tenant_id, invoice.invoice_id, money).invoice
-        return self._state(invoice, "payment_created")
+        return self._published(invoice, "payment_created")
 
     def _notification_url(self, tenant: TenantConfig) -> str | None:
         if not self.public_base_url:
             return None
         return f"{self.public_base_url}/psp/{tenant.tenant_id}/{tenant.psp.provider}"
-
-    def await_payment(self, task_token: str, tenant_id: str, invoice_id: str, version_seen: int) -> bool:
-        """Store the task token; if the invoice changed since the lifecycle last looked (money arrived before the
-        token was stored), resume at once. Returns True when it resumed."""
-        saved = self.repo.set_task_token(tenant_id, invoice_id, task_token)
-        if saved.invoice.version > version_seen or saved.invoice.state in FINAL_STATES:
-            history = self.repo.history(tenant_id, invoice_id)
-            event = history[-1].event if history else "changed"
-            return self.lifecycle.resume(task_token, self._state(saved.invoice, event).document())
-        return False
 
     def expire_invoice(self, tenant_id: str, invoice_id: str, attempt: int = 0) -> LifecycleState:
         """The link's deadline. The provider is asked first: money there is recorded (the invoice is paid, not
@@ -157,7 +157,7 @@ class LifecycleTasks:
         tenant = self.tenants.get(tenant_id)
         invoice = self.changes.get(tenant_id, invoice_id)
         if not invoice.is_open or invoice.closed_as is not None:
-            return self._state(invoice, "expired")  # money, a cancel or a person won the race: that state stands
+            return self._state(invoice, "expired")  # money, a cancel or a person won the race: it published its state
         phase = None
         if invoice.payment_id is not None:
             try:
@@ -167,7 +167,7 @@ class LifecycleTasks:
                 return self._defer(invoice, attempt, "provider_unavailable")
             invoice, phase = asked.invoice, asked.snapshot.phase if asked.snapshot else None
             if asked.learnt and not invoice.is_open:
-                return self._state(invoice, "money_received")  # paid in time: the deal shows it, nothing expires
+                return self._published(invoice, "money_received")  # paid in time: the deal shows it, nothing expires
             if phase == "in_progress":
                 return self._defer(invoice, attempt, "payment_in_progress")
         reason = "link expired"
@@ -179,7 +179,7 @@ class LifecycleTasks:
                 self.providers(tenant).cancel_payment(change.invoice.payment_id)
             except ProviderRejected as exc:
                 logger.warning("PSP refused to cancel expired %s: %s", change.invoice.payment_id, exc)
-        return self._state(change.invoice, "expired")
+        return self._published(change.invoice, "expired")
 
     def _defer(self, invoice: Invoice, attempt: int, event: str) -> LifecycleState:
         state = self._state(invoice, event)
@@ -191,35 +191,13 @@ class LifecycleTasks:
         try:
             failed = Close(closure=Closure.FAILED, reason=reason[:500])
             invoice = self.changes.apply(tenant_id, invoice_id, failed).invoice
-        except InvalidTransition:  # it was cancelled (or paid) meanwhile: that state stands
-            invoice = self.changes.get(tenant_id, invoice_id)
-        return self._state(invoice, "failed")
+        except InvalidTransition:  # it was cancelled (or paid) meanwhile: that state stands, and published itself
+            return self._state(self.changes.get(tenant_id, invoice_id), "failed")
+        return self._published(invoice, "failed")
 
     def sync_deal(self, tenant_id: str, invoice_id: str, event: str = "") -> LifecycleState:
-        """Plan what the deal must show after this step and put it on the CRM outbox (delivered in order per deal,
-        batched, within the CRM's rate limit — see `DealDelivery`). Retrying the step enqueues nothing new."""
-        tenant = self.tenants.get(tenant_id)
-        invoice = self.changes.get(tenant_id, invoice_id)
-        update = deal_update(invoice, self.deal_stage(tenant, invoice), event)
-        if update is not None:
-            self.outbox.publish(update)
-        return self._state(invoice, event)
+        """Publish what the deal must show now (a person's re-sync, the drift repair): see `DealPublisher`."""
+        return self._published(self.changes.get(tenant_id, invoice_id), event)
 
     def deal_stage(self, tenant: TenantConfig, invoice: Invoice) -> str:
-        """The stage from the tenant's mapping; for a part of a staged payment, the schedule as a whole decides while
-        money is coming in ("Advance paid" until every part is paid)."""
-        part = invoice.part
-        if part is None or invoice.state not in (
-            InvoiceState.AWAITING_PAYMENT,
-            InvoiceState.PARTIALLY_PAID,
-            InvoiceState.PAID,
-        ):
-            return tenant.stages.stage_for(invoice.state)
-        states = []
-        for index in range(1, part.count + 1):
-            sibling_id = invoice_id_for(tenant.tenant_id, invoice.deal_id, part_number(part.schedule_number, index))
-            sibling = invoice if sibling_id == invoice.invoice_id else self.repo.get(tenant.tenant_id, sibling_id)
-            if sibling is not None:
-                states.append(sibling.state)
-        kind = deal_stage_kind(states) if len(states) == part.count else None
-        return tenant.stages.stage_for_schedule(kind) if kind else tenant.stages.stage_for(invoice.state)
+        return self.deals.deal_stage(tenant, invoice)

@@ -36,8 +36,8 @@ class PaymentChecks:
 
     def recheck(self, tenant_id: str, invoice_id: str, actor: Actor, announce: bool = True) -> Recheck:
         """Ask the provider about the invoice's payment and apply what it holds. ProviderUnavailable when it cannot
-        be asked (nothing is decided then). With `announce`, new money resumes or publishes the lifecycle like a
-        notification; the expiry task, which answers the state machine itself, asks without."""
+        be asked (nothing is decided then). With `announce`, new money is published to the deal like a
+        notification; the expiry task, which publishes its own outcome, asks without."""
         tenant = self.tenants.get(tenant_id)
         invoice = self.changes.get(tenant_id, invoice_id)
         if invoice.payment_id is None:

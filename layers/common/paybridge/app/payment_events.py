@@ -1,6 +1,6 @@
 """Money facts from outside: a PSP's notification (verified first, recorded once, applied) and money a bank line
-was matched to (`apply_money`). Both change the invoice through `InvoiceChanges`, which resumes or publishes the
-lifecycle, so the deal follows the same way whichever told us."""
+was matched to (`apply_money`). Both change the invoice through `InvoiceChanges`, which publishes the
+change to the deal, so the deal follows the same way whichever told us."""
 
 from __future__ import annotations
 

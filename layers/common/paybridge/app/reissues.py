@@ -1,6 +1,6 @@
 """A person reissues the link of an expired, cancelled or failed invoice: a new payment attempt under the same
 invoice number, its own order id at the provider (`<invoice>-<attempt>`) and its own lifecycle execution
-(`<invoice>-a<attempt>`), whose CreatePayment makes the link and PublishToDeal writes it into the deal.
+(`<invoice>-a<attempt>`), whose CreatePayment makes the link and writes it into the deal (the CRM outbox).
 
 The old attempt's payment is settled safely first, as the expiry does: the provider is asked; money it holds is
 recorded (the invoice is paid, nothing is reissued); a held (authorised) payment is never released — the person is
@@ -63,7 +63,7 @@ class Reissues:
                 self._cancel(provider, invoice.payment_id)
             change = self.changes.apply(tenant.tenant_id, invoice_id, event, actor=request.actor)
             attempt = change.invoice.reissues[request.key]
-            # its own execution (unique name): CreatePayment → PublishToDeal writes the new link into the deal
+            # its own execution (unique name): CreatePayment makes the new link and writes it into the deal
             self.lifecycle.start(tenant.tenant_id, invoice_id, name=execution_name(invoice_id, attempt))
             return LeverOutcome(
                 lever="reissue",

@@ -1,7 +1,8 @@
 """DynamoDB single-table repository. Every state change is a conditional write.
 
 Items
-- invoice:        pk=INV#<tenant>#<invoice>  sk=INVOICE       doc=<invoice JSON>, version, state, task_token
+- invoice:        pk=INV#<tenant>#<invoice>  sk=INVOICE       doc=<invoice JSON>, version, state
+                  (task_token: only on items written before the lifecycle stopped waiting in Step Functions)
                   gsi1pk=PSP#<provider>#<payment_id> (lookup by the PSP's payment id)
                   gsi2pk=OPEN#<shard>, gsi2sk=<expires_at>#<tenant>#<invoice> while the invoice waits for money
                   (shard = hash(invoice id) mod OPEN_SHARDS; older items: gsi2pk=OPEN, see storage/table.py)
@@ -160,9 +161,7 @@ class DynamoInvoiceRepository(InvoiceQueries):
             if reasons and reasons[0] == "ConditionalCheckFailed":
                 raise ConcurrentModification(invoice.invoice_id) from None
             raise
-        # Read back after the write: a wait that stored its token before this write is seen here; one that stores
-        # it after sees this write in its own ALL_NEW answer. Either way the lifecycle is resumed (see services).
-        return self.get_saved(invoice.tenant_id, invoice.invoice_id) or Saved(invoice=invoice, task_token=None)
+        return Saved(invoice=invoice, task_token=None)  # written as is: nothing to read back
 
     def record_provider_event(self, record: ProviderEventRecord) -> None:
         try:
@@ -173,14 +172,3 @@ class DynamoInvoiceRepository(InvoiceQueries):
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             raise DuplicateProviderEvent(record.event_id) from None
-
-    def set_task_token(self, tenant_id: str, invoice_id: str, task_token: str) -> Saved:
-        response = self.client.update_item(
-            TableName=self._table,
-            Key={"pk": _s(invoice_pk(tenant_id, invoice_id)), "sk": _s(INVOICE_SK)},
-            UpdateExpression="SET task_token = :t",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":t": _s(task_token)},
-            ReturnValues="ALL_NEW",
-        )
-        return self._from_item(response["Attributes"])
