@@ -59,10 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     check = command(tenants, "check", _tenants_check, "check a tenants file for a stage")
     check.add_argument("file")
+    check.add_argument(
+        "--verify-secrets", action="store_true", help="also ask Secrets Manager: each named secret exists, tagged"
+    )
     put = command(tenants, "put", _tenants_put, "write a file's tenants to a stage (checked first)")
     put.add_argument("file")
     put.add_argument("--tenant", action="append", help="only this tenant (repeatable)")
     command(tenants, "list", _tenants_list, "list a stage's tenants")
+    command(tenants, "reindex", _tenants_reindex, "find tenant items no schedule sees (made by hand) and fix them")
 
     keys = kinds.add_parser("keys", help="API keys").add_subparsers(dest="cmd", required=True)
     new = command(keys, "new", _keys_new, "make an API key: printed once, only its SHA-256 stored")
@@ -105,6 +109,10 @@ def _tenants_check(args: argparse.Namespace) -> int:
     from scripts.cli.checks import check_items, load_file
 
     tenants, problems = check_items(load_file(args.file), args.stage)
+    if args.verify_secrets and not problems:
+        from scripts.cli.checks import secret_problems
+
+        problems = secret_problems(tenants, args.stage)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
@@ -160,6 +168,24 @@ def _tenants_list(args: argparse.Namespace) -> int:
             "ops_keys": len(tenant.ops_api_keys_sha256),
         }
         print(json.dumps(summary, ensure_ascii=False))
+    return 0
+
+
+def _tenants_reindex(args: argparse.Namespace) -> int:
+    """A tenant item without `gsi2pk`/`gsi2sk` (written by hand) is served but never polled or swept: each one found
+    is read, validated and put again with every attribute (over exactly what was read)."""
+    from scripts.cli.stores import StageStore
+
+    store = _store(args)
+    if not isinstance(store, StageStore):
+        raise CliError("the local stack reads its file, which has no index: reindex is for a deployed stage")
+    found = store.unindexed_ids()
+    for tenant_id in found:
+        item = _read(store, tenant_id)
+        parse(item, tenant_id, local=False)
+        store.write(item, item)
+        print(f"{tenant_id}: indexed (listed for the schedules from now on)")
+    print(f"{len(found)} tenant item(s) were missing the listing attributes on stage {store.stage}", file=sys.stderr)
     return 0
 
 
