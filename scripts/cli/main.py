@@ -1,8 +1,10 @@
 """The `paybridge` command (a console script; `python -m scripts.cli` does the same; make wrappers in the Makefile).
 
-    paybridge tenants check FILE [--stage S]      everything stage S needs of FILE; non-zero naming each bad field
+    paybridge tenants check FILE [--stage S] [--verify-secrets]   what stage S needs of FILE; exit 1 naming each
+                                                  bad field (--verify-secrets: each named secret exists, tagged)
     paybridge tenants put FILE --stage S          write FILE's tenants to stage S (checked first; all or nothing)
     paybridge tenants list --stage S              the stage's tenants
+    paybridge tenants reindex --stage S           put back tenant items made by hand (no gsi2pk/gsi2sk: never polled)
     paybridge keys new TENANT [--scope integration|ops] --stage S   a new API key, printed once; only its hash kept
     paybridge keys list TENANT --stage S          the tenant's keys (hash prefixes) and scopes
     paybridge keys revoke TENANT HASH_PREFIX --stage S              remove a key (rotation: new, deploy it, revoke)
