@@ -207,6 +207,12 @@ class LocalStack:
             return json_response({"error": f"no tenant {tenant_id!r}"}, 404)
         except AdapterError as exc:
             return json_response({"error": f"the CRM refused: {exc}"}, 502)
+        for entry in entries:  # a cabinet's steps are for the real provider; its local fake was told at start
+            if entry["steps"] and entry["name"] in self.fakes and not entry["registered"]:
+                entry["steps"] = [
+                    f"locally nothing: the stack gave /fake/{entry['name']} this URL at start "
+                    f"(deployed: {'; '.join(entry['steps'])})"
+                ]
         return json_response({"entries": entries})
 
     def _index(self) -> Response:

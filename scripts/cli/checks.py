@@ -109,3 +109,40 @@ def _deployed_problems(item: Any, stage: str, path: str = "") -> list[tuple[str,
 def secret_name(stage: str, tenant_id: str, path: str) -> str:
     """Where a tenant's secret is kept: `paybridge/<stage>/<tenant>/<field path>` (`psp/secret_key`)."""
     return f"paybridge/{stage}/{tenant_id}/{path.replace('.', '/')}"
+
+
+def secret_problems(tenants: list[TenantConfig], stage: str, client: Any = None) -> list[str]:
+    """`--verify-secrets`: each named secret exists in Secrets Manager and carries the `paybridge-use` tag the
+    functions' policies ask for (template.yaml); only the secrets' metadata is read, never a value."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from scripts.cli.secrets_template import TAGS
+
+    if client is None:
+        import boto3
+
+        client = boto3.client("secretsmanager")
+    problems: list[str] = []
+    for index, tenant in enumerate(tenants):
+        for field in secret_fields(tenant):
+            if field.ref is None or field.ref.secret_name is None:
+                continue
+            where, name = f"tenants[{index}].{field.path}", field.ref.secret_name
+            tag = TAGS.get(field.path.split(".", 1)[0], "psp")
+            try:
+                described = client.describe_secret(SecretId=name)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code == "ResourceNotFoundException":
+                    problems.append(f"{where}: no secret {name!r} (paybridge secrets template {tenant.tenant_id})")
+                else:
+                    problems.append(f"{where}: secret {name!r}: {code}")
+                continue
+            except BotoCoreError as exc:
+                raise CliError(f"Secrets Manager: {exc}") from None
+            tags = {t.get("Key"): t.get("Value") for t in described.get("Tags", [])}
+            if tags.get("paybridge-use") != tag:  # the policies compare the tag's value exactly
+                problems.append(
+                    f"{where}: secret {name!r} is not tagged paybridge-use={tag}, so the functions may not read it"
+                )
+    return problems

@@ -1,8 +1,10 @@
 """The `paybridge` command (a console script; `python -m scripts.cli` does the same; make wrappers in the Makefile).
 
-    paybridge tenants check FILE [--stage S]      everything stage S needs of FILE; non-zero naming each bad field
+    paybridge tenants check FILE [--stage S] [--verify-secrets]   what stage S needs of FILE; exit 1 naming each
+                                                  bad field (--verify-secrets: each named secret exists, tagged)
     paybridge tenants put FILE --stage S          write FILE's tenants to stage S (checked first; all or nothing)
     paybridge tenants list --stage S              the stage's tenants
+    paybridge tenants reindex --stage S           put back tenant items made by hand (no gsi2pk/gsi2sk: never polled)
     paybridge keys new TENANT [--scope integration|ops] --stage S   a new API key, printed once; only its hash kept
     paybridge keys list TENANT --stage S          the tenant's keys (hash prefixes) and scopes
     paybridge keys revoke TENANT HASH_PREFIX --stage S              remove a key (rotation: new, deploy it, revoke)
@@ -59,10 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     check = command(tenants, "check", _tenants_check, "check a tenants file for a stage")
     check.add_argument("file")
+    check.add_argument(
+        "--verify-secrets", action="store_true", help="also ask Secrets Manager: each named secret exists, tagged"
+    )
     put = command(tenants, "put", _tenants_put, "write a file's tenants to a stage (checked first)")
     put.add_argument("file")
     put.add_argument("--tenant", action="append", help="only this tenant (repeatable)")
     command(tenants, "list", _tenants_list, "list a stage's tenants")
+    command(tenants, "reindex", _tenants_reindex, "find tenant items no schedule sees (made by hand) and fix them")
 
     keys = kinds.add_parser("keys", help="API keys").add_subparsers(dest="cmd", required=True)
     new = command(keys, "new", _keys_new, "make an API key: printed once, only its SHA-256 stored")
@@ -105,6 +111,10 @@ def _tenants_check(args: argparse.Namespace) -> int:
     from scripts.cli.checks import check_items, load_file
 
     tenants, problems = check_items(load_file(args.file), args.stage)
+    if args.verify_secrets and not problems:
+        from scripts.cli.checks import secret_problems
+
+        problems = secret_problems(tenants, args.stage)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
@@ -160,6 +170,24 @@ def _tenants_list(args: argparse.Namespace) -> int:
             "ops_keys": len(tenant.ops_api_keys_sha256),
         }
         print(json.dumps(summary, ensure_ascii=False))
+    return 0
+
+
+def _tenants_reindex(args: argparse.Namespace) -> int:
+    """A tenant item without `gsi2pk`/`gsi2sk` (written by hand) is served but never polled or swept: each one found
+    is read, validated and put again with every attribute (over exactly what was read)."""
+    from scripts.cli.stores import StageStore
+
+    store = _store(args)
+    if not isinstance(store, StageStore):
+        raise CliError("the local stack reads its file, which has no index: reindex is for a deployed stage")
+    found = store.unindexed_ids()
+    for tenant_id in found:
+        item = _read(store, tenant_id)
+        parse(item, tenant_id, local=False)
+        store.write(item, item)
+        print(f"{tenant_id}: indexed (listed for the schedules from now on)")
+    print(f"{len(found)} tenant item(s) were missing the listing attributes on stage {store.stage}", file=sys.stderr)
     return 0
 
 

@@ -130,6 +130,9 @@ class StageStore:
     def ids(self) -> list[str]:
         return list(self._call("list", self._directory.tenant_ids))
 
+    def unindexed_ids(self) -> list[str]:
+        return list(self._call("scan", self._directory.unindexed_ids))
+
     def read(self, tenant_id: str) -> dict[str, Any] | None:
         stored = self._call("read", lambda: self._directory.config_json(tenant_id))
         if stored is None:

@@ -56,6 +56,7 @@ def test_bitrix24_robot_of_an_app_is_added_and_a_webhook_portal_gets_steps(
     # The incoming-webhook portal: Bitrix24 has no API for it, so the exact steps
     out = register(capsys, "bitrix-shop")
     assert "Исходящий вебхук" in out and f"{stack.url}/crm/bitrix-shop/bitrix24" in out and "registered:" not in out
+    assert "locally nothing: the stack gave /fake/bitrix24 this URL at start" in out  # the fake needs no cabinet
 
 
 def test_a_sandbox_tenant_and_a_bank_tenant(stack: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -142,6 +142,55 @@ def test_unknown_tenant_on_a_stage(aws: Any, table: str, capsys: pytest.CaptureF
     assert code == 2 and "no tenant 'nobody' in stage prod" in err and items(aws, table) == []
 
 
+def test_a_tenant_item_made_by_hand_is_found_and_indexed(
+    aws: Any, table: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The trap of the old README: an item with `config` but no `gsi2pk`/`gsi2sk` is served but never polled."""
+    config = json.dumps(ACME)
+    item = {"pk": {"S": "TENANT#acme"}, "sk": {"S": "CONFIG"}, "config": {"S": config}}
+    aws.client("dynamodb").put_item(TableName=table, Item=item)
+    assert DynamoTenantDirectory(table).tenant_ids() == []  # what every schedule reads: nothing
+    code, out, err = run(capsys, "tenants", "reindex", "--stage", "prod", "--table", table)
+    assert code == 0 and "acme: indexed" in out and "1 tenant item(s)" in err
+    assert DynamoTenantDirectory(table).tenant_ids() == ["acme"]
+    assert DynamoTenantDirectory(table).get("acme").scopes_of("acme-key") == {"integration"}
+    code, out, err = run(capsys, "tenants", "reindex", "--stage", "prod", "--table", table)
+    assert (code, out) == (0, "") and "0 tenant item(s)" in err
+
+
+def test_verify_secrets_asks_secrets_manager_for_each_name_and_its_tag(
+    aws: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secrets = aws.client("secretsmanager")
+    tags = {"psp": "psp", "crm": "crm"}
+    for path in ("psp/secret_key", "psp/webhook_secret", "crm/auth/token"):
+        tag = tags[path.split("/")[0]]
+        secrets.create_secret(
+            Name=f"paybridge/prod/acme/{path}", SecretString="x" * 12, Tags=[{"Key": "paybridge-use", "Value": tag}]
+        )
+    secrets.create_secret(Name="paybridge/prod/acme/crm/webhook_token", SecretString="y" * 12)  # untagged
+    path = write(tmp_path, [ACME])
+    code, _, err = run(capsys, "tenants", "check", str(path), "--stage", "prod", "--verify-secrets")
+    assert code == 1
+    assert (
+        "tenants[0].crm.webhook_token: secret 'paybridge/prod/acme/crm/webhook_token' is not tagged paybridge-use=crm"
+        in err
+    )
+    assert err.count("tenants[0].") == 1 and "x" * 12 not in err
+    secrets.tag_resource(
+        SecretId="paybridge/prod/acme/crm/webhook_token", Tags=[{"Key": "paybridge-use", "Value": "crm"}]
+    )
+    secrets.delete_secret(SecretId="paybridge/prod/acme/psp/webhook_secret", ForceDeleteWithoutRecovery=True)
+    code, _, err = run(capsys, "tenants", "check", str(path), "--stage", "prod", "--verify-secrets")
+    assert code == 1 and "tenants[0].psp.webhook_secret: no secret 'paybridge/prod/acme/psp/webhook_secret'" in err
+    secrets.create_secret(
+        Name="paybridge/prod/acme/psp/webhook_secret",
+        SecretString="z" * 12,
+        Tags=[{"Key": "paybridge-use", "Value": "psp"}],
+    )
+    assert run(capsys, "tenants", "check", str(path), "--stage", "prod", "--verify-secrets")[0] == 0
+
+
 # -- the lifecycle dead-letter queue ---------------------------------------------------------------------------------
 
 

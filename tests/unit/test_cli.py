@@ -297,6 +297,7 @@ def test_rotation_new_key_then_revoke_the_old_and_never_the_last(
         (["keys", "new", "nobody"], "no tenant 'nobody'"),
         (["keys", "revoke", "demo", "xyz"], "at least 8 hex digits"),
         (["keys", "revoke", "demo", "00000000"], "0 keys of demo start with 00000000"),
+        (["tenants", "reindex"], "reindex is for a deployed stage"),
     ],
 )
 def test_bad_key_commands_get_a_message_and_write_nothing(

@@ -77,3 +77,22 @@ class DynamoTenantDirectory(TableStore):
             if "LastEvaluatedKey" not in page:
                 return ids
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def unindexed_ids(self) -> list[str]:
+        """Tenant items without the listing attributes (`gsi2pk`/`gsi2sk`: written by hand, or by an old tool): the
+        functions serve their API calls, but no schedule ever sees them — no bank polling, no re-check sweep, no
+        drift check. A Scan of the whole table (an operator's check, never a function's): `paybridge tenants
+        reindex` puts each back through `put`."""
+        ids: list[str] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "sk = :config AND begins_with(pk, :tenant) AND attribute_not_exists(gsi2pk)",
+            "ExpressionAttributeValues": {":config": _s("CONFIG"), ":tenant": _s("TENANT#")},
+            "ProjectionExpression": "pk",
+        }
+        while True:
+            page = self.client.scan(**kwargs)
+            ids += [item["pk"]["S"].removeprefix("TENANT#") for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return sorted(ids)
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
