@@ -15,8 +15,10 @@ confirmation: `succeeded`, or with the fault `charge_decline` `canceled` (`insuf
 Settlements: a succeeded payment carries `income_amount` (the amount less the shop's fee, `FEE_PERCENT`, rounded half
 up to a kopeck) and `captured_at`. `POST /_control/payout {"shop_id", "date": "YYYY-MM-DD"}` answers the payout
 YooKassa would send to the shop's account for that Moscow day, as its documentation describes it (the next working
-day, the day's payments less the fee, less the refunds): `{amount (kopecks), payer_inn, payer_name, payer_account,
-purpose, payments: [id], refunds: [id]}` — the bank fake or a 1C file then carries it."""
+day, the day's payments less the fee, less the refunds; each paid out once): `{amount (kopecks), payer_inn,
+payer_name, payer_account, purpose, payments: [id], refunds: [id]}` — the bank fake or a 1C file then carries
+it; `"exclude": [id]` leaves payments out (a payout short by them). `…/succeed {"method": "sbp"}`: the payer chose
+SBP on the page."""
 
 from __future__ import annotations
 
@@ -63,6 +65,7 @@ class FakeYooKassa(FakeApp):
         self._made: Response | None = None
         self.asked: dict[str, int] = {}  # payment id → the amount asked, where Pay part confirmed less
         self.history: dict[str, list[str]] = {}  # payment id → what the payer did, as the page lists it
+        self.paid_out: set[str] = set()  # payments and refunds a payout has carried (each is paid out once)
 
     def add_merchant(self, tenant: TenantConfig, secrets: dict[str, str], notification_url: str) -> None:
         self.shops[tenant.psp.shop_id] = (secrets["secret_key"], notification_url)  # type: ignore[attr-defined]
@@ -126,6 +129,8 @@ class FakeYooKassa(FakeApp):
         }
         if data.get("save_payment_method") is True:
             payment["payment_method"] = {"type": "bank_card", "id": str(uuid.uuid4()), "saved": False}
+        elif isinstance(data.get("payment_method_data"), dict):  # the method asked for at create (SBP)
+            payment["payment_method"] = {"type": data["payment_method_data"].get("type"), "id": str(uuid.uuid4())}
         self.payments[pid] = payment
         self.owner[pid] = shop
         if self.fault("lose_next_create"):
@@ -246,9 +251,9 @@ class FakeYooKassa(FakeApp):
         return redirect(f"{self.base_url}/checkout/{pid}?done={action}", code=303)
 
     def on_control(self, request: Request, pid: str, action: str) -> Response:
-        return self._payer(pid, action)
+        return self._payer(pid, action, (request.get_json(silent=True) or {}).get("method"))
 
-    def _payer(self, pid: str, action: str) -> Response:
+    def _payer(self, pid: str, action: str, method: str | None = None) -> Response:
         """The payer's step (the page's buttons and the control call): succeed (`part`: for half the amount), cancel
         (the link lapsed) or decline (the card network refused); the shop is notified."""
         with self.lock:
@@ -260,6 +265,9 @@ class FakeYooKassa(FakeApp):
                     asked = from_decimal_string(payment["amount"]["value"])
                     self.asked[pid] = asked
                     payment["amount"] = {**payment["amount"], "value": f"{Decimal(max(asked // 2, 1)) / 100:.2f}"}
+                # the payer chose how to pay on YooKassa's page ({"method": "sbp"}); a succeeded payment names it
+                kind = method if method in ("sbp", "bank_card") else "bank_card"
+                payment.setdefault("payment_method", {"type": kind, "id": str(uuid.uuid4()), "saved": False})
                 payment.update(status="succeeded", paid=True, refundable=True, captured_at=_stamp())
                 payment["income_amount"] = {
                     "value": _money(_income(from_decimal_string(payment["amount"]["value"]))),
@@ -290,17 +298,27 @@ class FakeYooKassa(FakeApp):
             shop = str(data["shop_id"])
         except (KeyError, ValueError):
             return json_response({"error": "shop_id and date (YYYY-MM-DD) are required"}, 400)
+        withheld = set(data.get("exclude") or ())  # payments the provider leaves out (a fault to reconcile)
         with self.lock:
             paid = [
                 p
                 for pid, p in self.payments.items()
-                if self.owner.get(pid) == shop and p["status"] == "succeeded" and _day(p.get("captured_at")) == day
+                if self.owner.get(pid) == shop
+                and p["status"] == "succeeded"
+                and _day(p.get("captured_at")) == day
+                and pid not in withheld
+                and pid not in self.paid_out
             ]
             refunds = [
                 r
                 for rid, r in self.refunds.items()
-                if self.owner.get(rid) == shop and r.get("status") == "succeeded" and _day(r.get("created_at")) == day
+                if self.owner.get(rid) == shop
+                and r.get("status") == "succeeded"
+                and _day(r.get("created_at")) == day
+                and rid not in self.paid_out
             ]
+            self.paid_out.update(p["id"] for p in paid)
+            self.paid_out.update(r["id"] for r in refunds)
         income = sum(from_decimal_string(p["income_amount"]["value"]) for p in paid)
         gross = sum(from_decimal_string(p["amount"]["value"]) for p in paid)
         refunded = sum(from_decimal_string(r["amount"]["value"]) for r in refunds)

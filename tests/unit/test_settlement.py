@@ -129,6 +129,7 @@ def test_an_unexpected_deduction_is_flagged_with_its_likely_reason() -> None:
     match = match_settlement(line(90_000, "эквайринг"), TBANK, ops)
     assert match.flagged and match.difference == -7_500
     assert "a refund not in our records, or a fee above the agreed rate" in match.reasons[0]
+    assert match.items == () and match.expected == 97_500  # nothing settled: a person decides
     nothing = match_settlement(line(90_000, "эквайринг"), TBANK, [])
     assert nothing.flagged and "no unsettled tbank payments" in nothing.reasons[0]
 

@@ -11,10 +11,12 @@ What a payout covers, in this order (pure, `match_settlement`):
    recorded on or before its value date, not older than `lookback_days`, not yet settled;
 2. expected = payments - refunds - fees, each payment's fee exact where the provider's API gave its net amount (YooKassa
    `income_amount`), else estimated from the tenant's `fee_percent` (+ `fee_fixed`); a refund is deducted in full;
-3. whole days are tried, newest day dropped first (a payout covers whole days: the last day may come next time);
+3. whole days are tried, newest day dropped first (a payout covers whole days: the last day may come next time),
+   then the operations up to a moment (a provider's day may close before midnight);
 4. within `tolerance` → matched, the actual fee total is what the bank shows (payments - refunds - payout);
-5. otherwise explained if one payment left out (or one refund not yet deducted) makes it match — flagged, naming it;
-   else flagged with the difference and its likely reason. A flagged payout goes to a person.
+5. otherwise explained if one payment left out (or one refund not yet deducted) makes it match — flagged, naming it,
+   the rest settled; else flagged with the difference and its likely reason, nothing settled. A flagged payout goes
+   to a person.
 
 Money is integers of minor units; fee rates are decimal strings, rounded half up to a kopeck per payment.
 """
@@ -354,11 +356,17 @@ def match_settlement(
     base = {"provider": source.provider, "value_date": value_date, "amount": line.amount, "stated_fee": fee_stated}
 
     def result(
-        chosen: Sequence[SettledItem], reasons: Sequence[str] = (), missing: Sequence[str] = ()
+        chosen: Sequence[SettledItem],
+        reasons: Sequence[str] = (),
+        missing: Sequence[str] = (),
+        considered: Sequence[SettledItem] | None = None,
     ) -> SettlementMatch:
-        payments = sum(i.amount for i in chosen if i.kind == "payment")
-        refunds = sum(i.amount for i in chosen if i.kind == "refund")
-        expected_fees = sum(i.fee for i in chosen)
+        """`chosen`: what the payout settles; `considered` (an unexplained payout: nothing settled) what it was
+        compared with."""
+        basis = chosen if considered is None else considered
+        payments = sum(i.amount for i in basis if i.kind == "payment")
+        refunds = sum(i.amount for i in basis if i.kind == "refund")
+        expected_fees = sum(i.fee for i in basis)
         expected = payments - refunds - expected_fees
         difference = line.amount - expected
         notes = list(reasons)
@@ -377,7 +385,7 @@ def match_settlement(
             refunds=refunds,
             expected_fees=expected_fees,
             expected=expected,
-            fees=actual_fees if chosen else 0,
+            fees=actual_fees if chosen and considered is None else 0,
             difference=difference,
             flagged=flagged,
             reasons=tuple(notes),
@@ -396,6 +404,15 @@ def match_settlement(
         if abs(line.amount - _expected(chosen)) <= source.tolerance:
             return result(chosen)
 
+    # ... or up to a moment: a provider's day may close before midnight (the latest operations come next time)
+    running, prefixes = 0, []
+    for index, item in enumerate(items):
+        running += item.net
+        prefixes.append((index, running))
+    for index, total in reversed(prefixes[:-1]):
+        if abs(line.amount - total) <= source.tolerance:
+            return result(items[: index + 1])
+
     # 5. explained by one operation: a payment missing from the payout, or a refund not yet deducted
     for cutoff in days:
         chosen = [item for item in items if item.recorded_on <= cutoff]
@@ -412,7 +429,7 @@ def match_settlement(
                 )
                 return result(rest, (reason,), (item.ref,))
 
-    # unexplained: the whole window, with the difference and what it may be
+    # unexplained: compared with the whole window, nothing settled — a person decides
     difference = line.amount - _expected(items)
     gap = format_money(abs(difference), line.currency)
     if difference < 0:
@@ -425,4 +442,4 @@ def match_settlement(
             f"the payout of {amount} is {gap} more than the {format_money(_expected(items), line.currency)} "
             "expected: a payment not in our records, or a fee below the agreed rate"
         )
-    return result(items, (reason,))
+    return result((), (reason,), considered=items)

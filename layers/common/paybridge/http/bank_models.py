@@ -82,3 +82,18 @@ def _decision(decision: Any) -> BankDecisionOut:
         numbers_found=list(decision.numbers_found),
         allocations=[a.model_dump() for a in decision.allocations],
     )
+
+
+class ReconciliationOut(BaseModel):
+    """`GET /v1/{tenant}/reconciliation?month=`: per acquiring provider, amounts in minor units — `recorded`
+    (payments through the provider, by `by_method`), `refunds`, `settled` (of those, paid out to the bank), `fees`
+    (per payment: exact where the provider gave its net, else estimated), `payouts` (the payout lines: their amount
+    and the fee they actually kept), `unsettled` (past the provider's usual delay, not paid out), `awaiting` (not yet
+    due), `differences` (payouts that do not add up, with the reason). `totals` sums them (`differences`: a count)."""
+
+    tenant_id: str
+    month: str
+    currency: str
+    as_of: str
+    providers: list[dict[str, Any]]
+    totals: dict[str, int]
