@@ -13,6 +13,11 @@ class BankDecisionOut(BaseModel):
     reason: str
     numbers_found: list[str]
     allocations: list[dict[str, Any]]
+    settlement: dict[str, Any] | None = Field(
+        default=None,
+        description="an acquirer's payout (`kind: settlement`): provider, payments, refunds, expected, fees, "
+        "difference, flagged, missing (refs), settled (the operations it pays out: ref, invoice_id, amount, fee)",
+    )
 
 
 class BankSummaryOut(BaseModel):
@@ -81,7 +86,28 @@ def _decision(decision: Any) -> BankDecisionOut:
         reason=decision.reason,
         numbers_found=list(decision.numbers_found),
         allocations=[a.model_dump() for a in decision.allocations],
+        settlement=_settlement(decision.settlement),
     )
+
+
+def _settlement(match: Any) -> dict[str, Any] | None:
+    if match is None:
+        return None
+    return {
+        "provider": match.provider,
+        "payments": match.payments,
+        "refunds": match.refunds,
+        "expected": match.expected,
+        "fees": match.fees,
+        "fee_basis": match.basis,
+        "difference": match.difference,
+        "flagged": match.flagged,
+        "missing": list(match.missing),
+        "settled": [
+            {"ref": i.ref, "invoice_id": i.invoice_id, "kind": i.kind, "amount": i.amount, "fee": i.fee}
+            for i in match.items
+        ],
+    }
 
 
 class ReconciliationOut(BaseModel):
