@@ -146,3 +146,9 @@ def test_within_the_tolerance_rounding_is_matched() -> None:
     ops = [op("tbank:1", 33_333, 2), op("tbank:2", 33_333, 2)]
     match = match_settlement(line(65_000, "эквайринг"), TBANK, ops)  # 666.66 - 16.66 fee, off by one kopeck
     assert not match.flagged and match.fees == 1_666
+
+
+def test_a_short_payout_expects_the_missing_payment_and_keeps_the_fee_of_the_rest() -> None:
+    ops = [op("tbank:1001", 100_000, 2), op("tbank:1002", 40_000, 2), op("tbank:1003", 20_000, 2)]
+    match = match_settlement(line(117_000, "эквайринг"), TBANK, ops)
+    assert (match.expected, match.difference, match.fees) == (156_000, -39_000, 3_000)

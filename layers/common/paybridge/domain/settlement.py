@@ -240,11 +240,13 @@ class SettlementMatch(BaseModel):
     value_date: date
     amount: int
     items: tuple[SettledItem, ...] = ()
-    payments: int = 0  # gross of the payments covered
+    #: What the payout was expected to pay out (its items, plus the operation it is short of, if any).
+    payments: int = 0  # gross of those payments
     refunds: int = 0
     expected_fees: int = 0
     expected: int = 0  # payments - refunds - expected fees
-    #: What the provider actually kept: payments - refunds - the payout (the bank's figure, exact per payout).
+    #: What the provider actually kept on the items it settles: their payments - refunds - the payout (the bank's
+    #: figure, exact per payout).
     fees: int = 0
     difference: int = 0  # payout - expected
     flagged: bool = False
@@ -361,17 +363,19 @@ def match_settlement(
         missing: Sequence[str] = (),
         considered: Sequence[SettledItem] | None = None,
     ) -> SettlementMatch:
-        """`chosen`: what the payout settles; `considered` (an unexplained payout: nothing settled) what it was
-        compared with."""
-        basis = chosen if considered is None else considered
-        payments = sum(i.amount for i in basis if i.kind == "payment")
-        refunds = sum(i.amount for i in basis if i.kind == "refund")
-        expected_fees = sum(i.fee for i in basis)
+        """`chosen`: what the payout settles; `considered`: what it was expected to pay out, when that differs (the
+        window with the payment it is short of; an unexplained payout settles nothing)."""
+        compared = chosen if considered is None else considered
+        payments = sum(i.amount for i in compared if i.kind == "payment")
+        refunds = sum(i.amount for i in compared if i.kind == "refund")
+        expected_fees = sum(i.fee for i in compared)
         expected = payments - refunds - expected_fees
         difference = line.amount - expected
         notes = list(reasons)
         flagged = bool(notes) or abs(difference) > source.tolerance
-        actual_fees = payments - refunds - line.amount
+        # what the provider actually kept on what this payout settles: the bank's figure, exact per payout
+        settled_net = sum(i.amount if i.kind == "payment" else -i.amount for i in chosen)
+        actual_fees = settled_net - line.amount if chosen else 0
         if fee_stated is not None and chosen and not flagged and abs(fee_stated - actual_fees) > source.tolerance:
             flagged = True
             notes.append(
@@ -385,7 +389,7 @@ def match_settlement(
             refunds=refunds,
             expected_fees=expected_fees,
             expected=expected,
-            fees=actual_fees if chosen and considered is None else 0,
+            fees=actual_fees,
             difference=difference,
             flagged=flagged,
             reasons=tuple(notes),
@@ -427,7 +431,7 @@ def match_settlement(
                     f"recorded {item.recorded_on:%d.%m.%Y}) {verb} this payout: the payout is "
                     f"{format_money(abs(item.net), line.currency)} {'short' if item.net > 0 else 'over'}"
                 )
-                return result(rest, (reason,), (item.ref,))
+                return result(rest, (reason,), (item.ref,), considered=chosen)
 
     # unexplained: compared with the whole window, nothing settled — a person decides
     difference = line.amount - _expected(items)
