@@ -152,3 +152,14 @@ def test_a_short_payout_expects_the_missing_payment_and_keeps_the_fee_of_the_res
     ops = [op("tbank:1001", 100_000, 2), op("tbank:1002", 40_000, 2), op("tbank:1003", 20_000, 2)]
     match = match_settlement(line(117_000, "эквайринг"), TBANK, ops)
     assert (match.expected, match.difference, match.fees) == (156_000, -39_000, 3_000)
+
+
+def test_bank_settings_take_one_acquiring_source_per_provider() -> None:
+    from paybridge.tenants import BankSettings
+
+    settings = BankSettings(accounts=(ACCOUNT,), acquiring=({"provider": "yookassa", "fee_percent": "3.5"},))  # type: ignore[arg-type]
+    assert settings.acquiring[0].inns == ("7750005725",) and settings.acquiring[0].delay_days == 1
+    with pytest.raises(ValidationError, match="one entry per provider"):
+        BankSettings(accounts=(ACCOUNT,), acquiring=({"provider": "tbank"}, {"provider": "tbank"}))  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="fee_percent"):
+        BankSettings(accounts=(ACCOUNT,), acquiring=({"provider": "tbank", "fee_percent": 2.5},))  # type: ignore[arg-type]
