@@ -163,3 +163,31 @@ def test_bank_settings_take_one_acquiring_source_per_provider() -> None:
         BankSettings(accounts=(ACCOUNT,), acquiring=({"provider": "tbank"}, {"provider": "tbank"}))  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="fee_percent"):
         BankSettings(accounts=(ACCOUNT,), acquiring=({"provider": "tbank", "fee_percent": 2.5},))  # type: ignore[arg-type]
+
+
+def test_the_ledger_indexes_provider_money_facts_only() -> None:
+    from paybridge.domain.invoice import AuditEntry, Invoice, InvoiceState
+    from paybridge.storage.settlements import _operation, ledger_keys
+
+    invoice = Invoice.model_construct(
+        tenant_id="t", invoice_id="inv_x", receipt_methods={"yookassa:p1": "sbp"}
+    )  # only what ledger_keys reads
+
+    def audit(event: str, ref: str, amount: int = 1_000) -> AuditEntry:
+        return AuditEntry(
+            at=datetime(2026, 11, 2, 9, tzinfo=UTC), event=event, from_state=InvoiceState.AWAITING_PAYMENT,
+            to_state=InvoiceState.PAID, amount=amount, ref=ref,
+        )  # fmt: skip
+
+    keys = ledger_keys(invoice, audit("money_received", "yookassa:p1"))
+    assert keys["gsi1pk"] == {"S": "ACQ#t#yookassa"}
+    item = {"pk": {"S": "INV#t#inv_x"}, **keys}
+    assert _operation("yookassa", item).model_dump(exclude={"recorded_at"}) == {
+        "provider": "yookassa", "ref": "yookassa:p1", "kind": "payment", "invoice_id": "inv_x", "amount": 1_000,
+        "method": "sbp", "net": None,
+    }  # fmt: skip
+    refund = ledger_keys(invoice, audit("refund_confirmed", "yookassa:refund:r1"))
+    assert _operation("yookassa", {"pk": {"S": "INV#t#inv_x"}, **refund}).kind == "refund"
+    assert ledger_keys(invoice, audit("money_received", "bank:abc")) == {}  # a bank transfer is no acquiring
+    assert ledger_keys(invoice, audit("paid_outside", "manual:k")) == {}
+    assert ledger_keys(invoice, audit("refund_requested", "key-1")) == {}
