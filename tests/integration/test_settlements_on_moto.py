@@ -114,3 +114,43 @@ def test_a_seeded_month_of_tbank_acquiring_reconciles(http: Any, unique: Any) ->
     assert report["totals"] == {
         "recorded": 3_100_000, "settled": 2_100_000, "fees": 42_330 + 9_960, "unsettled": 1_000_000, "differences": 1,
     }  # fmt: skip
+
+
+def test_money_recorded_before_the_ledger_is_indexed_once_by_the_backfill(http: Any, unique: Any) -> None:
+    from paybridge.storage.table import invoice_pk
+    from paybridge.wiring import get_repo, get_settings
+    from scripts.backfill_acquiring_ledger import backfill
+
+    api = Api(http, tenant=TENANT)
+    deal = Sandbox(http, tenant=TENANT, crm_token="sandbox-crm-token-acquiring-shop").new_deal(amount=70_000)
+    created = api.create(deal_id=deal["id"], number=unique("OLD-"), amount=70_000)
+    invoice = api.wait(created.json()["invoice_id"], lambda i: i["state"] == "awaiting_payment")
+    ref = f"tbank:{unique('42')}"
+    at = datetime(2026, 10, 5, 9, tzinfo=UTC)
+    recorded_at(get_changes(), invoice["invoice_id"], at, MoneyReceived(ref=ref, amount=70_000, method="card"), ref)
+    client, table = get_repo().client, get_settings().table_name  # type: ignore[attr-defined]
+    pk = {"S": invoice_pk(TENANT, invoice["invoice_id"])}
+    audits = client.query(
+        TableName=table,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :a)",
+        ExpressionAttributeValues={":pk": pk, ":a": {"S": "AUDIT#"}},
+    )["Items"]
+    [money] = [a for a in audits if "gsi1pk" in a]
+    # Given the audit entry as the release before the ledger wrote it
+    client.update_item(TableName=table, Key={"pk": pk, "sk": money["sk"]}, UpdateExpression="REMOVE gsi1pk, gsi1sk")
+    store = get_settlements().store
+    october = (datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 31, tzinfo=UTC))
+    assert ref not in {op.ref for op in store.operations(TENANT, "tbank", *october)}
+
+    assert backfill(client, table, dry_run=True)["indexed"] >= 1
+    assert ref not in {op.ref for op in store.operations(TENANT, "tbank", *october)}  # a dry run writes nothing
+    assert backfill(client, table)["indexed"] >= 1
+
+    [found] = [op for op in store.operations(TENANT, "tbank", *october) if op.ref == ref]
+    assert (found.amount, found.method, found.invoice_id, found.recorded_at) == (
+        70_000,
+        "card",
+        invoice["invoice_id"],
+        at,
+    )
+    assert backfill(client, table)["indexed"] == 0  # again: nothing to do
