@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from paybridge.domain.bank import StatementLine
-from paybridge.domain.settlement import ProviderOperation, SettledItem, SettlementMatch
 from paybridge.storage.table import GSI_BY_PAYMENT, TableStore, _n, _s
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where used: every invoice write calls `ledger_keys`, which needs none of them
+    from paybridge.domain.bank import StatementLine
     from paybridge.domain.invoice import AuditEntry, Invoice
+    from paybridge.domain.settlement import ProviderOperation, SettledItem, SettlementMatch
 
 #: Providers whose money facts are acquiring operations (their refs are `<provider>:…`).
 LEDGER_PROVIDERS = frozenset({"tbank", "yookassa", "stripe", "sandbox"})
@@ -47,6 +47,8 @@ def ledger_keys(invoice: Invoice, audit: AuditEntry) -> dict[str, Any]:
 
 
 def _operation(provider: str, item: dict[str, Any]) -> ProviderOperation:
+    from paybridge.domain.settlement import ProviderOperation
+
     at, kind, amount, method, ref = item["gsi1sk"]["S"].split("#", 4)
     return ProviderOperation(
         provider=provider,
@@ -172,6 +174,9 @@ class DynamoSettlementStore(TableStore):
 
     def payouts(self, tenant_id: str, since: date, until: date) -> list[PayoutRecord]:
         """The payouts with a value date in [since, until], oldest first."""
+        from paybridge.domain.bank import StatementLine
+        from paybridge.domain.settlement import SettlementMatch
+
         fingerprints: list[str] = []
         kwargs: dict[str, Any] = {
             "TableName": self._table,
