@@ -191,3 +191,23 @@ def test_the_ledger_indexes_provider_money_facts_only() -> None:
     assert ledger_keys(invoice, audit("money_received", "bank:abc")) == {}  # a bank transfer is no acquiring
     assert ledger_keys(invoice, audit("paid_outside", "manual:k")) == {}
     assert ledger_keys(invoice, audit("refund_requested", "key-1")) == {}
+
+
+def test_without_a_fee_rate_the_flag_says_what_rate_the_payout_implies() -> None:
+    unset = AcquiringSettings(provider="tbank")
+    match = match_settlement(line(97_510, "эквайринг"), unset, [op("tbank:1", 100_000, 2)])
+    assert match.flagged and "no fee_percent is set for tbank: this payout implies 2.49 %" in match.reasons[0]
+
+
+def test_the_tenants_own_provider_is_recognised_without_configuration() -> None:
+    from types import SimpleNamespace
+
+    from paybridge.app.settlements import acquiring_sources
+    from paybridge.tenants import BankSettings
+
+    bank = BankSettings(accounts=(ACCOUNT,))
+    tenant = SimpleNamespace(bank=bank, psp=SimpleNamespace(provider="tbank"))
+    [implicit] = acquiring_sources(tenant)  # type: ignore[arg-type]
+    assert implicit.provider == "tbank" and recognise(line(1_000, "Возмещение по операциям эквайринга"), [implicit])
+    sandbox = SimpleNamespace(bank=bank, psp=SimpleNamespace(provider="sandbox"))
+    assert acquiring_sources(sandbox) == ()  # type: ignore[arg-type]

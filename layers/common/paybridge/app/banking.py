@@ -25,6 +25,7 @@ from paybridge.adapters.errors import InvalidSignature
 from paybridge.adapters.outbox import CrmOutbox
 from paybridge.adapters.registry import BANK_SOURCES, UnknownAdapter
 from paybridge.app.payment_events import PaymentEvents
+from paybridge.app.settlements import Settlements, acquiring_sources
 from paybridge.domain.bank import Decision, LineResolution, OpenInvoice, StatementLine
 from paybridge.domain.deal_sync import DealOp, DealUpdate
 from paybridge.domain.errors import BankNotConfigured
@@ -32,7 +33,7 @@ from paybridge.domain.events import MoneyReceived
 from paybridge.domain.invoice import InvoiceState
 from paybridge.domain.money import format_money
 from paybridge.domain.reconcile import compile_patterns, reconcile
-from paybridge.domain.settlement import recognise
+from paybridge.domain.settlement import AcquiringSettings, recognise
 from paybridge.domain.statement_1c import ParsedStatement, parse_1c
 from paybridge.storage.bank import BankCursor, BankLineRecord
 from paybridge.storage.errors import DuplicateProviderEvent
@@ -41,7 +42,6 @@ from paybridge.tenants import BankSettings, TenantConfig, TenantDirectory
 
 if TYPE_CHECKING:
     from paybridge.adapters.bank.base import BankSource
-    from paybridge.app.settlements import Settlements
 
 logger = logging.getLogger(__name__)
 
@@ -148,9 +148,10 @@ class Banking:
         summary = ReconcileSummary(lines=len(lines))
         ours = [line for line in lines if line.account in bank.accounts]
         summary.not_ours = len(lines) - len(ours)
-        payouts = [line for line in ours if recognise(line, bank.acquiring)] if self.settlements else []
+        sources = acquiring_sources(tenant) if self.settlements else ()
+        payouts = [line for line in ours if recognise(line, sources)]
         if payouts:
-            self._settle(tenant, payouts, summary)
+            self._settle(tenant, payouts, sources, summary)
             settled = {line.fingerprint for line in payouts}
             ours = [line for line in ours if line.fingerprint not in settled]
         patterns = compile_patterns(bank.invoice_patterns)
@@ -178,7 +179,13 @@ class Banking:
                 summary.applied += 1
         return summary
 
-    def _settle(self, tenant: TenantConfig, lines: Sequence[StatementLine], summary: ReconcileSummary) -> None:
+    def _settle(
+        self,
+        tenant: TenantConfig,
+        lines: Sequence[StatementLine],
+        sources: Sequence[AcquiringSettings],
+        summary: ReconcileSummary,
+    ) -> None:
         """Acquirers' payouts: recorded once with what they pay out (the first decision for a line is the one
         applied, as for any line), applied, and a payout that does not add up is left for a person."""
         assert self.settlements is not None and tenant.bank is not None
@@ -193,7 +200,7 @@ class Banking:
                 summary.duplicates += 1
                 continue
             if record is None:
-                source = recognise(line, tenant.bank.acquiring)
+                source = recognise(line, sources)
                 assert source is not None
                 decision = self.settlements.decide(tenant, line, source)
                 record = self.store.record_line(tenant.tenant_id, line, decision)

@@ -56,6 +56,19 @@ class SettlementStore(Protocol):
     def payouts(self, tenant_id: str, since: date, until: date) -> list[PayoutRecord]: ...
 
 
+def acquiring_sources(tenant: TenantConfig) -> tuple[AcquiringSettings, ...]:
+    """The tenant's acquiring sources: those configured, and — when its own PSP is T-Bank or YooKassa and not among
+    them — that provider with its defaults, so its payouts are never taken for customers' payments (with no
+    `fee_percent`, a provider without net amounts is flagged with the rate its payouts imply)."""
+    if tenant.bank is None:
+        return ()
+    sources = tenant.bank.acquiring
+    own = tenant.psp.provider
+    if own in ("tbank", "yookassa") and all(source.provider != own for source in sources):
+        sources = (*sources, AcquiringSettings(provider=own))
+    return sources
+
+
 def _day_start(day: date) -> datetime:
     return datetime.combine(day, time(0), PROVIDER_DAY).astimezone(UTC)
 
@@ -193,7 +206,7 @@ class Settlements:
         provider's usual delay, and the payouts that did not add up."""
         first, last = month_bounds(month)
         tenant = self.tenants.get(tenant_id)
-        sources = tenant.bank.acquiring if tenant.bank else ()
+        sources = acquiring_sources(tenant)
         today = today or datetime.now(PROVIDER_DAY).date()
         payouts = self.store.payouts(tenant_id, first, last + timedelta(days=31))
         providers: list[dict[str, Any]] = []

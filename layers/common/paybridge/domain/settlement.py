@@ -446,4 +446,9 @@ def match_settlement(
             f"the payout of {amount} is {gap} more than the {format_money(_expected(items), line.currency)} "
             "expected: a payment not in our records, or a fee below the agreed rate"
         )
+    payments = sum(item.amount for item in items if item.kind == "payment")
+    refunds = sum(item.amount for item in items if item.kind == "refund")
+    if source.rate == 0 and source.fee_fixed == 0 and payments and any(i.basis == "estimate" for i in items):
+        implied = (Decimal(payments - refunds - line.amount) * 100 / payments).quantize(Decimal("0.01"))
+        reason += f" (no fee_percent is set for {source.provider}: this payout implies {implied} %)"
     return result((), (reason,), considered=items)
