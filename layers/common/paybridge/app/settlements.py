@@ -26,6 +26,7 @@ from paybridge.domain.settlement import (
     PROVIDER_DAY,
     AcquiringSettings,
     ProviderOperation,
+    SettledItem,
     SettlementMatch,
     match_settlement,
 )
@@ -49,7 +50,9 @@ class SettlementStore(Protocol):
 
     def settled(self, tenant_id: str, refs: list[str]) -> dict[str, SettledMark]: ...
 
-    def mark_settled(self, tenant_id: str, provider: str, item: Any, fingerprint: str, value_date: date) -> bool: ...
+    def mark_settled(
+        self, tenant_id: str, provider: str, item: SettledItem, fingerprint: str, value_date: date
+    ) -> bool: ...
 
     def save_payout(self, tenant_id: str, line: StatementLine, match: SettlementMatch) -> None: ...
 
@@ -151,7 +154,7 @@ class Settlements:
         if match is None:
             return 0
         newly = 0
-        told: dict[str, list[Any]] = {}
+        told: dict[str, list[SettledItem]] = {}
         for item in match.items:
             if self.store.mark_settled(tenant.tenant_id, match.provider, item, line.fingerprint, line.value_date):
                 newly += 1
@@ -163,7 +166,12 @@ class Settlements:
         return newly
 
     def _tell_deal(
-        self, tenant: TenantConfig, line: StatementLine, match: SettlementMatch, invoice_id: str, items: list[Any]
+        self,
+        tenant: TenantConfig,
+        line: StatementLine,
+        match: SettlementMatch,
+        invoice_id: str,
+        items: list[SettledItem],
     ) -> None:
         invoice = self.repo.get(tenant.tenant_id, invoice_id)
         if invoice is None:
