@@ -20,12 +20,14 @@ STAGE ?=
 PAYBRIDGE := $(BIN)/python -m scripts.cli
 
 .PHONY: help dev demo test unit integration e2e lint format typecheck openapi validate build deploy import-times clean lock layer-size \
-	redrive-crm bench-crm demo-bank bench-reconcile bench-latency checkov schemathesis \
+	redrive-crm bench-crm demo-bank demo-settlements reconcile-report bench-reconcile bench-latency checkov schemathesis \
 	report tenants-check tenants-put tenants-list keys-new secrets-template webhooks-register redrive-lifecycle cost
 
 help:
 	@echo "make demo       run the scripted payment scenario on the local stack (starts it if needed)"
 	@echo "make demo-bank  the bank-transfer scenario: webhook + statement read, 1C upload counted once"
+	@echo "make demo-settlements  acquiring payouts on the statement matched to the payments (YooKassa + T-Bank business)"
+	@echo "make reconcile-report TENANT=acquiring-shop MONTH=YYYY-MM  the month's acquiring reconciliation (table, HTML, JSON)"
 	@echo "make bench-reconcile  match 100,000 statement lines against 100,000 invoices (ARGS=--lines N --invoices M)"
 	@echo "make dev        serve the local stack on 127.0.0.1:\$${PAYBRIDGE_PORT:-3000}"
 	@echo "make test       run all tests (unit, integration on moto, end-to-end on the local stack)"
@@ -87,6 +89,13 @@ demo: $(STAMP)
 
 demo-bank: $(STAMP)
 	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-ERROR} $(BIN)/python -m devstack demo-bank
+
+demo-settlements: $(STAMP)
+	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-ERROR} $(BIN)/python -m devstack demo-settlements
+
+reconcile-report: $(STAMP)
+	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-ERROR} $(BIN)/python scripts/reconcile_report.py \
+		--tenant $(or $(TENANT),acquiring-shop) $(if $(MONTH),--month $(MONTH)) $(ARGS)
 
 bench-reconcile: $(STAMP)
 	$(BIN)/python scripts/bench_reconcile.py $(ARGS)

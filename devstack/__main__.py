@@ -80,7 +80,11 @@ def main() -> int:
         from devstack.demo_bank import main as demo_bank
 
         return demo_bank(sys.argv[2:])
-    print("usage: python -m devstack [serve|demo|demo-bank]", file=sys.stderr)
+    if command == "demo-settlements":
+        from devstack.demo_settlements import main as demo_settlements
+
+        return demo_settlements(sys.argv[2:])
+    print("usage: python -m devstack [serve|demo|demo-bank|demo-settlements]", file=sys.stderr)
     return 2
 
 

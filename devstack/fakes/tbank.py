@@ -13,14 +13,23 @@ Control, the same for tests: `POST /_control/payments/<PaymentId>/pay` (`{"amoun
 Recurring payments: an `Init` with `Recurrent: "Y"` (and a `CustomerKey`, required then) saves the card when paid —
 the CONFIRMED notification carries `RebillId`; `Charge {PaymentId, RebillId}` pays a NEW payment of the same terminal
 with it at once (CONFIRMED). Fault `charge_decline`: the next Charge is REJECTED (ErrorCode 1051, insufficient funds),
-answered `Success: false` as T-Bank does."""
+answered `Success: false` as T-Bank does.
+
+Settlements: T-Bank's API tells no fee per payment; the acquirer pays the day's confirmed payments out as one transfer,
+less its fee (`FEE_PERCENT` of each payment here, rounded half up) and the day's refunds. `POST /_control/payout
+{"terminal", "date": "YYYY-MM-DD", "exclude"?: [PaymentId]}` answers that transfer as the company's statement shows
+it: `{amount (kopecks), payer_inn: 7710140679 (АО «ТБанк»), payer_name, payer_account, purpose, payments, refunds}`;
+each operation is paid out once."""
 
 from __future__ import annotations
 
 import itertools
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from werkzeug.routing import Rule
 from werkzeug.utils import redirect
@@ -49,6 +58,9 @@ class Payment:
     customer_key: str | None = None
     rebill_id: str | None = None
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    confirmed_at: datetime | None = None
+    #: refunds made: (when, amount)
+    refunded_at: list[tuple[datetime, int]] = field(default_factory=list)
 
 
 class FakeTBank(FakeApp):
@@ -57,6 +69,7 @@ class FakeTBank(FakeApp):
         Rule("/pay/<pid>", methods=["GET"], endpoint="page"),
         Rule("/pay/<pid>", methods=["POST"], endpoint="page_action"),
         Rule("/_control/payments/<pid>/<action>", methods=["POST"], endpoint="control"),
+        Rule("/_control/payout", methods=["POST"], endpoint="control_payout"),
     )
 
     def __init__(self, base_url: str) -> None:
@@ -67,6 +80,7 @@ class FakeTBank(FakeApp):
         self.rebills: dict[str, tuple[str, str]] = {}  # RebillId → (terminal, CustomerKey)
         self.confirmed: dict[str, int] = {}  # PaymentId → the amount the payer's confirmation notified
         self.history: dict[str, list[str]] = {}  # PaymentId → what the payer did, as the page lists it
+        self.paid_out: set[str] = set()  # PaymentIds (and "<PaymentId>:refund:<k>") a payout carried
 
     def add_merchant(self, tenant: TenantConfig, secrets: dict[str, str], notification_url: str) -> None:
         self.passwords[tenant.psp.terminal_key] = secrets["password"]  # type: ignore[attr-defined]
@@ -186,6 +200,7 @@ class FakeTBank(FakeApp):
             return _error("308", "Сумма позиций чека возврата не равна сумме возврата")
         original = payment.amount - payment.refunded
         payment.refunded += amount
+        payment.refunded_at.append((datetime.now(UTC), amount))
         payment.status = "REFUNDED" if payment.refunded == payment.amount else "PARTIAL_REFUNDED"
         answer = {
             "Success": True,
@@ -252,6 +267,8 @@ class FakeTBank(FakeApp):
                 payment.status = (
                     "AUTHORIZED" if payment.pay_type == "T" and payment.status != "AUTHORIZED" else "CONFIRMED"
                 )
+                if payment.status == "CONFIRMED":
+                    payment.confirmed_at = datetime.now(UTC)
                 if payment.status == "CONFIRMED" and payment.recurrent and payment.rebill_id is None:
                     payment.rebill_id = str(next(_ids))
                     self.rebills[payment.rebill_id] = (payment.terminal, payment.customer_key or "")
@@ -265,6 +282,52 @@ class FakeTBank(FakeApp):
             self.history.setdefault(pid, []).append(f"{payment.status} {money(notified, 'RUB')}")
             self._notify(payment, payment.status, notified)
             return json_response({"PaymentId": pid, "Status": payment.status})
+
+    def on_control_payout(self, request: Request) -> Response:
+        data = request.get_json(silent=True) or {}
+        try:
+            day = date.fromisoformat(str(data["date"]))
+            terminal = str(data["terminal"])
+        except (KeyError, ValueError):
+            return json_response({"error": "terminal and date (YYYY-MM-DD) are required"}, 400)
+        withheld = set(data.get("exclude") or ())
+        with self.lock:
+            mine = [p for p in self.payments.values() if p.terminal == terminal]
+            paid = [
+                p
+                for p in mine
+                if p.confirmed_at is not None
+                and _msk_day(p.confirmed_at) == day
+                and p.payment_id not in withheld
+                and p.payment_id not in self.paid_out
+            ]
+            refunds = [
+                (f"{p.payment_id}:refund:{k}", amount)
+                for p in mine
+                for k, (at, amount) in enumerate(p.refunded_at)
+                if _msk_day(at) == day and f"{p.payment_id}:refund:{k}" not in self.paid_out
+            ]
+            self.paid_out.update(p.payment_id for p in paid)
+            self.paid_out.update(ref for ref, _ in refunds)
+        gross = sum(p.amount for p in paid)
+        fee = sum(_fee(p.amount) for p in paid)
+        refunded = sum(amount for _, amount in refunds)
+        purpose = (
+            f"Перечисление средств по операциям интернет-эквайринга за {day:%d.%m.%Y} (терминал {terminal}). "
+            f"Операций {len(paid)} на сумму {_rub(gross)}, возвратов {len(refunds)} на сумму {_rub(refunded)}, "
+            f"комиссия {_rub(fee)}. НДС не облагается"
+        )
+        return json_response(
+            {
+                "amount": gross - fee - refunded,
+                "payer_inn": "7710140679",
+                "payer_name": 'АО "ТБанк"',
+                "payer_account": "30232810100000000974",
+                "purpose": purpose,
+                "payments": [p.payment_id for p in paid],
+                "refunds": [ref for ref, _ in refunds],
+            }
+        )
 
     def _notify(self, payment: Payment, status: str, amount: int) -> None:
         if not payment.notification_url:
@@ -297,6 +360,22 @@ _DONE = {
     "part": "Part paid: the bank confirms half the amount and notifies the shop.",
     "decline": "Payment declined: the shop is notified.",
 }
+
+#: The merchant's acquiring fee in percent of each payment (a fake's contract).
+FEE_PERCENT = Decimal("2.49")
+_MSK = ZoneInfo("Europe/Moscow")
+
+
+def _fee(amount: int) -> int:
+    return int((Decimal(amount) * FEE_PERCENT / 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _rub(kopecks: int) -> str:
+    return f"{Decimal(kopecks) / 100:.2f}"
+
+
+def _msk_day(moment: datetime) -> date:
+    return moment.astimezone(_MSK).date()
 
 
 def _ok(payment: Payment, **extra: Any) -> Response:

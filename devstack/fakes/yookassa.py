@@ -10,15 +10,25 @@ provider reporting a short amount), Decline cancels it as a card decline does (`
 
 Recurring payments: `save_payment_method: true` gives the payment a `payment_method {type, id, saved}` that is saved
 when it succeeds; a create with `payment_method_id` (a method this shop saved) is charged at once, without a
-confirmation: `succeeded`, or with the fault `charge_decline` `canceled` (`insufficient_funds`)."""
+confirmation: `succeeded`, or with the fault `charge_decline` `canceled` (`insufficient_funds`).
+
+Settlements: a succeeded payment carries `income_amount` (the amount less the shop's fee, `FEE_PERCENT`, rounded half
+up to a kopeck) and `captured_at`. `POST /_control/payout {"shop_id", "date": "YYYY-MM-DD"}` answers the payout
+YooKassa would send to the shop's account for that Moscow day, as its documentation describes it (the next working
+day, the day's payments less the fee, less the refunds; each paid out once): `{amount (kopecks), payer_inn,
+payer_name, payer_account, purpose, payments: [id], refunds: [id]}` — the bank fake or a 1C file then carries
+it; `"exclude": [id]` leaves payments out (a payout short by them). `…/succeed {"method": "sbp"}`: the payer chose
+SBP on the page."""
 
 from __future__ import annotations
 
 import base64
 import json
 import uuid
-from decimal import Decimal
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from werkzeug.routing import Rule
 from werkzeug.utils import redirect
@@ -40,6 +50,7 @@ class FakeYooKassa(FakeApp):
         Rule("/checkout/<pid>", methods=["GET"], endpoint="page"),
         Rule("/checkout/<pid>", methods=["POST"], endpoint="page_action"),
         Rule("/_control/payments/<pid>/<action>", methods=["POST"], endpoint="control"),
+        Rule("/_control/payout", methods=["POST"], endpoint="control_payout"),
     )
 
     def __init__(self, base_url: str) -> None:
@@ -54,6 +65,7 @@ class FakeYooKassa(FakeApp):
         self._made: Response | None = None
         self.asked: dict[str, int] = {}  # payment id → the amount asked, where Pay part confirmed less
         self.history: dict[str, list[str]] = {}  # payment id → what the payer did, as the page lists it
+        self.paid_out: set[str] = set()  # payments and refunds a payout has carried (each is paid out once)
 
     def add_merchant(self, tenant: TenantConfig, secrets: dict[str, str], notification_url: str) -> None:
         self.shops[tenant.psp.shop_id] = (secrets["secret_key"], notification_url)  # type: ignore[attr-defined]
@@ -117,6 +129,8 @@ class FakeYooKassa(FakeApp):
         }
         if data.get("save_payment_method") is True:
             payment["payment_method"] = {"type": "bank_card", "id": str(uuid.uuid4()), "saved": False}
+        elif isinstance(data.get("payment_method_data"), dict):  # the method asked for at create (SBP)
+            payment["payment_method"] = {"type": data["payment_method_data"].get("type"), "id": str(uuid.uuid4())}
         self.payments[pid] = payment
         self.owner[pid] = shop
         if self.fault("lose_next_create"):
@@ -189,6 +203,7 @@ class FakeYooKassa(FakeApp):
             "payment_id": payment["id"],
             "status": "succeeded",
             "amount": data["amount"],
+            "created_at": _stamp(),
             "metadata": data.get("metadata", {}),
             "receipt": data.get("receipt"),
         }
@@ -236,9 +251,9 @@ class FakeYooKassa(FakeApp):
         return redirect(f"{self.base_url}/checkout/{pid}?done={action}", code=303)
 
     def on_control(self, request: Request, pid: str, action: str) -> Response:
-        return self._payer(pid, action)
+        return self._payer(pid, action, (request.get_json(silent=True) or {}).get("method"))
 
-    def _payer(self, pid: str, action: str) -> Response:
+    def _payer(self, pid: str, action: str, method: str | None = None) -> Response:
         """The payer's step (the page's buttons and the control call): succeed (`part`: for half the amount), cancel
         (the link lapsed) or decline (the card network refused); the shop is notified."""
         with self.lock:
@@ -250,7 +265,14 @@ class FakeYooKassa(FakeApp):
                     asked = from_decimal_string(payment["amount"]["value"])
                     self.asked[pid] = asked
                     payment["amount"] = {**payment["amount"], "value": f"{Decimal(max(asked // 2, 1)) / 100:.2f}"}
-                payment.update(status="succeeded", paid=True, refundable=True)
+                # the payer chose how to pay on YooKassa's page ({"method": "sbp"}); a succeeded payment names it
+                kind = method if method in ("sbp", "bank_card") else "bank_card"
+                payment.setdefault("payment_method", {"type": kind, "id": str(uuid.uuid4()), "saved": False})
+                payment.update(status="succeeded", paid=True, refundable=True, captured_at=_stamp())
+                payment["income_amount"] = {
+                    "value": _money(_income(from_decimal_string(payment["amount"]["value"]))),
+                    "currency": payment["amount"]["currency"],
+                }
                 if "payment_method" in payment:
                     payment["payment_method"]["saved"] = True
                     self.saved[payment["payment_method"]["id"]] = self.owner[pid]
@@ -269,6 +291,55 @@ class FakeYooKassa(FakeApp):
             self.history.setdefault(pid, []).append(f"{payment['status']} {amount['value']} {amount['currency']}")
             return json_response(payment)
 
+    def on_control_payout(self, request: Request) -> Response:
+        data = request.get_json(silent=True) or {}
+        try:
+            day = date.fromisoformat(str(data["date"]))
+            shop = str(data["shop_id"])
+        except (KeyError, ValueError):
+            return json_response({"error": "shop_id and date (YYYY-MM-DD) are required"}, 400)
+        withheld = set(data.get("exclude") or ())  # payments the provider leaves out (a fault to reconcile)
+        with self.lock:
+            paid = [
+                p
+                for pid, p in self.payments.items()
+                if self.owner.get(pid) == shop
+                and p["status"] == "succeeded"
+                and _day(p.get("captured_at")) == day
+                and pid not in withheld
+                and pid not in self.paid_out
+            ]
+            refunds = [
+                r
+                for rid, r in self.refunds.items()
+                if self.owner.get(rid) == shop
+                and r.get("status") == "succeeded"
+                and _day(r.get("created_at")) == day
+                and rid not in self.paid_out
+            ]
+            self.paid_out.update(p["id"] for p in paid)
+            self.paid_out.update(r["id"] for r in refunds)
+        income = sum(from_decimal_string(p["income_amount"]["value"]) for p in paid)
+        gross = sum(from_decimal_string(p["amount"]["value"]) for p in paid)
+        refunded = sum(from_decimal_string(r["amount"]["value"]) for r in refunds)
+        amount = income - refunded
+        purpose = (
+            f"Перевод по договору № {shop} за {day:%d.%m.%Y} по реестру № {day:%Y%m%d}. Платежей {len(paid)} "
+            f"на сумму {_money(gross)}, возвратов {len(refunds)} на сумму {_money(refunded)}, "
+            f"комиссия {_money(gross - income)}. ЮKassa. Без НДС"
+        )
+        return json_response(
+            {
+                "amount": amount,
+                "payer_inn": "7750005725",
+                "payer_name": "ООО НКО «ЮМани»",
+                "payer_account": "30232810100000000001",
+                "purpose": purpose,
+                "payments": [p["id"] for p in paid],
+                "refunds": [r["id"] for r in refunds],
+            }
+        )
+
     def _notify(self, shop: str, event: str, obj: dict[str, Any]) -> None:
         body = json.dumps({"type": "notification", "event": event, "object": obj}).encode()
         self.deliver(self.shops[shop][1], body, {"Content-Type": "application/json"}, lambda r: r.status_code == 200)
@@ -279,6 +350,28 @@ _DONE = {
     "part": "Part paid: YooKassa confirms half the amount and notifies the shop.",
     "decline": "Payment declined by the card network: the shop is notified.",
 }
+
+#: The shop's fee in percent of each payment (a fake's contract).
+FEE_PERCENT = Decimal("3.5")
+_MSK = ZoneInfo("Europe/Moscow")
+
+
+def _income(amount: int) -> int:
+    return amount - int((Decimal(amount) * FEE_PERCENT / 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _money(kopecks: int) -> str:
+    return f"{Decimal(kopecks) / 100:.2f}"
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _day(stamp: object) -> date | None:
+    if not isinstance(stamp, str):
+        return None
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(_MSK).date()
 
 
 def _error(status: int, code: str, description: str) -> Response:

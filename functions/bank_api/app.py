@@ -13,14 +13,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from paybridge.http.auth import authenticate
-from paybridge.http.bank_models import BankReviewOut, BankSummaryOut
+from paybridge.http.bank_models import BankReviewOut, BankSummaryOut, ReconciliationOut
 from paybridge.http.entry import RoutePolicy, resolve
 from paybridge.http.problems import BadRequest, register_problem_handlers
 from paybridge.http.responses import answers
 from paybridge.http.webhooks import raw_body, verified
 from paybridge.observability import logger, metrics, tracer
 from paybridge.tenants import ApiScope
-from paybridge.wiring import get_banking
+from paybridge.wiring import get_banking, get_settlements
 
 app = APIGatewayHttpResolver(enable_validation=True)
 register_problem_handlers(app)
@@ -32,6 +32,7 @@ ROUTES = {
     "POST /bank/{tenant}/statements": RoutePolicy(api_key=True, body="file"),
     "GET /bank/{tenant}/review": RoutePolicy(api_key=True, body="none", scopes=("integration", "ops")),
     "POST /bank/{tenant}/{source}": RoutePolicy(api_key=False, body="webhook"),  # the bank's token, in `verified`
+    "GET /v1/{tenant}/reconciliation": RoutePolicy(api_key=True, body="none", scopes=("integration", "ops")),
 }
 
 
@@ -76,6 +77,23 @@ def handle_upload(tenant: TenantPath, api_key: ApiKey = None) -> BankSummaryOut:
 def handle_review(tenant: TenantPath, api_key: ApiKey = None) -> BankReviewOut:
     _authorized(tenant, api_key, "integration", "ops")  # the list a person decides from (see the ops levers)
     return BankReviewOut.of(get_banking().review(tenant))
+
+
+MonthQuery = Annotated[
+    str, Query(pattern=r"^20\d\d-(0[1-9]|1[0-2])$", description="The month, YYYY-MM (Moscow days, as acquirers count)")
+]
+
+
+@app.get(
+    "/v1/<tenant>/reconciliation",
+    summary="Acquiring reconciliation for a month: payments recorded, settled to the bank, fees, not yet settled "
+    "after the provider's usual delay, payouts that do not add up — per provider",
+    responses=answers({200: ("the month's reconciliation", ReconciliationOut, "application/json")}, 404),
+)
+def handle_reconciliation(tenant: TenantPath, month: MonthQuery, api_key: ApiKey = None) -> ReconciliationOut:
+    _authorized(tenant, api_key, "integration", "ops")
+    get_banking().review(tenant)  # BankNotConfigured (404) for a tenant without bank settings
+    return ReconciliationOut.model_validate(get_settlements().report(tenant, month))
 
 
 SourcePath = Annotated[

@@ -23,12 +23,13 @@ from paybridge.http.models import (
     ScheduleOut,
     SubscribeBody,
     SubscriptionOut,
+    money_trail,
 )
 from paybridge.http.problems import register_problem_handlers
 from paybridge.http.responses import answers
 from paybridge.observability import logger, metrics, tracer
 from paybridge.tenants import ApiScope, TenantConfig
-from paybridge.wiring import get_invoices, get_issuing, get_payment_checks, get_refunds
+from paybridge.wiring import get_invoices, get_issuing, get_payment_checks, get_refunds, get_settlements
 
 app = APIGatewayHttpResolver(enable_validation=True)
 register_problem_handlers(app)
@@ -165,7 +166,8 @@ def handle_get_invoice(tenant: TenantPath, invoice_id: InvoicePath, api_key: Api
     logger.set_correlation_id(invoice_id)
     _authorized(tenant, api_key, "integration", "ops")  # a person pulling levers reads the history too
     invoice, history = get_invoices().get_invoice(tenant, invoice_id)
-    return InvoiceOut.of(invoice, history)
+    out = InvoiceOut.of(invoice, history)
+    return out.model_copy(update={"money_trail": money_trail(invoice, get_settlements().trail)})
 
 
 @app.post(

@@ -75,6 +75,7 @@ class TestShippedConfig:
             "bitrix-app",
             "amo-shop",
             "bank-shop",
+            "acquiring-shop",
         ]
         assert directory.get("tbank-shop").psp.base_url == f"{LOCAL_URL}/fake/tbank/v2/"
         bitrix_app = directory.get("bitrix-app").crm

@@ -28,6 +28,7 @@ from paybridge.adapters.settings import (
 )
 from paybridge.domain.invoice import InvoiceState, TenantId
 from paybridge.domain.receipt import FiscalSettings
+from paybridge.domain.settlement import AcquiringSettings
 
 __all__ = ["SecretRef", "TenantConfig", "TenantDirectory", "TenantNotFound", "parse_tenants"]
 
@@ -67,6 +68,15 @@ class BankSettings(BaseModel):
     poll_every_minutes: int = Field(default=5, ge=1, le=1440)
     #: Extra regular expressions finding invoice numbers in a payment purpose; each has a group named `number`.
     invoice_patterns: tuple[str, ...] = ()
+    #: The acquirers whose payouts reach these accounts: recognised as settlements, never as customer payments.
+    acquiring: tuple[AcquiringSettings, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_per_provider(self) -> BankSettings:
+        providers = [source.provider for source in self.acquiring]
+        if len(set(providers)) != len(providers):
+            raise ValueError("acquiring: one entry per provider")
+        return self
 
     @model_validator(mode="after")
     def _patterns_compile(self) -> BankSettings:

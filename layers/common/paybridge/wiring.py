@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from paybridge.app.reissues import Reissues
     from paybridge.app.reminders import Reminders
     from paybridge.app.reports import Reports
+    from paybridge.app.settlements import Settlements
     from paybridge.app.subscriptions import Subscriptions
     from paybridge.storage.crm_state import DynamoEchoLedger
 
@@ -265,7 +266,18 @@ def get_banking() -> Banking:
     from paybridge.storage.bank import DynamoBankStore
 
     store = DynamoBankStore(get_settings().table_name)
-    return Banking(get_tenants(), get_repo(), get_payment_events(), get_outbox(), store, make_bank_source)
+    return Banking(
+        get_tenants(), get_repo(), get_payment_events(), get_outbox(), store, make_bank_source, get_settlements()
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settlements() -> Settlements:
+    from paybridge.app.settlements import Settlements
+    from paybridge.storage.settlements import DynamoSettlementStore
+
+    store = DynamoSettlementStore(get_settings().table_name)
+    return Settlements(get_tenants(), get_repo(), store, get_outbox(), make_provider)
 
 
 @lru_cache(maxsize=1)
@@ -362,6 +374,7 @@ _CACHED = (
     get_drift_check,
     get_deal_delivery,
     get_banking,
+    get_settlements,
     get_reminders,
     get_subscriptions,
     get_lever_runner,

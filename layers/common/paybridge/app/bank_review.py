@@ -104,6 +104,11 @@ class BankReview:
         line, decision = record.line, record.decision
         if not record.in_review:
             raise InvalidTransition(f"this line is not on the review list: it was matched ({decision.kind})")
+        if decision.kind == "settlement" and assign:
+            raise LeverInvalid(
+                "this line is an acquirer's payout, not a customer's payment: its payments are already recorded; "
+                "dismiss it with the reason once the difference is explained"
+            )
         ids = [a.invoice_id for a in assign]
         if len(set(ids)) != len(ids):
             raise LeverInvalid("each invoice may appear once in `assign`")

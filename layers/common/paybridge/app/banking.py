@@ -25,6 +25,7 @@ from paybridge.adapters.errors import InvalidSignature
 from paybridge.adapters.outbox import CrmOutbox
 from paybridge.adapters.registry import BANK_SOURCES, UnknownAdapter
 from paybridge.app.payment_events import PaymentEvents
+from paybridge.app.settlements import Settlements, acquiring_sources
 from paybridge.domain.bank import Decision, LineResolution, OpenInvoice, StatementLine
 from paybridge.domain.deal_sync import DealOp, DealUpdate
 from paybridge.domain.errors import BankNotConfigured
@@ -32,6 +33,7 @@ from paybridge.domain.events import MoneyReceived
 from paybridge.domain.invoice import InvoiceState
 from paybridge.domain.money import format_money
 from paybridge.domain.reconcile import compile_patterns, reconcile
+from paybridge.domain.settlement import AcquiringSettings, recognise
 from paybridge.domain.statement_1c import ParsedStatement, parse_1c
 from paybridge.storage.bank import BankCursor, BankLineRecord
 from paybridge.storage.errors import DuplicateProviderEvent
@@ -130,6 +132,8 @@ class Banking:
     outbox: CrmOutbox
     store: BankStore
     sources: Callable[[TenantConfig], BankSource]
+    #: Acquirers' payouts (`bank.acquiring`): recognised before matching, never taken for a customer's payment.
+    settlements: Settlements | None = None
 
     def _bank(self, tenant: TenantConfig) -> BankSettings:
         if tenant.bank is None:
@@ -144,6 +148,12 @@ class Banking:
         summary = ReconcileSummary(lines=len(lines))
         ours = [line for line in lines if line.account in bank.accounts]
         summary.not_ours = len(lines) - len(ours)
+        sources = acquiring_sources(tenant) if self.settlements else ()
+        payouts = [line for line in ours if recognise(line, sources)]
+        if payouts:
+            self._settle(tenant, payouts, sources, summary)
+            settled = {line.fingerprint for line in payouts}
+            ours = [line for line in ours if line.fingerprint not in settled]
         patterns = compile_patterns(bank.invoice_patterns)
         known = {line.fingerprint: self.store.get_line(tenant_id, line.fingerprint) for line in ours}
         applied = {fp for fp, record in known.items() if record is not None and record.done}
@@ -168,6 +178,48 @@ class Banking:
             else:
                 summary.applied += 1
         return summary
+
+    def _settle(
+        self,
+        tenant: TenantConfig,
+        lines: Sequence[StatementLine],
+        sources: Sequence[AcquiringSettings],
+        summary: ReconcileSummary,
+    ) -> None:
+        """Acquirers' payouts: recorded once with what they pay out (the first decision for a line is the one
+        applied, as for any line), applied, and a payout that does not add up is left for a person."""
+        assert self.settlements is not None and tenant.bank is not None
+        seen: set[str] = set()
+        for line in lines:
+            if line.fingerprint in seen:
+                summary.duplicates += 1
+                continue
+            seen.add(line.fingerprint)
+            record = self.store.get_line(tenant.tenant_id, line.fingerprint)
+            if record is not None and record.done:
+                summary.duplicates += 1
+                continue
+            if record is None:
+                source = recognise(line, sources)
+                assert source is not None
+                decision = self.settlements.decide(tenant, line, source)
+                record = self.store.record_line(tenant.tenant_id, line, decision)
+                if record.done:
+                    summary.duplicates += 1
+                    continue
+            final = record.decision
+            summary.decisions[final.kind] = summary.decisions.get(final.kind, 0) + 1
+            summary.records.append(final)
+            if final.kind == "settlement":
+                self.settlements.apply(tenant, line, final)
+            else:  # recorded as something else before acquiring was configured: that decision stands
+                self._apply(tenant, line, final)
+            self.store.mark_applied(tenant.tenant_id, line.fingerprint)
+            if final.needs_a_person:
+                summary.needs_a_person += 1
+                logger.warning("payout %s needs a person: %s", line.fingerprint, final.reason)
+            else:
+                summary.applied += 1
 
     def _apply(self, tenant: TenantConfig, line: StatementLine, decision: Decision) -> None:
         for allocation in decision.allocations:

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from paybridge.domain.money import Currency, PositiveMinorUnits
+from paybridge.domain.settlement import SettlementMatch
 
 LineSource = Literal["tbank_api", "tbank_webhook", "1c_file", "sandbox"]
 Inn = str  # 10 digits (a company) or 12 (a person / sole trader); kept as given
@@ -74,7 +75,9 @@ class OpenInvoice(BaseModel):
     customer_inn: Inn | None = None
 
 
-DecisionKind = Literal["paid", "partially_paid", "overpaid", "split", "unmatched", "ambiguous", "duplicate", "ignored"]
+DecisionKind = Literal[
+    "paid", "partially_paid", "overpaid", "split", "unmatched", "ambiguous", "duplicate", "ignored", "settlement"
+]
 
 
 class Allocation(BaseModel):
@@ -93,9 +96,14 @@ class Decision(BaseModel):
     allocations: tuple[Allocation, ...] = ()
     reason: str
     numbers_found: tuple[str, ...] = ()
+    #: For an acquirer's payout (`kind="settlement"`): the provider operations it pays out (domain/settlement.py).
+    settlement: SettlementMatch | None = None
 
     @property
     def needs_a_person(self) -> bool:
+        """No invoice or an ambiguous one; or a payout that does not add up (a person checks the difference)."""
+        if self.kind == "settlement":
+            return self.settlement is None or self.settlement.flagged
         return self.kind in ("unmatched", "ambiguous")
 
 

@@ -13,6 +13,11 @@ class BankDecisionOut(BaseModel):
     reason: str
     numbers_found: list[str]
     allocations: list[dict[str, Any]]
+    settlement: dict[str, Any] | None = Field(
+        default=None,
+        description="an acquirer's payout (`kind: settlement`): provider, payments, refunds, expected, fees, "
+        "difference, flagged, missing (refs), settled (the operations it pays out: ref, invoice_id, amount, fee)",
+    )
 
 
 class BankSummaryOut(BaseModel):
@@ -81,4 +86,40 @@ def _decision(decision: Any) -> BankDecisionOut:
         reason=decision.reason,
         numbers_found=list(decision.numbers_found),
         allocations=[a.model_dump() for a in decision.allocations],
+        settlement=_settlement(decision.settlement),
     )
+
+
+def _settlement(match: Any) -> dict[str, Any] | None:
+    if match is None:
+        return None
+    return {
+        "provider": match.provider,
+        "payments": match.payments,
+        "refunds": match.refunds,
+        "expected": match.expected,
+        "fees": match.fees,
+        "fee_basis": match.basis,
+        "difference": match.difference,
+        "flagged": match.flagged,
+        "missing": list(match.missing),
+        "settled": [
+            {"ref": i.ref, "invoice_id": i.invoice_id, "kind": i.kind, "amount": i.amount, "fee": i.fee}
+            for i in match.items
+        ],
+    }
+
+
+class ReconciliationOut(BaseModel):
+    """`GET /v1/{tenant}/reconciliation?month=`: per acquiring provider, amounts in minor units — `recorded`
+    (payments through the provider, by `by_method`), `refunds`, `settled` (of those, paid out to the bank), `fees`
+    (per payment: exact where the provider gave its net, else estimated), `payouts` (the payout lines: their amount
+    and the fee they actually kept), `unsettled` (past the provider's usual delay, not paid out), `awaiting` (not yet
+    due), `differences` (payouts that do not add up, with the reason). `totals` sums them (`differences`: a count)."""
+
+    tenant_id: str
+    month: str
+    currency: str
+    as_of: str
+    providers: list[dict[str, Any]]
+    totals: dict[str, int]

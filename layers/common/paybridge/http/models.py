@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -147,6 +148,20 @@ class HistoryEntryOut(BaseModel):
     actor: str | None = Field(default=None, description="who made the change by hand (a lever) or by a check")
 
 
+class MoneyTrailOut(BaseModel):
+    """One provider money fact on its way: recorded at the provider (and shown in the deal) → settled to the bank."""
+
+    ref: str
+    kind: Literal["payment", "refund"]
+    amount: int
+    method: str | None = None
+    stage: Literal["recorded", "settled"]
+    settled_on: date | None = Field(default=None, description="the value date of the payout that brought it")
+    fee: int | None = Field(default=None, description="the provider's fee on it, minor units")
+    fee_basis: str | None = Field(default=None, description="`exact` (the provider's net amount) or `estimate`")
+    bank_line: str | None = Field(default=None, description="the payout line's fingerprint")
+
+
 class InvoiceOut(BaseModel):
     invoice_id: InvoiceId
     tenant_id: str
@@ -177,6 +192,8 @@ class InvoiceOut(BaseModel):
     refunds: list[RefundRequestOut]
     part: InvoicePart | None = Field(default=None, description="For a staged payment: which stage this invoice is")
     history: list[HistoryEntryOut] | None = None
+    #: Acquiring: each payment and refund through a provider, and whether its money reached the bank (on `GET`).
+    money_trail: list[MoneyTrailOut] | None = None
 
     @classmethod
     def of(cls, invoice: Invoice, history: list[AuditEntry] | None = None) -> InvoiceOut:
@@ -274,3 +291,31 @@ class SubscriptionOut(BaseModel):
             failed_attempts=sub.failed_attempts,
             first_invoice=InvoiceOut.of(first) if first is not None else None,
         )
+
+
+def money_trail(invoice: Invoice, settled: Callable[[str, list[str]], dict[str, Any]]) -> list[MoneyTrailOut]:
+    """The invoice's provider money facts with their settlement (`settled(tenant, refs)`: the settled marks)."""
+    facts = [("payment", ref, amount) for ref, amount in invoice.receipts.items()]
+    facts += [("refund", ref, amount) for ref, amount in invoice.refunds.items()]
+    providers = ("tbank:", "yookassa:", "stripe:", "sandbox:")
+    facts = [fact for fact in facts if fact[1].startswith(providers)]
+    if not facts:
+        return []
+    marks = settled(invoice.tenant_id, [ref for _, ref, _ in facts])
+    trail = []
+    for kind, ref, amount in facts:
+        mark = marks.get(ref)
+        trail.append(
+            MoneyTrailOut(
+                ref=ref,
+                kind=kind,
+                amount=amount,
+                method=invoice.receipt_methods.get(ref) if kind == "payment" else None,
+                stage="settled" if mark is not None else "recorded",
+                settled_on=mark.value_date if mark is not None else None,
+                fee=mark.fee if mark is not None and kind == "payment" else None,
+                fee_basis=mark.basis if mark is not None and kind == "payment" else None,
+                bank_line=mark.fingerprint if mark is not None else None,
+            )
+        )
+    return trail

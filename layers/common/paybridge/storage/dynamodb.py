@@ -10,6 +10,8 @@ Items
                   gsi5pk=STATE#<tenant>#<state>, gsi5sk=<created_at>#<invoice> (the ops list: by state, oldest first)
 - deal index:     pk=DEAL#<tenant>#<deal>    sk=INV#<invoice>  written with the invoice (a deal's invoices)
 - audit entry:    pk=INV#<tenant>#<invoice>  sk=AUDIT#<at>#<version>
+                  a provider's money fact (a payment or refund through a PSP) is also the acquiring ledger:
+                  gsi1pk=ACQ#<tenant>#<provider>, gsi1sk=<at>#<P|R>#<amount>#<method>#<ref> (storage/settlements.py)
 - provider event: pk=EVT#<provider>#<event_id> sk=EVENT       (conditional put: recorded once), ttl
 - tenant config:  pk=TENANT#<tenant>         sk=CONFIG        config=<tenant JSON>, gsi2pk=TENANTS, gsi2sk=<tenant>
 - bank line:      pk=BANK#<tenant>#<fingerprint> sk=LINE  line, decision, state (see storage/bank.py)
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from paybridge.domain.invoice import OPEN_STATES, AuditEntry, Invoice
 from paybridge.storage.errors import ConcurrentModification, DuplicateProviderEvent
 from paybridge.storage.repository import ProviderEventRecord, Saved
+from paybridge.storage.settlements import ledger_keys
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -59,11 +62,13 @@ class DynamoInvoiceRepository(InvoiceQueries):
         return item
 
     def _audit_item(self, invoice: Invoice, audit: AuditEntry) -> dict[str, Any]:
-        return {
+        item = {
             "pk": _s(invoice_pk(invoice.tenant_id, invoice.invoice_id)),
             "sk": _s(f"AUDIT#{audit.at.isoformat()}#{invoice.version:06d}"),
             "doc": _s(audit.model_dump_json()),
         }
+        item.update(ledger_keys(invoice, audit))  # written in the change's own transaction: once per money fact
+        return item
 
     def _event_item(self, record: ProviderEventRecord) -> dict[str, Any]:
         item = {

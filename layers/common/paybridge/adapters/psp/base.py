@@ -126,6 +126,9 @@ class PaymentSnapshot(BaseModel):
     phase: PaymentPhase
     #: The money taken, one fact per operation (a provider that takes part-payments on one link has several).
     receipts: tuple[MoneyFact, ...] = ()
+    #: What the provider pays out for this payment after its fee, where its API says (YooKassa `income_amount`);
+    #: the settlement matcher uses it instead of estimating the fee.
+    net_amount: int | None = None
 
 
 class ChargeRequest(BaseModel):

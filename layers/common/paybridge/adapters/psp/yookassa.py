@@ -13,6 +13,9 @@ Wire format (JSON, HTTP Basic `shopId:secretKey`, an `Idempotence-Key` header on
 Idempotence keys are derived from our own ids (the order id for a payment, the client's key for a refund), so a retry
 after a timeout or a 500 ("result unknown") gets YooKassa's first result: exactly one payment, one refund.
 
+Settlements: a succeeded payment's `income_amount` is the amount less YooKassa's fee (the registry's "Сумма платежа
+за вычетом комиссии НКО"); `get_payment` gives it as `net_amount`, so its payout is matched exactly.
+
 Amounts travel as decimal strings ("1500.50"); receipt item amounts are per unit. YooKassa has no lifetime for a
 redirect payment and cannot cancel a `pending` one: at our invoice's expiry the cancel is refused (logged), and money
 that still arrives is recorded and flagged `paid_after_close` for the manager.
@@ -237,6 +240,7 @@ class YooKassa:
         refunded = data.get("refunded_amount")
         kind = PAYMENT_STATUS.get(status, "ignored")
         paid = status == "succeeded"
+        income = data.get("income_amount")  # the payment less YooKassa's fee: what the payout brings for it
         return PaymentSnapshot(
             payment_id=payment_id,
             raw_status=status,
@@ -249,6 +253,7 @@ class YooKassa:
             receipts=(MoneyFact(ref=f"yookassa:{payment_id}", amount=amount, method=self._method_of(data)),)
             if paid
             else (),
+            net_amount=from_decimal_string(income["value"]) if paid and isinstance(income, dict) else None,
         )
 
     def charge_saved(self, request: ChargeRequest) -> ChargeResult:
