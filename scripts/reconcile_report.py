@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import html
 import json
 import logging
 import os
@@ -26,12 +25,14 @@ from zoneinfo import ZoneInfo
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
+
+from scripts.report_render import bar_chart, html_page, money  # noqa: E402
+from scripts.report_render import table as render_table  # noqa: E402
 
 
 def rub(kopecks: int) -> str:
-    sign = "-" if kopecks < 0 else ""
-    whole, part = divmod(abs(kopecks), 100)
-    return f"{sign}{whole:,}".replace(",", " ") + f".{part:02d}"
+    return money(kopecks, None)
 
 
 COLUMNS = ("provider", "recorded", "refunds", "settled", "fees", "payouts", "unsettled", "differences")
@@ -60,84 +61,52 @@ def rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
     return out
 
 
-def table(report: dict[str, Any]) -> str:
-    body = rows(report)
-    widths = [max(len(c), *(len(r[i]) for r in body)) for i, c in enumerate(COLUMNS)]
-    line = "  ".join("-" * w for w in widths)
-    text = [
-        f"Acquiring reconciliation — {report['tenant_id']}, {report['month']} ({report['currency']}, as of "
-        f"{report['as_of']}; count / amount)",
-        "  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)),
-        line,
-    ]
-    for r in body:
-        if r[0] == "total":
-            text.append(line)
-        text.append("  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True))))
+def notes(report: dict[str, Any]) -> list[str]:
+    """What a person must look at: payments not settled after the usual delay, payouts that do not add up."""
+    out = []
     for p in report["providers"]:
         for u in p["unsettled"]:
-            text.append(
-                f"  not settled ({p['provider']}): {u['ref']} invoice {u['invoice_id']} {rub(u['amount'])}, "
+            out.append(
+                f"not settled ({p['provider']}): {u['ref']} invoice {u['invoice_id']} {rub(u['amount'])}, "
                 f"recorded {u['recorded_on']}, due by {u['due_by']}"
             )
         for d in p["differences"]:
-            text.append(
-                f"  difference ({p['provider']}, {d['value_date']}): payout {rub(d['amount'])}, expected "
+            out.append(
+                f"difference ({p['provider']}, {d['value_date']}): payout {rub(d['amount'])}, expected "
                 f"{rub(d['expected'])} ({rub(d['difference'])}): {'; '.join(d['reasons'])}"
             )
-    return "\n".join(text)
+    return out
 
 
-def bars(report: dict[str, Any]) -> str:
-    """An inline SVG: recorded, settled, fees and unsettled per provider, to scale."""
-    items = [
-        (p["provider"], p["recorded"]["amount"], p["settled"]["amount"], p["fees"],
-         sum(u["amount"] for u in p["unsettled"]))
-        for p in report["providers"]
-    ]  # fmt: skip
-    top = max([1, *(i[1] for i in items)])
-    height = 34 * len(items) * 4 + 20
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="640" height="{height}" role="img">']
-    y = 10
-    colours = (("recorded", "#4a78c2"), ("settled", "#3a9d5d"), ("fees", "#d08a2b"), ("unsettled", "#c24a4a"))
-    for name, *values in items:
-        for (label, colour), value in zip(colours, values, strict=True):
-            width = int(440 * value / top)
-            parts.append(f'<text x="0" y="{y + 14}" font-size="12">{html.escape(name)} {label}</text>')
-            parts.append(f'<rect x="160" y="{y}" width="{width}" height="20" fill="{colour}"/>')
-            parts.append(f'<text x="{166 + width}" y="{y + 14}" font-size="12">{rub(value)}</text>')
-            y += 34
-    parts.append("</svg>")
-    return "".join(parts)
+def title(report: dict[str, Any]) -> tuple[str, str]:
+    return (
+        f"Acquiring reconciliation — {report['tenant_id']}, {report['month']}",
+        f"{report['currency']}, as of {report['as_of']}; count / amount. Fees are the provider's own where its API "
+        "gives the net amount (YooKassa), else the tenant's rate.",
+    )
+
+
+def table(report: dict[str, Any]) -> str:
+    heading, subtitle = title(report)
+    listed = [f"  {n}" for n in notes(report)]
+    return "\n".join([heading, subtitle, "", render_table(COLUMNS, rows(report)), *listed])
+
+
+def chart(report: dict[str, Any]) -> str:
+    """Recorded, settled, fees and unsettled per provider, to scale (inline SVG)."""
+    figures = {
+        "recorded": lambda p: p["recorded"]["amount"],
+        "settled": lambda p: p["settled"]["amount"],
+        "fees": lambda p: p["fees"],
+        "unsettled": lambda p: sum(u["amount"] for u in p["unsettled"]),
+    }
+    series = [(name, [(p["provider"], value(p) / 100) for p in report["providers"]]) for name, value in figures.items()]
+    return bar_chart(f"Acquiring, {report['currency']}", series)
 
 
 def page(report: dict[str, Any]) -> str:
-    head = "".join(f"<th>{c}</th>" for c in COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in rows(report))
-    notes = []
-    for p in report["providers"]:
-        for u in p["unsettled"]:
-            notes.append(
-                f"<li>Not settled ({html.escape(p['provider'])}): {html.escape(u['ref'])} — invoice "
-                f"{html.escape(u['invoice_id'])}, {rub(u['amount'])}, recorded {u['recorded_on']}, "
-                f"due by {u['due_by']}</li>"
-            )
-        for d in p["differences"]:
-            notes.append(
-                f"<li>Difference ({html.escape(p['provider'])}, {d['value_date']}): payout {rub(d['amount'])}, "
-                f"expected {rub(d['expected'])}: {html.escape('; '.join(d['reasons']))}</li>"
-            )
-    title = f"Acquiring reconciliation — {report['tenant_id']}, {report['month']}"
-    return (
-        f"<!doctype html><html lang='en'><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        "<style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
-        "tr:last-child{font-weight:bold}</style>"
-        f"<h1>{html.escape(title)}</h1><p>{report['currency']}, as of {report['as_of']}; count / amount. Fees are the "
-        "provider's own where its API gives the net amount (YooKassa), else the tenant's rate.</p>"
-        f"<table><tr>{head}</tr>{body}</table>{bars(report)}<ul>{''.join(notes) or '<li>No differences.</li>'}</ul>"
-        "</html>"
-    )
+    heading, subtitle = title(report)
+    return html_page(heading, subtitle, COLUMNS, rows(report), [chart(report)], notes(report) or ["No differences."])
 
 
 def main(argv: list[str]) -> int:

@@ -9,13 +9,13 @@ from html import escape
 Row = Sequence[object]
 
 
-def money(minor: int | None, currency: str = "RUB") -> str:
-    """12345678 → '123 456.78 RUB' (a thin space between thousands, like the CRM's timeline)."""
+def money(minor: int | None, currency: str | None = "RUB") -> str:
+    """12345678 → '123 456.78 RUB' (a space between thousands, like the CRM's timeline); no currency: '123 456.78'."""
     if minor is None:
         return "-"
     sign = "-" if minor < 0 else ""
     units, cents = divmod(abs(minor), 100)
-    return f"{sign}{units:,}.{cents:02d} {currency}".replace(",", " ")
+    return f"{sign}{units:,}.{cents:02d}".replace(",", " ") + (f" {currency}" if currency else "")
 
 
 def amounts(by_currency: dict[str, int]) -> str:
@@ -88,10 +88,13 @@ def bar_chart(title: str, series: Sequence[tuple[str, Sequence[tuple[str, float]
     return "".join(parts)
 
 
-def html_page(title: str, subtitle: str, header: Row, rows: Sequence[Row], charts: Sequence[str]) -> str:
+def html_page(
+    title: str, subtitle: str, header: Row, rows: Sequence[Row], charts: Sequence[str], notes: Sequence[str] = ()
+) -> str:
     head = "".join(f"<th>{escape(str(c))}</th>" for c in header)
     body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
     figures = "".join(f"<figure>{chart}</figure>" for chart in charts)
+    listed = "<ul>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>" if notes else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -106,6 +109,7 @@ figure {{ margin: 1.5rem 0; }}
 </style></head><body>
 <h1>{escape(title)}</h1><p class="sub">{escape(subtitle)}</p>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+{listed}
 {figures}
 </body></html>
 """

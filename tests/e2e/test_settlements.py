@@ -101,3 +101,32 @@ def test_the_report_refuses_a_bad_month_and_needs_a_key(http: Any) -> None:
         lambda r: r["totals"]["recorded"] == 0,
         5,
     )
+
+
+def test_make_reconcile_report_prints_a_table_writes_html_and_ends_with_json(stack: Any, tmp_path: Any) -> None:
+    import json
+    import subprocess
+    import sys
+    from zoneinfo import ZoneInfo
+
+    from tests.conftest import ROOT
+
+    month = f"{datetime.now(UTC).astimezone(ZoneInfo('Europe/Moscow')):%Y-%m}"  # the scenario above ran this month
+    out = tmp_path / "reconciliation.html"
+    result = subprocess.run(  # noqa: S603 - our own script
+        [sys.executable, "scripts/reconcile_report.py", "--tenant", TENANT, "--month", month, "--html", str(out)],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PAYBRIDGE_PORT": stack.url.rsplit(":", 1)[1]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    last = json.loads(lines[-1])
+    assert {"recorded", "settled", "fees", "unsettled", "differences"} <= set(last)
+    assert last["tenant"] == TENANT and last["recorded"] > 0 and last["differences"] >= 1
+    text = "\n".join(lines)
+    assert "yookassa" in text and "is missing from this payout" in text
+    page = out.read_text(encoding="utf-8")
+    assert "<svg" in page and "<script" not in page and "is missing from this payout" in page
