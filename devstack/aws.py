@@ -108,7 +108,7 @@ def _reuse_execution_clients() -> None:
             return clients[(region, service)]
 
     boto_client_for.__wrapped__ = original  # type: ignore[attr-defined]
-    boto_client.boto_client_for = boto_client_for  # type: ignore[assignment]
+    boto_client.boto_client_for = boto_client_for
     # the modules that imported the name hold their own reference
     for name in _BOTO_CLIENT_USERS:
         module = importlib.import_module(name)
