@@ -68,8 +68,6 @@ class Portal:
     calls_by_method: dict[str, int] = field(default_factory=dict)
     #: When the bucket first filled (the end of the first burst: from then on requests go at the drain rate).
     full_at: float | None = None
-    #: When each admitted request came (time.monotonic), in order.
-    admitted_at: list[float] = field(default_factory=list)
 
 
 def parse_php_query(query: str) -> dict[str, Any]:
@@ -196,7 +194,6 @@ class FakeBitrix24(FakeApp):
             portal.rejected_by_limit += 1
             return BitrixError("QUERY_LIMIT_EXCEEDED", "Too many requests", 503)
         portal.level += 1
-        portal.admitted_at.append(now)
         if portal.full_at is None and portal.level + 1 > self.burst:
             portal.full_at = now
         return None
