@@ -125,6 +125,44 @@ def _wakeable_waits() -> None:
     WaitFunction._wait_interval = wait_interval  # type: ignore[method-assign]
 
 
+def _reuse_execution_clients() -> None:
+    """moto's Step Functions interpreter makes a new boto3 client for every Lambda task (and service integration)
+    it runs (`boto_client_for`): 10-70 ms of CPU each, on the interpreter's thread, several per execution — under
+    200 executions at once that alone kept the process busy for many seconds. Clients are made once per (region,
+    service) instead (botocore clients are thread-safe; the options moto gives them do not vary). Idempotent."""
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    original = getattr(boto_client.boto_client_for, "__wrapped__", boto_client.boto_client_for)
+    clients: dict[tuple[str, str], Any] = {}
+    lock = threading.Lock()
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        # moto's own ignores `state_credentials` (fixed test keys): one client per region and service does too
+        with lock:
+            if (region, service) not in clients:
+                clients[(region, service)] = original(region, service)
+            return clients[(region, service)]
+
+    boto_client_for.__wrapped__ = original  # type: ignore[attr-defined]
+    boto_client.boto_client_for = boto_client_for
+    # the modules that imported the name hold their own reference
+    for name in _BOTO_CLIENT_USERS:
+        module = importlib.import_module(name)
+        if getattr(module, "boto_client_for", None) is original:
+            module.boto_client_for = boto_client_for  # type: ignore[attr-defined]
+
+
+_TASKS = "moto.stepfunctions.parser.asl.component.state.exec"
+#: moto's modules that call `boto_client_for` (grep of moto 5.x): Lambda tasks, service integrations, Map's S3 I/O.
+_BOTO_CLIENT_USERS = (
+    f"{_TASKS}.state_task.lambda_eval_utils",
+    f"{_TASKS}.state_task.service.state_task_service_unsupported",
+    f"{_TASKS}.state_task.service.state_task_service_glue",
+    f"{_TASKS}.state_map.result_writer.resource_eval.resource_eval_s3",
+    f"{_TASKS}.state_map.item_reader.eval.resource_eval_s3",
+)
+
+
 class _PerThread:
     """Delegates to one object per thread, made by `make` on the thread's first use."""
 
@@ -237,6 +275,7 @@ class LocalAws:
         self.state_machine_arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{STATE_MACHINE_NAME}"
         self.queue_urls: dict[str, str] = {}
         self.queue_arns: dict[str, str] = {}
+        self._sqs: Any = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------------
 
@@ -316,9 +355,7 @@ class LocalAws:
     def poll_queue(self, function: str, queue: str, batch_size: int) -> int:
         """One turn of an SQS event source mapping (what Lambda's poller does): receive a batch, invoke the function
         with it, delete what it did not report as failed (`ReportBatchItemFailures`). Returns the batch's size."""
-        import boto3
-
-        sqs = boto3.client("sqs")
+        sqs = self._sqs_client()
         url = self.queue_urls[queue]
         received = sqs.receive_message(
             QueueUrl=url,
@@ -343,6 +380,17 @@ class LocalAws:
             ]
             sqs.delete_message_batch(QueueUrl=url, Entries=entries)
         return len(received)
+
+    def _sqs_client(self) -> Any:
+        """One SQS client for every poller (botocore clients are thread-safe): making one costs 10-70 ms of CPU, and
+        the pollers turn many times a second, so a client per turn kept a core busy doing nothing else."""
+        if self._sqs is None:
+            import boto3
+
+            with self._lock:
+                if self._sqs is None:
+                    self._sqs = boto3.client("sqs")
+        return self._sqs
 
     def _sqs_record(self, message: dict[str, Any], queue: str) -> dict[str, Any]:
         return {
@@ -410,6 +458,7 @@ class LocalAws:
 
         _one_request_at_a_time(StepFunctionResponse, "stepfunctions")
         _wakeable_waits()
+        _reuse_execution_clients()
 
     def _patch_lambda(self) -> None:
         from moto.awslambda_simple.models import LambdaSimpleBackend

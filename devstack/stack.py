@@ -44,6 +44,9 @@ class LocalStack:
         self.crm: SandboxCrm | None = None
         self.gateway: Gateway | None = None
         self.fakes: dict[str, FakeProvider] = {}
+        #: Queues (template logical ids) whose event source pollers are paused (`hold`): a benchmark lands its
+        #: messages first, so that it measures the consumer, not how fast it can produce.
+        self.held: set[str] = set()
 
     @property
     def url(self) -> str:
@@ -81,6 +84,9 @@ class LocalStack:
         keep the SQS lock and the interpreter busy."""
         idle = 0
         while not self._stop.is_set():
+            if queue in self.held:
+                self._stop.wait(0.05)
+                continue
             try:
                 received = self.aws.poll_queue(function, queue, batch_size)
             except Exception:
@@ -91,6 +97,13 @@ class LocalStack:
             idle = 0 if received else min(idle + 1, 5)
             if idle:
                 self._stop.wait(0.01 * 2**idle)
+
+    def hold(self, queue: str) -> None:
+        """Pause the pollers of `queue` (a template logical id, e.g. "CrmOutboxQueue") until `release`."""
+        self.held.add(queue)
+
+    def release(self, queue: str) -> None:
+        self.held.discard(queue)
 
     def stop(self) -> None:
         self._stop.set()

@@ -93,12 +93,17 @@ def run(stack: Any, payments: int, timeout: float) -> dict[str, Any]:
         f"burst {limit['burst']}",
     )
 
-    # They land at once: each payment's deal publication (the outbox; delivery starts at once)
-    landed = time.monotonic()
+    # They land at once: each payment's deal publication puts its update on the outbox, whose pollers
+    # are held meanwhile (one thread runs the 2,000 steps in ~30-60 s: delivering as they come would measure that
+    # thread, not the CRM side); then the pollers start, as Lambda's would on a queue that filled in a moment
+    stack.hold("CrmOutboxQueue")
+    enqueuing = time.monotonic()
     tasks = get_lifecycle_tasks()
     for _deal_id, invoice_id in invoices:
         tasks.sync_deal(TENANT, invoice_id, "money_received")
-    say(started, f"{payments} deal updates on the outbox in {time.monotonic() - landed:.1f}s")
+    say(started, f"{payments} deal updates on the outbox in {time.monotonic() - enqueuing:.1f}s; delivery starts")
+    landed = time.monotonic()
+    stack.release("CrmOutboxQueue")
 
     def done() -> int:
         with fake.lock:
@@ -149,7 +154,7 @@ def run(stack: Any, payments: int, timeout: float) -> dict[str, Any]:
         finished = sorted(fake.written_at[deal_id] for deal_id, _ in invoices if deal_id in fake.written_at)
     full_at = stats.get("full_at")
     after = [t for t in finished if full_at is not None and t > full_at]
-    # (when the bucket never filled, everything went in the burst: the overall rate stands for it)
+    # (when the bucket never filled, the consumers never outran its drain: the overall rate stands for it)
     steady = len(after) / (after[-1] - full_at) if full_at is not None and len(after) >= 2 else updates_per_second
     summary = {
         "payments": payments,

@@ -6,8 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -16,6 +14,7 @@ from paybridge.http.auth import authenticate
 from paybridge.http.bank_models import BankReviewOut, BankSummaryOut, ReconciliationOut
 from paybridge.http.entry import RoutePolicy, resolve
 from paybridge.http.problems import BadRequest, register_problem_handlers
+from paybridge.http.resolver import APIGatewayHttpResolver, Header, Path, Query, Response
 from paybridge.http.responses import answers
 from paybridge.http.webhooks import raw_body, verified
 from paybridge.observability import logger, metrics, tracer

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from paybridge.http.entry import RoutePolicy, resolve
 from paybridge.http.problems import register_problem_handlers
+from paybridge.http.resolver import APIGatewayHttpResolver, Path, Response
 from paybridge.http.responses import CrmWebhookOut, answers
 from paybridge.http.webhooks import verified
 from paybridge.observability import logger, metrics, tracer

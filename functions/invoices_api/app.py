@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.openapi.params import Header, Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -26,6 +24,7 @@ from paybridge.http.models import (
     money_trail,
 )
 from paybridge.http.problems import register_problem_handlers
+from paybridge.http.resolver import APIGatewayHttpResolver, Header, Path, Response
 from paybridge.http.responses import answers
 from paybridge.observability import logger, metrics, tracer
 from paybridge.tenants import ApiScope, TenantConfig

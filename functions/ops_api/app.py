@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
-from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -32,6 +30,7 @@ from paybridge.http.ops_models import (
     ResyncBody,
 )
 from paybridge.http.problems import BadRequest, register_problem_handlers
+from paybridge.http.resolver import APIGatewayHttpResolver, Header, Path, Query
 from paybridge.http.responses import answers
 from paybridge.observability import logger, metrics, tracer
 from paybridge.wiring import (

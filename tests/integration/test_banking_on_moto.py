@@ -3,6 +3,7 @@ is the one applied even after a crash, and concurrent readers of one line pay on
 
 from __future__ import annotations
 
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import Any
@@ -72,7 +73,7 @@ def test_a_recorded_decision_is_applied_after_a_crash_even_if_the_matcher_would_
     banking._apply(
         banking.tenants.get(TENANT),
         transfer,
-        decision.model_copy(update={"allocations": decision.allocations[:1]}),
+        dataclasses.replace(decision, allocations=decision.allocations[:1]),
     )
     # The next reader of the line (A is paid now, so the matcher alone would no longer see a split) finishes the job
     summary = banking.reconcile_lines(TENANT, [transfer])

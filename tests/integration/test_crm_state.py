@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -408,3 +409,75 @@ class TestEchoLedger:
         ledger.cancel("acme", {"7": 1})
         assert not ledger.take("acme", "7")
         assert ledger.take("acme", "9")
+
+
+class TestEchoesAndAManager:
+    """Through `Issuing.issue_from_crm` (the webhook's service) with the real Bitrix24 adapter and the ledger on
+    moto: our echo needs no read, and a manager's change in the same window is still read."""
+
+    def issuing(self, db: Db, published: list[Any]) -> Any:
+        from paybridge.adapters.crm.bitrix24 import Bitrix24, Bitrix24Settings
+        from paybridge.app.issuing import Issuing
+        from paybridge.storage.crm_state import DynamoEchoLedger
+        from paybridge.tenants import TenantConfig
+
+        settings = Bitrix24Settings.model_validate(
+            {
+                "kind": "bitrix24",
+                "portal": "shop.bitrix24.ru",
+                "auth": {"kind": "webhook", "url": {"value": "https://shop.bitrix24.ru/rest/1/x/"}},
+                "application_token": {"value": "app-token"},
+                "trigger": {"kind": "stage", "stage_id": "PREPAYMENT_INVOICE"},
+            }
+        )
+        tenant = TenantConfig.model_validate(
+            {
+                "tenant_id": "shop",
+                "name": "Shop",
+                "api_keys_sha256": ["0" * 64],
+                "psp": {"provider": "sandbox", "base_url": "https://psp.test", "secret": {"value": "sandbox-secret"}},
+                "crm": settings.model_dump(mode="json"),
+                "stages": {"issued": "NEW", "awaiting_payment": "UC_AWAITING", "paid": "WON"},
+            }
+        )
+        crm = Bitrix24(settings, "app-token", "https://shop.bitrix24.ru/rest/1/x/")
+
+        class Tenants:
+            def get(self, tenant_id: str) -> TenantConfig:
+                assert tenant_id == "shop"
+                return tenant
+
+        class Outbox:
+            def publish(self, message: Any) -> None:
+                published.append(message)
+
+        self.ledger = DynamoEchoLedger(db.table, db.client)
+        return Issuing(Tenants(), None, None, None, lambda _t: crm, Outbox(), echoes=self.ledger)  # type: ignore[arg-type]
+
+    @staticmethod
+    def event(deal_id: str) -> bytes:
+        form = {
+            "event": "ONCRMDEALUPDATE",
+            "data[FIELDS][ID]": deal_id,
+            "auth[application_token]": "app-token",
+            "auth[domain]": "shop.bitrix24.ru",
+        }
+        return urllib.parse.urlencode(form).encode()
+
+    def test_our_echo_is_known_and_a_managers_change_in_the_same_window_is_read(self, db: Db) -> None:
+        published: list[Any] = []
+        issuing = self.issuing(db, published)
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        # Given our consumer about to write deal 7's stage once (one echo expected)
+        self.ledger.expect("shop", {"7": 1})
+        # When two change events of deal 7 arrive (our write's and a manager's move, in either order)
+        first = issuing.issue_from_crm("shop", "bitrix24", headers, self.event("7"))
+        second = issuing.issue_from_crm("shop", "bitrix24", headers, self.event("7"))
+        # Then one is taken as our echo (no read) and the other becomes a check that reads the deal: what the
+        # manager did is seen whichever event came first (the check reads the deal as it is now)
+        assert (first.echoes, second.echoes) == (1, 0)
+        assert (first.checks, second.checks) == (0, 1)
+        assert [(m.deal_id, m.when_stage) for m in published] == [("7", "PREPAYMENT_INVOICE")]
+        # and with nothing of ours pending, every event of another deal is read
+        third = issuing.issue_from_crm("shop", "bitrix24", headers, self.event("8"))
+        assert (third.echoes, third.checks) == (0, 1)

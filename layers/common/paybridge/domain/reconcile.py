@@ -12,7 +12,7 @@ Cyrillic letters that look like Latin ones folded to Latin, so "А-17" typed wit
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from paybridge.domain.bank import Allocation, Decision, DecisionKind, OpenInvoice, StatementLine
@@ -109,23 +109,29 @@ def find_numbers(purpose: str, patterns: Sequence[re.Pattern[str]]) -> tuple[str
     for pattern in patterns:
         has_more = "more" in pattern.groupindex
         index = _DEFAULT_INDEX.get(pattern.pattern) if pattern.flags & _IGNORECASE else None
-        if index is not None:
+        if index is None:
+            matches: Iterable[re.Match[str]] = pattern.finditer(purpose)
+        else:
             if starts is None:
                 starts = _default_starts(purpose)
             if not starts[index]:
                 continue
-            matches: Iterable[re.Match[str]] = _finditer(pattern, purpose, starts[index])
-        else:
-            matches = pattern.finditer(purpose)
+            matches = _finditer(pattern, purpose, starts[index])
         for match in matches:
             start, end = match.span("number")
-            if start < 0:
+            if start < 0 or end <= start:
                 continue
-            _take(spans, start, end)
+            if not spans or all(end <= s or start >= e for s, e in spans):
+                spans.append((start, end))
             if has_more and match.group("more"):
                 offset = match.start("more")
                 for extra in _NUM_RE.finditer(match.group("more")):
                     _take(spans, offset + extra.start(), offset + extra.end())
+    if not spans:
+        return ()
+    if len(spans) == 1:
+        number = normalize_number(purpose[spans[0][0] : spans[0][1]])
+        return (number,) if number else ()
     spans.sort()
     numbers: dict[str, None] = {}
     for start, end in spans:
@@ -224,60 +230,73 @@ def reconcile(
     the line's amount exactly; every other kind has none."""
     known: set[str] = set(seen)
     remaining: dict[str, int] = {}
-    return [_decide(line, index, patterns, known, remaining) for line in lines]
+    by_number = index.by_number
+    decisions: list[Decision] = []
+    append = decisions.append
+    for line in lines:
+        fingerprint = line.fingerprint
+        if fingerprint in known:
+            append(Decision(fingerprint=fingerprint, kind="duplicate", reason="this line was already reconciled"))
+            continue
+        known.add(fingerprint)
+        numbers = find_numbers(line.purpose, patterns)
+        if not numbers:
+            append(Decision(fingerprint=fingerprint, kind="unmatched", reason="no invoice number in the purpose"))
+            continue
+        kind, reason, allocations = _decide(line, numbers, by_number, remaining)
+        append(
+            Decision(
+                fingerprint=fingerprint,
+                kind=kind,
+                reason=reason,
+                allocations=allocations,
+                numbers_found=numbers,
+            )
+        )
+    return decisions
+
+
+_Outcome = tuple[DecisionKind, str, tuple[Allocation, ...]]
 
 
 def _decide(
     line: StatementLine,
-    index: InvoiceIndex,
-    patterns: Sequence[re.Pattern[str]],
-    known: set[str],
+    numbers: tuple[str, ...],
+    by_number: Callable[[str], Sequence[OpenInvoice]],
     remaining: dict[str, int],
-) -> Decision:
-    fingerprint = line.fingerprint
-    if fingerprint in known:
-        return Decision(fingerprint=fingerprint, kind="duplicate", reason="this line was already reconciled")
-    known.add(fingerprint)
-    amount = format_money(line.amount, line.currency)
-    numbers = find_numbers(line.purpose, patterns)
-
-    def decision(kind: DecisionKind, reason: str, allocations: tuple[Allocation, ...] = ()) -> Decision:
-        return Decision(
-            fingerprint=fingerprint, kind=kind, reason=reason, allocations=allocations, numbers_found=numbers
-        )
-
-    if not numbers:
-        return decision("unmatched", "no invoice number in the purpose")
-
+) -> _Outcome:
+    """What a line that names `numbers` pays, and why; `remaining` is updated with what it leaves owed."""
+    currency, payer_inn, paid = line.currency, line.payer_inn, line.amount
     matched: list[OpenInvoice] = []
     unknown: list[str] = []
     notes: list[str] = []
     for number in numbers:
-        candidates = index.by_number(number)
+        candidates = by_number(number)
         if not candidates:
             unknown.append(number)
             continue
         eligible: list[OpenInvoice] = []
         for invoice in candidates:
-            if invoice.currency != line.currency:
-                notes.append(f"invoice {invoice.number} is in {invoice.currency}, the line is in {line.currency}")
-            elif invoice.customer_inn and line.payer_inn and invoice.customer_inn != line.payer_inn:
+            if invoice.currency != currency:
+                notes.append(f"invoice {invoice.number} is in {invoice.currency}, the line is in {currency}")
+            elif invoice.customer_inn and payer_inn and invoice.customer_inn != payer_inn:
                 notes.append(
-                    f"payer INN {line.payer_inn} is not the invoice's customer "
+                    f"payer INN {payer_inn} is not the invoice's customer "
                     f"(invoice {invoice.number}: INN {invoice.customer_inn})"
                 )
             else:
                 eligible.append(invoice)
-        if len(eligible) > 1 and line.payer_inn:
-            by_inn = [invoice for invoice in eligible if invoice.customer_inn == line.payer_inn]
+        if len(eligible) > 1 and payer_inn:
+            by_inn = [invoice for invoice in eligible if invoice.customer_inn == payer_inn]
             if len(by_inn) == 1:
                 eligible = by_inn
         if len(eligible) > 1:
             ids = ", ".join(invoice.invoice_id for invoice in eligible)
-            return decision(
+            return (
                 "ambiguous",
                 f"{len(eligible)} open invoices share number {eligible[0].number} ({ids}) "
                 "and the payer INN does not pick one",
+                (),
             )
         if eligible and all(eligible[0].invoice_id != invoice.invoice_id for invoice in matched):
             matched.append(eligible[0])
@@ -285,40 +304,42 @@ def _decide(
     if unknown:
         notes.append(f"no open invoice numbered {', '.join(unknown)}")
     if not matched:
-        return decision("unmatched", "; ".join(notes))
+        return "unmatched", "; ".join(notes), ()
     suffix = f" ({'; '.join(notes)})" if notes else ""
+    amount = format_money(paid, currency)
 
     if len(matched) == 1:
         invoice = matched[0]
-        left = remaining.get(invoice.invoice_id, invoice.outstanding)
-        remaining[invoice.invoice_id] = max(left - line.amount, 0)
-        allocation = (Allocation(invoice_id=invoice.invoice_id, number=invoice.number, amount=line.amount),)
+        invoice_id = invoice.invoice_id
+        left = remaining.get(invoice_id, invoice.outstanding)
+        remaining[invoice_id] = left - paid if left > paid else 0
+        allocation = (Allocation(invoice_id=invoice_id, number=invoice.number, amount=paid),)
+        if paid == left:
+            return "paid", f"{amount} pays invoice {invoice.number} in full{suffix}", allocation
         owed = format_money(left, invoice.currency)
-        if line.amount == left:
-            return decision("paid", f"{amount} pays invoice {invoice.number} in full{suffix}", allocation)
-        if line.amount < left:
-            short = format_money(left - line.amount, invoice.currency)
+        if paid < left:
+            short = format_money(left - paid, invoice.currency)
             reason = f"{amount} of {owed} outstanding on invoice {invoice.number}: {short} short{suffix}"
-            return decision("partially_paid", reason, allocation)
-        excess = format_money(line.amount - left, invoice.currency)
+            return "partially_paid", reason, allocation
+        excess = format_money(paid - left, invoice.currency)
         reason = f"{amount} for invoice {invoice.number} with {owed} outstanding: {excess} too much{suffix}"
-        return decision("overpaid", reason, allocation)
+        return "overpaid", reason, allocation
 
     lefts = [remaining.get(invoice.invoice_id, invoice.outstanding) for invoice in matched]
     parts = " + ".join(
         f"{invoice.number} ({format_money(left, invoice.currency)})"
         for invoice, left in zip(matched, lefts, strict=True)
     )
-    total = format_money(sum(lefts), line.currency)
-    if line.amount != sum(lefts):
-        return decision("ambiguous", f"amounts do not add up: {amount} paid, invoices {parts} = {total}{suffix}")
+    total = format_money(sum(lefts), currency)
+    if paid != sum(lefts):
+        return "ambiguous", f"amounts do not add up: {amount} paid, invoices {parts} = {total}{suffix}", ()
     if not all(lefts):
         settled = ", ".join(invoice.number for invoice, left in zip(matched, lefts, strict=True) if not left)
-        return decision("ambiguous", f"invoice {settled} has nothing outstanding; invoices {parts}{suffix}")
+        return "ambiguous", f"invoice {settled} has nothing outstanding; invoices {parts}{suffix}", ()
     for invoice in matched:
         remaining[invoice.invoice_id] = 0
     allocations = tuple(
         Allocation(invoice_id=invoice.invoice_id, number=invoice.number, amount=left)
         for invoice, left in zip(matched, lefts, strict=True)
     )
-    return decision("split", f"{amount} pays invoices {parts} in full{suffix}", allocations)
+    return "split", f"{amount} pays invoices {parts} in full{suffix}", allocations

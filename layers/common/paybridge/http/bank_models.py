@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -85,7 +86,7 @@ def _decision(decision: Any) -> BankDecisionOut:
         kind=decision.kind,
         reason=decision.reason,
         numbers_found=list(decision.numbers_found),
-        allocations=[a.model_dump() for a in decision.allocations],
+        allocations=[asdict(a) for a in decision.allocations],
         settlement=_settlement(decision.settlement),
     )
 

@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
-
 from paybridge.adapters.wire import loads_json
 from paybridge.http.auth import api_key_of, authenticate
 from paybridge.http.problems import (
@@ -27,6 +25,7 @@ from paybridge.http.problems import (
     mapped_problem,
     problem_event,
 )
+from paybridge.http.resolver import ApiGatewayResolver
 from paybridge.tenants import ApiScope, TenantNotFound
 
 #: Our JSON requests are small (an invoice with 100 receipt lines is ~30 KB).

@@ -6,8 +6,6 @@ import json
 import logging
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
@@ -38,6 +36,7 @@ from paybridge.domain.errors import (
     StatementFormatError,
     SubscriptionNotFound,
 )
+from paybridge.http.resolver import ApiGatewayResolver, Response
 from paybridge.storage.errors import ConcurrentModification, IdempotencyKeyReused
 from paybridge.tenants import TenantNotFound
 

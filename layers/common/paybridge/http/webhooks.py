@@ -7,11 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.metrics import MetricUnit
 
 from paybridge.adapters.errors import InvalidSignature
 from paybridge.app.errors import RouteNotConfigured
+from paybridge.http.resolver import APIGatewayHttpResolver
 from paybridge.observability import logger, metrics
 from paybridge.tenants import TenantNotFound
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from paybridge.domain.bank import Decision, LineResolution, StatementLine
+from paybridge.domain.bank import DECISION_JSON, Decision, LineResolution, StatementLine
 from paybridge.storage.table import GSI_BY_PAYMENT, TableStore, _s
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class DynamoBankStore(TableStore):
         resolution = item.get("resolution", {}).get("S")
         return BankLineRecord(
             line=StatementLine.model_validate_json(item["line"]["S"]),
-            decision=Decision.model_validate_json(item["decision"]["S"]),
+            decision=DECISION_JSON.validate_json(item["decision"]["S"]),
             state=_STATES.get(item["state"]["S"], "pending"),
             recorded_at=item["recorded_at"]["S"],
             resolution=LineResolution.model_validate_json(resolution) if resolution else None,
@@ -87,7 +87,7 @@ class DynamoBankStore(TableStore):
         item: dict[str, Any] = {
             **self._line_key(tenant_id, line.fingerprint),
             "line": _s(line.model_dump_json()),
-            "decision": _s(decision.model_dump_json()),
+            "decision": _s(DECISION_JSON.dump_json(decision).decode()),
             "state": _s("pending"),
             "recorded_at": _s(now),
             "tenant_id": _s(tenant_id),

@@ -224,17 +224,17 @@ class DynamoEchoLedger(TableStore):
             if count <= 0:
                 continue
             values = {":n": _n(count), ":until": _n(now + self._window), ":ttl": _n(now + self._window + 3600)}
-            try:  # add to a count still in its window
+            try:  # a first count, or add to one still in its window: one request either way
                 self.client.update_item(
                     TableName=self._table,
                     Key=_echo_key(tenant_id, deal_id),
-                    UpdateExpression="SET pending = pending + :n, #until = :until, #ttl = :ttl",
-                    ConditionExpression="#until >= :now",
+                    UpdateExpression="SET pending = if_not_exists(pending, :zero) + :n, #until = :until, #ttl = :ttl",
+                    ConditionExpression="attribute_not_exists(pk) OR #until >= :now",
                     ExpressionAttributeNames=names,
-                    ExpressionAttributeValues={**values, ":now": _n(now)},
+                    ExpressionAttributeValues={**values, ":now": _n(now), ":zero": _n(0)},
                 )
             except self.client.exceptions.ConditionalCheckFailedException:
-                # none, or one whose window passed (an echo the CRM never sent): start again from this count.
+                # one whose window passed (an echo the CRM never sent): start again from this count.
                 # One consumer at a time writes a deal (its FIFO group), so nothing races this.
                 self.client.update_item(
                     TableName=self._table,
