@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
-from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -15,6 +13,7 @@ from paybridge.domain.report import MONTH_PATTERN
 from paybridge.http.auth import authenticate
 from paybridge.http.entry import RoutePolicy, resolve
 from paybridge.http.problems import BadRequest, register_problem_handlers
+from paybridge.http.resolver import APIGatewayHttpResolver, Header, Path, Query
 from paybridge.http.responses import answers
 from paybridge.observability import logger, metrics, tracer
 from paybridge.wiring import get_reports

@@ -8,13 +8,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import ConfigDict
 
 from paybridge.domain.invoice import Invoice
 from paybridge.domain.report import MonthFigures, change, figures, month_bounds, month_of, previous_month
-from paybridge.tenants import TenantDirectory
+
+if TYPE_CHECKING:
+    from paybridge.tenants import TenantDirectory
 
 
 class IssuedInvoices(Protocol):
