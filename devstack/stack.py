@@ -38,6 +38,9 @@ class LocalStack:
         self.crm: SandboxCrm | None = None
         self.gateway: Gateway | None = None
         self.fakes: dict[str, FakeProvider] = {}
+        #: Every domain event published on the local bus (drained from its tap), oldest first.
+        self.published: list[dict[str, Any]] = []
+        self._published_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -164,6 +167,8 @@ class LocalStack:
             return json_response({"status": "ok", "stack": "local", "url": self.url})
         if request.path == "/":
             return self._index()
+        if request.path == "/local/events":  # the local bus's tap: what was published (not a route of the API)
+            return json_response(self.events_published())
         assert self.gateway is not None
         try:
             response = self.gateway.handle(request)
@@ -173,6 +178,16 @@ class LocalStack:
         if response is None:
             return json_response({"message": "Not Found"}, 404)
         return response
+
+    def events_published(self) -> dict[str, Any]:
+        """The domain events published so far: counts by type, and each event's envelope."""
+        with self._published_lock:
+            self.published += [e.get("detail", e) for e in self.aws.drain_event_tap()]
+            events = list(self.published)
+        counts: dict[str, int] = {}
+        for event in events:
+            counts[event["type"]] = counts.get(event["type"], 0) + 1
+        return {"count": len(events), "counts": dict(sorted(counts.items())), "events": events}
 
     def _index(self) -> Response:
         assert self.crm is not None

@@ -131,6 +131,14 @@ class SubscriptionSettings(BaseModel):
     dunning_hours: tuple[int, ...] = Field(default=(24, 72, 168), min_length=1, max_length=10)
 
 
+class RetentionSettings(BaseModel):
+    """Personal data kept no longer than needed: the customer's name, e-mail, phone and INN are erased from closed
+    invoices this many days after the invoice was issued (money facts, numbers and the audit history stay)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    customer_data_days: int = Field(ge=1, le=3650)
+
+
 class StageMapping(BaseModel):
     """The CRM stage for every lifecycle state: defined once per tenant, every state must be mapped."""
 
@@ -185,6 +193,8 @@ class TenantConfig(BaseModel):
     reminders: ReminderSettings | None = None
     #: Recurring payments (subscriptions); the defaults apply when absent.
     subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
+    #: Personal data retention (none: kept until an erasure request).
+    retention: RetentionSettings | None = None
 
     @model_validator(mode="after")
     def _stages_fit_the_crm(self) -> TenantConfig:

@@ -39,11 +39,14 @@ if TYPE_CHECKING:
     from paybridge.app.manual_payments import ManualPayments
     from paybridge.app.payment_checks import PaymentChecks
     from paybridge.app.payment_events import PaymentEvents
+    from paybridge.app.publishing import DomainEvents
     from paybridge.app.rechecks import RecheckSweep
     from paybridge.app.refunds import Refunds
     from paybridge.app.reissues import Reissues
     from paybridge.app.reminders import Reminders
+    from paybridge.app.retention import Retention
     from paybridge.app.subscriptions import Subscriptions
+    from paybridge.app.webhooks import Webhooks
     from paybridge.storage.crm_state import DynamoEchoLedger
 
 
@@ -143,7 +146,7 @@ def get_lifecycle() -> StepFunctionsLifecycle:
 
 @lru_cache(maxsize=1)
 def get_changes() -> InvoiceChanges:
-    return InvoiceChanges(get_repo(), get_lifecycle(), metrics=get_invoice_metrics())
+    return InvoiceChanges(get_repo(), get_lifecycle(), metrics=get_invoice_metrics(), events=get_domain_events())
 
 
 @lru_cache(maxsize=1)
@@ -169,6 +172,7 @@ def get_issuing() -> Issuing:
         get_outbox(),
         echoes=get_echo_ledger(),
         metrics=get_invoice_metrics(),
+        events=get_domain_events(),
     )
 
 
@@ -226,7 +230,14 @@ def get_drift_check() -> DriftCheck:
 
     store = DynamoDriftStore(get_settings().table_name)
     return DriftCheck(
-        get_tenants(), get_repo(), make_crm, get_payment_checks(), get_lifecycle_tasks(), store, get_throttle()
+        get_tenants(),
+        get_repo(),
+        make_crm,
+        get_payment_checks(),
+        get_lifecycle_tasks(),
+        store,
+        get_throttle(),
+        events=get_domain_events(),
     )
 
 
@@ -250,7 +261,9 @@ def get_banking() -> Banking:
     from paybridge.storage.bank import DynamoBankStore
 
     store = DynamoBankStore(get_settings().table_name)
-    return Banking(get_tenants(), get_repo(), get_payment_events(), get_outbox(), store, make_bank_source)
+    return Banking(
+        get_tenants(), get_repo(), get_payment_events(), get_outbox(), store, make_bank_source, get_domain_events()
+    )
 
 
 @lru_cache(maxsize=1)
@@ -268,7 +281,9 @@ def get_subscriptions() -> Subscriptions:
     from paybridge.storage.subscriptions import DynamoSubscriptionStore
 
     store = DynamoSubscriptionStore(get_settings().table_name)
-    return Subscriptions(get_tenants(), get_repo(), get_issuing(), get_outbox(), store, make_sender)
+    return Subscriptions(
+        get_tenants(), get_repo(), get_issuing(), get_outbox(), store, make_sender, events=get_domain_events()
+    )
 
 
 # -- a person's levers (OpsApiFunction) ------------------------------------------------------------------------------
@@ -316,6 +331,47 @@ def get_bank_review() -> BankReview:
     )
 
 
+# -- domain events, webhooks, retention ---------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def get_domain_events() -> DomainEvents | None:
+    """The domain events' publisher (EventBridge through the outbox); None where no bus is configured."""
+    settings = get_settings()
+    if not settings.event_bus_name:
+        return None
+    from paybridge.adapters.eventbridge import EventBridgeBus
+    from paybridge.app.publishing import DomainEvents
+    from paybridge.storage.event_outbox import DynamoEventOutbox
+
+    return DomainEvents(EventBridgeBus(settings.event_bus_name), DynamoEventOutbox(settings.table_name))
+
+
+@lru_cache(maxsize=1)
+def get_webhooks() -> Webhooks:
+    from paybridge.adapters.webhook_delivery import HttpxPoster, SqsDeliveryQueue
+    from paybridge.app.webhooks import Webhooks
+    from paybridge.storage.webhooks import DynamoWebhookStore
+
+    settings = get_settings()
+    return Webhooks(
+        get_tenants(),
+        DynamoWebhookStore(settings.table_name),
+        SqsDeliveryQueue(settings.webhook_delivery_url),
+        HttpxPoster(),
+        get_outbox(),
+        allow_local_urls=settings.stage == "local",
+    )
+
+
+@lru_cache(maxsize=1)
+def get_retention() -> Retention:
+    from paybridge.app.retention import Retention
+    from paybridge.storage.retention import DynamoRetentionIndex
+
+    return Retention(get_tenants(), DynamoRetentionIndex(get_settings().table_name), get_changes(), get_lever_runner())
+
+
 _CACHED = (
     get_settings,
     get_throttle,
@@ -342,6 +398,9 @@ _CACHED = (
     get_reissues,
     get_deal_resync,
     get_bank_review,
+    get_domain_events,
+    get_webhooks,
+    get_retention,
 )
 
 

@@ -40,6 +40,7 @@ from paybridge.tenants import BankSettings, TenantConfig, TenantDirectory
 
 if TYPE_CHECKING:
     from paybridge.adapters.bank.base import BankSource
+    from paybridge.app.publishing import DomainEvents
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,8 @@ class Banking:
     outbox: CrmOutbox
     store: BankStore
     sources: Callable[[TenantConfig], BankSource]
+    #: `bank.line_needs_review`, published once per line (after the line is recorded as applied).
+    events: DomainEvents | None = None
 
     def _bank(self, tenant: TenantConfig) -> BankSettings:
         if tenant.bank is None:
@@ -202,6 +205,24 @@ class Banking:
                     )
                 )
         logger.warning("bank line %s needs a person: %s", line.fingerprint, decision.reason)
+        if self.events is not None:
+            from datetime import UTC
+
+            from paybridge.domain.domain_events import bank_line_needs_review
+
+            event = bank_line_needs_review(
+                tenant.tenant_id,
+                line.fingerprint,
+                datetime.now(UTC),
+                account=line.account,
+                amount=line.amount,
+                currency=line.currency,
+                value_date=line.value_date.isoformat(),
+                decision=decision.kind,
+                reason=decision.reason,
+                numbers_found=list(decision.numbers_found),
+            )
+            self.events.publish_now(event.id, [event])
 
     def review(self, tenant_id: str) -> list[BankLineRecord]:
         self._bank(self.tenants.get(tenant_id))

@@ -31,6 +31,7 @@ from paybridge.tenants import TenantConfig, TenantDirectory
 
 if TYPE_CHECKING:
     from paybridge.app.deal_delivery import EchoLedger
+    from paybridge.app.publishing import DomainEvents
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class Issuing:
     echoes: EchoLedger | None = None
     #: Counts the invoices created (the invoice-creating write), like `InvoiceChanges` counts their changes.
     metrics: InvoiceMetrics = field(default_factory=NoMetrics)
+    #: Publishes `invoice.issued` once, through the outbox written with the invoice (`app/publishing.py`).
+    events: DomainEvents | None = None
 
     def issue_invoice(self, tenant_id: str, request: NewInvoice, lifetime_given: bool = True) -> IssueResult:
         return self.commit(self.prepare(tenant_id, request, lifetime_given))
@@ -106,7 +109,19 @@ class Issuing:
 
     def commit(self, prepared: PreparedInvoice) -> IssueResult:
         """Write a prepared invoice (idempotent by its id) and start its lifecycle."""
-        stored, created = self.repo.create(prepared.invoice, prepared.audit)
+        batch = None
+        if self.events is not None:
+            from paybridge.domain.domain_events import invoice_issued
+
+            batch = self.events.batch(f"{prepared.invoice.invoice_id}.v0", [invoice_issued(prepared.invoice)])
+        if batch is None:
+            stored, created = self.repo.create(prepared.invoice, prepared.audit)
+        else:
+            stored, created = self.repo.create(prepared.invoice, prepared.audit, outbox=batch)
+        if self.events is not None and created:
+            self.events.deliver(batch)
+        elif self.events is not None:  # a repeat: publish what a crash may have left in the outbox
+            self.events.recover(f"{stored.invoice_id}.v0")
         if not created and not same_terms(stored, prepared.request):
             raise InvoiceConflict(
                 f"invoice {stored.number} of deal {stored.deal_id} was issued for {stored.describe_amount()}"

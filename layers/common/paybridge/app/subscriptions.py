@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from paybridge.adapters.outbox import CrmOutbox
 from paybridge.app.changes import utc_now
@@ -38,6 +38,7 @@ from paybridge.tenants import TenantConfig, TenantDirectory
 
 if TYPE_CHECKING:
     from paybridge.adapters.notify import MessageSender
+    from paybridge.app.publishing import DomainEvents
 
 logger = logging.getLogger(__name__)
 CHECK_AGAIN = timedelta(minutes=1)
@@ -52,6 +53,8 @@ class Subscriptions:
     store: DynamoSubscriptionStore
     senders: Callable[[TenantConfig, str], MessageSender]
     clock: Callable[[], datetime] = utc_now
+    #: `subscription.charged` / `subscription.blocked`, published once the subscription's write succeeded.
+    events: DomainEvents | None = None
 
     # -- start -----------------------------------------------------------------------------------------------------
 
@@ -156,11 +159,13 @@ class Subscriptions:
         if attempt is not None:  # a charge is under way: its outcome decides
             if attempt.state is InvoiceState.PAID:
                 self._save(tenant, sub, charged(sub))
+                self._announce("subscription.charged", sub, now, invoice_id=attempt.invoice_id)
                 return f"period {sub.period_index} paid"
             if attempt.state is InvoiceState.FAILED:
                 after = charge_failed(sub, now, tenant.subscriptions.dunning_hours)
                 self._save(tenant, sub, after)
                 if after.state == "blocked":
+                    self._announce("subscription.blocked", after, now, invoice_id=attempt.invoice_id)
                     self._block(tenant, after)
                     return "blocked after the last retry"
                 return f"charge failed, retry at {after.next_charge_at:%Y-%m-%d %H:%M}"
@@ -177,6 +182,33 @@ class Subscriptions:
         self._save(tenant, sub, sub.model_copy(update={"version": sub.version + 1}), now + CHECK_AGAIN)
         self._issue(tenant, sub, self._attempt_number(sub), method=sub.method)
         return f"charging period {sub.period_index} (attempt {sub.failed_attempts + 1})"
+
+    def _announce(
+        self,
+        kind: Literal["subscription.charged", "subscription.blocked"],
+        sub: Subscription,
+        now: datetime,
+        invoice_id: str,
+    ) -> None:
+        if self.events is None:
+            return
+        from paybridge.domain.domain_events import subscription_event
+
+        event = subscription_event(
+            kind,
+            sub.tenant_id,
+            sub.subscription_id,
+            sub.period_index,
+            now,
+            deal_id=sub.deal_id,
+            plan=sub.plan,
+            amount=sub.amount,
+            currency=sub.currency,
+            state=sub.state,
+            failed_attempts=sub.failed_attempts,
+            invoice_id=invoice_id,
+        )
+        self.events.publish_now(event.id, [event])
 
     def _notice(self, tenant: TenantConfig, sub: Subscription) -> None:
         if tenant.reminders is None or sub.next_charge_at is None:

@@ -165,6 +165,8 @@ class Invoice(BaseModel):
     reissues: dict[str, int] = Field(default_factory=dict)
     #: The provider payments of earlier attempts (cancelled or closed before the reissue), oldest first.
     previous_payment_ids: tuple[str, ...] = ()
+    #: When the customer's personal data was erased (retention or a person's request); `customer` is empty since.
+    customer_erased_at: datetime | None = None
     version: int = 0
 
     @property
@@ -304,6 +306,6 @@ def same_terms(invoice: Invoice, request: NewInvoice) -> bool:
     return (
         invoice.amount == request.amount
         and invoice.currency == request.currency
-        and invoice.customer == request.customer
+        and (invoice.customer == request.customer or invoice.customer_erased_at is not None)
         and invoice.items == request.items
     )
