@@ -102,6 +102,10 @@ typecheck: $(STAMP)
 openapi: $(STAMP)
 	$(BIN)/python scripts/openapi.py --write openapi.json
 
+.PHONY: event-schemas
+event-schemas: $(STAMP)  ## the versioned JSON Schema of every domain event (schemas/events/)
+	$(BIN)/python scripts/event_schemas.py
+
 redrive-crm: $(STAMP)
 	$(BIN)/python scripts/redrive_crm_outbox.py --stage $${STAGE:?set STAGE, e.g. make redrive-crm STAGE=prod} $(ARGS)
 

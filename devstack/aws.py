@@ -292,9 +292,9 @@ class LocalAws:
             events.create_event_bus(Name=name)
         tap_url = sqs.create_queue(QueueName=self.TAP_QUEUE)["QueueUrl"]
         self.queue_urls["_tap"] = tap_url
-        self.queue_arns["_tap"] = sqs.get_queue_attributes(QueueUrl=tap_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
+        self.queue_arns["_tap"] = sqs.get_queue_attributes(QueueUrl=tap_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
         for rule in self.template.event_rules():
             events.put_rule(Name=rule.name, EventBusName=buses[rule.bus], EventPattern=json.dumps(rule.pattern))
             events.put_targets(
