@@ -72,6 +72,10 @@ demo: $(STAMP)
 demo-bank: $(STAMP)
 	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-ERROR} $(BIN)/python -m devstack demo-bank
 
+.PHONY: demo-events
+demo-events: $(STAMP)  ## the demo scenario with its domain events counted and a webhook delivery log
+	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-ERROR} $(BIN)/python -m devstack demo-events
+
 bench-reconcile: $(STAMP)
 	$(BIN)/python scripts/bench_reconcile.py $(ARGS)
 

@@ -44,7 +44,11 @@ def main() -> int:
         from devstack.demo_bank import main as demo_bank
 
         return demo_bank(sys.argv[2:])
-    print("usage: python -m devstack [serve|demo|demo-bank]", file=sys.stderr)
+    if command == "demo-events":
+        from devstack.demo_events import main as demo_events
+
+        return demo_events(sys.argv[2:])
+    print("usage: python -m devstack [serve|demo|demo-bank|demo-events]", file=sys.stderr)
     return 2
 
 
