@@ -114,7 +114,10 @@ class _RepoIndex:
                     invoice_id=i.invoice_id,
                     number=i.number,
                     amount=i.amount,
-                    outstanding=i.outstanding if i.state not in (InvoiceState.CANCELLED, InvoiceState.FAILED) else 0,
+                    # a cancelled or failed invoice takes no money, nor one whose customer data (its INN) was erased
+                    outstanding=0
+                    if i.state in (InvoiceState.CANCELLED, InvoiceState.FAILED) or i.customer_erased_at is not None
+                    else i.outstanding,
                     currency=i.currency,
                     customer_inn=i.customer.inn,
                 )
