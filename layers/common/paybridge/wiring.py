@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from paybridge.adapters.notify import MessageSender
     from paybridge.app.bank_review import BankReview
     from paybridge.app.banking import Banking
+    from paybridge.app.crm_actions import CrmActions
     from paybridge.app.deal_delivery import DealDelivery
     from paybridge.app.deal_resync import DealResync
     from paybridge.app.drift import DriftCheck
@@ -173,6 +174,7 @@ def get_issuing() -> Issuing:
         echoes=get_echo_ledger(),
         metrics=get_invoice_metrics(),
         events=get_domain_events(),
+        crm_actions=get_crm_actions,
     )
 
 
@@ -365,6 +367,13 @@ def get_webhooks() -> Webhooks:
 
 
 @lru_cache(maxsize=1)
+def get_crm_actions() -> CrmActions:
+    from paybridge.app.crm_actions import CrmActions
+
+    return CrmActions(get_repo(), get_refunds(), get_reissues(), get_outbox())
+
+
+@lru_cache(maxsize=1)
 def get_retention() -> Retention:
     from paybridge.app.retention import Retention
     from paybridge.storage.retention import DynamoRetentionIndex
@@ -401,6 +410,7 @@ _CACHED = (
     get_domain_events,
     get_webhooks,
     get_retention,
+    get_crm_actions,
 )
 
 

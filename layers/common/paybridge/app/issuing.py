@@ -30,6 +30,7 @@ from paybridge.storage.repository import InvoiceRepository
 from paybridge.tenants import TenantConfig, TenantDirectory
 
 if TYPE_CHECKING:
+    from paybridge.app.crm_actions import CrmActions
     from paybridge.app.deal_delivery import EchoLedger
     from paybridge.app.publishing import DomainEvents
 
@@ -61,6 +62,8 @@ class CrmIssueResult:
     checks: int = 0
     #: Events known as the echoes of our own writes (nothing to read, nothing queued).
     echoes: int = 0
+    #: The tenant's CRM action triggers this call matched (a refund, a new link): one line each.
+    actions: tuple[str, ...] = ()
 
 
 @dataclass
@@ -78,6 +81,8 @@ class Issuing:
     metrics: InvoiceMetrics = field(default_factory=NoMetrics)
     #: Publishes `invoice.issued` once, through the outbox written with the invoice (`app/publishing.py`).
     events: DomainEvents | None = None
+    #: The CRM action triggers (`app/crm_actions.py`), built only when a call matches one.
+    crm_actions: Callable[[], CrmActions] | None = None
 
     def issue_invoice(self, tenant_id: str, request: NewInvoice, lifetime_given: bool = True) -> IssueResult:
         return self.commit(self.prepare(tenant_id, request, lifetime_given))
@@ -169,7 +174,13 @@ class Issuing:
                 checks += 1
                 continue
             issued.append(self.issue_for_deal(tenant, crm.get_deal(command.deal_id), command.number))
-        return CrmIssueResult(issued=tuple(issued), ignored=tuple(ignored), checks=checks, echoes=echoes)
+        actions: list[str] = []
+        if webhook.moves and tenant.crm_actions and self.crm_actions is not None:
+            echoed = {c.deal_id for c in webhook.commands if c.when_stage is not None} if echoes else set()
+            actions = self.crm_actions().handle(tenant, crm, webhook.moves, skip=echoed)
+        return CrmIssueResult(
+            issued=tuple(issued), ignored=tuple(ignored), checks=checks, echoes=echoes, actions=tuple(actions)
+        )
 
     def issue_for_deal(self, tenant: TenantConfig, deal: Deal, number: str | None = None) -> IssueResult:
         if not deal.amount or deal.amount <= 0:
