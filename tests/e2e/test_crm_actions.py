@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Api, Sandbox, payment_id_of
+from tests.conftest import Api, Sandbox, payment_id_of, poll
 from tests.e2e.test_crms import AMO_PAID, AMO_TRIGGER, BX, Amo, Bitrix, pay_link
 from tests.e2e.test_crms import amo as amo  # the fixtures
 from tests.e2e.test_crms import bitrix as bitrix
@@ -150,3 +150,61 @@ def _robot(http: httpx.Client, deal_id: str, code: str, amount: str) -> bool:
     )
     assert answer.status_code == 200, answer.text
     return any("refund of" in line for line in answer.json()["actions"])
+
+
+def subscribe(http: httpx.Client, sandbox: Sandbox, tenant: str, deal_id: str, plan: str) -> dict[str, Any]:
+    """A subscription whose first invoice is paid (its method saved): active."""
+    api = Api(http, tenant=tenant)
+    body = {"deal_id": deal_id, "plan": plan, "amount": 49_000, "customer": {"email": "sub@example.com"}}
+    created = http.post(f"/v1/{tenant}/subscriptions", json=body, headers=api.headers)
+    assert created.status_code == 201, created.text
+    sub = created.json()
+    first = api.wait(sub["first_invoice"]["invoice_id"], lambda i: i["state"] == "awaiting_payment")
+    assert sandbox.pay(payment_id_of(first)).status_code == 200
+    return poll(
+        "active",
+        lambda: http.get(f"/v1/{tenant}/subscriptions/{sub['subscription_id']}", headers=api.headers).json(),
+        lambda s: s["state"] == "active",
+        15,
+    )
+
+
+def test_subscription_levers_through_the_api_are_idempotent_and_refuse_what_cannot_be(
+    http: httpx.Client, sandbox: Sandbox, unique: Any
+) -> None:
+    deal = sandbox.new_deal(amount=49_000)
+    sub = subscribe(http, sandbox, "demo", str(deal["id"]), unique("plan"))
+    base = f"/v1/demo/subscriptions/{sub['subscription_id']}"
+    headers = {"x-api-key": "demo-api-key"}
+    paused = http.post(f"{base}/pause", json={"reason": "client on holiday"}, headers=headers)
+    assert paused.status_code == 200 and paused.json()["state"] == "paused"
+    assert http.post(f"{base}/pause", json={}, headers=headers).json()["state"] == "paused"  # again: the same
+    resumed = http.post(f"{base}/resume", json={}, headers=headers).json()
+    assert resumed["state"] == "active" and resumed["next_charge_at"] == sub["next_charge_at"]
+    assert http.post(f"{base}/cancel", json={"reason": "closed"}, headers=headers).json()["state"] == "cancelled"
+    refused = http.post(f"{base}/pause", json={}, headers=headers)
+    assert refused.status_code == 409 and refused.headers["content-type"].startswith("application/problem+json")
+    assert http.post(f"{base}/resume", json={"nope": 1}, headers=headers).status_code == 422
+    missing = http.post(f"/v1/demo/subscriptions/sub_{'a' * 26}/cancel", json={}, headers=headers)
+    assert missing.status_code == 404
+    sandbox.wait_deal(
+        str(deal["id"]), lambda d: any("подписка" in t["text"] and "отменена" in t["text"] for t in d["timeline"])
+    )
+
+
+def test_an_amocrm_status_pauses_and_resumes_the_deals_subscription(
+    http: httpx.Client, amo: Amo, sandbox: Sandbox, unique: Any
+) -> None:
+    lead = amo.new_lead(490, unique("AMS-"))
+    sub = subscribe(http, sandbox, "amo-shop", str(lead["id"]), unique("amo"))
+    url = f"/v1/amo-shop/subscriptions/{sub['subscription_id']}"
+
+    def state() -> dict[str, Any]:
+        return dict(http.get(url, headers={"x-api-key": "demo-api-key"}).json())
+
+    amo.move(lead["id"], 61000092)
+    poll("paused", state, lambda s: s["state"] == "paused", 15)
+    amo.move(lead["id"], 61000093)
+    poll("resumed", state, lambda s: s["state"] == "active", 15)
+    amo.move(lead["id"], 61000094)
+    poll("cancelled", state, lambda s: s["state"] == "cancelled", 15)

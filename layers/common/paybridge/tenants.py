@@ -139,14 +139,14 @@ class RetentionSettings(BaseModel):
     customer_data_days: int = Field(ge=1, le=3650)
 
 
-CrmAction = Literal["refund", "reissue"]
+CrmAction = Literal["refund", "reissue", "subscription_cancel", "subscription_pause", "subscription_resume"]
 
 
 class CrmActionTrigger(BaseModel):
     """A lever pulled from the CRM: when a deal enters `stage` (Bitrix24 STAGE_ID, amoCRM status id) or the robot
     `robot` runs on it (Bitrix24), PayBridge does `action` for the deal's invoice — a refund (all that is refundable,
-    or the amount in the deal field `amount_field` / the robot's `amount` property), or a new link for an expired,
-    cancelled or failed invoice."""
+    or the amount in the deal field `amount_field` / the robot's `amount` property), a new link for an expired,
+    cancelled or failed invoice — or for the deal's subscriptions: cancel, pause, resume."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     action: CrmAction

@@ -370,7 +370,7 @@ def get_webhooks() -> Webhooks:
 def get_crm_actions() -> CrmActions:
     from paybridge.app.crm_actions import CrmActions
 
-    return CrmActions(get_repo(), get_refunds(), get_reissues(), get_outbox())
+    return CrmActions(get_repo(), get_refunds(), get_reissues(), get_outbox(), get_subscriptions())
 
 
 @lru_cache(maxsize=1)

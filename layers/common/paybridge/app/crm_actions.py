@@ -10,6 +10,8 @@ robot running on it (Bitrix24) refunds the deal's invoice or reissues its expire
   follow.
 - reissue: the deal's newest expired, cancelled or failed invoice without money gets a new link (`Reissues`, the
   same lever a person pulls, audited as `crm:<crm>`), once per attempt.
+- subscription_cancel / _pause / _resume: the deal's subscriptions (`Subscriptions.change`, idempotent: a
+  subscription already so is left as it is).
 
 What cannot be done (nothing paid, a bad amount, money found on the old payment) is told to the deal's manager
 (a timeline comment and a notice, through the CRM outbox) and answered in the webhook's `actions`, never a 4xx the
@@ -31,6 +33,7 @@ from paybridge.app.errors import LeverInvalid
 from paybridge.app.levers import LeverRequest
 from paybridge.app.refunds import Refunds
 from paybridge.app.reissues import Reissues
+from paybridge.app.subscriptions import SubscriptionLever, Subscriptions
 from paybridge.domain.deal_sync import DealOp, DealUpdate
 from paybridge.domain.errors import InvalidTransition, InvoiceConflict, ReceiptError
 from paybridge.domain.invoice import REISSUABLE, Invoice
@@ -71,6 +74,7 @@ class CrmActions:
     refunds: Refunds
     reissues: Reissues
     outbox: CrmOutbox
+    subscriptions: Subscriptions
 
     def handle(self, tenant: TenantConfig, crm: Crm, moves: Sequence[DealMoved], skip: set[str]) -> list[str]:
         """Run the tenant's triggers that these moves match; one line per action taken or refused."""
@@ -106,7 +110,9 @@ class CrmActions:
         try:
             if trigger.action == "refund":
                 return self._refund(tenant, crm, trigger, move, deal, where, invoices)
-            return self._reissue(tenant, crm, trigger, move, where, invoices)
+            if trigger.action == "reissue":
+                return self._reissue(tenant, crm, trigger, move, where, invoices)
+            return self._subscriptions(tenant, crm, trigger, move, where, invoices)
         except (*REFUSED, AmountInvalid) as exc:
             target = invoices[-1] if invoices else None
             self._tell_manager(tenant, move.deal_id, target, trigger, where, str(exc))
@@ -166,6 +172,27 @@ class CrmActions:
         result = self.reissues.reissue(request, invoice.invoice_id)
         return f"deal {move.deal_id}: {invoice.number} reissued ({result.outcome.detail})"
 
+    def _subscriptions(
+        self,
+        tenant: TenantConfig,
+        crm: Crm,
+        trigger: CrmActionTrigger,
+        move: DealMoved,
+        where: str,
+        invoices: list[Invoice],
+    ) -> str:
+        ids = list(dict.fromkeys(i.subscription_id for i in invoices if i.subscription_id))
+        if not ids:
+            raise InvalidTransition("the deal has no subscription")
+        lever: SubscriptionLever = trigger.action.removeprefix("subscription_")  # type: ignore[assignment]
+        done = []
+        for subscription_id in ids:
+            sub, changed = self.subscriptions.change(
+                tenant.tenant_id, subscription_id, lever, Actor(f"crm:{crm.name}", f"deal {move.deal_id}: {where}")
+            )
+            done.append(f"{sub.plan} {sub.state}" + ("" if changed else " (already)"))
+        return f"deal {move.deal_id}: subscription {lever}: {', '.join(done)}"
+
     def _tell_manager(
         self,
         tenant: TenantConfig,
@@ -177,7 +204,7 @@ class CrmActions:
     ) -> None:
         if invoice is None:
             return  # no invoice of ours on the deal: nothing to write it under (logged and answered)
-        what = "возврат" if trigger.action == "refund" else "новая ссылка на оплату"
+        what = {"refund": "возврат", "reissue": "новая ссылка на оплату"}.get(trigger.action, "действие с подпиской")
         text = f"PayBridge: {what} по сделке не выполнен(а) ({where}): {why}"
         self.outbox.publish(
             DealUpdate(

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from paybridge.adapters.outbox import CrmOutbox
-from paybridge.app.changes import utc_now
+from paybridge.app.changes import Actor, utc_now
 from paybridge.app.issuing import IssueResult, Issuing
 from paybridge.domain.deal_sync import DealOp, DealUpdate
 from paybridge.domain.errors import SubscriptionNotFound
@@ -26,9 +26,12 @@ from paybridge.domain.money import format_money
 from paybridge.domain.subscriptions import (
     Period,
     Subscription,
+    cancel,
     charge_failed,
     charged,
     first_paid,
+    pause,
+    resume,
     subscription_id_for,
 )
 from paybridge.storage.errors import SubscriptionConflict
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
     from paybridge.app.publishing import DomainEvents
 
 logger = logging.getLogger(__name__)
+SubscriptionLever = Literal["cancel", "pause", "resume"]
 CHECK_AGAIN = timedelta(minutes=1)
 
 
@@ -121,7 +125,7 @@ class Subscriptions:
         self._save(tenant, sub, active)
 
     def _due_at(self, tenant: TenantConfig, sub: Subscription) -> datetime | None:
-        if sub.state in ("blocked", "cancelled", "awaiting_first_payment") or sub.next_charge_at is None:
+        if sub.state in ("blocked", "cancelled", "awaiting_first_payment", "paused") or sub.next_charge_at is None:
             return None
         if sub.state == "active" and sub.noticed_period < sub.period_index:
             notice = sub.next_charge_at - timedelta(hours=tenant.subscriptions.notice_hours)
@@ -130,6 +134,48 @@ class Subscriptions:
 
     def _save(self, tenant: TenantConfig, old: Subscription, new: Subscription, due: datetime | None = None) -> None:
         self.store.save(new, old.version, due if due is not None else self._due_at(tenant, new))
+
+    # -- a person's (or the CRM's) levers ------------------------------------------------------------------------------
+
+    def change(
+        self, tenant_id: str, subscription_id: str, lever: SubscriptionLever, actor: Actor
+    ) -> tuple[Subscription, bool]:
+        """Cancel, pause or resume (idempotent: the subscription already so changes nothing); the deal is told, with
+        who and why. Answers the subscription and whether it changed."""
+        tenant = self.tenants.get(tenant_id)
+        for _ in range(5):
+            sub = self.get(tenant_id, subscription_id)
+            if lever == "cancel":
+                new = cancel(sub)
+            elif lever == "pause":
+                new = pause(sub)  # InvalidTransition: 409
+            else:
+                new = resume(sub, self.clock())
+            if new is sub:
+                return sub, False
+            try:
+                self._save(tenant, sub, new)
+            except SubscriptionConflict:
+                continue  # the schedule moved it meanwhile: decide again on what it is now
+            logger.info("subscription %s: %s by %s (%s)", subscription_id, lever, actor.who, actor.why)
+            self._tell_deal(tenant, new, lever, actor)
+            return new, True
+        raise SubscriptionConflict(subscription_id)
+
+    def _tell_deal(self, tenant: TenantConfig, sub: Subscription, lever: SubscriptionLever, actor: Actor) -> None:
+        done = {"cancel": "отменена", "pause": "приостановлена", "resume": "возобновлена"}[lever]
+        why = f": {actor.why}" if actor.why else ""
+        text = f"PayBridge: подписка «{sub.plan}» {done} ({actor.who}{why})."
+        self.outbox.publish(
+            DealUpdate(
+                tenant_id=sub.tenant_id,
+                deal_id=sub.deal_id,
+                invoice_id=invoice_id_for(sub.tenant_id, sub.deal_id, sub.invoice_number(1)),
+                version=sub.version,
+                event=f"subscription_{lever}:{sub.subscription_id}",
+                ops=(DealOp(kind="comment", text=text),),
+            )
+        )
 
     # -- the schedule ------------------------------------------------------------------------------------------------
 
