@@ -62,7 +62,7 @@ def handle_crm_webhook(tenant: TenantPath, crm: CrmPath) -> Response[dict[str, A
         ],
         "checks": result.checks,
         "ignored": list(result.ignored),
-        "actions": list(result.actions),
+        **({"actions": list(result.actions)} if result.actions else {}),
     }
     return Response(status_code=200, content_type="application/json", body=body_out)
 

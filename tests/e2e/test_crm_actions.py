@@ -58,8 +58,12 @@ def test_an_amocrm_status_refunds_everything_once(amo: Amo, sandbox: Sandbox, ht
     amo.wait(lead["id"], lambda v: v["status_id"] == AMO_PAID)
     amo.move(lead["id"], AMO_REFUND)
     amo.move(lead["id"], AMO_REFUND)  # told twice
-    done = amo.wait(lead["id"], lambda v: v["status_id"] == 61000005)  # the tenant's "refunded" status
-    assert any("возвращено 1 200.00 RUB" in n["params"]["text"] for n in done["notes"])
+    amo.wait(  # the tenant's "refunded" status, then the note (two writes, in this order)
+        lead["id"],
+        lambda v: (
+            v["status_id"] == 61000005 and any("возвращено 1 200.00 RUB" in n["params"]["text"] for n in v["notes"])
+        ),
+    )
     from paybridge.domain.invoice import invoice_id_for
 
     api = Api(http, tenant="amo-shop")

@@ -22,7 +22,9 @@ from paybridge.domain.domain_events import EVENT_TYPES, DomainEvent
 from paybridge.domain.events import Close, MoneyReceived, PaymentCreated, RefundConfirmed
 from paybridge.domain.invoice import AuditEntry, Closure, InvoiceState, NewInvoice, new_invoice
 from paybridge.storage.dynamodb import DynamoInvoiceRepository
+from paybridge.storage.errors import DuplicateProviderEvent
 from paybridge.storage.event_outbox import DynamoEventOutbox
+from paybridge.storage.repository import ProviderEventRecord
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,13 +136,20 @@ def test_a_publish_lost_after_the_write_is_completed_by_the_retry(world: World) 
     invoice_id = issue(world)
     world.bus.fail = True
     paid = MoneyReceived(ref="op-9", amount=100_000, method="card")
-    change = world.changes.apply("acme", invoice_id, paid)
+
+    def record() -> ProviderEventRecord:
+        return ProviderEventRecord("sandbox", "evt-9", "acme", invoice_id, "payment.succeeded")
+
+    change = world.changes.apply("acme", invoice_id, paid, record())
     assert change.changed and world.bus.published == []
-    # When the provider retries its notification (which changes nothing)
+    # When the provider retries its notification (which changes nothing: a duplicate)
     world.bus.fail = False
-    world.changes.apply("acme", invoice_id, paid)
+    with pytest.raises(DuplicateProviderEvent):
+        world.changes.apply("acme", invoice_id, paid, record())
     # Then the retry published the change's events, once
     assert world.bus.types() == ["payment.received", "invoice.paid"]
+    with pytest.raises(DuplicateProviderEvent):
+        world.changes.apply("acme", invoice_id, paid, record())
     world.changes.apply("acme", invoice_id, paid)
     assert world.bus.types() == ["payment.received", "invoice.paid"]
 

@@ -254,7 +254,7 @@ def get_payment_checks() -> PaymentChecks:
 def get_deal_delivery() -> DealDelivery:
     from paybridge.app.deal_delivery import DealDelivery
 
-    return DealDelivery(get_tenants(), make_crm, get_issuing(), echoes=get_echo_ledger())
+    return DealDelivery(get_tenants(), make_crm, get_issuing(), echoes=get_echo_ledger(), crm_actions=get_crm_actions)
 
 
 @lru_cache(maxsize=1)

@@ -90,7 +90,9 @@ class InvoiceChanges:
             now = self.clock()
             result = apply(current, event, now)
             if not result.changed:
-                if self.events is not None:  # a retry of a change whose events a crash left in the outbox
+                if self.events is not None and provider_event is not None:
+                    # a notification retried after a crash between our write and its publish: its events are still
+                    # in the outbox (anything else left there is the sweep's, within a minute)
                     self.events.recover(f"{invoice_id}.v{current.version}")
                 if provider_event is not None:
                     self.repo.record_provider_event(provider_event)  # DuplicateProviderEvent: a repeat

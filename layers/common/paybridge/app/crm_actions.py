@@ -76,8 +76,12 @@ class CrmActions:
     outbox: CrmOutbox
     subscriptions: Subscriptions
 
-    def handle(self, tenant: TenantConfig, crm: Crm, moves: Sequence[DealMoved], skip: set[str]) -> list[str]:
-        """Run the tenant's triggers that these moves match; one line per action taken or refused."""
+    def handle(
+        self, tenant: TenantConfig, crm: Crm, moves: Sequence[DealMoved], skip: set[str], deal: Deal | None = None
+    ) -> list[str]:
+        """Run the tenant's triggers that these moves match; one line per action taken or refused. A move whose stage
+        the call did not name (Bitrix24's ONCRMDEALUPDATE) is matched when its deal is read, batched, by the CRM
+        outbox's check (`DealDelivery.check_deals`, with `deal`)."""
         triggers = tenant.crm_actions
         if not triggers:
             return []
@@ -86,19 +90,14 @@ class CrmActions:
         for move in moves:
             if move.deal_id in skip:  # the echo of our own write: the deal did not move
                 continue
-            deal: Deal | None = None
             if move.robot is not None:
                 matched = [t for t in triggers if t.robot == move.robot]
                 where = f"robot {move.robot}"
             else:
-                stage = move.stage
-                if stage is None:  # Bitrix24 ONCRMDEALUPDATE names no stage: read the deal
-                    if not by_stage:
-                        continue
-                    deal = crm.get_deal(move.deal_id)
-                    stage = deal.stage
-                matched = [t for t in by_stage if t.stage == stage]
-                where = f"stage {stage}"
+                if move.stage is None:  # Bitrix24 ONCRMDEALUPDATE: the deal is read in the outbox's batched check
+                    continue
+                matched = [t for t in by_stage if t.stage == move.stage]
+                where = f"stage {move.stage}"
             for trigger in matched:
                 outcomes.append(self._run(tenant, crm, trigger, move, deal, where))
         return outcomes
