@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 from paybridge.domain.invoice import FINAL_STATES, OPEN_STATES, AuditEntry, Customer, Invoice
 from paybridge.storage.errors import ConcurrentModification, DuplicateProviderEvent
-from paybridge.storage.event_outbox import batch_item
 from paybridge.storage.repository import ProviderEventRecord, Saved
 
 if TYPE_CHECKING:
@@ -96,8 +95,13 @@ class DynamoInvoiceRepository(InvoiceQueries):
             item["invoice_id"] = _s(record.invoice_id)
         return item
 
+    def _outbox_put(self, batch: OutboxBatch) -> dict[str, Any]:
+        from paybridge.storage.event_outbox import batch_item  # lazy: a handler that writes no events never loads it
+
+        return {"Put": {"TableName": self._table, "Item": batch_item(batch)}}
+
     def create(self, invoice: Invoice, audit: AuditEntry, outbox: OutboxBatch | None = None) -> tuple[Invoice, bool]:
-        outbox_put = [{"Put": {"TableName": self._table, "Item": batch_item(outbox)}}] if outbox else []
+        outbox_put = [self._outbox_put(outbox)] if outbox else []
         try:
             self.client.transact_write_items(
                 TransactItems=[
@@ -175,7 +179,7 @@ class DynamoInvoiceRepository(InvoiceQueries):
         if audit is not None:
             transact.append({"Put": {"TableName": self._table, "Item": self._audit_item(invoice, audit)}})
         if outbox is not None:  # before the provider event: its cancellation reason is read as the last one
-            transact.append({"Put": {"TableName": self._table, "Item": batch_item(outbox)}})
+            transact.append(self._outbox_put(outbox))
         if provider_event is not None:
             transact.append(
                 {
