@@ -8,7 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from paybridge.domain.domain_events import EVENT_TYPES, SCHEMA_VERSION, event_schema
+from paybridge.domain.domain_events import EVENT_TYPES, SCHEMA_VERSION
+from paybridge.domain.event_schemas import event_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "schemas" / "events"

@@ -22,6 +22,7 @@ from paybridge.domain.bank import Assignment
 from paybridge.domain.invoice import InvoiceState
 from paybridge.http.auth import authenticate
 from paybridge.http.entry import RoutePolicy, resolve
+from paybridge.http.erasure_models import EraseCustomerBody
 from paybridge.http.ops_models import (
     DriftReportsOut,
     InvoiceListOut,
@@ -33,7 +34,6 @@ from paybridge.http.ops_models import (
 )
 from paybridge.http.problems import BadRequest, register_problem_handlers
 from paybridge.http.responses import answers
-from paybridge.http.webhook_models import EraseCustomerBody
 from paybridge.observability import logger, metrics, tracer
 from paybridge.wiring import (
     get_bank_review,

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from paybridge.app.subscriptions import Subscriptions
-from paybridge.domain.domain_events import validate
+from paybridge.domain.event_schemas import validate
 from paybridge.storage.subscriptions import DynamoSubscriptionStore
 from paybridge.wiring import get_domain_events, get_issuing, get_outbox, get_repo, get_tenants
 from tests.conftest import Api, Sandbox, payment_id_of, poll

@@ -249,7 +249,7 @@ def test_every_event_type_has_its_committed_versioned_schema() -> None:
 
 
 def test_the_events_published_fit_their_schemas(world: World) -> None:
-    from paybridge.domain.domain_events import validate
+    from paybridge.domain.event_schemas import validate
 
     invoice_id = issue(world)
     world.changes.apply("acme", invoice_id, PaymentCreated(payment_id="p1", payment_url="https://pay/p1"))

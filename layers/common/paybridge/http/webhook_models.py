@@ -1,4 +1,4 @@
-"""Request and response models of the webhook endpoints' API and of an erasure request."""
+"""Request and response models of the webhook endpoints' API."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from paybridge.domain.domain_events import EventType
-from paybridge.domain.invoice import Email, Phone
 from paybridge.domain.webhooks import DeliveryAttempt, EndpointState, WebhookEndpoint
 
 EventId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\w.:-]+$")]
@@ -78,19 +77,3 @@ class ReplayBody(BaseModel):
 
 class ReplayOut(BaseModel):
     queued: int
-
-
-class EraseCustomerBody(BaseModel):
-    """One person's request to be forgotten: named by at least one of e-mail, phone, INN."""
-
-    model_config = ConfigDict(extra="forbid")
-    email: Email | None = None
-    phone: Phone | None = None
-    inn: str | None = Field(default=None, pattern=r"^\d{10}(\d{2})?$")
-    reason: str = Field(min_length=3, max_length=500, description="Why (e.g. the request's reference)")
-
-    @model_validator(mode="after")
-    def _someone(self) -> EraseCustomerBody:
-        if not (self.email or self.phone or self.inn):
-            raise ValueError("name the person by email, phone or inn")
-        return self
