@@ -96,6 +96,9 @@ demo-settlements: $(STAMP)
 reconcile-report: $(STAMP)
 	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-ERROR} $(BIN)/python scripts/reconcile_report.py \
 		--tenant $(or $(TENANT),acquiring-shop) $(if $(MONTH),--month $(MONTH)) $(ARGS)
+.PHONY: demo-events
+demo-events: $(STAMP)  ## the demo scenario with its domain events counted and a webhook delivery log
+	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-ERROR} $(BIN)/python -m devstack demo-events
 
 bench-reconcile: $(STAMP)
 	$(BIN)/python scripts/bench_reconcile.py $(ARGS)
@@ -131,6 +134,10 @@ typecheck: $(STAMP)
 
 openapi: $(STAMP)
 	$(BIN)/python scripts/openapi.py --write openapi.json
+
+.PHONY: event-schemas
+event-schemas: $(STAMP)  ## the versioned JSON Schema of every domain event (schemas/events/)
+	$(BIN)/python scripts/event_schemas.py
 
 redrive-crm: $(STAMP)
 	$(BIN)/python scripts/redrive_crm_outbox.py --stage $${STAGE:?set STAGE, e.g. make redrive-crm STAGE=prod} $(ARGS)

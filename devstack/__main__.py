@@ -84,7 +84,11 @@ def main() -> int:
         from devstack.demo_settlements import main as demo_settlements
 
         return demo_settlements(sys.argv[2:])
-    print("usage: python -m devstack [serve|demo|demo-bank|demo-settlements]", file=sys.stderr)
+    if command == "demo-events":
+        from devstack.demo_events import main as demo_events
+
+        return demo_events(sys.argv[2:])
+    print("usage: python -m devstack [serve|demo|demo-bank|demo-settlements|demo-events]", file=sys.stderr)
     return 2
 
 

@@ -322,6 +322,7 @@ class LocalAws:
 
         boto3.client("dynamodb").create_table(TableName=self.table_name, **self.template.table())
         self._create_queues()
+        self._create_event_buses()
         arns = {logical_id: function_arn(logical_id) for logical_id in self.functions}
         boto3.client("stepfunctions").create_state_machine(
             name=STATE_MACHINE_NAME,
@@ -351,6 +352,54 @@ class LocalAws:
         for name, value in self.template.global_environment().items():
             if isinstance(value, dict) and value.get("Ref") in self.queue_urls:
                 os.environ[name] = self.queue_urls[value["Ref"]]
+
+    #: A local-only rule sends every domain event here too, so the local stack can show what was published.
+    TAP_QUEUE = "paybridge-local-event-tap"
+
+    def _create_event_buses(self) -> None:
+        """The template's custom EventBridge buses and their rules to its SQS queues (moto delivers PutEvents to
+        them), a local tap of every event, and the `EVENT_BUS_NAME`-like variables that `!Ref` a bus."""
+        import boto3
+
+        events, sqs = boto3.client("events"), boto3.client("sqs")
+        buses = self.template.event_buses("local")
+        for name in buses.values():
+            events.create_event_bus(Name=name)
+        tap_url = sqs.create_queue(QueueName=self.TAP_QUEUE)["QueueUrl"]
+        self.queue_urls["_tap"] = tap_url
+        self.queue_arns["_tap"] = sqs.get_queue_attributes(QueueUrl=tap_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        for rule in self.template.event_rules():
+            events.put_rule(Name=rule.name, EventBusName=buses[rule.bus], EventPattern=json.dumps(rule.pattern))
+            events.put_targets(
+                Rule=rule.name,
+                EventBusName=buses[rule.bus],
+                Targets=[{"Id": q, "Arn": self.queue_arns[q]} for q in rule.queues],
+            )
+        for name in buses.values():
+            events.put_rule(Name="local-tap", EventBusName=name, EventPattern=json.dumps({"source": ["paybridge"]}))
+            events.put_targets(
+                Rule="local-tap", EventBusName=name, Targets=[{"Id": "tap", "Arn": self.queue_arns["_tap"]}]
+            )
+        for variable, value in self.template.global_environment().items():
+            if isinstance(value, dict) and value.get("Ref") in buses:
+                os.environ[variable] = buses[value["Ref"]]
+
+    def drain_event_tap(self) -> list[dict[str, Any]]:
+        """Every domain event published since the last call (as EventBridge delivered it), oldest first."""
+        import boto3
+
+        sqs = boto3.client("sqs")
+        url = self.queue_urls["_tap"]
+        drained: list[dict[str, Any]] = []
+        while True:
+            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+            if not messages:
+                return drained
+            drained += [json.loads(m["Body"]) for m in messages]
+            entries: list[Any] = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+            sqs.delete_message_batch(QueueUrl=url, Entries=entries)
 
     def poll_queue(self, function: str, queue: str, batch_size: int) -> int:
         """One turn of an SQS event source mapping (what Lambda's poller does): receive a batch, invoke the function

@@ -47,6 +47,9 @@ class LocalStack:
         #: Queues (template logical ids) whose event source pollers are paused (`hold`): a benchmark lands its
         #: messages first, so that it measures the consumer, not how fast it can produce.
         self.held: set[str] = set()
+        #: Every domain event published on the local bus (drained from its tap), oldest first.
+        self.published: list[dict[str, Any]] = []
+        self._published_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -191,6 +194,8 @@ class LocalStack:
             return self._register_webhooks(request.path.removeprefix("/_dev/webhooks/"), request)
         if request.path == "/thanks":  # the shipped tenants' return_url: where T-Bank, YooKassa, Stripe send payers
             return page("Спасибо, оплата принята", "<p>Платёж обработан провайдером. Эту вкладку можно закрыть.</p>")
+        if request.path == "/local/events":  # the local bus's tap: what was published (not a route of the API)
+            return json_response(self.events_published())
         assert self.gateway is not None
         try:
             response = self.gateway.handle(request)
@@ -227,6 +232,16 @@ class LocalStack:
                     f"(deployed: {'; '.join(entry['steps'])})"
                 ]
         return json_response({"entries": entries})
+
+    def events_published(self) -> dict[str, Any]:
+        """The domain events published so far: counts by type, and each event's envelope."""
+        with self._published_lock:
+            self.published += [e.get("detail", e) for e in self.aws.drain_event_tap()]
+            events = list(self.published)
+        counts: dict[str, int] = {}
+        for event in events:
+            counts[event["type"]] = counts.get(event["type"], 0) + 1
+        return {"count": len(events), "counts": dict(sorted(counts.items())), "events": events}
 
     def _index(self) -> Response:
         assert self.crm is not None

@@ -61,6 +61,16 @@ class QueueSource:
 
 
 @dataclass(frozen=True)
+class EventRule:
+    """An EventBridge rule of a custom bus: its pattern, and the queues (logical ids) it sends to."""
+
+    name: str
+    bus: str
+    pattern: dict[str, Any]
+    queues: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class FunctionDef:
     logical_id: str
     module: str  # importable module path: functions.invoices_api.app
@@ -161,6 +171,33 @@ class Template:
                     scaling = props.get("ScalingConfig", {}).get("MaximumConcurrency", 2)  # Lambda's minimum is 2
                     sources.append(QueueSource(logical_id, queue, int(props.get("BatchSize", 10)), int(scaling)))
         return sources
+
+    def event_buses(self, stage: str) -> dict[str, str]:
+        """The custom EventBridge buses: logical id → name (`${Stage}` filled in)."""
+        buses = {}
+        for logical_id, resource in self.resources.items():
+            if resource["Type"] == "AWS::Events::EventBus":
+                name = resource["Properties"]["Name"]
+                buses[logical_id] = str(name["Fn::Sub"] if isinstance(name, dict) else name).replace("${Stage}", stage)
+        return buses
+
+    def event_rules(self) -> list[EventRule]:
+        """Rules on a custom bus of the template whose targets are its SQS queues."""
+        rules = []
+        for logical_id, resource in self.resources.items():
+            if resource["Type"] != "AWS::Events::Rule":
+                continue
+            props = resource["Properties"]
+            bus = props.get("EventBusName")
+            if not isinstance(bus, dict) or "Ref" not in bus:
+                continue  # the default bus (AWS service events): nothing local publishes there
+            queues = tuple(
+                target["Arn"]["Fn::GetAtt"][0]
+                for target in props.get("Targets", [])
+                if isinstance(target.get("Arn"), dict) and "Fn::GetAtt" in target["Arn"]
+            )
+            rules.append(EventRule(logical_id, bus["Ref"], dict(props["EventPattern"]), queues))
+        return rules
 
     def table(self) -> dict[str, Any]:
         """create_table arguments for the table, from the template's own key schema and indexes (no drift)."""

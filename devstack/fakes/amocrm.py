@@ -16,9 +16,10 @@
 (a `status_lead` destination receives the status webhooks from then on); the stack registers each tenant's at start.
 
 Control: `POST /_control/leads {name, price, status_id, pipeline_id?, responsible_user_id?, subdomain?, contact?:
-{name, email, phone}, invoice_number?}` creates a lead (and its main contact); `GET /_control/leads/<id>` reads it
-with its contact, notes, tasks and payment link; `POST /_control/leads/<id>/status {"status_id": …,
-"pipeline_id"?}` moves it (and sends the webhook); `POST /_control/outage {"seconds": N}` answers 503 to every API
+{name, email, phone}, invoice_number?, fields?: {field_id: value}}` creates a lead (and its main contact);
+`GET /_control/leads/<id>` reads it with its contact, notes, tasks and payment link;
+`POST /_control/leads/<id>/status {"status_id": …, "pipeline_id"?}` moves it (and sends the webhook);
+`POST /_control/outage {"seconds": N}` answers 503 to every API
 and OAuth call for N seconds (0 ends it); fault `unauthorized` (through `POST /_control/faults`) answers the next
 API call 401. `requests` counts the API and OAuth calls received (`requests_by_endpoint` per endpoint).
 """
@@ -421,6 +422,8 @@ class FakeAmoCrm(FakeApp):
                 contact=data.get("contact"),
                 invoice_number=data.get("invoice_number"),
             )
+            for field_id, value in (data.get("fields") or {}).items():  # custom fields: {field_id: value}
+                _set_field(self.leads[lead_id], int(field_id), [{"value": value}])
             return json_response(self._lead_json(lead_id, True), 201)
 
     def create_lead(

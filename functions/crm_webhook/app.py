@@ -51,7 +51,7 @@ def handle_crm_webhook(tenant: TenantPath, crm: CrmPath) -> Response[dict[str, A
         logger.set_correlation_id(result.issued[0].invoice.invoice_id)
     created = sum(1 for r in result.issued if r.created)
     # InvoicesIssued is counted where the invoice is created (app/metrics.py)
-    accepted = result.checks or result.echoes
+    accepted = result.checks or result.echoes or result.actions
     status = "issued" if created else "exists" if result.issued else "accepted" if accepted else "ignored"
     body_out = {
         "status": status,
@@ -61,6 +61,7 @@ def handle_crm_webhook(tenant: TenantPath, crm: CrmPath) -> Response[dict[str, A
         ],
         "checks": result.checks,
         "ignored": list(result.ignored),
+        **({"actions": list(result.actions)} if result.actions else {}),
     }
     return Response(status_code=200, content_type="application/json", body=body_out)
 

@@ -20,6 +20,7 @@ from paybridge.http.models import (
     ScheduleBody,
     ScheduleOut,
     SubscribeBody,
+    SubscriptionLeverBody,
     SubscriptionOut,
     money_trail,
 )
@@ -60,6 +61,9 @@ ROUTES = {
     "POST /v1/{tenant}/deals/{deal_id}/schedules": RoutePolicy(api_key=True, body="json"),
     "POST /v1/{tenant}/subscriptions": RoutePolicy(api_key=True, body="json"),
     "GET /v1/{tenant}/subscriptions/{subscription_id}": RoutePolicy(api_key=True, body="none"),
+    "POST /v1/{tenant}/subscriptions/{subscription_id}/cancel": RoutePolicy(api_key=True, body="json"),
+    "POST /v1/{tenant}/subscriptions/{subscription_id}/pause": RoutePolicy(api_key=True, body="json"),
+    "POST /v1/{tenant}/subscriptions/{subscription_id}/resume": RoutePolicy(api_key=True, body="json"),
 }
 
 
@@ -154,6 +158,49 @@ def handle_get_subscription(
 
     _authorized(tenant, api_key)
     return SubscriptionOut.of(get_subscriptions().get(tenant, subscription_id))
+
+
+def _subscription_lever(
+    tenant: str, subscription_id: str, lever: Any, body: SubscriptionLeverBody, api_key: str | None
+) -> SubscriptionOut:
+    from paybridge.wiring import get_subscriptions
+
+    _authorized(tenant, api_key)
+    sub, _ = get_subscriptions().change(tenant, subscription_id, lever, Actor("api", body.reason))
+    return SubscriptionOut.of(sub)
+
+
+@app.post(
+    "/v1/<tenant>/subscriptions/<subscription_id>/cancel",
+    summary="Cancel a subscription: no more charges (idempotent); the deal is told",
+    responses=answers({200: ("the subscription, cancelled", SubscriptionOut, JSON)}, *BODY_PROBLEMS, 404, 409),
+)
+def handle_cancel_subscription(
+    tenant: TenantPath, subscription_id: SubscriptionPath, body: SubscriptionLeverBody, api_key: ApiKey = None
+) -> SubscriptionOut:
+    return _subscription_lever(tenant, subscription_id, "cancel", body, api_key)
+
+
+@app.post(
+    "/v1/<tenant>/subscriptions/<subscription_id>/pause",
+    summary="Pause an active or past-due subscription: no notices, no charges until resumed (idempotent)",
+    responses=answers({200: ("the subscription, paused", SubscriptionOut, JSON)}, *BODY_PROBLEMS, 404, 409),
+)
+def handle_pause_subscription(
+    tenant: TenantPath, subscription_id: SubscriptionPath, body: SubscriptionLeverBody, api_key: ApiKey = None
+) -> SubscriptionOut:
+    return _subscription_lever(tenant, subscription_id, "pause", body, api_key)
+
+
+@app.post(
+    "/v1/<tenant>/subscriptions/<subscription_id>/resume",
+    summary="Resume a paused subscription: the kept next charge, or now if it passed (idempotent)",
+    responses=answers({200: ("the subscription, going on", SubscriptionOut, JSON)}, *BODY_PROBLEMS, 404, 409),
+)
+def handle_resume_subscription(
+    tenant: TenantPath, subscription_id: SubscriptionPath, body: SubscriptionLeverBody, api_key: ApiKey = None
+) -> SubscriptionOut:
+    return _subscription_lever(tenant, subscription_id, "resume", body, api_key)
 
 
 @app.get(

@@ -20,6 +20,7 @@ from paybridge.domain.bank import Assignment
 from paybridge.domain.invoice import InvoiceState
 from paybridge.http.auth import authenticate
 from paybridge.http.entry import RoutePolicy, resolve
+from paybridge.http.erasure_models import EraseCustomerBody
 from paybridge.http.ops_models import (
     DriftReportsOut,
     InvoiceListOut,
@@ -56,6 +57,7 @@ ROUTES = {
     "POST /v1/{tenant}/bank/review/{fingerprint}/resolve": RoutePolicy(api_key=True, body="json", scopes=("ops",)),
     "GET /v1/{tenant}/drift": RoutePolicy(api_key=True, body="none", scopes=("ops",)),
     "POST /v1/{tenant}/drift": RoutePolicy(api_key=True, body="none", scopes=("ops",)),
+    "POST /v1/{tenant}/customers/erase": RoutePolicy(api_key=True, body="json", scopes=("ops",)),
 }
 
 TenantPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$", description="Tenant slug")]
@@ -269,6 +271,31 @@ def handle_check_drift(tenant: TenantPath, actor: ActorName, api_key: ApiKey = N
     metrics.add_metric(name="DriftFound", unit=MetricUnit.Count, value=report.found)
     metrics.add_metric(name="DriftRepaired", unit=MetricUnit.Count, value=report.repaired)
     return report
+
+
+@app.post(
+    "/v1/<tenant>/customers/erase",
+    summary="Erase one person's data (name, e-mail, phone, INN) from their closed invoices; open ones are listed",
+    responses=answers(
+        {200: ("the lever's outcome: the invoices erased; the open ones kept in `detail`", LeverOut, JSON)},
+        *BODY_PROBLEMS,
+        403,
+        409,
+    ),
+)
+def handle_erase_customer(
+    tenant: TenantPath,
+    body: EraseCustomerBody,
+    idempotency_key: IdempotencyKey,
+    actor: ActorName,
+    api_key: ApiKey = None,
+) -> LeverOut:
+    from paybridge.app.retention import Person
+    from paybridge.wiring import get_retention
+
+    person = Person(email=body.email, phone=body.phone, inn=body.inn)
+    request = _lever(tenant, api_key, idempotency_key, actor, "customer_erase", person.reference, body, body.reason)
+    return _answer(get_retention().erase_person(request, person))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -14,7 +14,15 @@ import httpx
 import pytest
 import respx
 
-from paybridge.adapters.crm.base import CrmWebhook, Deal, DealOp, DealUpdate, IssueInvoiceCommand, RateLimit
+from paybridge.adapters.crm.base import (
+    CrmWebhook,
+    Deal,
+    DealMoved,
+    DealOp,
+    DealUpdate,
+    IssueInvoiceCommand,
+    RateLimit,
+)
 from paybridge.adapters.crm.bitrix24 import Bitrix24, Bitrix24Settings, oauth_refresher, query_string
 from paybridge.adapters.crm.oauth import MemoryTokenStore, OAuthSession, TokenPair
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable, InvalidSignature, MalformedNotification
@@ -317,6 +325,7 @@ class TestGetDeal:
             customer=Customer(name="Иван Петров", email="ivan@example.ru", phone="+79123456789"),
             invoice_number="СЧ-2025/17",
             manager_id="15",
+            fields={NUMBER_FIELD: "СЧ-2025/17", "UF_CRM_1718000000": "сайт"},  # the user fields with a value
         )
         assert route.call_count == 1 and len(portal.calls) == 1
         request = route.calls.last.request
@@ -1014,7 +1023,9 @@ class TestParseWebhook:
     @pytest.mark.parametrize("event", ["ONCRMDEALUPDATE", "ONCRMDEALADD"])
     def test_a_deal_event_asks_for_an_invoice_in_the_trigger_stage(self, event: str) -> None:
         result = stage_adapter().parse_webhook(FORM, body_of(event_form(event)), {})
-        assert result == CrmWebhook(commands=(IssueInvoiceCommand(deal_id="42", when_stage=TRIGGER_STAGE),))
+        assert result == CrmWebhook(
+            commands=(IssueInvoiceCommand(deal_id="42", when_stage=TRIGGER_STAGE),), moves=(DealMoved(deal_id="42"),)
+        )
 
     def test_the_raw_body_bitrix24_sends(self) -> None:
         body = (
@@ -1024,7 +1035,8 @@ class TestParseWebhook:
             b"&auth%5Bmember_id%5D=a223c6b3710f85df22e9377d6c4f7553&auth%5Bapplication_token%5D=app-token-51a2d3c4e5f6"
         )
         assert stage_adapter().parse_webhook(FORM, body, {}) == CrmWebhook(
-            commands=(IssueInvoiceCommand(deal_id="1007", when_stage=TRIGGER_STAGE),)
+            commands=(IssueInvoiceCommand(deal_id="1007", when_stage=TRIGGER_STAGE),),
+            moves=(DealMoved(deal_id="1007"),),
         )
 
     def test_the_deal_id_is_trimmed(self) -> None:

@@ -19,6 +19,8 @@ class Settings(BaseModel):
     event_retention_days: int = 400
     crm_outbox_url: str = Field(default="", description="SQS FIFO queue of CRM writes (one group per deal)")
     crm_outbox_dlq_url: str = Field(default="", description="Where CRM writes that cannot succeed are parked")
+    event_bus_name: str = Field(default="", description="The EventBridge bus of domain events (none: not published)")
+    webhook_delivery_url: str = Field(default="", description="SQS queue of webhook deliveries")
 
 
 @lru_cache(maxsize=1)
@@ -33,4 +35,6 @@ def get_settings() -> Settings:
         stage=env.get("STAGE", "dev"),
         crm_outbox_url=env.get("CRM_OUTBOX_URL", ""),
         crm_outbox_dlq_url=env.get("CRM_OUTBOX_DLQ_URL", ""),
+        event_bus_name=env.get("EVENT_BUS_NAME", ""),
+        webhook_delivery_url=env.get("WEBHOOK_DELIVERY_URL", ""),
     )

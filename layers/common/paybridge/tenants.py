@@ -155,6 +155,38 @@ class SubscriptionSettings(BaseModel):
     dunning_hours: tuple[int, ...] = Field(default=(24, 72, 168), min_length=1, max_length=10)
 
 
+class RetentionSettings(BaseModel):
+    """Personal data kept no longer than needed: the customer's name, e-mail, phone and INN are erased from closed
+    invoices this many days after the invoice was issued (money facts, numbers and the audit history stay)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    customer_data_days: int = Field(ge=1, le=3650)
+
+
+CrmAction = Literal["refund", "reissue", "subscription_cancel", "subscription_pause", "subscription_resume"]
+
+
+class CrmActionTrigger(BaseModel):
+    """A lever pulled from the CRM: when a deal enters `stage` (Bitrix24 STAGE_ID, amoCRM status id) or the robot
+    `robot` runs on it (Bitrix24), PayBridge does `action` for the deal's invoice — a refund (all that is refundable,
+    or the amount in the deal field `amount_field` / the robot's `amount` property), a new link for an expired,
+    cancelled or failed invoice — or for the deal's subscriptions: cancel, pause, resume."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    action: CrmAction
+    stage: str | None = Field(default=None, min_length=1, max_length=50)
+    robot: str | None = Field(default=None, pattern=r"^[a-z0-9_]{1,50}$")
+    amount_field: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _when(self) -> CrmActionTrigger:
+        if (self.stage is None) == (self.robot is None):
+            raise ValueError("a CRM action trigger names either a stage or a robot")
+        if self.amount_field is not None and self.action != "refund":
+            raise ValueError("amount_field is for refunds")
+        return self
+
+
 class StageMapping(BaseModel):
     """The CRM stage for every lifecycle state: defined once per tenant, every state must be mapped."""
 
@@ -222,6 +254,10 @@ class TenantConfig(BaseModel):
     reminders: ReminderSettings | None = None
     #: Recurring payments (subscriptions); the defaults apply when absent.
     subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
+    #: Personal data retention (none: kept until an erasure request).
+    retention: RetentionSettings | None = None
+    #: Levers pulled from the CRM: a refund or a new link when a deal enters a stage or a robot runs.
+    crm_actions: list[CrmActionTrigger] = Field(default_factory=list, max_length=20)
 
     @model_validator(mode="before")
     @classmethod

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from paybridge.adapters.notify import MessageSender
     from paybridge.app.bank_review import BankReview
     from paybridge.app.banking import Banking
+    from paybridge.app.crm_actions import CrmActions
     from paybridge.app.deadlines import Deadlines
     from paybridge.app.deal_delivery import DealDelivery
     from paybridge.app.deal_publishing import DealPublisher
@@ -41,13 +42,16 @@ if TYPE_CHECKING:
     from paybridge.app.manual_payments import ManualPayments
     from paybridge.app.payment_checks import PaymentChecks
     from paybridge.app.payment_events import PaymentEvents
+    from paybridge.app.publishing import DomainEvents
     from paybridge.app.rechecks import RecheckSweep
     from paybridge.app.refunds import Refunds
     from paybridge.app.reissues import Reissues
     from paybridge.app.reminders import Reminders
     from paybridge.app.reports import Reports
+    from paybridge.app.retention import Retention
     from paybridge.app.settlements import Settlements
     from paybridge.app.subscriptions import Subscriptions
+    from paybridge.app.webhooks import Webhooks
     from paybridge.storage.crm_state import DynamoEchoLedger
 
 
@@ -164,7 +168,7 @@ def get_deal_publisher() -> DealPublisher:
 
 @lru_cache(maxsize=1)
 def get_changes() -> InvoiceChanges:
-    return InvoiceChanges(get_repo(), get_deal_publisher(), metrics=get_invoice_metrics())
+    return InvoiceChanges(get_repo(), get_deal_publisher(), metrics=get_invoice_metrics(), events=get_domain_events())
 
 
 @lru_cache(maxsize=1)
@@ -190,6 +194,8 @@ def get_issuing() -> Issuing:
         get_outbox(),
         echoes=get_echo_ledger(),
         metrics=get_invoice_metrics(),
+        events=get_domain_events(),
+        crm_actions=get_crm_actions,
     )
 
 
@@ -252,7 +258,14 @@ def get_drift_check() -> DriftCheck:
 
     store = DynamoDriftStore(get_settings().table_name)
     return DriftCheck(
-        get_tenants(), get_repo(), make_crm, get_payment_checks(), get_lifecycle_tasks(), store, get_throttle()
+        get_tenants(),
+        get_repo(),
+        make_crm,
+        get_payment_checks(),
+        get_lifecycle_tasks(),
+        store,
+        get_throttle(),
+        events=get_domain_events(),
     )
 
 
@@ -267,7 +280,7 @@ def get_payment_checks() -> PaymentChecks:
 def get_deal_delivery() -> DealDelivery:
     from paybridge.app.deal_delivery import DealDelivery
 
-    return DealDelivery(get_tenants(), make_crm, get_issuing(), echoes=get_echo_ledger())
+    return DealDelivery(get_tenants(), make_crm, get_issuing(), echoes=get_echo_ledger(), crm_actions=get_crm_actions)
 
 
 @lru_cache(maxsize=1)
@@ -277,7 +290,14 @@ def get_banking() -> Banking:
 
     store = DynamoBankStore(get_settings().table_name)
     return Banking(
-        get_tenants(), get_repo(), get_payment_events(), get_outbox(), store, make_bank_source, get_settlements()
+        get_tenants(),
+        get_repo(),
+        get_payment_events(),
+        get_outbox(),
+        store,
+        make_bank_source,
+        settlements=get_settlements(),
+        events=get_domain_events(),
     )
 
 
@@ -305,7 +325,9 @@ def get_subscriptions() -> Subscriptions:
     from paybridge.storage.subscriptions import DynamoSubscriptionStore
 
     store = DynamoSubscriptionStore(get_settings().table_name)
-    return Subscriptions(get_tenants(), get_repo(), get_issuing(), get_outbox(), store, make_sender)
+    return Subscriptions(
+        get_tenants(), get_repo(), get_issuing(), get_outbox(), store, make_sender, events=get_domain_events()
+    )
 
 
 # -- a person's levers (OpsApiFunction) ------------------------------------------------------------------------------
@@ -363,6 +385,54 @@ def get_reports() -> Reports:
     return Reports(get_tenants(), InvoiceQueries(table), DynamoBankStore(table))
 
 
+# -- domain events, webhooks, retention ---------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def get_domain_events() -> DomainEvents | None:
+    """The domain events' publisher (EventBridge through the outbox); None where no bus is configured."""
+    settings = get_settings()
+    if not settings.event_bus_name:
+        return None
+    from paybridge.adapters.eventbridge import EventBridgeBus
+    from paybridge.app.publishing import DomainEvents
+    from paybridge.storage.event_outbox import DynamoEventOutbox
+
+    return DomainEvents(EventBridgeBus(settings.event_bus_name), DynamoEventOutbox(settings.table_name))
+
+
+@lru_cache(maxsize=1)
+def get_webhooks() -> Webhooks:
+    from paybridge.adapters.webhook_delivery import HttpxPoster, SqsDeliveryQueue
+    from paybridge.app.webhooks import Webhooks
+    from paybridge.storage.webhooks import DynamoWebhookStore
+
+    settings = get_settings()
+    return Webhooks(
+        get_tenants(),
+        DynamoWebhookStore(settings.table_name),
+        SqsDeliveryQueue(settings.webhook_delivery_url),
+        HttpxPoster(),
+        get_outbox(),
+        allow_local_urls=settings.stage == "local",
+    )
+
+
+@lru_cache(maxsize=1)
+def get_crm_actions() -> CrmActions:
+    from paybridge.app.crm_actions import CrmActions
+
+    return CrmActions(get_repo(), get_refunds(), get_reissues(), get_outbox(), get_subscriptions())
+
+
+@lru_cache(maxsize=1)
+def get_retention() -> Retention:
+    from paybridge.app.retention import Retention
+    from paybridge.storage.retention import DynamoRetentionIndex
+
+    return Retention(get_tenants(), DynamoRetentionIndex(get_settings().table_name), get_changes(), get_lever_runner())
+
+
 _CACHED = (
     get_settings,
     get_throttle,
@@ -393,6 +463,10 @@ _CACHED = (
     get_reissues,
     get_deal_resync,
     get_bank_review,
+    get_domain_events,
+    get_webhooks,
+    get_retention,
+    get_crm_actions,
 )
 
 

@@ -42,6 +42,7 @@ from paybridge.tenants import BankSettings, TenantConfig, TenantDirectory
 
 if TYPE_CHECKING:
     from paybridge.adapters.bank.base import BankSource
+    from paybridge.app.publishing import DomainEvents
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,10 @@ class _RepoIndex:
                     invoice_id=i.invoice_id,
                     number=i.number,
                     amount=i.amount,
-                    outstanding=i.outstanding if i.state not in (InvoiceState.CANCELLED, InvoiceState.FAILED) else 0,
+                    # a cancelled or failed invoice takes no money, nor one whose customer data (its INN) was erased
+                    outstanding=0
+                    if i.state in (InvoiceState.CANCELLED, InvoiceState.FAILED) or i.customer_erased_at is not None
+                    else i.outstanding,
                     currency=i.currency,
                     customer_inn=i.customer.inn,
                 )
@@ -134,6 +138,8 @@ class Banking:
     sources: Callable[[TenantConfig], BankSource]
     #: Acquirers' payouts (`bank.acquiring`): recognised before matching, never taken for a customer's payment.
     settlements: Settlements | None = None
+    #: `bank.line_needs_review`, published once per line (after the line is recorded as applied).
+    events: DomainEvents | None = None
 
     def _bank(self, tenant: TenantConfig) -> BankSettings:
         if tenant.bank is None:
@@ -254,6 +260,24 @@ class Banking:
                     )
                 )
         logger.warning("bank line %s needs a person: %s", line.fingerprint, decision.reason)
+        if self.events is not None:
+            from datetime import UTC
+
+            from paybridge.domain.domain_events import bank_line_needs_review
+
+            event = bank_line_needs_review(
+                tenant.tenant_id,
+                line.fingerprint,
+                datetime.now(UTC),
+                account=line.account,
+                amount=line.amount,
+                currency=line.currency,
+                value_date=line.value_date.isoformat(),
+                decision=decision.kind,
+                reason=decision.reason,
+                numbers_found=list(decision.numbers_found),
+            )
+            self.events.publish_now(event.id, [event])
 
     def review(self, tenant_id: str) -> list[BankLineRecord]:
         self._bank(self.tenants.get(tenant_id))

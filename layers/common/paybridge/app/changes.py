@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from paybridge.app import metrics as invoice_metrics
 from paybridge.app.errors import InvoiceNotFound
@@ -21,6 +21,9 @@ from paybridge.domain.events import InvoiceEvent, apply
 from paybridge.domain.invoice import FINAL_STATES, Invoice
 from paybridge.storage.errors import ConcurrentModification
 from paybridge.storage.repository import InvoiceRepository, ProviderEventRecord, Saved
+
+if TYPE_CHECKING:
+    from paybridge.app.publishing import DomainEvents
 
 MAX_WRITE_ATTEMPTS = 25
 
@@ -65,6 +68,8 @@ class InvoiceChanges:
     clock: Callable[[], datetime] = utc_now
     #: Counts every applied change the same way whichever path made it (see `app/metrics.py`).
     metrics: InvoiceMetrics = field(default_factory=NoMetrics)
+    #: Publishes each change's domain events once, through the outbox written with the change (`app/publishing.py`).
+    events: DomainEvents | None = None
 
     def get(self, tenant_id: str, invoice_id: str) -> Invoice:
         invoice = self.repo.get(tenant_id, invoice_id)
@@ -87,8 +92,13 @@ class InvoiceChanges:
         for attempt in range(MAX_WRITE_ATTEMPTS):
             current = self.get(tenant_id, invoice_id)
             was_final = current.state in FINAL_STATES
-            result = apply(current, event, self.clock())
+            now = self.clock()
+            result = apply(current, event, now)
             if not result.changed:
+                if self.events is not None and provider_event is not None:
+                    # a notification retried after a crash between our write and its publish: its events are still
+                    # in the outbox (anything else left there is the sweep's, within a minute)
+                    self.events.recover(f"{invoice_id}.v{current.version}")
                 if provider_event is not None:
                     self.repo.record_provider_event(provider_event)  # DuplicateProviderEvent: a repeat
                 return Change(Saved(invoice=current, task_token=None), changed=False, was_final=was_final)
@@ -96,8 +106,17 @@ class InvoiceChanges:
             if actor is not None and audit is not None:
                 detail = "; ".join(part for part in (audit.detail, actor.why) if part)
                 audit = audit.model_copy(update={"actor": actor.who, "detail": detail[:1000]})
+            batch = None
+            if self.events is not None:
+                from paybridge.domain.domain_events import invoice_changed
+
+                changed_events = invoice_changed(current, result.invoice, now)
+                batch = self.events.batch(f"{invoice_id}.v{result.invoice.version}", changed_events)
             try:
-                saved = self.repo.save(result.invoice, current.version, audit, provider_event)
+                if batch is None:
+                    saved = self.repo.save(result.invoice, current.version, audit, provider_event)
+                else:
+                    saved = self.repo.save(result.invoice, current.version, audit, provider_event, outbox=batch)
             except ConcurrentModification:
                 time.sleep(random.uniform(0, 0.01 * (attempt + 1)))  # noqa: S311 - jitter, not crypto
                 continue
@@ -106,6 +125,8 @@ class InvoiceChanges:
                 invoice_metrics.changed(self.metrics, current, saved.invoice, event, self.clock())
             except Exception:  # a metric never undoes a written change
                 logger.exception("metrics of %s not recorded", invoice_id)
+            if self.events is not None:
+                self.events.deliver(batch)
             if announce is not None:
                 self.announce(change, announce)
             return change

@@ -19,18 +19,21 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
-from paybridge.adapters.crm.base import Crm, UpdateOutcome
-from paybridge.adapters.errors import CrmRejected, CrmUnavailable
+from paybridge.adapters.crm.base import Crm, DealMoved, UpdateOutcome
+from paybridge.adapters.errors import CrmRejected, CrmUnavailable, ProviderUnavailable
 from paybridge.adapters.outbox import OutboxControl, OutboxRecord
 from paybridge.app.errors import DealNotInvoiceable, LifetimeOutOfRange
 from paybridge.app.issuing import Issuing
 from paybridge.domain.deal_sync import DealCheck, DealUpdate, OutboxMessage
 from paybridge.domain.errors import InvoiceConflict, ReceiptError
 from paybridge.tenants import TenantConfig, TenantDirectory, TenantNotFound
+
+if TYPE_CHECKING:
+    from paybridge.app.crm_actions import CrmActions
 
 logger = logging.getLogger(__name__)
 _MESSAGE: TypeAdapter[DealUpdate | DealCheck] = TypeAdapter(OutboxMessage)
@@ -127,6 +130,8 @@ class DealDelivery:
     #: Remembers our writes, so that their echoes are known without reading the deal (CRMs whose change events
     #: carry only the deal id: Bitrix24 with a stage trigger). None: every echo is read.
     echoes: EchoLedger | None = None
+    #: The CRM action triggers (`app/crm_actions.py`), matched on each deal a check reads.
+    crm_actions: Callable[[], CrmActions] | None = None
 
     def deliver(self, messages: Sequence[DealUpdate | DealCheck]) -> list[UpdateOutcome]:
         """A batch from the outbox: updates go to their CRMs (`deliver_updates`), checks read their deals
@@ -172,6 +177,13 @@ class DealDelivery:
             outcomes = []
             for item in mine:
                 deal = deals.get(item.deal_id)
+                if deal is not None and tenant.crm_actions and self.crm_actions is not None:
+                    try:  # the tenant's CRM action triggers on the stage read (a refund, a new link): keyed, once
+                        moved = DealMoved(deal_id=deal.deal_id, stage=deal.stage)
+                        self.crm_actions().handle(tenant, crm, [moved], skip=set(), deal=deal)
+                    except (CrmUnavailable, ProviderUnavailable) as exc:
+                        outcomes.append(UpdateOutcome.retry(f"deal {deal.deal_id}: {exc}"))
+                        continue
                 if deal is None or deal.stage != item.when_stage:
                     where = "gone" if deal is None else f"in stage {deal.stage}"
                     logger.info("deal %s is %s, not %s: nothing to issue", item.deal_id, where, item.when_stage)

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
@@ -28,6 +28,9 @@ from paybridge.app.rechecks import STATUS_READS
 from paybridge.domain.invoice import Invoice, InvoiceState
 from paybridge.storage.repository import InvoiceRepository
 from paybridge.tenants import TenantConfig, TenantDirectory
+
+if TYPE_CHECKING:
+    from paybridge.app.publishing import DomainEvents
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +105,8 @@ class DriftCheck:
     store: DriftStore
     throttle: Throttle
     clock: Callable[[], datetime] = utc_now
+    #: `drift.found` once per check that found something (after its report is saved).
+    events: DomainEvents | None = None
 
     def check(self, tenant_id: str, actor: Actor) -> DriftReport:
         tenant = self.tenants.get(tenant_id)
@@ -163,6 +168,18 @@ class DriftCheck:
             skipped=tuple(skipped),
         )
         self.store.save(report)
+        if findings and self.events is not None:
+            from paybridge.domain.domain_events import drift_found
+
+            event = drift_found(
+                tenant_id,
+                report.at,
+                [f.model_dump(mode="json") for f in findings],
+                repaired=report.repaired,
+                invoices_checked=report.invoices_checked,
+                deals_checked=report.deals_checked,
+            )
+            self.events.publish_now(event.id, [event])
         if findings:
             logger.warning("drift in %s: %d found, %d repaired", tenant_id, report.found, report.repaired)
         return report

@@ -37,3 +37,15 @@ class BankLineNotFound(DomainError):
 
 class DealHasNoInvoices(DomainError):
     """No invoice was issued for this deal: HTTP 404."""
+
+
+class WebhookNotFound(LookupError):
+    """No such webhook endpoint for this tenant."""
+
+
+class WebhookInvalid(ValueError):
+    """A webhook endpoint or a replay that cannot be accepted (the URL, the event types, the window)."""
+
+
+class WebhookExists(Exception):
+    """An endpoint for this URL exists already (its secret is not shown again: delete it and create it anew)."""

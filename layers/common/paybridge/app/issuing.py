@@ -30,7 +30,9 @@ from paybridge.storage.repository import InvoiceRepository
 from paybridge.tenants import TenantConfig, TenantDirectory
 
 if TYPE_CHECKING:
+    from paybridge.app.crm_actions import CrmActions
     from paybridge.app.deal_delivery import EchoLedger
+    from paybridge.app.publishing import DomainEvents
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,8 @@ class CrmIssueResult:
     checks: int = 0
     #: Events known as the echoes of our own writes (nothing to read, nothing queued).
     echoes: int = 0
+    #: The tenant's CRM action triggers this call matched (a refund, a new link): one line each.
+    actions: tuple[str, ...] = ()
 
 
 @dataclass
@@ -75,6 +79,10 @@ class Issuing:
     echoes: EchoLedger | None = None
     #: Counts the invoices created (the invoice-creating write), like `InvoiceChanges` counts their changes.
     metrics: InvoiceMetrics = field(default_factory=NoMetrics)
+    #: Publishes `invoice.issued` once, through the outbox written with the invoice (`app/publishing.py`).
+    events: DomainEvents | None = None
+    #: The CRM action triggers (`app/crm_actions.py`), built only when a call matches one.
+    crm_actions: Callable[[], CrmActions] | None = None
 
     def issue_invoice(self, tenant_id: str, request: NewInvoice, lifetime_given: bool = True) -> IssueResult:
         return self.commit(self.prepare(tenant_id, request, lifetime_given))
@@ -106,7 +114,19 @@ class Issuing:
 
     def commit(self, prepared: PreparedInvoice) -> IssueResult:
         """Write a prepared invoice (idempotent by its id) and start its lifecycle."""
-        stored, created = self.repo.create(prepared.invoice, prepared.audit)
+        batch = None
+        if self.events is not None:
+            from paybridge.domain.domain_events import invoice_issued
+
+            batch = self.events.batch(f"{prepared.invoice.invoice_id}.v0", [invoice_issued(prepared.invoice)])
+        if batch is None:
+            stored, created = self.repo.create(prepared.invoice, prepared.audit)
+        else:
+            stored, created = self.repo.create(prepared.invoice, prepared.audit, outbox=batch)
+        if self.events is not None and created:
+            self.events.deliver(batch)
+        elif self.events is not None:  # a repeat: publish what a crash may have left in the outbox
+            self.events.recover(f"{stored.invoice_id}.v0")
         if not created and not same_terms(stored, prepared.request):
             raise InvoiceConflict(
                 f"invoice {stored.number} of deal {stored.deal_id} was issued for {stored.describe_amount()}"
@@ -154,7 +174,13 @@ class Issuing:
                 checks += 1
                 continue
             issued.append(self.issue_for_deal(tenant, crm.get_deal(command.deal_id), command.number))
-        return CrmIssueResult(issued=tuple(issued), ignored=tuple(ignored), checks=checks, echoes=echoes)
+        actions: list[str] = []
+        if webhook.moves and tenant.crm_actions and self.crm_actions is not None:
+            echoed = {c.deal_id for c in webhook.commands if c.when_stage is not None} if echoes else set()
+            actions = self.crm_actions().handle(tenant, crm, webhook.moves, skip=echoed)
+        return CrmIssueResult(
+            issued=tuple(issued), ignored=tuple(ignored), checks=checks, echoes=echoes, actions=tuple(actions)
+        )
 
     def issue_for_deal(self, tenant: TenantConfig, deal: Deal, number: str | None = None) -> IssueResult:
         if not deal.amount or deal.amount <= 0:

@@ -28,7 +28,7 @@ from paybridge.domain.invoice import Invoice
 from paybridge.storage.errors import IdempotencyKeyReused
 from paybridge.storage.lever_keys import LeverKey
 
-LeverName = Literal["manual_payment", "reissue", "deal_resync", "bank_resolve"]
+LeverName = Literal["manual_payment", "reissue", "deal_resync", "bank_resolve", "customer_erase"]
 
 
 class LeverKeyStore(Protocol):

@@ -14,10 +14,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from paybridge.adapters.outbox import CrmOutbox
-from paybridge.app.changes import utc_now
+from paybridge.app.changes import Actor, utc_now
 from paybridge.app.issuing import IssueResult, Issuing
 from paybridge.domain.deal_sync import DealOp, DealUpdate
 from paybridge.domain.errors import SubscriptionNotFound
@@ -26,9 +26,12 @@ from paybridge.domain.money import format_money
 from paybridge.domain.subscriptions import (
     Period,
     Subscription,
+    cancel,
     charge_failed,
     charged,
     first_paid,
+    pause,
+    resume,
     subscription_id_for,
 )
 from paybridge.storage.errors import SubscriptionConflict
@@ -38,8 +41,10 @@ from paybridge.tenants import TenantConfig, TenantDirectory
 
 if TYPE_CHECKING:
     from paybridge.adapters.notify import MessageSender
+    from paybridge.app.publishing import DomainEvents
 
 logger = logging.getLogger(__name__)
+SubscriptionLever = Literal["cancel", "pause", "resume"]
 CHECK_AGAIN = timedelta(minutes=1)
 
 
@@ -52,6 +57,8 @@ class Subscriptions:
     store: DynamoSubscriptionStore
     senders: Callable[[TenantConfig, str], MessageSender]
     clock: Callable[[], datetime] = utc_now
+    #: `subscription.charged` / `subscription.blocked`, published once the subscription's write succeeded.
+    events: DomainEvents | None = None
 
     # -- start -----------------------------------------------------------------------------------------------------
 
@@ -118,7 +125,7 @@ class Subscriptions:
         self._save(tenant, sub, active)
 
     def _due_at(self, tenant: TenantConfig, sub: Subscription) -> datetime | None:
-        if sub.state in ("blocked", "cancelled", "awaiting_first_payment") or sub.next_charge_at is None:
+        if sub.state in ("blocked", "cancelled", "awaiting_first_payment", "paused") or sub.next_charge_at is None:
             return None
         if sub.state == "active" and sub.noticed_period < sub.period_index:
             notice = sub.next_charge_at - timedelta(hours=tenant.subscriptions.notice_hours)
@@ -127,6 +134,48 @@ class Subscriptions:
 
     def _save(self, tenant: TenantConfig, old: Subscription, new: Subscription, due: datetime | None = None) -> None:
         self.store.save(new, old.version, due if due is not None else self._due_at(tenant, new))
+
+    # -- a person's (or the CRM's) levers ------------------------------------------------------------------------------
+
+    def change(
+        self, tenant_id: str, subscription_id: str, lever: SubscriptionLever, actor: Actor
+    ) -> tuple[Subscription, bool]:
+        """Cancel, pause or resume (idempotent: the subscription already so changes nothing); the deal is told, with
+        who and why. Answers the subscription and whether it changed."""
+        tenant = self.tenants.get(tenant_id)
+        for _ in range(5):
+            sub = self.get(tenant_id, subscription_id)
+            if lever == "cancel":
+                new = cancel(sub)
+            elif lever == "pause":
+                new = pause(sub)  # InvalidTransition: 409
+            else:
+                new = resume(sub, self.clock())
+            if new is sub:
+                return sub, False
+            try:
+                self._save(tenant, sub, new)
+            except SubscriptionConflict:
+                continue  # the schedule moved it meanwhile: decide again on what it is now
+            logger.info("subscription %s: %s by %s (%s)", subscription_id, lever, actor.who, actor.why)
+            self._tell_deal(tenant, new, lever, actor)
+            return new, True
+        raise SubscriptionConflict(subscription_id)
+
+    def _tell_deal(self, tenant: TenantConfig, sub: Subscription, lever: SubscriptionLever, actor: Actor) -> None:
+        done = {"cancel": "отменена", "pause": "приостановлена", "resume": "возобновлена"}[lever]
+        why = f": {actor.why}" if actor.why else ""
+        text = f"PayBridge: подписка «{sub.plan}» {done} ({actor.who}{why})."
+        self.outbox.publish(
+            DealUpdate(
+                tenant_id=sub.tenant_id,
+                deal_id=sub.deal_id,
+                invoice_id=invoice_id_for(sub.tenant_id, sub.deal_id, sub.invoice_number(1)),
+                version=sub.version,
+                event=f"subscription_{lever}:{sub.subscription_id}",
+                ops=(DealOp(kind="comment", text=text),),
+            )
+        )
 
     # -- the schedule ------------------------------------------------------------------------------------------------
 
@@ -156,11 +205,13 @@ class Subscriptions:
         if attempt is not None:  # a charge is under way: its outcome decides
             if attempt.state is InvoiceState.PAID:
                 self._save(tenant, sub, charged(sub))
+                self._announce("subscription.charged", sub, now, invoice_id=attempt.invoice_id)
                 return f"period {sub.period_index} paid"
             if attempt.state is InvoiceState.FAILED:
                 after = charge_failed(sub, now, tenant.subscriptions.dunning_hours)
                 self._save(tenant, sub, after)
                 if after.state == "blocked":
+                    self._announce("subscription.blocked", after, now, invoice_id=attempt.invoice_id)
                     self._block(tenant, after)
                     return "blocked after the last retry"
                 return f"charge failed, retry at {after.next_charge_at:%Y-%m-%d %H:%M}"
@@ -177,6 +228,33 @@ class Subscriptions:
         self._save(tenant, sub, sub.model_copy(update={"version": sub.version + 1}), now + CHECK_AGAIN)
         self._issue(tenant, sub, self._attempt_number(sub), method=sub.method)
         return f"charging period {sub.period_index} (attempt {sub.failed_attempts + 1})"
+
+    def _announce(
+        self,
+        kind: Literal["subscription.charged", "subscription.blocked"],
+        sub: Subscription,
+        now: datetime,
+        invoice_id: str,
+    ) -> None:
+        if self.events is None:
+            return
+        from paybridge.domain.domain_events import subscription_event
+
+        event = subscription_event(
+            kind,
+            sub.tenant_id,
+            sub.subscription_id,
+            sub.period_index,
+            now,
+            deal_id=sub.deal_id,
+            plan=sub.plan,
+            amount=sub.amount,
+            currency=sub.currency,
+            state=sub.state,
+            failed_attempts=sub.failed_attempts,
+            invoice_id=invoice_id,
+        )
+        self.events.publish_now(event.id, [event])
 
     def _notice(self, tenant: TenantConfig, sub: Subscription) -> None:
         if tenant.reminders is None or sub.next_charge_at is None:

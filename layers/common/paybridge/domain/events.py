@@ -19,6 +19,7 @@ from paybridge.domain.invoice import (
     REISSUABLE,
     AuditEntry,
     Closure,
+    Customer,
     Invoice,
     InvoiceState,
     ManualMethod,
@@ -137,6 +138,15 @@ class DealResynced(BaseModel):
     key: str = Field(min_length=1, max_length=64)
 
 
+class CustomerErased(BaseModel):
+    """The customer's personal data (name, e-mail, phone, INN) erased from a closed invoice: by the tenant's retention
+    period, or at the person's request. The money facts, the numbers and the audit history stay."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["customer_erased"] = "customer_erased"
+    key: str = Field(min_length=1, max_length=80)
+
+
 InvoiceEvent = (
     PaymentCreated
     | MoneyReceived
@@ -149,6 +159,7 @@ InvoiceEvent = (
     | RefundAccepted
     | RefundConfirmed
     | RefundFailed
+    | CustomerErased
 )
 
 
@@ -244,6 +255,14 @@ def apply(invoice: Invoice, event: InvoiceEvent, at: datetime | None = None) -> 
             detail = f"attempt {invoice.attempt + 1} (was {invoice.closed_as.value if invoice.closed_as else ''})"
         case DealResynced():
             ref = event.key
+        case CustomerErased():
+            held = [name for name, value in invoice.customer.model_dump().items() if value]
+            if not held:
+                return Applied(invoice=invoice, changed=False)
+            if before in OPEN_STATES:
+                raise InvalidTransition("an open invoice keeps its customer's data until it is closed")
+            updates = {"customer": Customer(), "customer_erased_at": at}
+            ref, detail = event.key, "erased: " + ", ".join(held)
         case PaymentDeclined():
             if event.ref in invoice.declines or before not in OPEN_STATES:
                 return Applied(invoice=invoice, changed=False)

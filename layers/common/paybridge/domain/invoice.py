@@ -168,6 +168,8 @@ class Invoice(BaseModel):
     #: When the money first covered the amount (kept after a refund: the invoice was paid); time to pay is counted
     #: from `created_at` to this. None on invoices paid before it was recorded.
     paid_at: datetime | None = None
+    #: When the customer's personal data was erased (retention or a person's request); `customer` is empty since.
+    customer_erased_at: datetime | None = None
     version: int = 0
 
     @property
@@ -307,6 +309,6 @@ def same_terms(invoice: Invoice, request: NewInvoice) -> bool:
     return (
         invoice.amount == request.amount
         and invoice.currency == request.currency
-        and invoice.customer == request.customer
+        and (invoice.customer == request.customer or invoice.customer_erased_at is not None)
         and invoice.items == request.items
     )

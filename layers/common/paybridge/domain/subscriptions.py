@@ -3,7 +3,8 @@
 Lifecycle: `awaiting_first_payment` (the first invoice is paid by the customer through a normal link that saves the
 payment method) → `active` (each period: a notice `notice_hours` before, then a charge of the saved method) →
 `past_due` after a failed charge (retried on the dunning schedule) → back to `active` when a retry succeeds, or
-`blocked` after the last failed retry (the CRM is told to block access). `cancelled` stops it.
+`blocked` after the last failed retry (the CRM is told to block access). `cancelled` stops it; `paused` holds it
+(no notices, no charges) until resumed.
 
 Every period's charge is its own invoice (`<plan>/<period>`), so a charge is idempotent by that invoice's id at the
 PSP, and shows in the deal like any payment.
@@ -18,11 +19,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from paybridge.domain.errors import InvalidTransition
 from paybridge.domain.invoice import Customer
 from paybridge.domain.money import Currency, PositiveMinorUnits
 
 Period = Literal["week", "month", "year"]
-SubscriptionState = Literal["awaiting_first_payment", "active", "past_due", "blocked", "cancelled"]
+SubscriptionState = Literal["awaiting_first_payment", "active", "past_due", "blocked", "cancelled", "paused"]
 
 #: Default dunning schedule: retry a failed charge after 1, 3 and 7 days; after the third failure, block.
 DUNNING_HOURS: tuple[int, ...] = (24, 72, 168)
@@ -127,3 +129,30 @@ def charge_failed(sub: Subscription, now: datetime, dunning_hours: tuple[int, ..
             "version": sub.version + 1,
         }
     )
+
+
+def cancel(sub: Subscription) -> Subscription:
+    """Stop charging for good (the periods paid stay paid). Cancelling a cancelled subscription changes nothing."""
+    if sub.state == "cancelled":
+        return sub
+    return sub.model_copy(update={"state": "cancelled", "next_charge_at": None, "version": sub.version + 1})
+
+
+def pause(sub: Subscription) -> Subscription:
+    """No notices and no charges until resumed; the next charge's time is kept. Only an active or past-due one."""
+    if sub.state == "paused":
+        return sub
+    if sub.state not in ("active", "past_due"):
+        raise InvalidTransition(f"a subscription that is {sub.state} cannot be paused")
+    return sub.model_copy(update={"state": "paused", "version": sub.version + 1})
+
+
+def resume(sub: Subscription, now: datetime) -> Subscription:
+    """Charges go on: the kept next charge, or now when it passed during the pause (a retry stays a retry)."""
+    if sub.state in ("active", "past_due"):
+        return sub
+    if sub.state != "paused":
+        raise InvalidTransition(f"a subscription that is {sub.state} cannot be resumed")
+    due = max(sub.next_charge_at or now, now)
+    state: SubscriptionState = "past_due" if sub.failed_attempts else "active"
+    return sub.model_copy(update={"state": state, "next_charge_at": due, "version": sub.version + 1})

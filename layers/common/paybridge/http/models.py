@@ -263,6 +263,13 @@ class SubscribeBody(BaseModel):
     customer: Customer = Field(default_factory=Customer)
 
 
+class SubscriptionLeverBody(BaseModel):
+    """Why a subscription is cancelled, paused or resumed (kept in the log and the deal's timeline)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", max_length=500)
+
+
 class SubscriptionOut(BaseModel):
     subscription_id: str
     deal_id: str

@@ -26,6 +26,9 @@ from paybridge.app.errors import (
     LifetimeOutOfRange,
     RouteNotConfigured,
     UnknownPayment,
+    WebhookExists,
+    WebhookInvalid,
+    WebhookNotFound,
 )
 from paybridge.domain.errors import (
     BankNotConfigured,
@@ -94,6 +97,9 @@ PROBLEMS: dict[type[Exception], tuple[int, str]] = {
     CrmRejected: (502, "crm-rejected"),
     ProviderUnavailable: (503, "provider-unavailable"),
     CrmUnavailable: (503, "crm-unavailable"),
+    WebhookNotFound: (404, "webhook-not-found"),
+    WebhookExists: (409, "webhook-exists"),
+    WebhookInvalid: (422, "webhook-invalid"),
 }
 
 TITLES = {

@@ -23,6 +23,8 @@ class CrmWebhookOut(BaseModel):
     invoices: list[CrmInvoiceOut]
     checks: int
     ignored: list[str]
+    #: The tenant's CRM action triggers this call matched (a refund, a new link): one line each (absent: none).
+    actions: list[str] = []
 
 
 class ProblemError(BaseModel):

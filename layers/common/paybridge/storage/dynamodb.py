@@ -8,6 +8,8 @@ Items
                   (shard = hash(invoice id) mod OPEN_SHARDS; older items: gsi2pk=OPEN, see storage/table.py)
                   gsi3pk=NUM#<tenant>#<normalized number> (bank matching: invoices by the number in a purpose)
                   gsi5pk=STATE#<tenant>#<state>, gsi5sk=<created_at>#<invoice> (the ops list: by state, oldest first)
+                  gsi6pk=PII#<tenant>, gsi6sk=<created_at>#<invoice> while it is closed and holds customer data
+                  (the retention sweep and erasure requests: see storage/retention.py)
 - deal index:     pk=DEAL#<tenant>#<deal>    sk=INV#<invoice>  written with the invoice (a deal's invoices)
 - audit entry:    pk=INV#<tenant>#<invoice>  sk=AUDIT#<at>#<version>
                   a provider's money fact (a payment or refund through a PSP) is also the acquiring ledger:
@@ -18,6 +20,8 @@ Items
                   gsi1pk=BANKREVIEW#<tenant>, gsi1sk=<value date>#<fingerprint> while a person must decide
 - bank cursor:    pk=BANKCURSOR#<tenant>#<account> sk=CURSOR  window_from, window_to, cursor, polled_at
 - lever key:      pk=OPSKEY#<tenant>#<Idempotency-Key> sk=KEY  fingerprint, lever, result (see storage/lever_keys.py)
+- outbox batch:   pk=PUBOUT#<shard> sk=<invoice>.v<version>  the change's domain events until published, written in
+                  the change's transaction (see storage/event_outbox.py)
 """
 
 from __future__ import annotations
@@ -25,15 +29,27 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from paybridge.domain.invoice import OPEN_STATES, AuditEntry, Invoice
+from paybridge.domain.invoice import FINAL_STATES, OPEN_STATES, AuditEntry, Customer, Invoice
 from paybridge.storage.errors import ConcurrentModification, DuplicateProviderEvent
 from paybridge.storage.repository import ProviderEventRecord, Saved
 from paybridge.storage.settlements import ledger_keys
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+    from paybridge.app.publishing import OutboxBatch
 from paybridge.storage.invoice_queries import InvoiceQueries
-from paybridge.storage.table import INVOICE_SK, _n, _s, deal_key, invoice_pk, number_key, open_pk, state_key
+from paybridge.storage.table import (
+    INVOICE_SK,
+    _n,
+    _s,
+    deal_key,
+    invoice_pk,
+    number_key,
+    open_pk,
+    retention_key,
+    state_key,
+)
 
 
 class DynamoInvoiceRepository(InvoiceQueries):
@@ -59,6 +75,9 @@ class DynamoInvoiceRepository(InvoiceQueries):
         item["gsi3pk"] = _s(number_key(invoice.tenant_id, invoice.number))
         item["gsi5pk"] = _s(state_key(invoice.tenant_id, invoice.state.value))
         item["gsi5sk"] = _s(f"{invoice.created_at.isoformat()}#{invoice.invoice_id}")
+        if invoice.state in FINAL_STATES and invoice.customer != Customer():  # personal data a retention erases
+            item["gsi6pk"] = _s(retention_key(invoice.tenant_id))
+            item["gsi6sk"] = _s(f"{invoice.created_at.isoformat()}#{invoice.invoice_id}")
         return item
 
     def _audit_item(self, invoice: Invoice, audit: AuditEntry) -> dict[str, Any]:
@@ -82,7 +101,13 @@ class DynamoInvoiceRepository(InvoiceQueries):
             item["invoice_id"] = _s(record.invoice_id)
         return item
 
-    def create(self, invoice: Invoice, audit: AuditEntry) -> tuple[Invoice, bool]:
+    def _outbox_put(self, batch: OutboxBatch) -> dict[str, Any]:
+        from paybridge.storage.event_outbox import batch_item  # lazy: a handler that writes no events never loads it
+
+        return {"Put": {"TableName": self._table, "Item": batch_item(batch)}}
+
+    def create(self, invoice: Invoice, audit: AuditEntry, outbox: OutboxBatch | None = None) -> tuple[Invoice, bool]:
+        outbox_put = [self._outbox_put(outbox)] if outbox else []
         try:
             self.client.transact_write_items(
                 TransactItems=[
@@ -103,6 +128,7 @@ class DynamoInvoiceRepository(InvoiceQueries):
                             },
                         }
                     },
+                    *outbox_put,  # type: ignore[list-item]
                 ]
             )
         except self.client.exceptions.TransactionCanceledException:
@@ -118,6 +144,7 @@ class DynamoInvoiceRepository(InvoiceQueries):
         expected_version: int,
         audit: AuditEntry | None,
         provider_event: ProviderEventRecord | None = None,
+        outbox: OutboxBatch | None = None,
     ) -> Saved:
         item = self._invoice_item(invoice)
         names = {"#doc": "doc", "#v": "version", "#st": "state"}
@@ -129,7 +156,17 @@ class DynamoInvoiceRepository(InvoiceQueries):
         }
         sets = ["#doc = :doc", "#v = :v", "#st = :st"]
         removes = []
-        for attr in ("gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi5pk", "gsi5sk"):
+        for attr in (
+            "gsi1pk",
+            "gsi1sk",
+            "gsi2pk",
+            "gsi2sk",
+            "gsi3pk",
+            "gsi5pk",
+            "gsi5sk",
+            "gsi6pk",
+            "gsi6sk",
+        ):
             if attr in item:
                 sets.append(f"{attr} = :{attr}")
                 values[f":{attr}"] = item[attr]
@@ -147,6 +184,8 @@ class DynamoInvoiceRepository(InvoiceQueries):
         transact: list[dict[str, Any]] = [{"Update": update}]
         if audit is not None:
             transact.append({"Put": {"TableName": self._table, "Item": self._audit_item(invoice, audit)}})
+        if outbox is not None:  # before the provider event: its cancellation reason is read as the last one
+            transact.append(self._outbox_put(outbox))
         if provider_event is not None:
             transact.append(
                 {

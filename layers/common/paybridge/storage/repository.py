@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from paybridge.domain.invoice import AuditEntry, Invoice
+
+if TYPE_CHECKING:
+    from paybridge.app.publishing import OutboxBatch
 
 
 @dataclass(frozen=True)
@@ -24,8 +27,9 @@ class Saved:
 
 
 class InvoiceRepository(Protocol):
-    def create(self, invoice: Invoice, audit: AuditEntry) -> tuple[Invoice, bool]:
-        """Store a new invoice; when one with the same id exists return it and False."""
+    def create(self, invoice: Invoice, audit: AuditEntry, outbox: OutboxBatch | None = None) -> tuple[Invoice, bool]:
+        """Store a new invoice (with its domain events' outbox batch); when one with the same id exists return it and
+        False."""
         ...
 
     def get(self, tenant_id: str, invoice_id: str) -> Invoice | None: ...
@@ -36,9 +40,11 @@ class InvoiceRepository(Protocol):
         expected_version: int,
         audit: AuditEntry | None,
         provider_event: ProviderEventRecord | None = None,
+        outbox: OutboxBatch | None = None,
     ) -> Saved:
         """Write the new version if the stored one is `expected_version` (ConcurrentModification otherwise),
-        with its audit entry and the provider event record (DuplicateProviderEvent if recorded before), atomically."""
+        with its audit entry, the provider event record (DuplicateProviderEvent if recorded before) and the change's
+        domain events (`outbox`), atomically."""
         ...
 
     def record_provider_event(self, record: ProviderEventRecord) -> None:

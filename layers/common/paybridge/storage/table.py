@@ -55,6 +55,14 @@ GSI_BY_NUMBER = "ByNumber"
 GSI_BY_STATE = "ByState"
 
 
+#: Closed invoices that still hold their customer's personal data (sparse: erased ones leave it).
+GSI_BY_RETENTION = "ByRetention"
+
+
+def retention_key(tenant_id: str) -> str:
+    return f"PII#{tenant_id}"
+
+
 TENANTS_PK = "TENANTS"
 
 

@@ -71,6 +71,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from paybridge.adapters.crm.base import (
     CrmWebhook,
     Deal,
+    DealMoved,
     DealUpdate,
     IssueInvoiceCommand,
     RateLimit,
@@ -394,6 +395,11 @@ class AmoCrm:
             customer=self._customer(lead),
             invoice_number=self._invoice_number(lead),
             manager_id=_str_or_none(lead.get("responsible_user_id")),
+            fields={
+                str(field["field_id"]): _first_value(field)
+                for field in lead.get("custom_fields_values") or ()
+                if isinstance(field, dict) and field.get("field_id") is not None
+            },
         )
 
     def _invoice_number(self, lead: dict[str, Any]) -> str | None:
@@ -618,6 +624,11 @@ class AmoCrm:
                 entries.setdefault((event, position), {}).setdefault(field, value)
         commands: dict[str, IssueInvoiceCommand] = {}
         ignored: list[str] = []
+        moves = [
+            DealMoved(deal_id=fields["id"], stage=fields.get("status_id") or None)
+            for (event, _), fields in entries.items()
+            if event == "status" and fields.get("id", "").isdigit()
+        ]
         for (event, position), fields in entries.items():
             reason = self._trigger_mismatch(event, fields)
             if reason is None:
@@ -627,7 +638,7 @@ class AmoCrm:
                 ignored.append(f"leads[{event}][{position}]: {reason}")
         if not entries:
             ignored.append("no lead events")
-        return CrmWebhook(commands=tuple(commands.values()), ignored=tuple(ignored))
+        return CrmWebhook(commands=tuple(commands.values()), ignored=tuple(ignored), moves=tuple(moves))
 
     def _trigger_mismatch(self, event: str, fields: dict[str, str]) -> str | None:
         """None when this lead event asks for an invoice, else why not."""

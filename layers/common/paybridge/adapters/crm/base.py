@@ -30,6 +30,8 @@ class Deal(BaseModel):
     customer: Customer = Customer()
     invoice_number: str | None = None
     manager_id: str | None = None  # the responsible user, where the CRM has one
+    #: The deal's custom fields as text (Bitrix24 `UF_CRM_*`, amoCRM field ids), for triggers that read one.
+    fields: dict[str, str] = {}
 
 
 class IssueInvoiceCommand(BaseModel):
@@ -42,12 +44,29 @@ class IssueInvoiceCommand(BaseModel):
     when_stage: str | None = None
 
 
+class DealMoved(BaseModel):
+    """An inbound call saying a deal moved or a robot ran on it: what the tenant's CRM action triggers (a refund, a
+    new link, a subscription lever) are matched against (`app/crm_actions.py`)."""
+
+    model_config = ConfigDict(frozen=True)
+    deal_id: str
+    #: The stage (amoCRM: status id) the deal is in now; None when the call does not say (the deal is read).
+    stage: str | None = None
+    #: A robot's code (Bitrix24), and what makes this run of it unique (its `event_token`).
+    robot: str | None = None
+    run_id: str | None = None
+    #: The robot's parameters (`properties[...]`), e.g. an amount.
+    properties: dict[str, str] = {}
+
+
 class CrmWebhook(BaseModel):
     """A verified inbound call: the invoices it asks for (one per deal), and why the rest was ignored."""
 
     model_config = ConfigDict(frozen=True)
     commands: tuple[IssueInvoiceCommand, ...] = ()
     ignored: tuple[str, ...] = ()
+    #: Deals that moved (or had a robot run): matched against the tenant's CRM action triggers.
+    moves: tuple[DealMoved, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from paybridge.adapters.crm.base import (
     CrmWebhook,
     Deal,
+    DealMoved,
     DealOp,
     DealUpdate,
     IssueInvoiceCommand,
@@ -365,6 +366,7 @@ class Bitrix24:
             customer=_customer(contact),
             invoice_number=number or None,
             manager_id=str(deal["ASSIGNED_BY_ID"]) if deal.get("ASSIGNED_BY_ID") else None,
+            fields={k: str(v) for k, v in deal.items() if k.startswith("UF_CRM_") and isinstance(v, str | int | float)},
         )
 
     # -- writes ------------------------------------------------------------------------------------------------------
@@ -486,21 +488,34 @@ class Bitrix24:
         trigger = self._settings.trigger
         if "event_token" in form or "code" in form:  # a robot call
             code = form.get("code", "")
-            if not isinstance(trigger, Bitrix24RobotTrigger) or code != trigger.code:
-                return CrmWebhook(ignored=(f"robot {code!r} is not ours",))
             match = _ROBOT_DEAL.match(form.get("document_id[2]", ""))
+            if not isinstance(trigger, Bitrix24RobotTrigger) or code != trigger.code:
+                if match is None or not code:
+                    return CrmWebhook(ignored=(f"robot {code!r} is not ours",))
+                properties = {
+                    key[len("properties[") : -1]: value
+                    for key, value in form.items()
+                    if key.startswith("properties[") and key.endswith("]")
+                }
+                robot = DealMoved(
+                    deal_id=match.group(1), robot=code, run_id=form.get("event_token") or None, properties=properties
+                )
+                return CrmWebhook(moves=(robot,), ignored=(f"robot {code!r} is not ours",))
             if match is None:
                 raise MalformedNotification("a robot call without document_id[2]=DEAL_<id>")
             return CrmWebhook(commands=(IssueInvoiceCommand(deal_id=match.group(1)),))
         event = form.get("event", "").upper()
         if not event:
             raise MalformedNotification("missing field: event")
-        if event not in UPDATE_EVENTS or not isinstance(trigger, Bitrix24StageTrigger):
+        if event not in UPDATE_EVENTS:
             return CrmWebhook(ignored=(f"event {event} does not ask for an invoice",))
         deal_id = form.get("data[FIELDS][ID]", "").strip()
         if not _DEAL_ID.match(deal_id):
             raise MalformedNotification("missing or bad field: data[FIELDS][ID]")
-        return CrmWebhook(commands=(IssueInvoiceCommand(deal_id=deal_id, when_stage=trigger.stage_id),))
+        moved = (DealMoved(deal_id=deal_id),)  # the event names no stage: a CRM action trigger reads the deal
+        if not isinstance(trigger, Bitrix24StageTrigger):
+            return CrmWebhook(ignored=(f"event {event} does not ask for an invoice",), moves=moved)
+        return CrmWebhook(commands=(IssueInvoiceCommand(deal_id=deal_id, when_stage=trigger.stage_id),), moves=moved)
 
 
 @dataclass(frozen=True)
