@@ -18,11 +18,13 @@ def test_a_persons_request_erases_their_closed_invoices_and_names_the_open_ones(
 ) -> None:
     email = f"{unique('p')}@example.com"
     customer = {"name": "Пётр Иванов", "email": email, "inn": "500100732259"}
-    paid = api.create(deal_id=unique("D"), number=unique("N"), amount=10_000, customer=customer).json()
+    # real deals of the sandbox CRM (a deal it does not know would park our writes on the outbox's DLQ)
+    first, second = sandbox.new_deal(amount=10_000), sandbox.new_deal(amount=5_000)
+    paid = api.create(deal_id=first["id"], number=unique("N"), amount=10_000, customer=customer).json()
     paid = api.wait(paid["invoice_id"], lambda i: i["state"] == "awaiting_payment")
     assert sandbox.pay(payment_id_of(paid)).status_code == 200
     api.wait(paid["invoice_id"], lambda i: i["state"] == "paid")
-    still_open = api.create(deal_id=unique("D"), number=unique("N"), amount=5_000, customer=customer).json()
+    still_open = api.create(deal_id=second["id"], number=unique("N"), amount=5_000, customer=customer).json()
     body = {"email": email.upper(), "reason": "152-FZ request #3"}
 
     refused = http.post("/v1/demo/customers/erase", json=body, headers={**api.headers, "idempotency-key": "e-1"})
