@@ -167,3 +167,33 @@ class CountingThrottle:
 
     def __call__(self, account: str, limit: Any) -> None:
         self.calls.append((account, limit))
+
+
+@pytest.fixture
+def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A private moto account for one test (fake credentials, no profile): yields boto3, inside `mock_aws`."""
+    import boto3
+    from moto import mock_aws
+
+    for name, value in {
+        "AWS_DEFAULT_REGION": "eu-central-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        yield boto3
+
+
+def new_table(boto3: Any, prefix: str) -> tuple[Any, str]:
+    """A fresh table shaped as template.yaml declares it (in the `moto_aws` account): (client, name)."""
+    import uuid
+
+    from devstack.template import load_template
+
+    client = boto3.client("dynamodb", region_name="eu-central-1")
+    table = f"paybridge-{prefix}-{uuid.uuid4().hex[:8]}"
+    client.create_table(TableName=table, **load_template().table())
+    return client, table

@@ -22,20 +22,9 @@ from tests.unit.test_cli import ACME, write
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    import boto3
-    from moto import mock_aws
-
-    for name, value in {
-        "AWS_DEFAULT_REGION": "eu-central-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        yield boto3
+def aws(moto_aws: Any) -> Any:
+    """boto3 in a private moto account (tests/conftest.py `moto_aws`)."""
+    return moto_aws
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,7 @@ from paybridge.storage.dynamodb import DynamoInvoiceRepository
 from paybridge.storage.errors import DuplicateProviderEvent
 from paybridge.storage.event_outbox import DynamoEventOutbox
 from paybridge.storage.repository import ProviderEventRecord
+from tests.conftest import new_table
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,31 +53,15 @@ class World:
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    import boto3
-    from moto import mock_aws
-
-    from devstack.template import load_template
-
-    for name, value in {
-        "AWS_DEFAULT_REGION": "eu-central-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="eu-central-1")
-        table = f"paybridge-events-{uuid.uuid4().hex[:8]}"
-        client.create_table(TableName=table, **load_template().table())
-        now = [T0]
-        repo = DynamoInvoiceRepository(table, client=client)
-        outbox = DynamoEventOutbox(table, client=client)
-        bus = RecordingBus()
-        events = DomainEvents(bus, outbox, clock=lambda: now[0])
-        changes = InvoiceChanges(repo, NoLifecycle(), clock=lambda: now[0], events=events)  # type: ignore[arg-type]
-        yield World(repo, outbox, bus, events, changes, client, now)
+def world(moto_aws: Any) -> World:
+    client, table = new_table(moto_aws, "events")
+    now = [T0]
+    repo = DynamoInvoiceRepository(table, client=client)
+    outbox = DynamoEventOutbox(table, client=client)
+    bus = RecordingBus()
+    events = DomainEvents(bus, outbox, clock=lambda: now[0])
+    changes = InvoiceChanges(repo, NoLifecycle(), clock=lambda: now[0], events=events)  # type: ignore[arg-type]
+    return World(repo, outbox, bus, events, changes, client, now)
 
 
 def issue(world: World, amount: int = 100_000) -> str:

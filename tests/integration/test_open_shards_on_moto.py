@@ -4,7 +4,6 @@ stuck-invoice read finds invoices in every shard and in the legacy `OPEN` partit
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,31 +14,16 @@ from paybridge.domain.invoice import AuditEntry, InvoiceState, NewInvoice, new_i
 from paybridge.storage.dynamodb import DynamoInvoiceRepository
 from paybridge.storage.table import OPEN_PK, OPEN_SHARDS, invoice_pk, open_pk
 from scripts.backfill_open_shards import backfill
+from tests.conftest import new_table
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def repo(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoInvoiceRepository]:
-    import boto3
-    from moto import mock_aws
-
-    from devstack.template import load_template
-
-    for name, value in {
-        "AWS_DEFAULT_REGION": "eu-central-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="eu-central-1")
-        table = f"paybridge-shards-{uuid.uuid4().hex[:8]}"
-        client.create_table(TableName=table, **load_template().table())
-        yield DynamoInvoiceRepository(table, client=client)
-        client.delete_table(TableName=table)
+def repo(moto_aws: Any) -> Iterator[DynamoInvoiceRepository]:
+    client, table = new_table(moto_aws, "shards")
+    yield DynamoInvoiceRepository(table, client=client)
+    client.delete_table(TableName=table)
 
 
 def issue(repo: DynamoInvoiceRepository, n: int, lifetime: int) -> str:

@@ -5,7 +5,6 @@ erasure request erases their closed invoices, audited, names the open ones, and 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -21,6 +20,7 @@ from paybridge.domain.invoice import AuditEntry, Closure, Customer, InvoiceState
 from paybridge.storage.dynamodb import DynamoInvoiceRepository
 from paybridge.storage.lever_keys import DynamoLeverKeys
 from paybridge.storage.retention import DynamoRetentionIndex
+from tests.conftest import new_table
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 ANNA = Customer(name="Анна Петрова", email="Anna@Example.com", phone="+79161234567", inn="771234567890")
@@ -55,30 +55,14 @@ class World:
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    import boto3
-    from moto import mock_aws
-
-    from devstack.template import load_template
-
-    for name, value in {
-        "AWS_DEFAULT_REGION": "eu-central-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="eu-central-1")
-        table = f"paybridge-retention-{uuid.uuid4().hex[:8]}"
-        client.create_table(TableName=table, **load_template().table())
-        repo = DynamoInvoiceRepository(table, client=client)
-        changes = InvoiceChanges(repo, NoLifecycle(), clock=lambda: NOW)  # type: ignore[arg-type]
-        index = DynamoRetentionIndex(table, client=client)
-        runner = LeverRunner(DynamoLeverKeys(table, client=client))
-        retention = Retention(Tenants(30), index, changes, runner, clock=lambda: NOW)  # type: ignore[arg-type]
-        yield World(repo, changes, retention, index)
+def world(moto_aws: Any) -> World:
+    client, table = new_table(moto_aws, "retention")
+    repo = DynamoInvoiceRepository(table, client=client)
+    changes = InvoiceChanges(repo, NoLifecycle(), clock=lambda: NOW)  # type: ignore[arg-type]
+    index = DynamoRetentionIndex(table, client=client)
+    runner = LeverRunner(DynamoLeverKeys(table, client=client))
+    retention = Retention(Tenants(30), index, changes, runner, clock=lambda: NOW)
+    return World(repo, changes, retention, index)
 
 
 def invoice(world: World, customer: Customer, days_ago: int, end: str) -> str:
