@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,13 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.payments < 1:
         parser.error("--payments must be at least 1")
-    sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # the functions' EMF lines would bury the report
-    import logging
+    from bench_env import quiet_local_stack
 
-    logging.basicConfig(level=logging.ERROR)
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    quiet_local_stack()
 
     from devstack.stack import LocalStack
 

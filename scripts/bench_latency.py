@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import statistics
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -45,13 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.invoices < 1:
         parser.error("--invoices must be at least 1")
-    sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    import logging
+    from bench_env import quiet_local_stack
 
-    logging.basicConfig(level=logging.ERROR)
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    quiet_local_stack()
     from devstack.stack import LocalStack
 
     stack = LocalStack(port=0).start()

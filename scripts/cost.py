@@ -30,9 +30,7 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -63,13 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.invoices < 1:
         parser.error("--invoices must be at least 1")
-    sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    import logging
+    from bench_env import quiet_local_stack
 
-    logging.basicConfig(level=logging.ERROR)
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    quiet_local_stack()
     from devstack.meter import METER
     from devstack.stack import LocalStack
 
