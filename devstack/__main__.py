@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import threading
 from collections.abc import Callable
+
+from devstack.logs import quiet
 
 
 def serve() -> int:
@@ -52,24 +53,10 @@ def _stop_with(parent: int, stop: threading.Event) -> Callable[[], None]:
     return watch
 
 
-def _quiet() -> None:
-    """Warnings and errors only, unless PAYBRIDGE_LOG_LEVEL asks for more: no request lines, no credential notes,
-    no third-party noise (moto logs every handled JSONPath miss of a Choice's `IsPresent` as an ERROR; Powertools
-    warns of an empty metrics flush on every invocation when metrics are disabled)."""
-    import warnings
-
-    level = getattr(logging, os.environ.get("PAYBRIDGE_LOG_LEVEL", "WARNING").upper(), logging.WARNING)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("werkzeug").setLevel(level if level <= logging.INFO else logging.WARNING)
-    if level > logging.DEBUG:
-        logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(logging.CRITICAL)
-        warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
-
-
 def main() -> int:
     command = sys.argv[1] if len(sys.argv) > 1 else "serve"
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    _quiet()
+    quiet()
     if command == "serve":
         return serve()
     if command == "demo":
