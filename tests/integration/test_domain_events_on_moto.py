@@ -245,3 +245,67 @@ def test_the_events_published_fit_their_schemas(world: World) -> None:
         validate(event.envelope())
     with pytest.raises(ValueError, match="validation error"):
         validate({**world.bus.published[0].envelope(), "data": {"invoice_id": invoice_id}})
+
+
+# -- the other changes' transactional outbox: subscriptions, bank lines, drift reports ------------------------------
+
+
+def _outbox_keys(world: World) -> list[str]:
+    return [b.key for b in world.outbox.older_than(T0 + timedelta(days=1))]
+
+
+def test_a_subscription_change_and_its_event_are_one_transaction(world: World) -> None:
+    from paybridge.domain.domain_events import subscription_event
+    from paybridge.domain.subscriptions import Subscription, charged
+    from paybridge.storage.errors import SubscriptionConflict
+    from paybridge.storage.subscriptions import DynamoSubscriptionStore
+
+    store = DynamoSubscriptionStore(world.repo._table, client=world.client)
+    sub, _ = store.create(
+        Subscription(subscription_id="sub_1", tenant_id="acme", deal_id="D-1", plan="pro", amount=99_000, started_at=T0)
+    )
+    event = subscription_event("subscription.charged", "acme", "sub_1", 2, T0, plan="pro")
+    after = charged(sub)
+    # A writer that read an older version changes nothing, and announces nothing
+    with pytest.raises(SubscriptionConflict):
+        store.save(after, expected_version=7, due=None, outbox=world.events.batch(event.id, [event]))
+    assert _outbox_keys(world) == []
+    # The writer whose version holds stores the change and its event together
+    store.save(after, expected_version=sub.version, due=None, outbox=world.events.batch(event.id, [event]))
+    assert store.get("acme", "sub_1") == after
+    assert _outbox_keys(world) == [event.id]
+
+
+def test_only_the_reader_whose_bank_line_decision_is_stored_announces_it(world: World) -> None:
+    from datetime import date
+
+    from paybridge.domain.bank import Decision, StatementLine
+    from paybridge.domain.domain_events import bank_line_needs_review
+    from paybridge.storage.bank import DynamoBankStore
+
+    store = DynamoBankStore(world.repo._table, client=world.client)
+    line = StatementLine(
+        source="1c_file", account="40702810900000000001", value_date=date(2026, 1, 5), amount=5_000, purpose="?"
+    )
+    review = Decision(fingerprint=line.fingerprint, kind="unmatched", reason="no number")
+    event = bank_line_needs_review("acme", line.fingerprint, T0, reason="no number")
+    first = store.record_line("acme", line, review, outbox=world.events.batch(event.id, [event]))
+    assert first.fresh and _outbox_keys(world) == [event.id]
+    # A second reader of the same line (another poll, a file uploaded twice) finds the stored decision
+    world.outbox.remove(event.id)
+    second = store.record_line("acme", line, review, outbox=world.events.batch(event.id, [event]))
+    assert not second.fresh and second.decision == first.decision
+    assert _outbox_keys(world) == []
+
+
+def test_a_drift_report_and_its_event_are_written_together(world: World) -> None:
+    from paybridge.app.drift import DriftReport
+    from paybridge.domain.domain_events import drift_found
+    from paybridge.storage.drift import DynamoDriftStore
+
+    store = DynamoDriftStore(world.repo._table, client=world.client)
+    report = DriftReport(tenant_id="acme", at=T0, invoices_checked=3, deals_checked=3, findings=(), skipped=())
+    event = drift_found("acme", T0, [])
+    store.save(report, outbox=world.events.batch(event.id, [event]))
+    assert store.latest("acme") == [report]
+    assert _outbox_keys(world) == [event.id]

@@ -42,7 +42,8 @@ from paybridge.tenants import BankSettings, TenantConfig, TenantDirectory
 
 if TYPE_CHECKING:
     from paybridge.adapters.bank.base import BankSource
-    from paybridge.app.publishing import DomainEvents
+    from paybridge.app.publishing import DomainEvents, OutboxBatch
+    from paybridge.domain.domain_events import DomainEvent
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,9 @@ FIRST_LOOKBACK = timedelta(days=3)
 class BankStore(Protocol):
     def get_line(self, tenant_id: str, fingerprint: str) -> BankLineRecord | None: ...
 
-    def record_line(self, tenant_id: str, line: StatementLine, decision: Decision) -> BankLineRecord: ...
+    def record_line(
+        self, tenant_id: str, line: StatementLine, decision: Decision, outbox: OutboxBatch | None = None
+    ) -> BankLineRecord: ...
 
     def mark_applied(self, tenant_id: str, fingerprint: str) -> None: ...
 
@@ -138,7 +141,7 @@ class Banking:
     sources: Callable[[TenantConfig], BankSource]
     #: Acquirers' payouts (`bank.acquiring`): recognised before matching, never taken for a customer's payment.
     settlements: Settlements | None = None
-    #: `bank.line_needs_review`, published once per line (after the line is recorded as applied).
+    #: `bank.line_needs_review`, written with the line's decision (the transactional outbox), then published.
     events: DomainEvents | None = None
 
     def _bank(self, tenant: TenantConfig) -> BankSettings:
@@ -169,7 +172,7 @@ class Banking:
                 summary.duplicates += 1
                 continue
             existing = known.get(line.fingerprint)
-            record = existing if existing is not None else self.store.record_line(tenant_id, line, decision)
+            record = existing if existing is not None else self._record(tenant, line, decision)
             if record.done:  # another reader (or a person) finished it meanwhile
                 summary.duplicates += 1
                 continue
@@ -209,7 +212,7 @@ class Banking:
                 source = recognise(line, sources)
                 assert source is not None
                 decision = self.settlements.decide(tenant, line, source)
-                record = self.store.record_line(tenant.tenant_id, line, decision)
+                record = self._record(tenant, line, decision)
                 if record.done:
                     summary.duplicates += 1
                     continue
@@ -226,6 +229,37 @@ class Banking:
                 logger.warning("payout %s needs a person: %s", line.fingerprint, final.reason)
             else:
                 summary.applied += 1
+
+    def _record(self, tenant: TenantConfig, line: StatementLine, decision: Decision) -> BankLineRecord:
+        """The line and its decision, stored once; a decision that needs a person is announced
+        (`bank.line_needs_review`) in the same transaction, so exactly the stored decision is announced, once."""
+        batch = None
+        if decision.needs_a_person and self.events is not None:
+            event = self._review_event(tenant, line, decision)
+            batch = self.events.batch(event.id, [event])
+        record = self.store.record_line(tenant.tenant_id, line, decision, outbox=batch)
+        if record.fresh and batch is not None and self.events is not None:
+            self.events.deliver(batch)
+        return record
+
+    @staticmethod
+    def _review_event(tenant: TenantConfig, line: StatementLine, decision: Decision) -> DomainEvent:
+        from datetime import UTC
+
+        from paybridge.domain.domain_events import bank_line_needs_review
+
+        return bank_line_needs_review(
+            tenant.tenant_id,
+            line.fingerprint,
+            datetime.now(UTC),
+            account=line.account,
+            amount=line.amount,
+            currency=line.currency,
+            value_date=line.value_date.isoformat(),
+            decision=decision.kind,
+            reason=decision.reason,
+            numbers_found=list(decision.numbers_found),
+        )
 
     def _apply(self, tenant: TenantConfig, line: StatementLine, decision: Decision) -> None:
         for allocation in decision.allocations:
@@ -260,24 +294,6 @@ class Banking:
                     )
                 )
         logger.warning("bank line %s needs a person: %s", line.fingerprint, decision.reason)
-        if self.events is not None:
-            from datetime import UTC
-
-            from paybridge.domain.domain_events import bank_line_needs_review
-
-            event = bank_line_needs_review(
-                tenant.tenant_id,
-                line.fingerprint,
-                datetime.now(UTC),
-                account=line.account,
-                amount=line.amount,
-                currency=line.currency,
-                value_date=line.value_date.isoformat(),
-                decision=decision.kind,
-                reason=decision.reason,
-                numbers_found=list(decision.numbers_found),
-            )
-            self.events.publish_now(event.id, [event])
 
     def review(self, tenant_id: str) -> list[BankLineRecord]:
         self._bank(self.tenants.get(tenant_id))

@@ -30,7 +30,7 @@ from paybridge.storage.repository import InvoiceRepository
 from paybridge.tenants import TenantConfig, TenantDirectory
 
 if TYPE_CHECKING:
-    from paybridge.app.publishing import DomainEvents
+    from paybridge.app.publishing import DomainEvents, OutboxBatch
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class DriftReport(BaseModel):
 
 
 class DriftStore(Protocol):
-    def save(self, report: DriftReport) -> None: ...
+    def save(self, report: DriftReport, outbox: OutboxBatch | None = None) -> None: ...
 
     def latest(self, tenant_id: str, limit: int = 10) -> list[DriftReport]: ...
 
@@ -167,7 +167,7 @@ class DriftCheck:
             findings=tuple(findings),
             skipped=tuple(skipped),
         )
-        self.store.save(report)
+        batch = None
         if findings and self.events is not None:
             from paybridge.domain.domain_events import drift_found
 
@@ -179,7 +179,10 @@ class DriftCheck:
                 invoices_checked=report.invoices_checked,
                 deals_checked=report.deals_checked,
             )
-            self.events.publish_now(event.id, [event])
+            batch = self.events.batch(event.id, [event])
+        self.store.save(report, outbox=batch)  # the report and its `drift.found` in one transaction
+        if batch is not None and self.events is not None:
+            self.events.deliver(batch)
         if findings:
             logger.warning("drift in %s: %d found, %d repaired", tenant_id, report.found, report.repaired)
         return report

@@ -7,8 +7,8 @@ a retried task, which changes nothing) finds it and publishes it then, and the o
 every minute) publishes any batch older than a minute. A batch may so be published twice (and EventBridge itself
 delivers at least once): every event keeps the id derived from its change, and consumers dedupe by it.
 
-Subscriptions, bank review lines and drift reports publish right after their own conditional write succeeded
-(`publish_now`: through the outbox too, so a failed PutEvents is retried by the sweep)."""
+Subscriptions (`subscription.charged`/`.blocked`), bank lines (`bank.line_needs_review`) and drift reports
+(`drift.found`) do the same: their store writes the batch in the change's own transaction (`TableStore._write_one`)."""
 
 from __future__ import annotations
 
@@ -42,10 +42,6 @@ class OutboxBatch:
 
 
 class EventOutbox(Protocol):
-    def add(self, batch: OutboxBatch) -> None:
-        """Store a batch on its own (not part of another write); a batch already stored is left as it is."""
-        ...
-
     def get(self, key: str) -> OutboxBatch | None: ...
 
     def remove(self, key: str) -> None: ...
@@ -113,17 +109,6 @@ class DomainEvents:
             logger.exception("outbox batch %s not read", key)
             return
         self.deliver(pending)
-
-    def publish_now(self, key: str, events: Sequence[DomainEvent]) -> None:
-        """For changes not written with their batch (subscriptions, bank lines, drift): stored, then published."""
-        batch = self.batch(key, events)
-        if batch is None:
-            return
-        try:
-            self.outbox.add(batch)
-        except Exception:
-            logger.exception("outbox batch %s not stored; publishing it directly", key)
-        self.deliver(batch)
 
     def sweep(self, limit: int = 100) -> int:
         """Publish what was left in the outbox (a crash or a failed PutEvents); returns the events published."""

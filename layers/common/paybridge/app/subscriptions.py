@@ -42,6 +42,7 @@ from paybridge.tenants import TenantConfig, TenantDirectory
 if TYPE_CHECKING:
     from paybridge.adapters.notify import MessageSender
     from paybridge.app.publishing import DomainEvents
+    from paybridge.domain.domain_events import DomainEvent
 
 logger = logging.getLogger(__name__)
 SubscriptionLever = Literal["cancel", "pause", "resume"]
@@ -57,7 +58,8 @@ class Subscriptions:
     store: DynamoSubscriptionStore
     senders: Callable[[TenantConfig, str], MessageSender]
     clock: Callable[[], datetime] = utc_now
-    #: `subscription.charged` / `subscription.blocked`, published once the subscription's write succeeded.
+    #: `subscription.charged` / `subscription.blocked`, written in the subscription's own transaction (the
+    #: transactional outbox), then published.
     events: DomainEvents | None = None
 
     # -- start -----------------------------------------------------------------------------------------------------
@@ -132,8 +134,18 @@ class Subscriptions:
             return min(notice, sub.next_charge_at)
         return sub.next_charge_at
 
-    def _save(self, tenant: TenantConfig, old: Subscription, new: Subscription, due: datetime | None = None) -> None:
-        self.store.save(new, old.version, due if due is not None else self._due_at(tenant, new))
+    def _save(
+        self,
+        tenant: TenantConfig,
+        old: Subscription,
+        new: Subscription,
+        due: datetime | None = None,
+        announce: DomainEvent | None = None,
+    ) -> None:
+        batch = self.events.batch(announce.id, [announce]) if announce is not None and self.events else None
+        self.store.save(new, old.version, due if due is not None else self._due_at(tenant, new), outbox=batch)
+        if batch is not None and self.events is not None:
+            self.events.deliver(batch)
 
     # -- a person's (or the CRM's) levers ------------------------------------------------------------------------------
 
@@ -204,14 +216,15 @@ class Subscriptions:
         attempt = self.repo.get(sub.tenant_id, attempt_id)
         if attempt is not None:  # a charge is under way: its outcome decides
             if attempt.state is InvoiceState.PAID:
-                self._save(tenant, sub, charged(sub))
-                self._announce("subscription.charged", sub, now, invoice_id=attempt.invoice_id)
+                event = self._event("subscription.charged", sub, now, invoice_id=attempt.invoice_id)
+                self._save(tenant, sub, charged(sub), announce=event)
                 return f"period {sub.period_index} paid"
             if attempt.state is InvoiceState.FAILED:
                 after = charge_failed(sub, now, tenant.subscriptions.dunning_hours)
-                self._save(tenant, sub, after)
-                if after.state == "blocked":
-                    self._announce("subscription.blocked", after, now, invoice_id=attempt.invoice_id)
+                blocked = after.state == "blocked"
+                event = self._event("subscription.blocked", after, now, attempt.invoice_id) if blocked else None
+                self._save(tenant, sub, after, announce=event)
+                if blocked:
                     self._block(tenant, after)
                     return "blocked after the last retry"
                 return f"charge failed, retry at {after.next_charge_at:%Y-%m-%d %H:%M}"
@@ -229,18 +242,18 @@ class Subscriptions:
         self._issue(tenant, sub, self._attempt_number(sub), method=sub.method)
         return f"charging period {sub.period_index} (attempt {sub.failed_attempts + 1})"
 
-    def _announce(
+    def _event(
         self,
         kind: Literal["subscription.charged", "subscription.blocked"],
         sub: Subscription,
         now: datetime,
         invoice_id: str,
-    ) -> None:
+    ) -> DomainEvent | None:
         if self.events is None:
-            return
+            return None
         from paybridge.domain.domain_events import subscription_event
 
-        event = subscription_event(
+        return subscription_event(
             kind,
             sub.tenant_id,
             sub.subscription_id,
@@ -254,7 +267,6 @@ class Subscriptions:
             failed_attempts=sub.failed_attempts,
             invoice_id=invoice_id,
         )
-        self.events.publish_now(event.id, [event])
 
     def _notice(self, tenant: TenantConfig, sub: Subscription) -> None:
         if tenant.reminders is None or sub.next_charge_at is None:

@@ -21,7 +21,7 @@ from paybridge.domain.bank import DECISION_JSON, Decision, LineResolution, State
 from paybridge.storage.table import GSI_BY_PAYMENT, TableStore, _s
 
 if TYPE_CHECKING:
-    pass
+    from paybridge.app.publishing import OutboxBatch
 
 LineState = Literal["pending", "applied", "resolved", "dismissed"]
 _STATES: dict[str, LineState] = {"applied": "applied", "resolved": "resolved", "dismissed": "dismissed"}
@@ -35,6 +35,8 @@ class BankLineRecord:
     recorded_at: str
     #: A person's decision for a line on the review list (set while it is being applied, and after).
     resolution: LineResolution | None = None
+    #: Stored by this call of `record_line` (not found there already).
+    fresh: bool = False
 
     @property
     def done(self) -> bool:
@@ -80,9 +82,12 @@ class DynamoBankStore(TableStore):
             resolution=LineResolution.model_validate_json(resolution) if resolution else None,
         )
 
-    def record_line(self, tenant_id: str, line: StatementLine, decision: Decision) -> BankLineRecord:
+    def record_line(
+        self, tenant_id: str, line: StatementLine, decision: Decision, outbox: OutboxBatch | None = None
+    ) -> BankLineRecord:
         """Store the line with its decision unless it is known; either way, the stored record (the first decision
-        for a line wins, so two readers of one line apply the same allocations)."""
+        for a line wins, so two readers of one line apply the same allocations). `outbox`: the decision's events,
+        written in the same transaction (so only the reader whose decision is stored announces it)."""
         now = datetime.now(UTC).isoformat()
         item: dict[str, Any] = {
             **self._line_key(tenant_id, line.fingerprint),
@@ -96,13 +101,13 @@ class DynamoBankStore(TableStore):
             item["gsi1pk"] = _s(f"BANKREVIEW#{tenant_id}")
             item["gsi1sk"] = _s(f"{line.value_date.isoformat()}#{line.fingerprint}")
         try:
-            self.client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+            self._write_one({"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}, outbox)
         except self.client.exceptions.ConditionalCheckFailedException:
             existing = self.get_line(tenant_id, line.fingerprint)
             if existing is not None:
                 return existing
             raise  # pragma: no cover - it existed a moment ago and items are never deleted
-        return BankLineRecord(line=line, decision=decision, state="pending", recorded_at=now)
+        return BankLineRecord(line=line, decision=decision, state="pending", recorded_at=now, fresh=True)
 
     def mark_applied(self, tenant_id: str, fingerprint: str) -> None:
         # applied by another reader, or decided by a person meanwhile: that stands

@@ -101,11 +101,6 @@ class DynamoInvoiceRepository(InvoiceQueries):
             item["invoice_id"] = _s(record.invoice_id)
         return item
 
-    def _outbox_put(self, batch: OutboxBatch) -> dict[str, Any]:
-        from paybridge.storage.event_outbox import batch_item  # lazy: a handler that writes no events never loads it
-
-        return {"Put": {"TableName": self._table, "Item": batch_item(batch)}}
-
     def create(self, invoice: Invoice, audit: AuditEntry, outbox: OutboxBatch | None = None) -> tuple[Invoice, bool]:
         outbox_put = [self._outbox_put(outbox)] if outbox else []
         try:

@@ -3,7 +3,7 @@
 - outbox batch: pk=PUBOUT#<shard> sk=<batch key>  doc=<the events' JSON>, created_at (ISO UTC)
   The batch key is the change's identity (`<invoice>.v<version>`, `<subscription>.p<period>.charged`, …); the shard
   (a hash of the key mod 16) spreads the writes, and the sweep reads all 16 partitions (small: a batch is deleted
-  as soon as it is published). Written in the invoice's own transaction (`put_request`), or alone (`add`)."""
+  as soon as it is published). Written in the change's own transaction (`TableStore._outbox_put`)."""
 
 from __future__ import annotations
 
@@ -39,18 +39,6 @@ def _batch(item: dict[str, Any]) -> OutboxBatch:
 
 
 class DynamoEventOutbox(TableStore):
-    def put_request(self, batch: OutboxBatch) -> dict[str, Any]:
-        """The batch as one Put of another write's transaction."""
-        return {"Put": {"TableName": self._table, "Item": batch_item(batch)}}
-
-    def add(self, batch: OutboxBatch) -> None:
-        try:
-            self.client.put_item(
-                TableName=self._table, Item=batch_item(batch), ConditionExpression="attribute_not_exists(pk)"
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return
-
     def get(self, key: str) -> OutboxBatch | None:
         item = self.client.get_item(
             TableName=self._table, Key={"pk": _s(outbox_pk(key)), "sk": _s(key)}, ConsistentRead=True

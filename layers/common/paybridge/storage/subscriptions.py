@@ -16,7 +16,7 @@ from paybridge.storage.errors import SubscriptionConflict
 from paybridge.storage.table import TableStore, _n, _s
 
 if TYPE_CHECKING:
-    pass
+    from paybridge.app.publishing import OutboxBatch
 
 SUB_DUE_PK = "SUBDUE"
 
@@ -50,7 +50,10 @@ class DynamoSubscriptionStore(TableStore):
             return existing, False
         return sub, True
 
-    def save(self, sub: Subscription, expected_version: int, due: datetime | None) -> None:
+    def save(
+        self, sub: Subscription, expected_version: int, due: datetime | None, outbox: OutboxBatch | None = None
+    ) -> None:
+        """The new version, conditional on the one read; with `outbox`, the change's events in the same transaction."""
         values: dict[str, Any] = {":doc": _s(sub.model_dump_json()), ":v": _n(sub.version), ":e": _n(expected_version)}
         if due is not None:
             expression = "SET doc = :doc, version = :v, gsi4pk = :p, gsi4sk = :d"
@@ -58,14 +61,14 @@ class DynamoSubscriptionStore(TableStore):
             values[":d"] = _s(f"{due.isoformat()}#{sub.tenant_id}#{sub.subscription_id}")
         else:
             expression = "SET doc = :doc, version = :v REMOVE gsi4pk, gsi4sk"
+        update = {
+            "Key": self._key(sub.tenant_id, sub.subscription_id),
+            "UpdateExpression": expression,
+            "ConditionExpression": "version = :e",
+            "ExpressionAttributeValues": values,
+        }
         try:
-            self.client.update_item(
-                TableName=self._table,
-                Key=self._key(sub.tenant_id, sub.subscription_id),
-                UpdateExpression=expression,
-                ConditionExpression="version = :e",
-                ExpressionAttributeValues=values,
-            )
+            self._write_one({"Update": update}, outbox)
         except self.client.exceptions.ConditionalCheckFailedException:
             raise SubscriptionConflict(sub.subscription_id) from None
 

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+    from paybridge.app.publishing import OutboxBatch
+
 
 INVOICE_SK = "INVOICE"
 
@@ -110,3 +112,30 @@ class TableStore:
         if self._client is None:
             self._client = _client()
         return self._client
+
+    def _outbox_put(self, batch: OutboxBatch) -> dict[str, Any]:
+        """A change's domain events as one Put of the change's own transaction (the transactional outbox)."""
+        from paybridge.storage.event_outbox import batch_item  # lazy: a handler that writes no events never loads it
+
+        return {"Put": {"TableName": self._table, "Item": batch_item(batch)}}
+
+    def _write_one(self, write: dict[str, Any], outbox: OutboxBatch | None) -> None:
+        """One write — `{"Put": …}` or `{"Update": …}` without the table name — alone, or with the change's events
+        in one transaction. A failed condition raises `ConditionalCheckFailedException` either way."""
+        kind, request = next(iter(write.items()))
+        request = {"TableName": self._table, **request}
+        if outbox is None:
+            if kind == "Put":
+                self.client.put_item(**request)
+            else:
+                self.client.update_item(**request)
+            return
+        try:
+            self.client.transact_write_items(TransactItems=[{kind: request}, self._outbox_put(outbox)])  # type: ignore[list-item,misc]
+        except self.client.exceptions.TransactionCanceledException as exc:
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                raise self.client.exceptions.ConditionalCheckFailedException(
+                    {"Error": {"Code": "ConditionalCheckFailedException", "Message": "condition failed"}}, kind
+                ) from None
+            raise
