@@ -1,4 +1,5 @@
-"""Schedule: erase the customer's personal data from closed invoices past each tenant's retention period."""
+"""Schedule: erase the customer's personal data from closed invoices, closed subscriptions and done bank lines past
+each tenant's retention period."""
 
 from __future__ import annotations
 
@@ -16,5 +17,7 @@ from paybridge.wiring import get_retention
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     erased = get_retention().sweep()
-    metrics.add_metric(name="CustomerDataErased", unit=MetricUnit.Count, value=sum(erased.values()))
+    metrics.add_metric(
+        name="CustomerDataErased", unit=MetricUnit.Count, value=sum(sum(kinds.values()) for kinds in erased.values())
+    )
     return {"erased": erased}

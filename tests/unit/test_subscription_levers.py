@@ -37,10 +37,31 @@ def test_a_resume_after_the_charge_time_charges_now_and_a_retry_stays_a_retry() 
 
 
 def test_cancel_is_final_and_what_cannot_be_paused_or_resumed_is_refused() -> None:
-    cancelled = cancel(sub())
-    assert cancelled.state == "cancelled" and cancelled.next_charge_at is None and cancel(cancelled) is cancelled
+    cancelled = cancel(sub(), T0 + timedelta(days=3))
+    assert cancelled.state == "cancelled" and cancelled.next_charge_at is None
+    assert cancelled.closed_at == T0 + timedelta(days=3) and cancel(cancelled, T0 + timedelta(days=4)) is cancelled
     for state in ("cancelled", "blocked", "awaiting_first_payment"):
         with pytest.raises(InvalidTransition):
             pause(sub(state=state))
     with pytest.raises(InvalidTransition):
         resume(cancelled, T0)
+
+
+def test_erasing_a_closed_subscriptions_customer_keeps_its_money_and_an_open_one_refuses() -> None:
+    from paybridge.domain.invoice import Customer
+    from paybridge.domain.subscriptions import erase_customer
+
+    anna = Customer(name="Анна", email="anna@example.com", phone="+79161234567", inn="771234567890")
+    closed = cancel(sub(customer=anna), T0)
+    erased = erase_customer(closed, T0 + timedelta(days=31))
+    assert erased.customer == Customer() and erased.customer_erased_at == T0 + timedelta(days=31)
+    assert (erased.plan, erased.amount, erased.state, erased.version) == (
+        "pro",
+        99_000,
+        "cancelled",
+        closed.version + 1,
+    )
+    assert erase_customer(erased, T0 + timedelta(days=32)) is erased
+    for open_state in ("active", "past_due", "paused", "awaiting_first_payment"):
+        with pytest.raises(InvalidTransition):
+            erase_customer(sub(customer=anna, state=open_state), T0)

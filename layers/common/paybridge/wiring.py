@@ -428,9 +428,19 @@ def get_crm_actions() -> CrmActions:
 @lru_cache(maxsize=1)
 def get_retention() -> Retention:
     from paybridge.app.retention import Retention
+    from paybridge.storage.bank import DynamoBankStore
     from paybridge.storage.retention import DynamoRetentionIndex
+    from paybridge.storage.subscriptions import DynamoSubscriptionStore
 
-    return Retention(get_tenants(), DynamoRetentionIndex(get_settings().table_name), get_changes(), get_lever_runner())
+    table = get_settings().table_name
+    return Retention(
+        get_tenants(),
+        DynamoRetentionIndex(table),
+        get_changes(),
+        get_lever_runner(),
+        subscriptions=DynamoSubscriptionStore(table),
+        bank=DynamoBankStore(table),
+    )
 
 
 _CACHED = (

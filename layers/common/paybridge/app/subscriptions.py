@@ -158,7 +158,7 @@ class Subscriptions:
         for _ in range(5):
             sub = self.get(tenant_id, subscription_id)
             if lever == "cancel":
-                new = cancel(sub)
+                new = cancel(sub, self.clock())
             elif lever == "pause":
                 new = pause(sub)  # InvalidTransition: 409
             else:

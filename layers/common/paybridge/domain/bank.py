@@ -51,6 +51,16 @@ class StatementLine(BaseModel):
         return None if value in (None, "", "0", "00") else value
 
     @property
+    def has_payer_data(self) -> bool:
+        return bool(self.payer_name or self.payer_inn or self.payer_account)
+
+    def without_payer(self) -> StatementLine:
+        """The line with the payer's name, INN and account erased (date, amount, purpose, document number stay).
+        Its `fingerprint` is no longer the one it is stored under: only a done line is erased, and a done line is
+        found by the fingerprint of the line as the bank sends it again."""
+        return self.model_copy(update={"payer_name": "", "payer_inn": None, "payer_account": None})
+
+    @property
     def fingerprint(self) -> str:
         parts = (
             self.account,

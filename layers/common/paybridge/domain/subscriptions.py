@@ -75,6 +75,10 @@ class Subscription(BaseModel):
     next_charge_at: datetime | None = None
     failed_attempts: int = 0
     noticed_period: int = 0  # the last period whose notice was sent
+    #: When it was cancelled or blocked (the retention period of its customer's data runs from then).
+    closed_at: datetime | None = None
+    #: When its customer's name, e-mail, phone and INN were erased (retention, or the person's request).
+    customer_erased_at: datetime | None = None
     version: int = 0
 
     def invoice_number(self, period_index: int | None = None) -> str:
@@ -119,7 +123,13 @@ def charge_failed(sub: Subscription, now: datetime, dunning_hours: tuple[int, ..
     attempts = sub.failed_attempts + 1
     if attempts > len(dunning_hours):
         return sub.model_copy(
-            update={"state": "blocked", "failed_attempts": attempts, "next_charge_at": None, "version": sub.version + 1}
+            update={
+                "state": "blocked",
+                "failed_attempts": attempts,
+                "next_charge_at": None,
+                "closed_at": now,
+                "version": sub.version + 1,
+            }
         )
     return sub.model_copy(
         update={
@@ -131,11 +141,28 @@ def charge_failed(sub: Subscription, now: datetime, dunning_hours: tuple[int, ..
     )
 
 
-def cancel(sub: Subscription) -> Subscription:
+def cancel(sub: Subscription, now: datetime) -> Subscription:
     """Stop charging for good (the periods paid stay paid). Cancelling a cancelled subscription changes nothing."""
     if sub.state == "cancelled":
         return sub
-    return sub.model_copy(update={"state": "cancelled", "next_charge_at": None, "version": sub.version + 1})
+    return sub.model_copy(
+        update={"state": "cancelled", "next_charge_at": None, "closed_at": now, "version": sub.version + 1}
+    )
+
+
+#: A subscription in one of these states charges no more: its customer's data is kept only for the retention.
+CLOSED_SUBSCRIPTION_STATES: frozenset[SubscriptionState] = frozenset({"cancelled", "blocked"})
+
+
+def erase_customer(sub: Subscription, now: datetime) -> Subscription:
+    """The customer's name, e-mail, phone and INN removed from a closed subscription (plan, amounts, periods, the
+    saved method's id and the deal stay). Erasing an erased one changes nothing; an open one keeps what its notices
+    and receipts need."""
+    if sub.state not in CLOSED_SUBSCRIPTION_STATES:
+        raise InvalidTransition(f"a subscription that is {sub.state} keeps its customer's data")
+    if not any(sub.customer.model_dump().values()):
+        return sub
+    return sub.model_copy(update={"customer": Customer(), "customer_erased_at": now, "version": sub.version + 1})
 
 
 def pause(sub: Subscription) -> Subscription:

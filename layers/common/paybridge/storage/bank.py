@@ -6,6 +6,8 @@ Items
                gsi1sk=<value date>#<fingerprint> while a person must decide. Put once (conditional): the first decision
                for a line is the one applied. A person's decision: resolution=<LineResolution JSON>, resolution_key
                (claimed once), then state resolved|dismissed and the line leaves the review list.
+               gsi6pk=BANKPII#<tenant>, gsi6sk=<recorded_at>#<fingerprint> while the line holds a payer's name, INN
+               or account (`ByRetention`); erased (`payer_erased_at`) once done and past the retention.
 - cursor:      pk=BANKCURSOR#<tenant>#<account> sk=CURSOR  window_from, window_to, cursor (the page to read next in
                that window, or none), polled_at.
 """
@@ -18,7 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from paybridge.domain.bank import DECISION_JSON, Decision, LineResolution, StatementLine
-from paybridge.storage.table import GSI_BY_PAYMENT, TableStore, _s
+from paybridge.storage.table import GSI_BY_PAYMENT, TableStore, _s, retention_key, retention_keys
 
 if TYPE_CHECKING:
     from paybridge.app.publishing import OutboxBatch
@@ -100,6 +102,9 @@ class DynamoBankStore(TableStore):
         if decision.needs_a_person:
             item["gsi1pk"] = _s(f"BANKREVIEW#{tenant_id}")
             item["gsi1sk"] = _s(f"{line.value_date.isoformat()}#{line.fingerprint}")
+        if line.has_payer_data:  # the retention's to erase once the line is done
+            item["gsi6pk"] = _s(retention_key(tenant_id, "BANKPII"))
+            item["gsi6sk"] = _s(f"{now}#{line.fingerprint}")
         try:
             self._write_one({"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}, outbox)
         except self.client.exceptions.ConditionalCheckFailedException:
@@ -120,6 +125,35 @@ class DynamoBankStore(TableStore):
                 ExpressionAttributeNames={"#s": "state"},
                 ExpressionAttributeValues={":applied": _s("applied"), ":pending": _s("pending")},
             )
+
+    def with_payer_data(self, tenant_id: str, recorded_before: str | None = None, limit: int = 1000) -> list[str]:
+        """Fingerprints of the tenant's lines still holding a payer's name, INN or account (recorded before
+        `recorded_before`), oldest first, from the sparse `ByRetention` index (lines in review among them)."""
+        pks = retention_keys(self.client, self._table, retention_key(tenant_id, "BANKPII"), recorded_before, limit)
+        return [pk.rsplit("#", 1)[-1] for pk in pks]
+
+    def erase_payer(self, tenant_id: str, fingerprint: str, at: datetime) -> bool:
+        """Erase the payer's name, INN and account from a done line (applied, resolved or dismissed, and not on the
+        review list). False: not done yet, or erased already — nothing written."""
+        record = self.get_line(tenant_id, fingerprint)
+        if record is None or not record.done or record.in_review or not record.line.has_payer_data:
+            return False
+        try:
+            self.client.update_item(
+                TableName=self._table,
+                Key=self._line_key(tenant_id, fingerprint),
+                UpdateExpression="SET line = :erased, payer_erased_at = :at REMOVE gsi6pk, gsi6sk",
+                ConditionExpression="#s <> :pending AND attribute_not_exists(gsi1pk)",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={
+                    ":erased": _s(record.line.without_payer().model_dump_json()),
+                    ":at": _s(at.isoformat()),
+                    ":pending": _s("pending"),
+                },
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     def lines_for_review(self, tenant_id: str, limit: int = 100) -> list[BankLineRecord]:
         response = self.client.query(

@@ -4,34 +4,15 @@ so the daily sweep reads only what is left to erase, never the erased history ag
 
 from __future__ import annotations
 
-from typing import Any
-
 from paybridge.domain.invoice import Invoice
 from paybridge.storage.invoice_queries import InvoiceQueries
-from paybridge.storage.table import GSI_BY_RETENTION, _s, retention_key
+from paybridge.storage.table import retention_key, retention_keys
 
 
 class DynamoRetentionIndex(InvoiceQueries):
     def _keys(self, tenant_id: str, before: str | None, limit: int) -> list[tuple[str, str]]:
-        condition = "gsi6pk = :pk"
-        values: dict[str, Any] = {":pk": _s(retention_key(tenant_id))}
-        if before is not None:
-            condition += " AND gsi6sk < :before"
-            values[":before"] = _s(before)
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": GSI_BY_RETENTION,
-            "KeyConditionExpression": condition,
-            "ExpressionAttributeValues": values,
-        }
-        keys: list[tuple[str, str]] = []
-        while len(keys) < limit:
-            page = self.client.query(**kwargs)
-            keys += [(tenant_id, item["pk"]["S"].split("#")[2]) for item in page.get("Items", [])]
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return keys[:limit]
+        pks = retention_keys(self.client, self._table, retention_key(tenant_id), before, limit)
+        return [(tenant_id, pk.split("#")[2]) for pk in pks]
 
     def closed_with_data(self, tenant_id: str, created_before: str | None = None, limit: int = 1000) -> list[Invoice]:
         """Closed invoices of the tenant holding customer data (issued before `created_before`), oldest first."""

@@ -3,6 +3,8 @@
 - pk=SUB#<tenant>#<subscription> sk=SUBSCRIPTION  doc=<Subscription JSON>, version; gsi4pk=SUBDUE,
   gsi4sk=<next due, ISO UTC>#<tenant>#<subscription> while something is due (a notice, a charge, a charge's outcome).
   Shares the RemindersDue index (another partition); every change is conditional on the version read.
+  gsi6pk=SUBPII#<tenant>, gsi6sk=<closed at>#<subscription> while it is cancelled or blocked and still holds its
+  customer's data (the `ByRetention` index; erased ones leave it).
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from paybridge.domain.subscriptions import Subscription
+from paybridge.domain.subscriptions import CLOSED_SUBSCRIPTION_STATES, Subscription
 from paybridge.storage.due_index import GSI_REMINDERS
 from paybridge.storage.errors import SubscriptionConflict
-from paybridge.storage.table import TableStore, _n, _s
+from paybridge.storage.table import TableStore, _n, _s, retention_key, retention_keys
 
 if TYPE_CHECKING:
     from paybridge.app.publishing import OutboxBatch
@@ -55,12 +57,20 @@ class DynamoSubscriptionStore(TableStore):
     ) -> None:
         """The new version, conditional on the one read; with `outbox`, the change's events in the same transaction."""
         values: dict[str, Any] = {":doc": _s(sub.model_dump_json()), ":v": _n(sub.version), ":e": _n(expected_version)}
+        sets, removes = ["doc = :doc", "version = :v"], []
         if due is not None:
-            expression = "SET doc = :doc, version = :v, gsi4pk = :p, gsi4sk = :d"
+            sets += ["gsi4pk = :p", "gsi4sk = :d"]
             values[":p"] = _s(SUB_DUE_PK)
             values[":d"] = _s(f"{due.isoformat()}#{sub.tenant_id}#{sub.subscription_id}")
         else:
-            expression = "SET doc = :doc, version = :v REMOVE gsi4pk, gsi4sk"
+            removes += ["gsi4pk", "gsi4sk"]
+        if sub.state in CLOSED_SUBSCRIPTION_STATES and any(sub.customer.model_dump().values()):
+            sets += ["gsi6pk = :r", "gsi6sk = :rs"]  # closed, still holding its customer's data: retention's
+            values[":r"] = _s(retention_key(sub.tenant_id, "SUBPII"))
+            values[":rs"] = _s(f"{(sub.closed_at or sub.started_at).isoformat()}#{sub.subscription_id}")
+        else:
+            removes += ["gsi6pk", "gsi6sk"]
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         update = {
             "Key": self._key(sub.tenant_id, sub.subscription_id),
             "UpdateExpression": expression,
@@ -71,6 +81,19 @@ class DynamoSubscriptionStore(TableStore):
             self._write_one({"Update": update}, outbox)
         except self.client.exceptions.ConditionalCheckFailedException:
             raise SubscriptionConflict(sub.subscription_id) from None
+
+    def closed_with_data(
+        self, tenant_id: str, closed_before: str | None = None, limit: int = 1000
+    ) -> list[Subscription]:
+        """Cancelled or blocked subscriptions of the tenant still holding customer data (closed before
+        `closed_before`), oldest first — from the sparse `ByRetention` index; the item itself decides."""
+        pks = retention_keys(self.client, self._table, retention_key(tenant_id, "SUBPII"), closed_before, limit)
+        subs = [self.get(tenant_id, pk.split("#")[2]) for pk in pks]
+        return [
+            sub
+            for sub in subs
+            if sub is not None and sub.state in CLOSED_SUBSCRIPTION_STATES and any(sub.customer.model_dump().values())
+        ]
 
     def due(self, now: datetime | None, limit: int = 500) -> list[Subscription]:
         """Subscriptions with something due by `now` (all indexed ones when `now` is None: the MRR sum)."""

@@ -61,8 +61,33 @@ GSI_BY_STATE = "ByState"
 GSI_BY_RETENTION = "ByRetention"
 
 
-def retention_key(tenant_id: str) -> str:
-    return f"PII#{tenant_id}"
+def retention_key(tenant_id: str, kind: str = "PII") -> str:
+    """The index partition of one tenant's items still holding personal data: `PII` (closed invoices), `SUBPII`
+    (closed subscriptions), `BANKPII` (bank lines with the payer's name, INN or account)."""
+    return f"{kind}#{tenant_id}"
+
+
+def retention_keys(client: DynamoDBClient, table: str, partition: str, before: str | None, limit: int) -> list[str]:
+    """The `pk`s in one `ByRetention` partition (sort key before `before`), oldest first, at most `limit`."""
+    condition = "gsi6pk = :pk"
+    values: dict[str, Any] = {":pk": _s(partition)}
+    if before is not None:
+        condition += " AND gsi6sk < :before"
+        values[":before"] = _s(before)
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "IndexName": GSI_BY_RETENTION,
+        "KeyConditionExpression": condition,
+        "ExpressionAttributeValues": values,
+    }
+    keys: list[str] = []
+    while len(keys) < limit:
+        page = client.query(**kwargs)
+        keys += [item["pk"]["S"] for item in page.get("Items", [])]
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return keys[:limit]
 
 
 TENANTS_PK = "TENANTS"
