@@ -257,3 +257,29 @@ def test_a_persons_request_by_inn_erases_their_closed_subscriptions_and_the_bank
     )
     assert got_hers is not None and got_hers.line.payer_inn is None and got_hers.line.payer_name == ""
     assert got_other is not None and got_other.line == someone_elses
+
+
+def test_the_backfill_puts_an_older_releases_closed_subscriptions_and_lines_in_the_retentions_reach(
+    world: World,
+) -> None:
+    from scripts.backfill_retention_index import backfill
+
+    cancelled = subscription(world, ANNA, "older", cancelled_days_ago=40)
+    active = subscription(world, ANNA, "running", cancelled_days_ago=None)
+    line = bank_line(world, ANNA.inn or "", 40)
+    _recorded(world, line, 40)
+    client, table = world.bank.client, world.bank._table
+    # Given the items as an older release wrote them: no retention keys, no `closed_at`
+    for key in (
+        {"pk": {"S": f"SUB#acme#{cancelled}"}, "sk": {"S": "SUBSCRIPTION"}},
+        {"pk": {"S": f"BANK#acme#{line.fingerprint}"}, "sk": {"S": "LINE"}},
+    ):
+        client.update_item(TableName=table, Key=key, UpdateExpression="REMOVE gsi6pk, gsi6sk")
+    assert world.retention.sweep()["acme"] == {"invoices": 0, "subscriptions": 0, "bank_lines": 0}
+    assert backfill(client, table, dry_run=True) == {"subscriptions": 1, "bank_lines": 1, "indexed": 0}
+
+    assert backfill(client, table) == {"subscriptions": 1, "bank_lines": 1, "indexed": 2}
+    assert backfill(client, table)["indexed"] == 0  # again: nothing
+    assert world.retention.sweep()["acme"] == {"invoices": 0, "subscriptions": 1, "bank_lines": 1}
+    running = world.subs.get("acme", active)
+    assert running is not None and running.customer == ANNA
