@@ -21,7 +21,8 @@ PAYBRIDGE := $(BIN)/python -m scripts.cli
 
 .PHONY: help dev demo test unit integration e2e lint format typecheck openapi validate build deploy import-times clean lock layer-size \
 	redrive-crm bench-crm demo-bank demo-settlements reconcile-report bench-reconcile bench-latency checkov schemathesis \
-	report tenants-check tenants-put tenants-list keys-new secrets-template webhooks-register redrive-lifecycle cost
+	report tenants-check tenants-put tenants-list keys-new secrets-template webhooks-register redrive-lifecycle cost \
+	bench-shards
 
 help:
 	@echo "make demo       run the scripted payment scenario on the local stack (starts it if needed)"
@@ -36,6 +37,7 @@ help:
 	@echo "make schemathesis  fuzz the local stack with openapi.json (all checks, fixed seed);  make checkov"
 	@echo "make bench-crm  N payments through the CRM outbox to the fake Bitrix24 at its real limit (ARGS=--payments N)"
 	@echo "make bench-latency  N sandbox invoices paid at once: notification -> CRM stage p50/p95/p99 (ARGS=--invoices N)"
+	@echo "make bench-shards  N invoices' lives on moto: writes per index partition key, OpenByDue shards vs 1/N (ARGS=--invoices N)"
 	@echo "make cost       one paid invoice on the local stack: transitions, invocations, units counted, \$$ per million"
 	@echo "make import-times   each handler's import time against import boto3 + one client;  make layer-size"
 	@echo "make report TENANT=<id> [MONTH=YYYY-MM] [STAGE=<stage>]  the owner's monthly report (table, HTML, JSON)"
@@ -151,6 +153,9 @@ bench-crm: $(STAMP)
 
 bench-latency: $(STAMP)
 	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-ERROR} $(BIN)/python scripts/bench_latency.py $(ARGS)
+
+bench-shards: $(STAMP)
+	$(BIN)/python scripts/bench_shards.py $(ARGS)
 
 cost: $(STAMP)
 	POWERTOOLS_LOG_LEVEL=$${POWERTOOLS_LOG_LEVEL:-ERROR} $(BIN)/python scripts/cost.py $(ARGS)
