@@ -279,8 +279,16 @@ def get_payment_checks() -> PaymentChecks:
 @lru_cache(maxsize=1)
 def get_deal_delivery() -> DealDelivery:
     from paybridge.app.deal_delivery import DealDelivery
+    from paybridge.storage.customer_profiles import DynamoProfileLedger
 
-    return DealDelivery(get_tenants(), make_crm, get_issuing(), echoes=get_echo_ledger(), crm_actions=get_crm_actions)
+    return DealDelivery(
+        get_tenants(),
+        make_crm,
+        get_issuing(),
+        echoes=get_echo_ledger(),
+        crm_actions=get_crm_actions,
+        profiles=DynamoProfileLedger(get_settings().table_name),
+    )
 
 
 @lru_cache(maxsize=1)
