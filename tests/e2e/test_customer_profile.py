@@ -93,3 +93,54 @@ def test_the_contact_shows_each_payment_once_and_the_total_net_of_refunds(
     assert final["fields"]["last_payment_date"].endswith("+00:00")
     # The deals' own timelines are as before: the profile writes are the contact's
     assert not any("Всего оплачено" in t["text"] for t in sandbox.deal(first["id"])["timeline"])
+
+
+# -- the real CRM adapters against their local fakes (tenants bitrix-app and amo-shop opt in) ------------------------
+
+
+def test_bitrix24_contact_gets_the_entry_and_its_money_field(http: httpx.Client, sandbox: Sandbox) -> None:
+    from tests.e2e.test_crms import BX, Bitrix, pay_link
+
+    app = Bitrix(http, "bitrix-app.bitrix24.ru")
+    deal = app.new_deal(99_900, company={"title": "ООО Ромашка"})
+    http.post(f"{BX}/_control/deals/{deal['ID']}/robot", json={})
+    published = app.wait(deal["ID"], lambda v: v["deal"]["STAGE_ID"] == "UC_AWAITING" and v["timeline"])
+    pay_link(sandbox, published["deal"]["UF_CRM_PAYBRIDGE_LINK"])
+    app.wait(deal["ID"], lambda v: v["deal"]["STAGE_ID"] == "WON")
+
+    def contact() -> dict[str, Any]:
+        return dict(http.get(f"{BX}/_control/contacts/{deal['CONTACT_ID']}").json())
+
+    shown = poll("bitrix24 contact", contact, lambda c: c["timeline"] and c["entity"].get("UF_CRM_PB_TOTAL_PAID"), 20)
+    assert [t["COMMENT"] for t in shown["timeline"]] == [
+        f"PayBridge: оплата 999.00 RUB картой по счёту № {deal['ID']}. Всего оплачено: 999.00 RUB."
+    ]
+    assert shown["entity"]["UF_CRM_PB_TOTAL_PAID"] == "999.00|RUB"
+    assert shown["entity"]["UF_CRM_PB_LAST_PAYMENT"].endswith("+00:00")
+    company = http.get(f"{BX}/_control/companies/{deal['COMPANY_ID']}").json()
+    assert company["timeline"] == []  # the tenant chose the contact; the company is only the fallback
+
+
+def test_amocrm_main_contact_gets_the_note_and_its_custom_fields(
+    http: httpx.Client, sandbox: Sandbox, unique: Any
+) -> None:
+    from tests.e2e.test_crms import AMO, AMO_AWAITING, AMO_PAID, AMO_TRIGGER, Amo, pay_link
+
+    amo = Amo(http)
+    number = unique("AMOP-")
+    lead = amo.new_lead(1_200, number)
+    amo.move(lead["id"], AMO_TRIGGER)
+    published = amo.wait(lead["id"], lambda v: v["status_id"] == AMO_AWAITING and v["notes"])
+    pay_link(sandbox, published["payment_link"])
+    amo.wait(lead["id"], lambda v: v["status_id"] == AMO_PAID)
+    contact_id = published["_embedded"]["contacts"][0]["id"]
+
+    def contact() -> dict[str, Any]:
+        return dict(http.get(f"{AMO}/_control/contacts/{contact_id}").json())
+
+    shown = poll("amoCRM contact", contact, lambda c: c["notes"] and c["fields"].get("820101"), 20)
+    assert [n["params"]["text"] for n in shown["notes"]] == [
+        f"PayBridge: оплата 1 200.00 RUB картой по счёту № {number}. Всего оплачено: 1 200.00 RUB."
+    ]
+    assert shown["notes"][0]["note_type"] == "common"
+    assert shown["fields"]["820101"] == "1200.00" and isinstance(shown["fields"]["820102"], int)

@@ -164,15 +164,25 @@ class TestAmoCrm:
             ]
             assert notes.call_count == 1 and patch.call_count == 1
 
-    def test_a_refused_contact_note_parks_that_update(self) -> None:
+    def test_the_totals_go_before_the_notes_and_a_refusal_parks_the_update(self) -> None:
         with respx.mock(base_url=amo.BASE, assert_all_called=False) as api:
-            amo.routes(api)
-            api.post("/api/v4/contacts/notes").mock(return_value=amo.validation_errors("0"))
-            patch = api.patch("/api/v4/contacts").mock(return_value=amo.ok("contacts", []))
+            routes = amo.routes(api)
+            patch = api.patch("/api/v4/contacts").mock(return_value=amo.validation_errors("0"))
+            notes = api.post("/api/v4/contacts/notes").mock(return_value=amo.ok("notes", []))
             adapter = amo.adapter(settings=amo.settings(customer_profile=AMO_PROFILE))
             outcomes = adapter.apply([amo.update("101", amo.comment("a"), profile("contact", "5001"))])
-            assert not outcomes[0].ok and not outcomes[0].transient and "contact's note" in outcomes[0].detail
-            assert patch.call_count == 0  # an update with a failed item sends nothing more
+            assert not outcomes[0].ok and not outcomes[0].transient and "contact's totals" in outcomes[0].detail
+            # an update with a failed item sends nothing more: neither its lead note nor its contact note
+            assert patch.call_count == 1 and notes.call_count == 0 and routes["notes"].call_count == 0
+
+    def test_a_failed_note_after_the_totals_retries_and_the_totals_repeat_harmlessly(self) -> None:
+        with respx.mock(base_url=amo.BASE, assert_all_called=False) as api:
+            amo.routes(api)
+            patch = api.patch("/api/v4/contacts").mock(return_value=amo.ok("contacts", [5001]))
+            api.post("/api/v4/contacts/notes").mock(return_value=httpx.Response(503))
+            adapter = amo.adapter(settings=amo.settings(customer_profile=AMO_PROFILE))
+            outcomes = adapter.apply([amo.update("101", amo.comment("a"), profile("contact", "5001"))])
+            assert outcomes[0].transient and patch.call_count == 1
 
     def test_a_lead_read_names_its_main_contact_and_company(self) -> None:
         embedded = {
@@ -219,3 +229,28 @@ class TestSandbox:
 def respx_mock() -> Any:
     with respx.mock(assert_all_called=False) as router:
         yield router
+
+
+class TestAmoCrmReads:
+    def test_leads_are_read_in_one_request_with_their_contact_and_company_ids(self) -> None:
+        leads = [
+            amo.lead_json(101, _embedded={"contacts": [{"id": 12, "is_main": True}], "companies": [{"id": 900}]}),
+            amo.lead_json(102, _embedded={"contacts": [], "companies": []}),
+        ]
+        with respx.mock(base_url=amo.BASE, assert_all_called=True) as api:
+            route = api.get("/api/v4/leads").mock(
+                return_value=httpx.Response(200, json={"_embedded": {"leads": leads}})
+            )
+            deals = amo.adapter().get_deals(["101", "102", "103", "not-a-lead"])
+        query = route.calls[0].request.url.params
+        assert query.get_list("filter[id][]") == ["101", "102", "103"] and query["with"] == "contacts"
+        assert route.call_count == 1
+        assert {d: (deal.contact_id, deal.company_id, deal.stage) for d, deal in deals.items()} == {
+            "101": ("12", "900", str(leads[0]["status_id"])),
+            "102": (None, None, str(leads[1]["status_id"])),
+        }
+
+    def test_none_found_is_an_empty_answer(self) -> None:
+        with respx.mock(base_url=amo.BASE, assert_all_called=True) as api:
+            api.get("/api/v4/leads").mock(return_value=httpx.Response(204))
+            assert amo.adapter().get_deals(["101"]) == {}

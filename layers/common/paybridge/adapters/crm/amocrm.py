@@ -8,7 +8,8 @@ Wire format:
   lead carries no currency (the tenant's applies). The stage is `str(status_id)`.
 - `GET /api/v4/contacts/{id}` → `{id, name, custom_fields_values: [{field_code: "EMAIL" | "PHONE", values:
   [{value, enum_code}]}]}`: the first e-mail and phone are the customer's.
-- `GET /api/v4/leads?filter[id][]=…` → `{_embedded: {leads: [...]}}`, or 204 when none matched.
+- `GET /api/v4/leads?filter[id][]=…[&with=contacts]` → `{_embedded: {leads: [...]}}`, or 204 when none matched
+  (`get_deals`, the responsible users of `notify_manager`).
 - `PATCH /api/v4/leads` `[{id, status_id, pipeline_id, custom_fields_values: [{field_id, values: [{value}]}]}]`,
   `POST /api/v4/leads/notes` `[{entity_id, note_type: "common", params: {text}}]`, `POST /api/v4/tasks`
   `[{task_type_id: 1, text, complete_till, entity_id, entity_type: "leads", responsible_user_id}]`: batches, at most
@@ -27,12 +28,13 @@ Wire format:
 How `apply` delivers a batch of updates (in as few requests as possible):
 1. one `PATCH /api/v4/leads` with one item per lead: the status of the lead's LAST `set_stage` op in the batch and the
    payment link of its last `set_stage` op that carries one (the state a sequential application would leave);
-2. one `POST /api/v4/leads/notes` with every `comment` op, in order;
-3. payments on the customer's profile (opt-in, `customer_profile`): one `POST /api/v4/contacts/notes` (or
-   `/companies/notes`) `[{entity_id, note_type: "common", params: {text}}]` with every entry, and one `PATCH
-   /api/v4/contacts` (or `/companies`) `[{id, custom_fields_values: [{field_id, values: [{value}]}]}]` with each
-   entity's totals (numeric fields `"1500.00"`, date fields unix time); the entity is the lead's `_embedded.contacts`
-   main contact or its `_embedded.companies` (read once per lead, then remembered by PayBridge);
+   then, for payments on the customer's profile (opt-in, `customer_profile`), one `PATCH /api/v4/contacts` (or
+   `/companies`) `[{id, custom_fields_values: [{field_id, values: [{value}]}]}]` with each entity's totals (numeric
+   fields `"1500.00"`, date fields unix time) — the absolute writes first, harmless to repeat;
+2. one `POST /api/v4/leads/notes` with every `comment` op, in order, then one `POST /api/v4/contacts/notes` (or
+   `/companies/notes`) `[{entity_id, note_type: "common", params: {text}}]` with every profile entry; the entity is
+   the lead's `_embedded.contacts` main contact (`is_main`) or its `_embedded.companies` (read by `get_deals` once
+   per lead, then remembered by PayBridge);
 4. for `notify_manager` ops: one `GET /api/v4/leads?filter[id][]=…` (the responsible users), then one
    `POST /api/v4/tasks` with a task per op, due `task_due_hours` from now.
 `send_to_customer` ops send nothing and count as done: amoCRM messages the client through its own Salesbot /
@@ -83,7 +85,6 @@ from paybridge.adapters.crm.base import (
     Throttle,
     UpdateOutcome,
     no_throttle,
-    read_one_by_one,
 )
 from paybridge.adapters.crm.oauth import TokenPair
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable, InvalidSignature, MalformedNotification
@@ -380,8 +381,29 @@ class AmoCrm:
             raise CrmRejected(str(exc)) from exc
 
     def get_deals(self, deal_ids: Sequence[str]) -> dict[str, Deal]:
-        """amoCRM webhooks carry the status, so reads are rare here (robot-like triggers only): one lead at a time."""
-        return read_one_by_one(self.get_deal, deal_ids)
+        """Leads without their contacts' details (`get_deal` reads a lead whole): one `GET /api/v4/leads
+        ?filter[id][]=…&with=contacts` per CHUNK leads (204: none of them) — the stage, the custom fields, the main
+        contact's and the company's ids. A lead amoCRM does not return is left out."""
+        try:
+            return self._get_deals(deal_ids)
+        except CrmUnavailable as exc:
+            raise CrmUnavailable(str(exc)) from exc
+        except CrmRejected as exc:
+            raise CrmRejected(str(exc)) from exc
+
+    def _get_deals(self, deal_ids: Sequence[str]) -> dict[str, Deal]:
+        leads = [lead for lead in dict.fromkeys(_lead_id(d) for d in deal_ids) if lead is not None]
+        deals: dict[str, Deal] = {}
+        for start in range(0, len(leads), CHUNK):
+            part = leads[start : start + CHUNK]
+            params = [("filter[id][]", str(lead)) for lead in part] + [("with", "contacts"), ("limit", "250")]
+            response = self._request("GET", "/api/v4/leads", params=params)
+            if response.status_code == 204:
+                continue
+            for lead in (_json_object(response).get("_embedded") or {}).get("leads") or ():
+                if isinstance(lead, dict) and isinstance(lead.get("id"), int):
+                    deals[str(lead["id"])] = self._deal(lead, Customer())
+        return deals
 
     def _get_deal(self, deal_id: str) -> Deal:
         lead_id = _lead_id(deal_id)
@@ -394,6 +416,9 @@ class AmoCrm:
         if response.status_code == 204:
             raise CrmRejected(f"lead {lead_id} not found in amoCRM {self._settings.subdomain}")
         lead = _json_object(response)
+        return self._deal(lead, self._customer(lead), lead_id)
+
+    def _deal(self, lead: dict[str, Any], customer: Customer, lead_id: int | None = None) -> Deal:
         price = lead.get("price")
         return Deal(
             deal_id=str(lead.get("id", lead_id)),
@@ -401,7 +426,7 @@ class AmoCrm:
             amount=_minor_units(price),
             currency=None,
             stage=_str_or_none(lead.get("status_id")),
-            customer=self._customer(lead),
+            customer=customer,
             invoice_number=self._invoice_number(lead),
             manager_id=_str_or_none(lead.get("responsible_user_id")),
             contact_id=_embedded_id(lead, "contacts", main=True),
@@ -487,11 +512,14 @@ class AmoCrm:
                 batch.owed[i] += 1
         for index, _, _ in notices:
             batch.owed[index] += 1
+        # The absolute writes (statuses, links, totals) first: repeated after a failure, they change nothing; the
+        # notes after them, so that a failed write re-sends as few notes as possible
         self._send_items(batch, "PATCH", "/api/v4/leads", patch, "the status change")
+        for kind, path in _ENTITY_PATH.items():
+            self._send_items(batch, "PATCH", f"/api/v4/{path}", entity_patch[kind], f"the {kind}'s totals")
         self._send_items(batch, "POST", "/api/v4/leads/notes", notes, "the note")
         for kind, path in _ENTITY_PATH.items():
             self._send_items(batch, "POST", f"/api/v4/{path}/notes", profile_notes[kind], f"the {kind}'s note")
-            self._send_items(batch, "PATCH", f"/api/v4/{path}", entity_patch[kind], f"the {kind}'s totals")
         self._send_tasks(batch, notices)
         return batch.result()
 
