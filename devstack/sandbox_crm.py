@@ -6,6 +6,10 @@ timeline newest first (PayBridge's entries say how the money came: "оплаче
 to the manager. "Issue invoice" answers at once with what PayBridge said, and the page refreshes itself until the
 payment link has arrived; a paid deal (stage PAID, PARTIALLY_REFUNDED or REFUNDED) has no button.
 
+Contacts and companies: a deal's contact is the portal's contact with its e-mail (or phone), made on first use, so
+a customer's deals share it; a deal may name a company. Each has its own timeline and fields (payments on the
+customer's profile: `GET /<portal>/api/contacts/<id>`), and the page shows a contact's total paid under the deal.
+
 Wire format: see `paybridge.adapters.crm.sandbox` (our side)."""
 
 from __future__ import annotations
@@ -362,6 +366,11 @@ webhook to PayBridge; the deal then follows the money (stage, payment link, time
             action = f"""<form method="post" action="{self.base_url}/{portal.name}/deals/{deal.id}/issue">
 <button class="primary">Issue invoice</button></form>{_feedback(deal, banner=False) if deal.issued else ""}"""
         contact = html.escape(str(deal.contact.get("email") or deal.contact.get("phone") or ""))
+        entity = portal.contacts.get(str(deal.contact.get("id") or ""))
+        total = entity.fields.get("total_paid") if entity is not None else None
+        if isinstance(total, dict) and isinstance(total.get("amount"), int):  # payments on the customer's profile
+            paid = money(total["amount"], str(total.get("currency") or deal.currency))
+            contact += f'<br><span class="muted">customer paid in total: <span class="amount">{paid}</span></span>'
         return f"""<tr id="deal-{deal.id}" data-stage="{html.escape(deal.stage)}"><td>#{deal.id}
 {html.escape(deal.title)}<br><span class="muted">{contact}</span></td>
 <td class="amount">{money(deal.amount, deal.currency)}</td>

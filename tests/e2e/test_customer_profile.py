@@ -98,13 +98,17 @@ def test_the_contact_shows_each_payment_once_and_the_total_net_of_refunds(
 # -- the real CRM adapters against their local fakes (tenants bitrix-app and amo-shop opt in) ------------------------
 
 
-def test_bitrix24_contact_gets_the_entry_and_its_money_field(http: httpx.Client, sandbox: Sandbox) -> None:
+def test_bitrix24_contact_gets_the_entry_and_its_money_field(stack: Any, http: httpx.Client, sandbox: Sandbox) -> None:
+    from paybridge.storage.customer_profiles import DynamoProfileLedger
     from tests.e2e.test_crms import BX, Bitrix, pay_link
 
     app = Bitrix(http, "bitrix-app.bitrix24.ru")
     deal = app.new_deal(99_900, company={"title": "ООО Ромашка"})
     http.post(f"{BX}/_control/deals/{deal['ID']}/robot", json={})
     published = app.wait(deal["ID"], lambda v: v["deal"]["STAGE_ID"] == "UC_AWAITING" and v["timeline"])
+    # The robot's deal read (issuing it) named the contact: remembered, so its payment needs no deal read later
+    entity = DynamoProfileLedger(stack.aws.table_name).entity_of("bitrix-app", deal["ID"])
+    assert entity is not None and (entity.kind, entity.entity_id) == ("contact", deal["CONTACT_ID"])
     pay_link(sandbox, published["deal"]["UF_CRM_PAYBRIDGE_LINK"])
     app.wait(deal["ID"], lambda v: v["deal"]["STAGE_ID"] == "WON")
 
