@@ -6,6 +6,10 @@ timeline newest first (PayBridge's entries say how the money came: "оплаче
 to the manager. "Issue invoice" answers at once with what PayBridge said, and the page refreshes itself until the
 payment link has arrived; a paid deal (stage PAID, PARTIALLY_REFUNDED or REFUNDED) has no button.
 
+Contacts and companies: a deal's contact is the portal's contact with its e-mail (or phone), made on first use, so
+a customer's deals share it; a deal may name a company. Each has its own timeline and fields (payments on the
+customer's profile: `GET /<portal>/api/contacts/<id>`), and the page shows a contact's total paid under the deal.
+
 Wire format: see `paybridge.adapters.crm.sandbox` (our side)."""
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class Deal:
     currency: str = "RUB"
     stage: str = "NEW"
     contact: dict[str, Any] = field(default_factory=dict)
+    company: dict[str, Any] | None = None
     invoice_number: str | None = None
     payment_url: str | None = None
     timeline: list[dict[str, Any]] = field(default_factory=list)
@@ -51,6 +56,7 @@ class Deal:
             "currency": self.currency,
             "stage": self.stage,
             "contact": self.contact,
+            "company": self.company,
             "invoice_number": self.invoice_number,
             "payment_url": self.payment_url,
             "timeline": self.timeline,
@@ -60,11 +66,36 @@ class Deal:
 
 
 @dataclass
+class Entity:
+    """A contact or a company: its fields (what PayBridge maps its totals to) and its own timeline."""
+
+    id: str
+    name: str = ""
+    email: str | None = None
+    phone: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "email": self.email,
+            "phone": self.phone,
+            "fields": self.fields,
+            "timeline": self.timeline,
+        }
+
+
+@dataclass
 class Portal:
     name: str
     token: str
     webhook_url: str
     deals: dict[str, Deal] = field(default_factory=dict)
+    #: Contacts (a deal's contact; one per e-mail, as a CRM's duplicate check keeps it) and companies, by id.
+    contacts: dict[str, Entity] = field(default_factory=dict)
+    companies: dict[str, Entity] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)
     next_id: int = 1
 
@@ -88,6 +119,17 @@ class SandboxCrm:
                 Rule("/<portal>/api/deals/<deal_id>/timeline", methods=["POST"], endpoint="timeline"),
                 Rule("/<portal>/api/deals/<deal_id>/notifications", methods=["POST"], endpoint="notify"),
                 Rule("/<portal>/api/deals/<deal_id>/issue", methods=["POST"], endpoint="issue"),
+                Rule("/<portal>/api/<any(contacts, companies):kind>/<entity_id>", methods=["GET"], endpoint="entity"),
+                Rule(
+                    "/<portal>/api/<any(contacts, companies):kind>/<entity_id>",
+                    methods=["PATCH"],
+                    endpoint="entity_update",
+                ),
+                Rule(
+                    "/<portal>/api/<any(contacts, companies):kind>/<entity_id>/timeline",
+                    methods=["POST"],
+                    endpoint="entity_timeline",
+                ),
                 Rule("/<portal>/api/messages", methods=["GET"], endpoint="messages"),
                 Rule("/<portal>/api/messages", methods=["POST"], endpoint="message"),
                 Rule("/<portal>/api/faults", methods=["POST"], endpoint="faults"),
@@ -140,17 +182,67 @@ class SandboxCrm:
 
     def _create(self, portal: Portal, data: dict[str, Any]) -> Deal:
         with self._lock:
+            contact = dict(data.get("contact") or {})
+            if contact:
+                contact["id"] = self._contact_of(portal, contact).id
             deal = Deal(
                 id=str(portal.next_id),
                 title=data.get("title", f"Deal {portal.next_id}"),
                 amount=int(data["amount"]),
                 currency=data.get("currency", "RUB"),
-                contact=data.get("contact", {}),
+                contact=contact,
                 invoice_number=data.get("invoice_number"),
             )
+            company = data.get("company")
+            if isinstance(company, dict) and company.get("name"):
+                known = next((c for c in portal.companies.values() if c.name == company["name"]), None)
+                if known is None:
+                    known = Entity(id=f"co{len(portal.companies) + 1}", name=str(company["name"]))
+                    portal.companies[known.id] = known
+                deal.company = {"id": known.id, "name": known.name}
             portal.next_id += 1
             portal.deals[deal.id] = deal
             return deal
+
+    def _contact_of(self, portal: Portal, contact: dict[str, Any]) -> Entity:
+        """The portal's contact with this e-mail (or phone), or a new one."""
+        for known in portal.contacts.values():
+            if (contact.get("email") and known.email == contact["email"]) or (
+                contact.get("phone") and known.phone == contact["phone"]
+            ):
+                return known
+        entity = Entity(
+            id=f"c{len(portal.contacts) + 1}",
+            name=str(contact.get("name") or ""),
+            email=contact.get("email"),
+            phone=contact.get("phone"),
+        )
+        portal.contacts[entity.id] = entity
+        return entity
+
+    def _entity(self, portal: Portal, kind: str, entity_id: str) -> Entity:
+        entity = (portal.contacts if kind == "contacts" else portal.companies).get(entity_id)
+        if entity is None:
+            raise _NotFound()
+        return entity
+
+    def on_entity(self, request: Request, portal: Portal, kind: str, entity_id: str) -> Response:
+        return json_response(self._entity(portal, kind, entity_id).public())
+
+    def on_entity_update(self, request: Request, portal: Portal, kind: str, entity_id: str) -> Response:
+        entity = self._entity(portal, kind, entity_id)
+        fields = json.loads(request.get_data()).get("fields")
+        if not isinstance(fields, dict):
+            return error(400, "fields must be an object")
+        with self._lock:
+            entity.fields.update(fields)
+        return json_response(entity.public())
+
+    def on_entity_timeline(self, request: Request, portal: Portal, kind: str, entity_id: str) -> Response:
+        entity = self._entity(portal, kind, entity_id)
+        with self._lock:
+            entity.timeline.append({"text": json.loads(request.get_data())["text"], "at": time.time()})
+        return json_response({"ok": True}, 201)
 
     # -- REST --------------------------------------------------------------------------------------------------------
 
@@ -274,6 +366,11 @@ webhook to PayBridge; the deal then follows the money (stage, payment link, time
             action = f"""<form method="post" action="{self.base_url}/{portal.name}/deals/{deal.id}/issue">
 <button class="primary">Issue invoice</button></form>{_feedback(deal, banner=False) if deal.issued else ""}"""
         contact = html.escape(str(deal.contact.get("email") or deal.contact.get("phone") or ""))
+        entity = portal.contacts.get(str(deal.contact.get("id") or ""))
+        total = entity.fields.get("total_paid") if entity is not None else None
+        if isinstance(total, dict) and isinstance(total.get("amount"), int):  # payments on the customer's profile
+            paid = money(total["amount"], str(total.get("currency") or deal.currency))
+            contact += f'<br><span class="muted">customer paid in total: <span class="amount">{paid}</span></span>'
         return f"""<tr id="deal-{deal.id}" data-stage="{html.escape(deal.stage)}"><td>#{deal.id}
 {html.escape(deal.title)}<br><span class="muted">{contact}</span></td>
 <td class="amount">{money(deal.amount, deal.currency)}</td>

@@ -5,7 +5,9 @@
   single-use: presenting one a second time answers 401 `{"hint": "Token has been revoked"}`.
 - Limits: 7 requests per second per account (a sliding 1 s window); over it, 429.
 - API: `GET /api/v4/leads/<id>[?with=contacts]` (204 when unknown), `GET /api/v4/leads?filter[id][]=…` (204 when
-  none), `PATCH /api/v4/leads`, `POST /api/v4/leads/notes`, `POST /api/v4/tasks`, `GET /api/v4/contacts/<id>`.
+  none), `PATCH /api/v4/leads`, `POST /api/v4/leads/notes`, `POST /api/v4/tasks`, `GET /api/v4/contacts/<id>`,
+  `POST /api/v4/{contacts,companies}/notes`, `PATCH /api/v4/{contacts,companies}` (payments on the customer's
+  profile; `GET /_control/{contacts,companies}/<id>` shows one with its notes and `fields` {field_id: value}).
   Batches are validated as a whole: one bad item answers 400 `{"validation-errors": [{request_id, errors: [{code,
   path, detail}]}]}` (request_id = the item's index) and saves nothing.
 - Webhooks: a status change (through the API or the control endpoint) sends the form-encoded `leads[status][n][id |
@@ -75,6 +77,9 @@ ROUTES = (
     Rule("/api/v4/leads/<int:lead_id>", methods=["GET"], endpoint="lead"),
     Rule("/api/v4/tasks", methods=["POST"], endpoint="tasks"),
     Rule("/api/v4/contacts/<int:contact_id>", methods=["GET"], endpoint="contact"),
+    Rule("/api/v4/<any(contacts, companies):kind>/notes", methods=["POST"], endpoint="entity_notes"),
+    Rule("/api/v4/<any(contacts, companies):kind>", methods=["PATCH"], endpoint="patch_entities"),
+    Rule("/_control/<any(contacts, companies):kind>/<int:entity_id>", methods=["GET"], endpoint="control_entity"),
     Rule("/api/v4/webhooks", methods=["GET"], endpoint="webhooks"),
     Rule("/api/v4/webhooks", methods=["POST"], endpoint="add_webhook"),
     Rule("/oauth2/access_token", methods=["POST"], endpoint="token"),
@@ -97,6 +102,7 @@ class FakeAmoCrm(FakeApp):
         self.revoked: set[str] = set()  # refresh tokens already used
         self.leads: dict[int, dict[str, Any]] = {}
         self.contacts: dict[int, dict[str, Any]] = {}
+        self.companies: dict[int, dict[str, Any]] = {}
         self.owner: dict[int, str] = {}  # lead or contact id → subdomain
         self.notes: list[dict[str, Any]] = []
         self.tasks: list[dict[str, Any]] = []
@@ -330,6 +336,81 @@ class FakeAmoCrm(FakeApp):
 
         return self._batch_write(request, self._note_errors, write, "/api/v4/leads/notes", "notes")[1]
 
+    def _entities(self, kind: str) -> dict[int, dict[str, Any]]:
+        return self.contacts if kind == "contacts" else self.companies
+
+    def _entity_errors(self, kind: str) -> Callable[[Account, dict[str, Any]], list[dict[str, str]]]:
+        def errors(account: Account, item: dict[str, Any]) -> list[dict[str, str]]:
+            found = []
+            entity_id = item.get("entity_id", item.get("id"))
+            if not (_positive_int(entity_id) and entity_id in self._entities(kind)):
+                found.append(_err("NotFound", "entity_id" if "entity_id" in item else "id", "Entity not found"))
+            elif self.owner.get(entity_id) != account.subdomain:
+                found.append(_err("NotFound", "id", "Entity not found"))
+            return found
+
+        return errors
+
+    def on_entity_notes(self, request: Request, kind: str) -> Response:
+        """`POST /api/v4/contacts/notes` (or companies): common notes on the entity."""
+
+        def errors(account: Account, item: dict[str, Any]) -> list[dict[str, str]]:
+            found = self._entity_errors(kind)(account, item)
+            if item.get("note_type") != "common":
+                found.append(_err("NotSupportedChoice", "note_type", "The value you selected is not a valid choice."))
+            params = item.get("params")
+            if not isinstance(params, dict) or not isinstance(params.get("text"), str) or not params["text"]:
+                found.append(_err("NotBlank", "params.text", "This value should not be blank."))
+            return found
+
+        def write(account: Account, index: int, item: dict[str, Any]) -> dict[str, Any]:
+            note = {
+                "id": next(self._ids),
+                "entity_id": item["entity_id"],
+                "entity_type": kind,
+                "note_type": item["note_type"],
+                "params": item["params"],
+                "created_at": int(self.clock()),
+                "account_id": account.account_id,
+            }
+            self.notes.append(note)
+            return {"id": note["id"], "entity_id": note["entity_id"], "request_id": str(item.get("request_id", index))}
+
+        return self._batch_write(request, errors, write, f"/api/v4/{kind}/notes", "notes")[1]
+
+    def on_patch_entities(self, request: Request, kind: str) -> Response:
+        """`PATCH /api/v4/contacts` (or companies): their custom fields."""
+
+        def errors(account: Account, item: dict[str, Any]) -> list[dict[str, str]]:
+            found = self._entity_errors(kind)(account, item)
+            for n, value in enumerate(item.get("custom_fields_values") or ()):
+                if not (
+                    isinstance(value, dict)
+                    and _positive_int(value.get("field_id"))
+                    and isinstance(value.get("values"), list)
+                    and all(isinstance(v, dict) and "value" in v for v in value["values"])
+                ):
+                    found.append(_err("InvalidType", f"custom_fields_values.{n}", "field_id and values expected"))
+            return found
+
+        def write(account: Account, index: int, item: dict[str, Any]) -> dict[str, Any]:
+            entity = self._entities(kind)[item["id"]]
+            for value in item.get("custom_fields_values") or ():
+                _set_field(entity, value["field_id"], value["values"])
+            entity["updated_at"] = int(self.clock())
+            return {"id": entity["id"], "updated_at": entity["updated_at"], "request_id": str(index)}
+
+        return self._batch_write(request, errors, write, f"/api/v4/{kind}", kind)[1]
+
+    def on_control_entity(self, request: Request, kind: str, entity_id: int) -> Response:
+        with self.lock:
+            entity = self._entities(kind).get(entity_id)
+            if entity is None:
+                return json_response({"error": f"no {kind} {entity_id}"}, 404)
+            notes = [n for n in self.notes if n["entity_id"] == entity_id and n.get("entity_type") == kind]
+            fields = {str(f["field_id"]): f["values"][0].get("value") for f in entity.get("custom_fields_values") or ()}
+            return json_response({**entity, "notes": notes, "fields": fields})
+
     def on_tasks(self, request: Request) -> Response:
         def write(account: Account, index: int, item: dict[str, Any]) -> dict[str, Any]:
             task = {
@@ -421,6 +502,7 @@ class FakeAmoCrm(FakeApp):
                 responsible_user_id=int(data.get("responsible_user_id", 7_001)),
                 contact=data.get("contact"),
                 invoice_number=data.get("invoice_number"),
+                company=data.get("company"),
             )
             for field_id, value in (data.get("fields") or {}).items():  # custom fields: {field_id: value}
                 _set_field(self.leads[lead_id], int(field_id), [{"value": value}])
@@ -437,6 +519,7 @@ class FakeAmoCrm(FakeApp):
         responsible_user_id: int = 7_001,
         contact: dict[str, Any] | None = None,
         invoice_number: str | None = None,
+        company: dict[str, Any] | None = None,
     ) -> int:
         now = int(self.clock())
         with self.lock:
@@ -463,6 +546,18 @@ class FakeAmoCrm(FakeApp):
                 }
                 self.owner[contact_id] = account.subdomain
                 contacts.append(contact_id)
+            companies = []
+            if company:
+                company_id = next(self._ids)
+                self.companies[company_id] = {
+                    "id": company_id,
+                    "name": str(company.get("name", "")),
+                    "custom_fields_values": None,
+                    "account_id": account.account_id,
+                    "_links": self._links(f"/api/v4/companies/{company_id}"),
+                }
+                self.owner[company_id] = account.subdomain
+                companies.append(company_id)
             self.leads[lead_id] = {
                 "id": lead_id,
                 "name": name,
@@ -483,6 +578,7 @@ class FakeAmoCrm(FakeApp):
                 "score": None,
                 "account_id": account.account_id,
                 "_contacts": contacts,
+                "_companies": companies,
             }
             self.owner[lead_id] = account.subdomain
             if invoice_number and account.invoice_number_field_id:
@@ -563,7 +659,12 @@ class FakeAmoCrm(FakeApp):
 
     def _lead_json(self, lead_id: int, with_contacts: bool) -> dict[str, Any]:
         lead = self.leads[lead_id]
-        embedded: dict[str, Any] = {"tags": [], "companies": []}
+        embedded: dict[str, Any] = {
+            "tags": [],
+            "companies": [
+                {"id": c, "_links": self._links(f"/api/v4/companies/{c}")} for c in lead.get("_companies", ())
+            ],
+        }
         if with_contacts:
             embedded["contacts"] = [
                 {"id": c, "is_main": n == 0, "_links": self._links(f"/api/v4/contacts/{c}")}

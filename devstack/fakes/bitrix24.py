@@ -8,15 +8,17 @@ What it enforces, as Bitrix24 does:
   it is answered 503 `QUERY_LIMIT_EXCEEDED` and does nothing;
 - `batch {halt, cmd}` (≤ 50 commands, `$result[key][FIELD]` substitution, `result` / `result_error`);
 - `crm.deal.get`, `crm.contact.get`, `crm.deal.update` (which raises ONCRMDEALUPDATE at the application's handler
-  when it bound that event — the echo PayBridge must ignore), `crm.timeline.comment.add`, `im.notify.system.add`;
+  when it bound that event — the echo PayBridge must ignore), `crm.timeline.comment.add` (deal, contact, company),
+  `crm.contact.update` / `crm.company.update` (UF_CRM_ fields; money as `1500.00|RUB`), `im.notify.system.add`;
 - outbound events and robot calls, form-encoded with `auth[application_token]` and `auth[domain]`;
 - `event.get`, `event.bind`, `bizproc.robot.list`, `bizproc.robot.add` for an application (OAuth) only, as on
   Bitrix24 (`WRONG_AUTH_TYPE` through an incoming webhook); the local stack binds each tenant's handler at start.
 
 Control (tests, benchmark): `POST /_control/deals` (create a deal, with `contact`), `GET /_control/deals/<id>` (the
 deal with its timeline, notifications and write log), `POST /_control/deals/<id>/stage {"stage_id"}` (a manager moves
-it: fires ONCRMDEALUPDATE), `POST /_control/deals/<id>/robot` (our robot runs on it), `POST /_control/outage
-{"seconds"}` (503 for a while), `GET /_control/stats`, faults via `/_control/faults`.
+it: fires ONCRMDEALUPDATE), `POST /_control/deals/<id>/robot` (our robot runs on it),
+`GET /_control/{contacts,companies}/<id>` (its fields and timeline), `POST /_control/outage {"seconds"}` (503 for a
+while), `GET /_control/stats`, faults via `/_control/faults`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from devstack.web import json_response
 from paybridge.adapters.crm.bitrix24 import Bitrix24RobotTrigger, Bitrix24Settings, Bitrix24WebhookAuth
 from paybridge.tenants import TenantConfig
 
+#: The entities `crm.timeline.comment.add` takes besides deals (payments on the customer's profile).
+ENTITY_TYPES = frozenset({"contact", "company"})
 _RESULT_REF = re.compile(r"\$result\[([^\]]+)\]\[([^\]]+)\]")
 _WEBHOOK_PATH = re.compile(r"/rest/(\d+)/([^/]+)/?$")
 
@@ -94,6 +98,7 @@ class FakeBitrix24(FakeApp):
         Rule("/_control/deals/<int:deal_id>", methods=["GET"], endpoint="read_deal"),
         Rule("/_control/deals/<int:deal_id>/stage", methods=["POST"], endpoint="move_deal"),
         Rule("/_control/deals/<int:deal_id>/robot", methods=["POST"], endpoint="run_robot"),
+        Rule("/_control/<any(contacts, companies):kind>/<int:entity_id>", methods=["GET"], endpoint="read_entity"),
         Rule("/_control/outage", methods=["POST"], endpoint="outage"),
         Rule("/_control/stats", methods=["GET"], endpoint="stats"),
     )
@@ -106,6 +111,8 @@ class FakeBitrix24(FakeApp):
         self.portals: dict[str, Portal] = {}
         self.deals: dict[int, dict[str, Any]] = {}
         self.contacts: dict[int, dict[str, Any]] = {}
+        self.companies: dict[int, dict[str, Any]] = {}
+        self.entity_portal: dict[int, str] = {}  # contact or company → its portal
         self.deal_portal: dict[int, str] = {}
         self.timeline: dict[int, list[dict[str, Any]]] = {}
         self.notifications: list[dict[str, Any]] = []
@@ -259,10 +266,33 @@ class FakeBitrix24(FakeApp):
                     self.written_at[int(deal["ID"])] = time.monotonic()
                 self._event(portal, "ONCRMDEALUPDATE", int(deal["ID"]))
                 return True
+            case "crm.timeline.comment.add" if (params.get("fields") or {}).get("ENTITY_TYPE") in ENTITY_TYPES:
+                fields = params["fields"]
+                entity = self._entity(portal, fields["ENTITY_TYPE"], fields.get("ENTITY_ID"))
+                comment_id = next(self._ids)
+                entity.setdefault("_timeline", []).append(
+                    {"ID": comment_id, "COMMENT": fields.get("COMMENT", ""), "CREATED": time.time()}
+                )
+                return comment_id
+            case "crm.contact.update" | "crm.company.update":
+                entity = self._entity(portal, method.split(".")[1], params.get("id"))
+                fields = params.get("fields") or {}
+                if not isinstance(fields, dict):
+                    raise BitrixError("ERROR_CORE", "fields must be an object")
+                unknown = [f for f in fields if f not in entity and not f.startswith("UF_CRM_")]
+                if unknown:
+                    raise BitrixError("ERROR_CORE", f"Unknown fields: {', '.join(unknown)}")
+                money = [f for f, v in fields.items() if f.startswith("UF_CRM_") and "|" in str(v)]
+                for name in money:  # a money user field is "<amount>|<currency>"
+                    amount, _, currency = str(fields[name]).partition("|")
+                    if not re.fullmatch(r"-?\d+(\.\d{1,2})?", amount) or not re.fullmatch(r"[A-Z]{3}", currency):
+                        raise BitrixError("ERROR_CORE", f"{name}: not a money value")
+                entity.update(fields)
+                return True
             case "crm.timeline.comment.add":
                 fields = params.get("fields") or {}
                 if not isinstance(fields, dict) or fields.get("ENTITY_TYPE") != "deal":
-                    raise BitrixError("ERROR_CORE", "ENTITY_TYPE must be deal")
+                    raise BitrixError("ERROR_CORE", "ENTITY_TYPE must be deal, contact or company")
                 deal = self._deal(portal, fields.get("ENTITY_ID"))
                 comment_id = next(self._ids)
                 entry = {"ID": comment_id, "COMMENT": fields.get("COMMENT", ""), "CREATED": time.time()}
@@ -302,6 +332,13 @@ class FakeBitrix24(FakeApp):
                 )
                 return notification_id
         raise BitrixError("ERROR_METHOD_NOT_FOUND", f"Method not found: {method}", 404)
+
+    def _entity(self, portal: Portal, kind: str, entity_id: Any) -> dict[str, Any]:
+        store = self.contacts if kind == "contact" else self.companies
+        entity = store.get(_int(entity_id))
+        if entity is None or self.entity_portal.get(_int(entity_id)) not in (None, portal.domain):
+            raise BitrixError("NOT_FOUND", "Not found")
+        return entity
 
     def _deal(self, portal: Portal, deal_id: Any) -> dict[str, Any]:
         deal = self.deals.get(_int(deal_id))
@@ -344,6 +381,7 @@ class FakeBitrix24(FakeApp):
             contact=data.get("contact"),
             assigned_by_id=int(data.get("assigned_by_id", 1)),
             fields=data.get("fields"),
+            company=data.get("company"),
         )
         with self.lock:
             return json_response(self._view(deal_id), 201)
@@ -359,13 +397,21 @@ class FakeBitrix24(FakeApp):
         contact: dict[str, Any] | None = None,
         assigned_by_id: int = 1,
         fields: dict[str, Any] | None = None,
+        company: dict[str, Any] | None = None,
     ) -> int:
         portal = self.portals[portal_domain]
         with self.lock:
             deal_id = next(self._ids)
-            contact_id = 0
-            if contact:
+            contact_id = company_id = 0
+            if company:
+                company_id = next(self._ids)
+                self.companies[company_id] = {"ID": str(company_id), "TITLE": company.get("title", "")}
+                self.entity_portal[company_id] = portal.domain
+            if contact and contact.get("id"):  # an existing contact of the portal
+                contact_id = int(contact["id"])
+            elif contact:
                 contact_id = next(self._ids)
+                self.entity_portal[contact_id] = portal.domain
                 self.contacts[contact_id] = {
                     "ID": str(contact_id),
                     "NAME": contact.get("name", ""),
@@ -384,6 +430,7 @@ class FakeBitrix24(FakeApp):
                 "CURRENCY_ID": currency,
                 "STAGE_ID": stage_id,
                 "CONTACT_ID": str(contact_id) if contact_id else None,
+                "COMPANY_ID": str(company_id),
                 "ASSIGNED_BY_ID": str(assigned_by_id),
                 **(fields or {}),
             }
@@ -402,6 +449,15 @@ class FakeBitrix24(FakeApp):
             if deal_id not in self.deals:
                 return json_response({"error": "not found"}, 404)
             return json_response(self._view(deal_id))
+
+    def on_read_entity(self, request: Request, kind: str, entity_id: int) -> Response:
+        """A contact or company with its timeline (`timeline`) and fields."""
+        with self.lock:
+            entity = (self.contacts if kind == "contacts" else self.companies).get(entity_id)
+            if entity is None:
+                return json_response({"error": "not found"}, 404)
+            public = {k: v for k, v in entity.items() if not k.startswith("_")}
+            return json_response({"entity": public, "timeline": entity.get("_timeline", [])})
 
     def on_move_deal(self, request: Request, deal_id: int) -> Response:
         with self.lock:

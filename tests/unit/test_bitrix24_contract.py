@@ -215,7 +215,7 @@ class FakePortal:
                 errors[key] = self.refuse[(method, deal_id)]
                 continue
             match method:
-                case "crm.deal.update":
+                case "crm.deal.update" | "crm.contact.update" | "crm.company.update":
                     results[key] = True
                 case "crm.timeline.comment.add":
                     results[key] = 9000 + len(results)
@@ -325,6 +325,7 @@ class TestGetDeal:
             customer=Customer(name="Иван Петров", email="ivan@example.ru", phone="+79123456789"),
             invoice_number="СЧ-2025/17",
             manager_id="15",
+            contact_id="7",  # COMPANY_ID "0": no company
             fields={NUMBER_FIELD: "СЧ-2025/17", "UF_CRM_1718000000": "сайт"},  # the user fields with a value
         )
         assert route.call_count == 1 and len(portal.calls) == 1

@@ -76,6 +76,7 @@ class TestShippedConfig:
             "amo-shop",
             "bank-shop",
             "acquiring-shop",
+            "profile-shop",
         ]
         assert directory.get("tbank-shop").psp.base_url == f"{LOCAL_URL}/fake/tbank/v2/"
         bitrix_app = directory.get("bitrix-app").crm

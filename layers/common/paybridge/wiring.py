@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from paybridge.app.subscriptions import Subscriptions
     from paybridge.app.webhooks import Webhooks
     from paybridge.storage.crm_state import DynamoEchoLedger
+    from paybridge.storage.customer_profiles import DynamoProfileLedger
 
 
 def make_provider(tenant: TenantConfig) -> PaymentProvider:
@@ -196,7 +197,16 @@ def get_issuing() -> Issuing:
         metrics=get_invoice_metrics(),
         events=get_domain_events(),
         crm_actions=get_crm_actions,
+        profiles=get_profile_ledger(),
     )
+
+
+@lru_cache(maxsize=1)
+def get_profile_ledger() -> DynamoProfileLedger:
+    """Payments on the customer's profile (README): the ledger on the single table."""
+    from paybridge.storage.customer_profiles import DynamoProfileLedger
+
+    return DynamoProfileLedger(get_settings().table_name)
 
 
 @lru_cache(maxsize=1)
@@ -280,7 +290,14 @@ def get_payment_checks() -> PaymentChecks:
 def get_deal_delivery() -> DealDelivery:
     from paybridge.app.deal_delivery import DealDelivery
 
-    return DealDelivery(get_tenants(), make_crm, get_issuing(), echoes=get_echo_ledger(), crm_actions=get_crm_actions)
+    return DealDelivery(
+        get_tenants(),
+        make_crm,
+        get_issuing(),
+        echoes=get_echo_ledger(),
+        crm_actions=get_crm_actions,
+        profiles=get_profile_ledger(),
+    )
 
 
 @lru_cache(maxsize=1)

@@ -48,10 +48,67 @@ class PspSettingsBase(AdapterSettings):
         return []
 
 
+class ProfileFields(BaseModel):
+    """Which of the entity's fields receive the totals (each optional): in the CRM's own names — Bitrix24 `UF_CRM_…`
+    user fields of the contact / company, amoCRM custom field ids, the sandbox CRM's field names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    #: What the entity paid, net of refunds (Bitrix24: a "money" field, written `1500.00|RUB`; amoCRM: numeric).
+    total_paid: str | None = None
+    #: When the last payment was recorded (Bitrix24: a date/time field, ISO 8601; amoCRM: a date field, unix time).
+    last_payment_date: str | None = None
+    #: The last payment's amount (like `total_paid`).
+    last_payment_amount: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ids_as_text(cls, data: Any) -> Any:
+        """amoCRM field ids may be given as numbers."""
+        if isinstance(data, dict):
+            return {k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in data.items()}
+        return data
+
+    def named(self) -> dict[str, str]:
+        return {name: value for name, value in self.model_dump().items() if value}
+
+
+class CustomerProfileSettings(BaseModel):
+    """Payments on the customer's profile (opt-in): each payment and refund of a deal's invoice also gets a timeline
+    entry on the deal's main contact (or its company), and the entity's fields in `contact_fields` /
+    `company_fields` show its totals. See README "Payments on the customer's profile"."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = True
+    #: Where the entries go; the other entity is used when the deal has none of this one.
+    entity: Literal["contact", "company"] = "contact"
+    contact_fields: ProfileFields = ProfileFields()
+    company_fields: ProfileFields = ProfileFields()
+    #: Also accepted: `fields`, for the preferred `entity`'s fields.
+    fields: ProfileFields | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_entity(self) -> CustomerProfileSettings:
+        if self.fields is not None:
+            target = "contact_fields" if self.entity == "contact" else "company_fields"
+            if getattr(self, target).named():
+                raise ValueError(f"give the {self.entity}'s fields once: 'fields' or '{target}'")
+            object.__setattr__(self, target, self.fields)
+            object.__setattr__(self, "fields", None)
+        return self
+
+    def fields_of(self, entity: str) -> dict[str, str]:
+        return (self.contact_fields if entity == "contact" else self.company_fields).named()
+
+
 class CrmSettingsBase(AdapterSettings):
     """A CRM's settings; `kind` is its registry name."""
 
     kind: str
+    #: Payments on the customer's profile (None: off).
+    customer_profile: CustomerProfileSettings | None = None
+    #: The pattern a profile field name must match in this CRM (checked at load).
+    profile_field_pattern: ClassVar[str] = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+    profile_field_hint: ClassVar[str] = "a field name"
     #: Whether a tenant of this CRM must name every stage itself (a real CRM's stages are the portal's own; the
     #: defaults, NEW, PAID…, are only the sandbox CRM's). `paybridge tenants check` enforces it.
     needs_stage_names: ClassVar[bool] = True
@@ -64,6 +121,25 @@ class CrmSettingsBase(AdapterSettings):
     def stage_problems(self, stages: dict[str, str | None]) -> list[str]:
         """Stage names this CRM cannot hold (the tenant's `stages` mapping is checked against them at load)."""
         return []
+
+    @model_validator(mode="after")
+    def _profile_field_names(self) -> CrmSettingsBase:
+        import re
+
+        profile = self.customer_profile
+        if profile is None:
+            return self
+        for entity in ("contact", "company"):
+            for name, value in profile.fields_of(entity).items():
+                if not re.fullmatch(self.profile_field_pattern, value):
+                    raise ValueError(
+                        f"customer_profile.{entity}_fields.{name}: {value!r} is not {self.profile_field_hint}"
+                    )
+        return self
+
+    @property
+    def profile_enabled(self) -> bool:
+        return self.customer_profile is not None and self.customer_profile.enabled
 
 
 class BankSourceSettingsBase(AdapterSettings):

@@ -28,12 +28,14 @@ from paybridge.adapters.errors import CrmRejected, CrmUnavailable, ProviderUnava
 from paybridge.adapters.outbox import OutboxControl, OutboxRecord
 from paybridge.app.errors import DealNotInvoiceable, LifetimeOutOfRange
 from paybridge.app.issuing import Issuing
-from paybridge.domain.deal_sync import DealCheck, DealUpdate, OutboxMessage
+from paybridge.domain.customer_profile import MoneyFact, ProfileEntity, ProfileWrite, choose_entity
+from paybridge.domain.deal_sync import DealCheck, DealOp, DealUpdate, OutboxMessage
 from paybridge.domain.errors import InvoiceConflict, ReceiptError
 from paybridge.tenants import TenantConfig, TenantDirectory, TenantNotFound
 
 if TYPE_CHECKING:
     from paybridge.app.crm_actions import CrmActions
+    from paybridge.storage.customer_profiles import Counted
 
 logger = logging.getLogger(__name__)
 _MESSAGE: TypeAdapter[DealUpdate | DealCheck] = TypeAdapter(OutboxMessage)
@@ -122,6 +124,30 @@ class EchoLedger(Protocol):
         ...
 
 
+class ProfileLedger(Protocol):
+    """Payments on the customer's profile, counted once per fact (paybridge.storage.customer_profiles)."""
+
+    def entity_of(self, tenant_id: str, deal_id: str) -> ProfileEntity | None:
+        """The entity resolved for the deal before (None: not yet)."""
+        ...
+
+    def remember(self, tenant_id: str, deal_id: str, entity: ProfileEntity) -> None: ...
+
+    def count(self, tenant_id: str, entity: ProfileEntity, facts: Sequence[MoneyFact]) -> Counted | None:
+        """Count the facts not counted yet; the totals and the entries not shown yet (None: nothing to show)."""
+        ...
+
+    def shown(self, tenant_id: str, entity: ProfileEntity, fact_ids: Sequence[str]) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """What one update's profile op will show (marked as shown once the CRM took the update)."""
+
+    entity: ProfileEntity
+    fact_ids: tuple[str, ...]
+
+
 @dataclass
 class DealDelivery:
     tenants: TenantDirectory
@@ -132,6 +158,8 @@ class DealDelivery:
     echoes: EchoLedger | None = None
     #: The CRM action triggers (`app/crm_actions.py`), matched on each deal a check reads.
     crm_actions: Callable[[], CrmActions] | None = None
+    #: Payments on the customer's profile (None: the `customer_profile` ops of updates write nothing).
+    profiles: ProfileLedger | None = None
 
     def deliver(self, messages: Sequence[DealUpdate | DealCheck]) -> list[UpdateOutcome]:
         """A batch from the outbox: updates go to their CRMs (`deliver_updates`), checks read their deals
@@ -152,6 +180,9 @@ class DealDelivery:
         per update, in order."""
 
         def apply(crm: Crm, tenant: TenantConfig, mine: Sequence[DealUpdate]) -> list[UpdateOutcome]:
+            shown: list[_Shown | None] = []
+            if any(op.kind == "customer_profile" for update in mine for op in update.ops):
+                mine, shown = self.resolve_profiles(crm, tenant, mine)
             counts: dict[str, int] = {}
             echo_counts = getattr(crm, "echo_counts", None)
             if self.echoes is not None and echo_counts is not None:
@@ -163,9 +194,72 @@ class DealDelivery:
                 unsent = {u.deal_id for u, o in zip(mine, outcomes, strict=True) if not o.ok and o.transient}
                 if unsent:
                     self.echoes.cancel(tenant.tenant_id, {d: n for d, n in counts.items() if d in unsent})
+            if self.profiles is not None:
+                for marked, outcome in zip(shown, outcomes, strict=False):
+                    if marked is not None and outcome.ok:
+                        self.profiles.shown(tenant.tenant_id, marked.entity, marked.fact_ids)
             return outcomes
 
         return self._per_tenant(updates, apply)
+
+    def resolve_profiles(
+        self, crm: Crm, tenant: TenantConfig, updates: Sequence[DealUpdate]
+    ) -> tuple[list[DealUpdate], list[_Shown | None]]:
+        """Each update's `customer_profile` op, resolved: the deal's entity (remembered in the ledger; the deals not
+        resolved yet are read in one batched `get_deals`), its facts counted once, and the op replaced by what the
+        CRM is to write (the entries not shown yet, the totals). An op with nothing to show — every fact shown
+        before, no contact or company on the deal, the tenant's feature off — is dropped."""
+        settings = tenant.crm.customer_profile
+        ledger = self.profiles
+        entities: dict[str, ProfileEntity | None] = {}
+        wanted = {u.deal_id for u in updates if any(op.kind == "customer_profile" for op in u.ops)}
+        if settings is not None and settings.enabled and ledger is not None:
+            entities = {deal_id: ledger.entity_of(tenant.tenant_id, deal_id) for deal_id in sorted(wanted)}
+            unknown = [deal_id for deal_id, entity in entities.items() if entity is None]
+            if unknown:
+                deals = crm.get_deals(unknown)  # CrmUnavailable: the tenant's batch is retried
+                for deal_id in unknown:
+                    deal = deals.get(deal_id)
+                    entity = choose_entity(settings.entity, deal.contact_id, deal.company_id) if deal else None
+                    entities[deal_id] = entity
+                    if entity is not None:
+                        ledger.remember(tenant.tenant_id, deal_id, entity)
+                    else:
+                        logger.info("deal %s has no contact or company: its payments stay off any profile", deal_id)
+        resolved: list[DealUpdate] = []
+        shown: list[_Shown | None] = []
+        in_batch: set[str] = set()  # facts an earlier update of this batch shows already
+        for update in updates:
+            entity = entities.get(update.deal_id)
+            ops: list[DealOp] = []
+            marked: _Shown | None = None
+            for op in update.ops:
+                if op.kind != "customer_profile":
+                    ops.append(op)
+                    continue
+                if entity is None or ledger is None or op.profile is not None:
+                    continue
+                facts = [fact for fact in op.facts if fact.fact_id not in in_batch]
+                counted = ledger.count(tenant.tenant_id, entity, facts) if facts else None
+                if counted is None or counted.currency is None:
+                    continue
+                fact_ids = tuple(fact_id for fact_id, _ in counted.entries)
+                in_batch.update(fact_ids)
+                totals = counted.totals
+                profile = ProfileWrite(
+                    entity=entity,
+                    entries=tuple(text for _, text in counted.entries),
+                    currency=counted.currency,
+                    total_paid=totals.total_paid.get(counted.currency, 0),
+                    last_payment_at=totals.last_payment_at,
+                    last_payment_amount=totals.last_payment_amount,
+                    last_payment_currency=totals.last_payment_currency,
+                )
+                ops.append(DealOp(kind="customer_profile", profile=profile))
+                marked = _Shown(entity, fact_ids)
+            resolved.append(update.model_copy(update={"ops": tuple(ops)}) if ops else update)
+            shown.append(marked)
+        return resolved, shown
 
     def check_deals(self, checks: Sequence[DealCheck]) -> list[UpdateOutcome]:
         """Read the deals (batched by the adapter) and issue an invoice for each that is in its trigger stage. A

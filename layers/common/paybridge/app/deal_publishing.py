@@ -27,7 +27,9 @@ class DealPublisher:
         """Plan the deal's writes for `invoice` after `event` and enqueue them (nothing when there is nothing new
         to show)."""
         tenant = self.tenants.get(invoice.tenant_id)
-        update = deal_update(invoice, self.deal_stage(tenant, invoice), event)
+        update = deal_update(
+            invoice, self.deal_stage(tenant, invoice), event, customer_profile=tenant.crm.profile_enabled
+        )
         if update is not None:
             self.outbox.publish(update)
 

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import ValidationError
 
@@ -22,6 +22,7 @@ from paybridge.app.changes import utc_now
 from paybridge.app.errors import DealNotInvoiceable, LifetimeOutOfRange, RouteNotConfigured
 from paybridge.app.metrics import InvoiceMetrics, NoMetrics
 from paybridge.app.receipts import receipt_for
+from paybridge.domain.customer_profile import ProfileEntity, choose_entity
 from paybridge.domain.deal_sync import DealCheck
 from paybridge.domain.errors import InvoiceConflict, ScheduleError
 from paybridge.domain.invoice import AuditEntry, Invoice, InvoiceState, NewInvoice, new_invoice, same_terms
@@ -35,6 +36,12 @@ if TYPE_CHECKING:
     from paybridge.app.publishing import DomainEvents
 
 logger = logging.getLogger(__name__)
+
+
+class DealEntities(Protocol):
+    """Where a deal's CRM contact or company is remembered (paybridge.storage.customer_profiles)."""
+
+    def remember(self, tenant_id: str, deal_id: str, entity: ProfileEntity) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,9 @@ class Issuing:
     events: DomainEvents | None = None
     #: The CRM action triggers (`app/crm_actions.py`), built only when a call matches one.
     crm_actions: Callable[[], CrmActions] | None = None
+    #: Payments on the customer's profile: the entity of a deal read whole here is remembered, so its payments need
+    #: no deal read at delivery (`storage/customer_profiles.py`).
+    profiles: DealEntities | None = None
 
     def issue_invoice(self, tenant_id: str, request: NewInvoice, lifetime_given: bool = True) -> IssueResult:
         return self.commit(self.prepare(tenant_id, request, lifetime_given))
@@ -193,7 +203,16 @@ class Issuing:
             description=deal.title[:250],
             customer=deal.customer,
         )
-        return self.issue_invoice(tenant.tenant_id, request, lifetime_given=False)
+        result = self.issue_invoice(tenant.tenant_id, request, lifetime_given=False)
+        settings = tenant.crm.customer_profile
+        if self.profiles is not None and settings is not None and settings.enabled:
+            entity = choose_entity(settings.entity, deal.contact_id, deal.company_id)
+            try:
+                if entity is not None:
+                    self.profiles.remember(tenant.tenant_id, deal.deal_id, entity)
+            except Exception:  # a cache: the outbox consumer reads the deal when it is missing
+                logger.exception("deal %s: its customer's entity not remembered", deal.deal_id)
+        return result
 
     def issue_schedule(self, tenant_id: str, template: NewInvoice, stages: Sequence[StageSpec]) -> list[IssueResult]:
         """One deal paid in stages: an invoice per stage (`<number>/<k>`), each with its own lifecycle. Idempotent

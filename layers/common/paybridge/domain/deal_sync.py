@@ -12,9 +12,10 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from paybridge.domain import messages
+from paybridge.domain.customer_profile import MoneyFact, ProfileWrite, facts_of
 from paybridge.domain.invoice import Customer, Invoice, InvoiceState
 
-DealOpKind = Literal["set_stage", "comment", "notify_manager", "send_to_customer"]
+DealOpKind = Literal["set_stage", "comment", "notify_manager", "send_to_customer", "customer_profile"]
 
 
 class DealOp(BaseModel):
@@ -26,6 +27,11 @@ class DealOp(BaseModel):
     payment_url: str | None = None
     text: str | None = None
     customer: Customer | None = None
+    #: `customer_profile`: the invoice's money facts, as planned (see `domain/customer_profile.py`)…
+    facts: tuple[MoneyFact, ...] = ()
+    #: …and what the outbox consumer resolved them to (the entity, the entries not shown yet, the totals): the
+    #: adapter writes only this; an op left unresolved (no contact or company on the deal) writes nothing.
+    profile: ProfileWrite | None = None
 
 
 class DealUpdate(BaseModel):
@@ -146,10 +152,15 @@ def _part_note(invoice: Invoice) -> str:
     return f" Этап {part.index} из {part.count}: {part.name}." if part is not None else ""
 
 
-def deal_update(invoice: Invoice, stage: str, event: str = "") -> DealUpdate | None:
+def deal_update(invoice: Invoice, stage: str, event: str = "", customer_profile: bool = False) -> DealUpdate | None:
+    """The deal's update; with `customer_profile` (the tenant's opt-in), an update of an invoice holding money also
+    carries its facts for the customer's profile (counted there once per fact, whichever update carries it)."""
     ops = plan_deal_ops(invoice, stage, event)
     if not ops:
         return None
+    facts = facts_of(invoice) if customer_profile else ()
+    if facts:
+        ops = (*ops, DealOp(kind="customer_profile", facts=facts))
     return DealUpdate(
         tenant_id=invoice.tenant_id,
         deal_id=invoice.deal_id,

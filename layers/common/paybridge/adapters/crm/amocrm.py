@@ -8,7 +8,8 @@ Wire format:
   lead carries no currency (the tenant's applies). The stage is `str(status_id)`.
 - `GET /api/v4/contacts/{id}` → `{id, name, custom_fields_values: [{field_code: "EMAIL" | "PHONE", values:
   [{value, enum_code}]}]}`: the first e-mail and phone are the customer's.
-- `GET /api/v4/leads?filter[id][]=…` → `{_embedded: {leads: [...]}}`, or 204 when none matched.
+- `GET /api/v4/leads?filter[id][]=…[&with=contacts]` → `{_embedded: {leads: [...]}}`, or 204 when none matched
+  (`get_deals`, the responsible users of `notify_manager`).
 - `PATCH /api/v4/leads` `[{id, status_id, pipeline_id, custom_fields_values: [{field_id, values: [{value}]}]}]`,
   `POST /api/v4/leads/notes` `[{entity_id, note_type: "common", params: {text}}]`, `POST /api/v4/tasks`
   `[{task_type_id: 1, text, complete_till, entity_id, entity_type: "leads", responsible_user_id}]`: batches, at most
@@ -27,8 +28,14 @@ Wire format:
 How `apply` delivers a batch of updates (in as few requests as possible):
 1. one `PATCH /api/v4/leads` with one item per lead: the status of the lead's LAST `set_stage` op in the batch and the
    payment link of its last `set_stage` op that carries one (the state a sequential application would leave);
-2. one `POST /api/v4/leads/notes` with every `comment` op, in order;
-3. for `notify_manager` ops: one `GET /api/v4/leads?filter[id][]=…` (the responsible users), then one
+   then, for payments on the customer's profile (opt-in, `customer_profile`), one `PATCH /api/v4/contacts` (or
+   `/companies`) `[{id, custom_fields_values: [{field_id, values: [{value}]}]}]` with each entity's totals (numeric
+   fields `"1500.00"`, date fields unix time) — the absolute writes first, harmless to repeat;
+2. one `POST /api/v4/leads/notes` with every `comment` op, in order, then one `POST /api/v4/contacts/notes` (or
+   `/companies/notes`) `[{entity_id, note_type: "common", params: {text}}]` with every profile entry; the entity is
+   the lead's `_embedded.contacts` main contact (`is_main`) or its `_embedded.companies` (read by `get_deals` once
+   per lead, then remembered by PayBridge);
+4. for `notify_manager` ops: one `GET /api/v4/leads?filter[id][]=…` (the responsible users), then one
    `POST /api/v4/tasks` with a task per op, due `task_due_hours` from now.
 `send_to_customer` ops send nothing and count as done: amoCRM messages the client through its own Salesbot /
 digital-pipeline automation on the awaiting-payment status, which reads the link field.
@@ -63,7 +70,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlencode
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -78,7 +85,6 @@ from paybridge.adapters.crm.base import (
     Throttle,
     UpdateOutcome,
     no_throttle,
-    read_one_by_one,
 )
 from paybridge.adapters.crm.oauth import TokenPair
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable, InvalidSignature, MalformedNotification
@@ -92,7 +98,9 @@ from paybridge.adapters.settings import (
     OAuthAppAuth,
     SecretRef,
 )
+from paybridge.domain.customer_profile import ProfileWrite
 from paybridge.domain.invoice import Customer
+from paybridge.domain.money import to_decimal_string
 
 
 class AmoCrmStatusTrigger(BaseModel):
@@ -108,6 +116,8 @@ class AmoCrmSettings(CrmSettingsBase):
     `account[subdomain]` must be the tenant's."""
 
     kind: Literal["amocrm"]
+    profile_field_pattern: ClassVar[str] = r"^[1-9][0-9]{0,11}$"
+    profile_field_hint: ClassVar[str] = "an amoCRM custom field id"
     base_url: HttpUrl = Field(description="https://<subdomain>.amocrm.ru")
     subdomain: str = Field(pattern=r"^[a-z0-9-]{1,63}$")
     auth: Annotated[OAuthAppAuth | LongLivedTokenAuth, Field(discriminator="kind")]
@@ -371,8 +381,29 @@ class AmoCrm:
             raise CrmRejected(str(exc)) from exc
 
     def get_deals(self, deal_ids: Sequence[str]) -> dict[str, Deal]:
-        """amoCRM webhooks carry the status, so reads are rare here (robot-like triggers only): one lead at a time."""
-        return read_one_by_one(self.get_deal, deal_ids)
+        """Leads without their contacts' details (`get_deal` reads a lead whole): one `GET /api/v4/leads
+        ?filter[id][]=…&with=contacts` per CHUNK leads (204: none of them) — the stage, the custom fields, the main
+        contact's and the company's ids. A lead amoCRM does not return is left out."""
+        try:
+            return self._get_deals(deal_ids)
+        except CrmUnavailable as exc:
+            raise CrmUnavailable(str(exc)) from exc
+        except CrmRejected as exc:
+            raise CrmRejected(str(exc)) from exc
+
+    def _get_deals(self, deal_ids: Sequence[str]) -> dict[str, Deal]:
+        leads = [lead for lead in dict.fromkeys(_lead_id(d) for d in deal_ids) if lead is not None]
+        deals: dict[str, Deal] = {}
+        for start in range(0, len(leads), CHUNK):
+            part = leads[start : start + CHUNK]
+            params = [("filter[id][]", str(lead)) for lead in part] + [("with", "contacts"), ("limit", "250")]
+            response = self._request("GET", "/api/v4/leads", params=params)
+            if response.status_code == 204:
+                continue
+            for lead in (_json_object(response).get("_embedded") or {}).get("leads") or ():
+                if isinstance(lead, dict) and isinstance(lead.get("id"), int):
+                    deals[str(lead["id"])] = self._deal(lead, Customer())
+        return deals
 
     def _get_deal(self, deal_id: str) -> Deal:
         lead_id = _lead_id(deal_id)
@@ -385,6 +416,9 @@ class AmoCrm:
         if response.status_code == 204:
             raise CrmRejected(f"lead {lead_id} not found in amoCRM {self._settings.subdomain}")
         lead = _json_object(response)
+        return self._deal(lead, self._customer(lead), lead_id)
+
+    def _deal(self, lead: dict[str, Any], customer: Customer, lead_id: int | None = None) -> Deal:
         price = lead.get("price")
         return Deal(
             deal_id=str(lead.get("id", lead_id)),
@@ -392,9 +426,11 @@ class AmoCrm:
             amount=_minor_units(price),
             currency=None,
             stage=_str_or_none(lead.get("status_id")),
-            customer=self._customer(lead),
+            customer=customer,
             invoice_number=self._invoice_number(lead),
             manager_id=_str_or_none(lead.get("responsible_user_id")),
+            contact_id=_embedded_id(lead, "contacts", main=True),
+            company_id=_embedded_id(lead, "companies", main=False),
             fields={
                 str(field["field_id"]): _first_value(field)
                 for field in lead.get("custom_fields_values") or ()
@@ -445,6 +481,8 @@ class AmoCrm:
         stages: dict[int, _Item] = {}  # lead → its PATCH item (the merged set_stage ops)
         notes: list[_Item] = []
         notices: list[tuple[int, int, str]] = []  # (update index, lead, text) for tasks
+        profile_notes: dict[str, list[_Item]] = {"contact": [], "company": []}
+        profile_patch: dict[tuple[str, int], _Item] = {}  # (entity kind, id) → its PATCH item (the last totals)
         for index, update in enumerate(updates):
             lead = _lead_id(update.deal_id)
             if lead is None:
@@ -461,18 +499,63 @@ class AmoCrm:
                     notes.append(_Item(body=body, owners=(index,), lead=lead))
                 elif op.kind == "notify_manager":
                     notices.append((index, lead, op.text or ""))
+                elif op.kind == "customer_profile":
+                    if op.profile is not None:
+                        self._profile_items(op.profile, index, lead, profile_notes, profile_patch)
                 else:  # send_to_customer: amoCRM's own automation messages the client
                     logger.debug("amoCRM lead %s: send_to_customer is left to amoCRM's automation", lead)
         patch = [item for item in stages.values() if len(item.body) > 1]  # a stage op may change nothing here
-        for item in [*patch, *notes]:
+        entity_patch = {kind: [i for (k, _), i in profile_patch.items() if k == kind] for kind in _ENTITY_PATH}
+        profile_items = [*profile_notes["contact"], *profile_notes["company"], *profile_patch.values()]
+        for item in [*patch, *notes, *profile_items]:
             for i in item.owners:
                 batch.owed[i] += 1
         for index, _, _ in notices:
             batch.owed[index] += 1
+        # The absolute writes (statuses, links, totals) first: repeated after a failure, they change nothing; the
+        # notes after them, so that a failed write re-sends as few notes as possible
         self._send_items(batch, "PATCH", "/api/v4/leads", patch, "the status change")
+        for kind, path in _ENTITY_PATH.items():
+            self._send_items(batch, "PATCH", f"/api/v4/{path}", entity_patch[kind], f"the {kind}'s totals")
         self._send_items(batch, "POST", "/api/v4/leads/notes", notes, "the note")
+        for kind, path in _ENTITY_PATH.items():
+            self._send_items(batch, "POST", f"/api/v4/{path}/notes", profile_notes[kind], f"the {kind}'s note")
         self._send_tasks(batch, notices)
         return batch.result()
+
+    def _profile_items(
+        self,
+        profile: ProfileWrite,
+        index: int,
+        lead: int,
+        notes: dict[str, list[_Item]],
+        patches: dict[tuple[str, int], _Item],
+    ) -> None:
+        """Payments on the customer's profile: a common note per entry on the contact / company, and its mapped
+        custom fields (numeric: `"1500.00"`, date: unix time) — one PATCH item per entity, the last totals winning."""
+        kind = profile.entity.kind
+        entity_id = int(profile.entity.entity_id)
+        for text in profile.entries:
+            body = {"entity_id": entity_id, "note_type": "common", "params": {"text": text}}
+            notes[kind].append(_Item(body=body, owners=(index,), lead=lead))
+        settings = self._settings.customer_profile
+        names = settings.fields_of(kind) if settings is not None else {}
+        values: list[dict[str, Any]] = []
+        if "total_paid" in names:
+            values.append(_field(names["total_paid"], to_decimal_string(profile.total_paid)))
+        if "last_payment_date" in names and profile.last_payment_at is not None:
+            values.append(_field(names["last_payment_date"], int(profile.last_payment_at.timestamp())))
+        if "last_payment_amount" in names and profile.last_payment_amount is not None:
+            values.append(_field(names["last_payment_amount"], to_decimal_string(profile.last_payment_amount)))
+        if not values:
+            return
+        known = patches.get((kind, entity_id))
+        owners = known.owners if known is not None else ()
+        if index not in owners:
+            owners = (*owners, index)
+        patches[(kind, entity_id)] = _Item(
+            body={"id": entity_id, "custom_fields_values": values}, owners=owners, lead=lead
+        )
 
     def _merge_stage(self, stages: dict[int, _Item], lead: int, index: int, stage: str | None, url: str | None) -> None:
         """Fold one set_stage op into the lead's PATCH item: the last status and the last link win."""
@@ -658,6 +741,23 @@ class AmoCrm:
 
 
 # -- helpers -------------------------------------------------------------------------------------------------------
+
+
+#: The entities a payment goes to on the customer's profile, and their API paths.
+_ENTITY_PATH = {"contact": "contacts", "company": "companies"}
+
+
+def _field(field_id: str, value: str | int) -> dict[str, Any]:
+    return {"field_id": int(field_id), "values": [{"value": value}]}
+
+
+def _embedded_id(lead: dict[str, Any], name: str, main: bool) -> str | None:
+    """The lead's main contact (`is_main`, else the first) or its company, from `_embedded`."""
+    items = [c for c in ((lead.get("_embedded") or {}).get(name) or ()) if isinstance(c, dict) and c.get("id")]
+    if not items:
+        return None
+    chosen = next((c for c in items if c.get("is_main")), items[0]) if main else items[0]
+    return str(chosen["id"])
 
 
 def _owners(items: Sequence[_Item]) -> list[int]:

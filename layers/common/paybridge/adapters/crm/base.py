@@ -30,6 +30,9 @@ class Deal(BaseModel):
     customer: Customer = Customer()
     invoice_number: str | None = None
     manager_id: str | None = None  # the responsible user, where the CRM has one
+    #: The deal's main contact and its company in the CRM (ids only), where it has them.
+    contact_id: str | None = None
+    company_id: str | None = None
     #: The deal's custom fields as text (Bitrix24 `UF_CRM_*`, amoCRM field ids), for triggers that read one.
     fields: dict[str, str] = {}
 

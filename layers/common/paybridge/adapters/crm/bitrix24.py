@@ -12,6 +12,11 @@ Wire format
 - Reads: `crm.deal.get {id}` (ID, TITLE, OPPORTUNITY "1500.00", CURRENCY_ID, STAGE_ID, CONTACT_ID, ASSIGNED_BY_ID,
   UF_CRM_…) and `crm.contact.get {id}` (NAME, LAST_NAME, EMAIL[{VALUE}], PHONE[{VALUE}]) in one batch request;
   checks read 50 deals per request without contacts.
+- Payments on the customer's profile (opt-in, `customer_profile`): `crm.timeline.comment.add {fields{ENTITY_ID,
+  ENTITY_TYPE: "contact" | "company", COMMENT}}` per payment or refund and `crm.contact.update` / `crm.company.update
+  {id, fields{UF_CRM_…: "1500.00|RUB" (money), UF_CRM_…: ISO 8601 (date)}, params{REGISTER_SONET_EVENT: "N"}}`, in the
+  same `batch` as the deal's writes; the entity is the deal's CONTACT_ID / COMPANY_ID (read once per deal by
+  `get_deals`, then remembered by PayBridge).
 - Writes: `crm.deal.update {id, fields{STAGE_ID, <link field>}, params{REGISTER_SONET_EVENT: "N"}}`,
   `crm.timeline.comment.add {fields{ENTITY_ID, ENTITY_TYPE: "deal", COMMENT}}`, `im.notify.system.add {USER_ID,
   MESSAGE}` to the deal's responsible user (read in the same batch: `USER_ID=$result[…][ASSIGNED_BY_ID]`). Client
@@ -48,7 +53,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import parse_qsl, quote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -76,8 +81,9 @@ from paybridge.adapters.settings import (
     OAuthAppAuth,
     SecretRef,
 )
+from paybridge.domain.customer_profile import ProfileWrite
 from paybridge.domain.invoice import Customer
-from paybridge.domain.money import from_decimal_string
+from paybridge.domain.money import from_decimal_string, to_decimal_string
 
 
 class Bitrix24WebhookAuth(BaseModel):
@@ -108,6 +114,8 @@ class Bitrix24Settings(CrmSettingsBase):
     """Bitrix24 REST. Inbound calls (events, robots) carry `auth[application_token]`, checked on every call."""
 
     kind: Literal["bitrix24"]
+    profile_field_pattern: ClassVar[str] = r"^UF_CRM_[A-Z0-9_]{1,50}$"
+    profile_field_hint: ClassVar[str] = "a Bitrix24 user field (UF_CRM_…)"
     portal: str = Field(pattern=r"^[a-z0-9.-]+(:[0-9]+)?$", description="the portal's domain, e.g. acme.bitrix24.ru")
     auth: Annotated[Bitrix24WebhookAuth | OAuthAppAuth, Field(discriminator="kind")]
     application_token: SecretRef = Field(
@@ -171,6 +179,12 @@ def _phone(value: str | None) -> str | None:
     if len(digits) == 11 and digits[0] == "8":
         digits = "7" + digits[1:]
     return f"+{digits}" if 8 <= len(digits) <= 15 and digits[0] != "0" else None
+
+
+def _entity_id(value: Any) -> str | None:
+    """CONTACT_ID / COMPANY_ID: Bitrix24 answers null or "0" when the deal has none."""
+    text = str(value or "").strip()
+    return text if text.isdigit() and text != "0" else None
 
 
 def _first(values: Any) -> str | None:
@@ -366,6 +380,8 @@ class Bitrix24:
             customer=_customer(contact),
             invoice_number=number or None,
             manager_id=str(deal["ASSIGNED_BY_ID"]) if deal.get("ASSIGNED_BY_ID") else None,
+            contact_id=_entity_id(deal.get("CONTACT_ID")),
+            company_id=_entity_id(deal.get("COMPANY_ID")),
             fields={k: str(v) for k, v in deal.items() if k.startswith("UF_CRM_") and isinstance(v, str | int | float)},
         )
 
@@ -391,7 +407,39 @@ class Bitrix24:
             case "send_to_customer":
                 logger.debug("deal %s: the portal's automation sends the link to the client", deal_id)
                 return []
+            case "customer_profile":
+                return self._profile_commands(key, op.profile)
         return []  # pragma: no cover - DealOpKind is closed
+
+    def _profile_commands(self, key: str, profile: ProfileWrite | None) -> list[tuple[str, str]]:
+        """Payments on the customer's profile: one `crm.timeline.comment.add {ENTITY_TYPE: contact|company}` per
+        entry, then one `crm.contact.update` / `crm.company.update` with the tenant's mapped UF_CRM_ fields (money
+        fields as `1500.00|RUB`, the date as ISO 8601) — absolute values, so a repeat writes the same."""
+        if profile is None:
+            return []
+        kind, entity_id = profile.entity.kind, profile.entity.entity_id
+        commands: list[tuple[str, str]] = []
+        for n, text in enumerate(profile.entries):
+            comment = {"fields": {"ENTITY_ID": entity_id, "ENTITY_TYPE": kind, "COMMENT": text}}
+            commands.append((f"{key}e{n}", f"crm.timeline.comment.add?{query_string(comment)}"))
+        fields = self._profile_fields(profile)
+        if fields:
+            params = {"id": entity_id, "fields": fields, "params": {"REGISTER_SONET_EVENT": "N"}}
+            commands.append((f"{key}f", f"crm.{kind}.update?{query_string(params)}"))
+        return commands
+
+    def _profile_fields(self, profile: ProfileWrite) -> dict[str, str]:
+        settings = self._settings.customer_profile
+        names = settings.fields_of(profile.entity.kind) if settings is not None else {}
+        fields: dict[str, str] = {}
+        if "total_paid" in names:
+            fields[names["total_paid"]] = f"{to_decimal_string(profile.total_paid)}|{profile.currency}"
+        if "last_payment_date" in names and profile.last_payment_at is not None:
+            fields[names["last_payment_date"]] = profile.last_payment_at.isoformat(timespec="seconds")
+        if "last_payment_amount" in names and profile.last_payment_amount is not None:
+            currency = profile.last_payment_currency or profile.currency
+            fields[names["last_payment_amount"]] = f"{to_decimal_string(profile.last_payment_amount)}|{currency}"
+        return fields
 
     @property
     def echoes_writes(self) -> bool:
@@ -568,12 +616,23 @@ def _units(updates: Sequence[DealUpdate], merge: bool) -> list[_Unit]:
                 owners, earlier = merged[stage_at]
                 link = op.payment_url or earlier.payment_url
                 merged[stage_at] = ((*owners, index), op.model_copy(update={"payment_url": link}))
-        calls = sum(2 if op.kind == "notify_manager" else 1 for _, op in merged if op.kind != "send_to_customer")
+        calls = sum(_calls(op) for _, op in merged)
         if len(indexes) > 1 and calls > MAX_BATCH_CALLS:
             units += [_Unit(deal_id, (i,), tuple(((i,), op) for op in updates[i].ops)) for i in indexes]
             continue
         units.append(_Unit(deal_id, tuple(indexes), tuple(merged)))
     return units
+
+
+def _calls(op: DealOp) -> int:
+    """How many batch commands one op takes."""
+    if op.kind == "notify_manager":
+        return 2
+    if op.kind == "send_to_customer":
+        return 0
+    if op.kind == "customer_profile":
+        return len(op.profile.entries) + 1 if op.profile is not None else 0
+    return 1
 
 
 def _json(response: httpx.Response) -> Any:

@@ -2,9 +2,13 @@
 
 Wire format (the server is `devstack/sandbox_crm.py`):
 - REST with `Authorization: Bearer <token>`: `GET {base}/api/deals/{id}` → `{id, title, amount, currency, stage,
-  contact{name, email, phone}, invoice_number}`; `PATCH {base}/api/deals/{id}` `{stage?, payment_url?}`;
+  contact{id, name, email, phone}, company{id, name}?, invoice_number}`; `PATCH {base}/api/deals/{id}` `{stage?,
+  payment_url?}`;
   `POST {base}/api/deals/{id}/timeline` `{text}`; `POST {base}/api/deals/{id}/notifications` `{text}` (to the
   responsible manager); `POST {base}/api/messages` `{deal_id, to_email, to_phone, text}` (to the client).
+- Contacts and companies (a deal's `contact.id`, `company.id`): `GET {base}/api/contacts/{id}` → `{id, name, email,
+  phone, fields, timeline}`, `POST {base}/api/contacts/{id}/timeline` `{text}`, `PATCH {base}/api/contacts/{id}`
+  `{fields}`; the same under `/api/companies/` (payments on the customer's profile).
 - Outbound webhook, Bitrix24-like, form-encoded: `event=ONCRMDEALISSUEINVOICE`, `data[FIELDS][ID]=<deal>`,
   `data[FIELDS][INVOICE_NUMBER]=<optional>`, `ts`, `auth[application_token]=<token>`.
 """
@@ -40,8 +44,10 @@ from paybridge.adapters.http import make_client, send
 from paybridge.adapters.registry import CRMS, AdapterContext
 from paybridge.adapters.settings import (
     CrmSettingsBase,
+    CustomerProfileSettings,
     SecretRef,
 )
+from paybridge.domain.customer_profile import ProfileWrite
 from paybridge.domain.invoice import Customer
 
 
@@ -54,6 +60,7 @@ class SandboxCrmSettings(CrmSettingsBase):
 
 
 ISSUE_EVENT = "ONCRMDEALISSUEINVOICE"
+_ENTITY_PATH = {"contact": "contacts", "company": "companies"}
 
 
 class SandboxCrm:
@@ -62,8 +69,16 @@ class SandboxCrm:
     name = "sandbox"
     rate_limit = RateLimit(per_second=50, burst=100)
 
-    def __init__(self, base_url: str, token: str, transport: Any = None, throttle: Throttle = no_throttle):
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        transport: Any = None,
+        throttle: Throttle = no_throttle,
+        profile: CustomerProfileSettings | None = None,
+    ):
         self._token = token
+        self._profile = profile
         self._account = base_url.rstrip("/")
         self._throttle = throttle
         self._http = make_client(base_url.rstrip("/"), {"Authorization": f"Bearer {token}"}, transport)
@@ -102,6 +117,27 @@ class SandboxCrm:
                 self.notify_manager(deal_id, op.text or "")
             case "send_to_customer":
                 self.send_to_customer(deal_id, op.customer or Customer(), op.text or "")
+            case "customer_profile":
+                if op.profile is not None:
+                    self.write_profile(op.profile)
+
+    def write_profile(self, profile: ProfileWrite) -> None:
+        """One `POST /api/{contacts|companies}/{id}/timeline {text}` per entry, then `PATCH /api/{…}/{id} {fields}`
+        with the mapped fields (money `{amount, currency}` in minor units, the date ISO 8601)."""
+        path = f"/api/{_ENTITY_PATH[profile.entity.kind]}/{profile.entity.entity_id}"
+        for text in profile.entries:
+            self._send("POST", f"{path}/timeline", json={"text": text})
+        names = self._profile.fields_of(profile.entity.kind) if self._profile is not None else {}
+        fields: dict[str, Any] = {}
+        if "total_paid" in names:
+            fields[names["total_paid"]] = {"amount": profile.total_paid, "currency": profile.currency}
+        if "last_payment_date" in names and profile.last_payment_at is not None:
+            fields[names["last_payment_date"]] = profile.last_payment_at.isoformat(timespec="seconds")
+        if "last_payment_amount" in names and profile.last_payment_amount is not None:
+            currency = profile.last_payment_currency or profile.currency
+            fields[names["last_payment_amount"]] = {"amount": profile.last_payment_amount, "currency": currency}
+        if fields:
+            self._send("PATCH", path, json={"fields": fields})
 
     def get_deal(self, deal_id: str) -> Deal:
         data = self._send("GET", f"/api/deals/{deal_id}").json()
@@ -114,6 +150,8 @@ class SandboxCrm:
             stage=data.get("stage"),
             customer=Customer(name=contact.get("name"), email=contact.get("email"), phone=contact.get("phone")),
             invoice_number=data.get("invoice_number"),
+            contact_id=str(contact["id"]) if contact.get("id") else None,
+            company_id=str((data.get("company") or {}).get("id") or "") or None,
         )
 
     def get_deals(self, deal_ids: Sequence[str]) -> dict[str, Deal]:
@@ -158,7 +196,9 @@ class SandboxCrm:
 
 
 def _build(settings: SandboxCrmSettings, context: AdapterContext) -> SandboxCrm:
-    return SandboxCrm(settings.base_url, context.secret(settings.token), throttle=context.throttle)
+    return SandboxCrm(
+        settings.base_url, context.secret(settings.token), throttle=context.throttle, profile=settings.customer_profile
+    )
 
 
 CRMS.register("sandbox", SandboxCrmSettings, _build)
