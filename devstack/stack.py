@@ -82,14 +82,16 @@ class LocalStack:
         return self
 
     def _poll(self, function: str, queue: str, batch_size: int) -> None:
-        """The SQS event source mapping: poll, invoke with a batch, delete what succeeded. An idle poller backs off
-        (20 ms doubling to 320 ms; Lambda's pollers long-poll): with several per queue, idle polling would otherwise
-        keep the SQS lock and the interpreter busy."""
+        """The SQS event source mapping: poll, invoke with a batch, delete what succeeded. An idle poller waits for
+        its queue to change (a message sent or made visible again, a FIFO group freed; Lambda's pollers long-poll),
+        at most 20 ms doubling to 1.28 s (a message whose delay or visibility timeout ends changes nothing): with
+        several pollers per queue, polling on a timer kept the SQS lock and the interpreter busy."""
         idle = 0
         while not self._stop.is_set():
             if queue in self.held:
                 self._stop.wait(0.05)
                 continue
+            seen = self.aws.queue_changes(queue)
             try:
                 received = self.aws.poll_queue(function, queue, batch_size)
             except Exception:
@@ -97,9 +99,9 @@ class LocalStack:
                     return
                 log.exception("polling %s for %s failed", queue, function)
                 received = 0
-            idle = 0 if received else min(idle + 1, 5)
-            if idle:
-                self._stop.wait(0.01 * 2**idle)
+            idle = 0 if received else min(idle + 1, 7)
+            if idle and self.aws.wait_for_queue(queue, seen, 0.01 * 2**idle):
+                idle = 0
 
     def hold(self, queue: str) -> None:
         """Pause the pollers of `queue` (a template logical id, e.g. "CrmOutboxQueue") until `release`."""
@@ -110,6 +112,7 @@ class LocalStack:
 
     def stop(self) -> None:
         self._stop.set()
+        self.aws.wake_pollers()
         if self.psp:
             self.psp.stop()
         for fake in self.fakes.values():
