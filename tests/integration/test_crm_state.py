@@ -404,6 +404,50 @@ def test_concurrent_takers_share_one_bucket(db: Db) -> None:
     assert float(db.item("RATE#acme", "BUCKET")["tokens"]["N"]) == pytest.approx(0.0)
 
 
+def test_one_processs_threads_take_one_at_a_time(db: Db) -> None:
+    """One limiter (one process) shared by 4 threads: they never race each other at the table — one write per
+    take, one read in all."""
+    from devstack.aws import LocalAws
+
+    LocalAws._patch_dynamodb()
+
+    class Counting:
+        def __init__(self, client: Any) -> None:
+            self._client = client
+            self.exceptions = client.exceptions
+            self.calls: list[str] = []
+
+        def __getattr__(self, name: str) -> Any:
+            call = getattr(self._client, name)
+
+            def counted(**kwargs: Any) -> Any:
+                self.calls.append(name)
+                time.sleep(0.001)  # yield the GIL between the view and the write
+                return call(**kwargs)
+
+            return counted
+
+    fake, counting = FakeTime(), Counting(db.client)
+    throttle = DynamoRateLimiter(db.table, client=counting, clock=fake.clock, sleep=fake.sleep)  # type: ignore[arg-type]
+    limit = RateLimit(per_second=1, burst=40)
+    barrier = threading.Barrier(4)
+
+    def worker() -> None:
+        barrier.wait()
+        for _ in range(10):
+            throttle("acme", limit)
+
+    pool = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(timeout=30)
+
+    assert sorted(set(counting.calls)) == ["get_item", "put_item", "update_item"]
+    assert counting.calls.count("get_item") == 1 and len(counting.calls) == 41  # 1 read, 1 put, 39 updates
+    assert float(db.item("RATE#acme", "BUCKET")["tokens"]["N"]) == pytest.approx(0.0) and fake.slept == []
+
+
 class TestEchoLedger:
     """Our deal writes remembered until their change events come back (no deal read for an echo)."""
 

@@ -12,6 +12,7 @@ Items
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -130,8 +131,10 @@ class DynamoRateLimiter(TableStore):
     Each take computes the bucket (paybridge.domain.ratelimit) from the item as this process last saw it and writes
     it back conditional on that: one request when nobody else took a token since. A lost race fails the condition,
     and the failed write returns the item as it is (`ReturnValuesOnConditionCheckFailure`), so the take is computed
-    again from it at once, without a read. Only the process's first take of an account reads the item. (A stale
-    view is never too strict: the stored bucket only loses tokens to other takes, so the view has at least as many.)
+    again from it at once, without a read. Only the process's first take of an account reads the item, and the
+    process's takes go one at a time, so its threads (the local stack's consumers) never lose a race to each
+    other. (A stale view is never too strict: the stored bucket only loses tokens to other takes, so the view has
+    at least as many.)
     An empty bucket is waited out with `sleep`, up to `max_wait_seconds` in all; past that, CrmUnavailable (the
     work is retried later, the queue keeps it)."""
 
@@ -147,9 +150,20 @@ class DynamoRateLimiter(TableStore):
         self._clock, self._sleep, self._max_wait = clock, sleep, max_wait_seconds
         #: account -> the bucket item as last written or seen by this process (None: there was none)
         self._seen: dict[str, dict[str, Any] | None] = {}
+        self._lock = threading.Lock()
 
     def __call__(self, account: str, limit: RateLimit) -> None:
         started = self._clock()
+        # The process's own takes go one at a time (its threads never race each other at the table: a lost race
+        # costs a failed write); waiting here is waiting for the bucket, within the same maximum.
+        if not self._lock.acquire(timeout=self._max_wait):
+            raise CrmUnavailable(f"rate limit of {account}: other takes held the bucket over {self._max_wait:.1f}s")
+        try:
+            self._take(account, limit, started)
+        finally:
+            self._lock.release()
+
+    def _take(self, account: str, limit: RateLimit, started: float) -> None:
         if account in self._seen:
             item = self._seen[account]
         else:
