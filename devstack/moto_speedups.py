@@ -61,6 +61,7 @@ def install_query() -> None:
             _QUERYING.scope = outer
 
     all_items.__wrapped__ = original_all_items  # type: ignore[attr-defined]
+    query.__wrapped__ = original_query  # type: ignore[attr-defined]
     query._paybridge_unsorted = True  # type: ignore[attr-defined]
     Table.all_items = all_items  # type: ignore[method-assign]
     Table.query = query  # type: ignore[method-assign]
