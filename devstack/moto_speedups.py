@@ -1,6 +1,6 @@
 """Three places where moto (5.2) spends CPU the service it emulates does not, made cheap without changing an answer.
 Each is installed once per process by `LocalAws.start` (idempotent), found by profiling `make bench-latency`
-(py-spy, 60 payments at once: together ~30% of the process's busy samples).
+(py-spy, 60 payments at once: together ~35% of the samples, ~50% of the busy ones).
 
 - `Table.query` builds its candidates from `Table.all_items()`, which sorts every item of the table (DynamoType
   comparisons) before the query filters them: O(n log n) in the table for each query, even for one partition. The
