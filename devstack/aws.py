@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from devstack import moto_speedups
 from devstack.meter import METER
 from devstack.template import Template, load_template
 
@@ -306,6 +307,7 @@ class LocalAws:
         self._patch_dynamodb()
         self._patch_sqs()
         self._patch_stepfunctions()
+        moto_speedups.install_jsonpath_cache()  # EventBridge's target input: each JSONPath parsed once
         _per_invocation_metrics()
         _per_invocation_routers()
         self._create_resources()
@@ -430,6 +432,23 @@ class LocalAws:
             sqs.delete_message_batch(QueueUrl=url, Entries=entries)
         return len(received)
 
+    @staticmethod
+    def wake_pollers() -> None:
+        """End every poller's wait now (the stack is stopping)."""
+        moto_speedups.QUEUE_SIGNALS.wake_all()
+
+    def queue_changes(self, queue: str) -> int:
+        """How many times `queue` (a template logical id) changed so far; read it before a poll."""
+        return moto_speedups.QUEUE_SIGNALS.changes(self._queue_name(queue))
+
+    def wait_for_queue(self, queue: str, seen: int, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for `queue` to change after `seen` (a message sent or made visible
+        again, a FIFO group freed): what a long poll waits for. True when it did."""
+        return moto_speedups.QUEUE_SIGNALS.wait(self._queue_name(queue), seen, timeout)
+
+    def _queue_name(self, queue: str) -> str:
+        return self.queue_urls[queue].rsplit("/", 1)[-1]
+
     def _sqs_client(self) -> Any:
         """One SQS client for every poller (botocore clients are thread-safe): making one costs 10-70 ms of CPU, and
         the pollers turn many times a second, so a client per turn kept a core busy doing nothing else."""
@@ -485,6 +504,7 @@ class LocalAws:
         sqs_models.unix_time = unix_time
         _one_request_at_a_time(SQSResponse, "sqs")
         _fifo_dedup_window(sqs_models)
+        moto_speedups.install_queue_signals()  # idle pollers wait for their queue to change
 
     @staticmethod
     def _patch_dynamodb() -> None:
@@ -497,6 +517,7 @@ class LocalAws:
 
         _one_request_at_a_time(DynamoHandler, "dynamodb")
         moto_transactions.install()  # transactions back up the items they touch, not the whole table
+        moto_speedups.install_query()  # a query does not sort the whole table first
 
     @staticmethod
     def _patch_stepfunctions() -> None:

@@ -29,6 +29,9 @@ SWAGGER_ASSETS = {
     "swagger-ui.min.css": ("swagger-ui.min.css", "text/css"),
 }
 log = logging.getLogger("devstack")
+#: The longest an idle queue poller sleeps without its queue changing (what it can miss: a message whose delay or
+#: visibility timeout ends).
+IDLE_WAIT = 1.0
 
 
 class LocalStack:
@@ -82,14 +85,15 @@ class LocalStack:
         return self
 
     def _poll(self, function: str, queue: str, batch_size: int) -> None:
-        """The SQS event source mapping: poll, invoke with a batch, delete what succeeded. An idle poller backs off
-        (20 ms doubling to 320 ms; Lambda's pollers long-poll): with several per queue, idle polling would otherwise
-        keep the SQS lock and the interpreter busy."""
-        idle = 0
+        """The SQS event source mapping: poll, invoke with a batch, delete what succeeded. A poller whose queue had
+        less than a batch for it waits for the queue to change (a message sent or made visible again, a FIFO group
+        freed), as Lambda's pollers long-poll, at most `IDLE_WAIT` seconds (a message whose delay or visibility
+        timeout ends changes nothing); polling on a timer instead kept the SQS lock and the interpreter busy."""
         while not self._stop.is_set():
             if queue in self.held:
                 self._stop.wait(0.05)
                 continue
+            seen = self.aws.queue_changes(queue)
             try:
                 received = self.aws.poll_queue(function, queue, batch_size)
             except Exception:
@@ -97,9 +101,8 @@ class LocalStack:
                     return
                 log.exception("polling %s for %s failed", queue, function)
                 received = 0
-            idle = 0 if received else min(idle + 1, 5)
-            if idle:
-                self._stop.wait(0.01 * 2**idle)
+            if received < batch_size:  # nothing more was there: anything sent since (`seen`) ends the wait at once
+                self.aws.wait_for_queue(queue, seen, IDLE_WAIT)
 
     def hold(self, queue: str) -> None:
         """Pause the pollers of `queue` (a template logical id, e.g. "CrmOutboxQueue") until `release`."""
@@ -110,6 +113,7 @@ class LocalStack:
 
     def stop(self) -> None:
         self._stop.set()
+        self.aws.wake_pollers()
         if self.psp:
             self.psp.stop()
         for fake in self.fakes.values():

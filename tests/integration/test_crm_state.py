@@ -255,7 +255,8 @@ def test_accounts_have_their_own_buckets(db: Db) -> None:
 
 
 def test_a_lost_race_is_retried_at_once(db: Db) -> None:
-    """Another consumer takes a token between our read and our write: our conditional write fails, we read again."""
+    """Another consumer takes a token between our view of the bucket and our write: our conditional write fails and
+    returns the item as it is now, and we take from that at once — no read."""
     fake = FakeTime()
     limit = RateLimit(per_second=1, burst=5)
     other = limiter(db, fake)
@@ -266,17 +267,17 @@ def test_a_lost_race_is_retried_at_once(db: Db) -> None:
         def __init__(self, client: Any) -> None:
             self._client = client
             self.exceptions = client.exceptions
-            self.writes = 0
+            self.reads = self.writes = 0
 
         def get_item(self, **kwargs: Any) -> Any:
-            response = self._client.get_item(**kwargs)
-            if interfering["left"]:
-                interfering["left"] -= 1
-                other("acme", limit)  # same instant: only `tokens` changes
-            return response
+            self.reads += 1
+            return self._client.get_item(**kwargs)
 
         def update_item(self, **kwargs: Any) -> Any:
             self.writes += 1
+            if interfering["left"]:
+                interfering["left"] -= 1
+                other("acme", limit)  # same instant: only `tokens` changes
             return self._client.update_item(**kwargs)
 
     racing = Racing(db.client)
@@ -284,9 +285,27 @@ def test_a_lost_race_is_retried_at_once(db: Db) -> None:
 
     throttle("acme", limit)
 
-    assert racing.writes == 3 and fake.slept == []
+    assert racing.reads == 1 and racing.writes == 3 and fake.slept == []
     item = db.item("RATE#acme", "BUCKET")
     assert float(item["tokens"]["N"]) == pytest.approx(1.0)  # 5 - 1 (first) - 2 (interfering) - 1 (ours): none lost
+
+    throttle("acme", limit)  # nobody else took one: one write, no read
+    assert racing.reads == 1 and racing.writes == 4
+    assert float(db.item("RATE#acme", "BUCKET")["tokens"]["N"]) == pytest.approx(0.0)
+
+
+def test_a_stale_view_is_corrected_by_the_failed_write(db: Db) -> None:
+    """Our view of the bucket is from our last take; others emptied it since: the failed write tells us, and we wait
+    for the next token as the stored bucket says, not as our view did."""
+    fake = FakeTime()
+    limit = RateLimit(per_second=2, burst=3)
+    ours, other = limiter(db, fake), limiter(db, fake)
+    ours("acme", limit)  # ours sees 2 left
+    other("acme", limit)
+    other("acme", limit)  # 0 left
+    ours("acme", limit)
+    assert sum(fake.slept) == pytest.approx(0.5)
+    assert float(db.item("RATE#acme", "BUCKET")["tokens"]["N"]) == pytest.approx(0.0)
 
 
 def test_a_first_take_racing_another_first_take_is_retried(db: Db) -> None:
@@ -320,9 +339,11 @@ def test_a_first_take_racing_another_first_take_is_retried(db: Db) -> None:
 
 
 def test_concurrent_takers_share_one_bucket(db: Db) -> None:
-    """Real threads, real conditional writes: 4 x 10 takes from a bucket of 20 at a (fake, frozen) instant -> exactly
-    20 go through without waiting, the rest would have to wait and are refused (max wait 0). Each read yields the
-    GIL, so that the threads interleave between read and write (otherwise a thread mostly runs both in one slice)."""
+    """Real threads, real conditional writes: 4 consumers (a limiter each, as in 4 execution environments) x 10
+    takes from a bucket of 20 at a (fake, frozen) instant -> exactly 20 go through without waiting, the rest would
+    have to wait and are refused (max wait 0). Each request yields the GIL before it goes, so that the threads
+    interleave between their view of the bucket and their write (otherwise a thread mostly runs both in one
+    slice)."""
     from devstack.aws import LocalAws
 
     LocalAws._patch_dynamodb()
@@ -332,29 +353,36 @@ def test_concurrent_takers_share_one_bucket(db: Db) -> None:
             self._client = client
             self.exceptions = client.exceptions
 
-        def get_item(self, **kwargs: Any) -> Any:
-            response = self._client.get_item(**kwargs)
-            time.sleep(0.001)
-            return response
-
         def __getattr__(self, name: str) -> Any:
-            return getattr(self._client, name)
+            call = getattr(self._client, name)
+
+            def yielding(**kwargs: Any) -> Any:
+                time.sleep(0.001)
+                return call(**kwargs)
+
+            return yielding
 
     fake = FakeTime()
-    throttle = DynamoRateLimiter(
-        db.table,
-        client=Yielding(db.client),  # type: ignore[arg-type]
-        clock=fake.clock,
-        sleep=fake.sleep,
-        max_wait_seconds=0.0,
-    )
     limit = RateLimit(per_second=1, burst=20)
     granted: list[str] = []
     refused: list[str] = []
     guard = threading.Lock()
     barrier = threading.Barrier(4)
 
-    def worker() -> None:
+    # made here, not on the threads: botocore makes a client's exception classes on first use, and two threads at
+    # once can each make their own (the one raised is then not the one caught)
+    limiters = [
+        DynamoRateLimiter(
+            db.table,
+            client=Yielding(db.client),  # type: ignore[arg-type]
+            clock=fake.clock,
+            sleep=fake.sleep,
+            max_wait_seconds=0.0,
+        )
+        for _ in range(4)
+    ]
+
+    def worker(throttle: DynamoRateLimiter) -> None:
         barrier.wait()
         for _ in range(10):
             try:
@@ -366,13 +394,58 @@ def test_concurrent_takers_share_one_bucket(db: Db) -> None:
             with guard:
                 outcome.append(uuid.uuid4().hex)
 
-    pool = [threading.Thread(target=worker) for _ in range(4)]
+    pool = [threading.Thread(target=worker, args=(throttle,)) for throttle in limiters]
     for thread in pool:
         thread.start()
     for thread in pool:
         thread.join(timeout=30)
 
     assert len(granted) == 20 and len(refused) == 20
+    assert float(db.item("RATE#acme", "BUCKET")["tokens"]["N"]) == pytest.approx(0.0)
+
+
+def test_one_processs_threads_take_one_at_a_time(db: Db) -> None:
+    """One limiter (one process) shared by 4 threads: they never race each other at the table — one write per
+    take, one read in all."""
+    from devstack.aws import LocalAws
+
+    LocalAws._patch_dynamodb()
+
+    class Counting:
+        def __init__(self, client: Any) -> None:
+            self._client = client
+            self.exceptions = client.exceptions
+            self.calls: list[str] = []
+
+        def __getattr__(self, name: str) -> Any:
+            call = getattr(self._client, name)
+
+            def counted(**kwargs: Any) -> Any:
+                self.calls.append(name)
+                time.sleep(0.001)  # yield the GIL between the view and the write
+                return call(**kwargs)
+
+            return counted
+
+    fake, counting = FakeTime(), Counting(db.client)
+    throttle = DynamoRateLimiter(db.table, client=counting, clock=fake.clock, sleep=fake.sleep)  # type: ignore[arg-type]
+    limit = RateLimit(per_second=1, burst=40)
+    barrier = threading.Barrier(4)
+
+    def worker() -> None:
+        barrier.wait()
+        for _ in range(10):
+            throttle("acme", limit)
+
+    pool = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(timeout=30)
+
+    assert sorted(set(counting.calls)) == ["get_item", "put_item", "update_item"]
+    assert counting.calls.count("get_item") == 1 and len(counting.calls) == 41  # 1 read, 1 put, 39 updates
+    assert float(db.item("RATE#acme", "BUCKET")["tokens"]["N"]) == pytest.approx(0.0) and fake.slept == []
 
 
 class TestEchoLedger:

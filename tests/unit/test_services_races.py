@@ -159,3 +159,55 @@ def test_mark_failed_after_a_cancel_keeps_the_cancel(services: Services) -> None
     services.invoices.cancel_invoice("acme", issued.invoice.invoice_id)
     document = services.tasks.mark_failed("acme", issued.invoice.invoice_id, "ProviderRejected").document()
     assert document["outcome"]["state"] == InvoiceState.CANCELLED.value
+
+
+class CountingRepo(MemoryRepo):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get(self, tenant_id: str, invoice_id: str) -> Invoice | None:
+        self.reads += 1
+        return super().get(tenant_id, invoice_id)
+
+
+def _awaiting_payment(repo: CountingRepo) -> tuple[InvoiceChanges, Invoice]:
+    from paybridge.domain.events import PaymentCreated
+
+    clock = lambda: datetime(2026, 1, 1, tzinfo=UTC)  # noqa: E731
+    changes = InvoiceChanges(repo, NoLifecycle(), clock)  # type: ignore[arg-type]
+    provider: Any = RacingPsp(None)  # type: ignore[arg-type]  # its lifetimes; no payment is created here
+    issuing = Issuing(Tenants(), repo, NoLifecycle(), lambda tenant: provider, lambda tenant: None, None, clock)  # type: ignore[arg-type]
+    issued = issuing.issue_invoice("acme", NewInvoice(deal_id="9", number="9", amount=1000, lifetime_seconds=60))
+    created = PaymentCreated(payment_id="pay_9", payment_url="https://psp/pay/9")
+    return changes, changes.apply("acme", issued.invoice.invoice_id, created).invoice
+
+
+def test_a_change_from_the_invoice_just_read_reads_it_no_second_time() -> None:
+    from paybridge.domain.events import MoneyReceived
+
+    repo = CountingRepo()
+    changes, invoice = _awaiting_payment(repo)
+    reads = repo.reads
+
+    change = changes.apply("acme", invoice.invoice_id, MoneyReceived(ref="op1", amount=1000), read=invoice)
+
+    assert change.changed and change.invoice.state == InvoiceState.PAID and repo.reads == reads
+
+
+def test_a_change_from_a_stale_read_fails_its_write_and_reads_again() -> None:
+    """What the caller read was changed meanwhile (here: cancelled): the first write's version check fails, the
+    next attempt reads the invoice as it is and applies the event to that."""
+    from paybridge.domain.events import Close, MoneyReceived
+    from paybridge.domain.invoice import Closure
+
+    repo = CountingRepo()
+    changes, stale = _awaiting_payment(repo)
+    changes.apply("acme", stale.invoice_id, Close(closure=Closure.CANCELLED))
+    reads = repo.reads
+
+    change = changes.apply("acme", stale.invoice_id, MoneyReceived(ref="op1", amount=1000), read=stale)
+
+    assert repo.reads == reads + 1
+    assert change.invoice.version == stale.version + 2  # on top of the cancel, not over it
+    assert change.invoice.paid == 1000

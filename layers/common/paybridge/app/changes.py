@@ -85,12 +85,18 @@ class InvoiceChanges:
         provider_event: ProviderEventRecord | None = None,
         announce: str | None = None,
         actor: Actor | None = None,
+        read: Invoice | None = None,
     ) -> Change:
         """Apply `event` with optimistic concurrency (read, apply, conditional write; again on a lost race). With
         `announce`, a change is published to its deal under that name at once (see `announce`); lifecycle tasks
-        publish their own after the rest of their step."""
+        publish their own after the rest of their step. `read`: the invoice as the caller has just read it
+        (consistently): the first attempt starts from it instead of reading it again — a write since makes the
+        conditional write fail, and the next attempt reads."""
         for attempt in range(MAX_WRITE_ATTEMPTS):
-            current = self.get(tenant_id, invoice_id)
+            if attempt == 0 and read is not None and read.invoice_id == invoice_id and read.tenant_id == tenant_id:
+                current = read
+            else:
+                current = self.get(tenant_id, invoice_id)
             was_final = current.state in FINAL_STATES
             now = self.clock()
             result = apply(current, event, now)

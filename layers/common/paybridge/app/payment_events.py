@@ -76,7 +76,7 @@ class PaymentEvents:
                 return NotificationResult(provider.acknowledgement(), duplicate=True, invoice=invoice)
             return NotificationResult(provider.acknowledgement(), invoice=invoice)
         try:
-            change = self.changes.apply(tenant_id, invoice.invoice_id, event, record, announce=event.kind)
+            change = self.changes.apply(tenant_id, invoice.invoice_id, event, record, announce=event.kind, read=invoice)
         except DuplicateProviderEvent:
             return NotificationResult(provider.acknowledgement(), duplicate=True, invoice=invoice)
         after = change.invoice

@@ -12,6 +12,7 @@ Items
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -127,9 +128,15 @@ class DynamoTokenStore(TableStore):
 class DynamoRateLimiter(TableStore):
     """A `Throttle` (paybridge.adapters.crm.base) shared by every consumer: one token bucket item per account.
 
-    Each take reads the bucket, computes it (paybridge.domain.ratelimit) and writes it back conditional on what it
-    read; a lost race is retried at once. An empty bucket is waited out with `sleep`, up to `max_wait_seconds`
-    in all; past that, CrmUnavailable (the work is retried later, the queue keeps it)."""
+    Each take computes the bucket (paybridge.domain.ratelimit) from the item as this process last saw it and writes
+    it back conditional on that: one request when nobody else took a token since. A lost race fails the condition,
+    and the failed write returns the item as it is (`ReturnValuesOnConditionCheckFailure`), so the take is computed
+    again from it at once, without a read. Only the process's first take of an account reads the item, and the
+    process's takes go one at a time, so its threads (the local stack's consumers) never lose a race to each
+    other. (A stale view is never too strict: the stored bucket only loses tokens to other takes, so the view has
+    at least as many.)
+    An empty bucket is waited out with `sleep`, up to `max_wait_seconds` in all; past that, CrmUnavailable (the
+    work is retried later, the queue keeps it)."""
 
     def __init__(
         self,
@@ -141,17 +148,35 @@ class DynamoRateLimiter(TableStore):
     ):
         super().__init__(table_name, client)
         self._clock, self._sleep, self._max_wait = clock, sleep, max_wait_seconds
+        #: account -> the bucket item as last written or seen by this process (None: there was none)
+        self._seen: dict[str, dict[str, Any] | None] = {}
+        self._lock = threading.Lock()
 
     def __call__(self, account: str, limit: RateLimit) -> None:
         started = self._clock()
-        while True:
+        # The process's own takes go one at a time (its threads never race each other at the table: a lost race
+        # costs a failed write); waiting here is waiting for the bucket, within the same maximum.
+        if not self._lock.acquire(timeout=self._max_wait):
+            raise CrmUnavailable(f"rate limit of {account}: other takes held the bucket over {self._max_wait:.1f}s")
+        try:
+            self._take(account, limit, started)
+        finally:
+            self._lock.release()
+
+    def _take(self, account: str, limit: RateLimit, started: float) -> None:
+        if account in self._seen:
+            item = self._seen[account]
+        else:
             response = self.client.get_item(TableName=self._table, Key=_bucket_key(account), ConsistentRead=True)
             item = response.get("Item")
+        while True:
             old = Bucket(tokens=float(item["tokens"]["N"]), at=float(item["at"]["N"])) if item else None
             now = self._clock()
             new, wait = take(old, now, limit.per_second, limit.burst)
             if new is not None:
-                if self._write(account, new, item):
+                written, item = self._write(account, new, item)
+                self._seen[account] = item
+                if written:
                     return
                 if now - started > self._max_wait:  # pragma: no cover - endless contention
                     raise CrmUnavailable(f"rate limit of {account}: the bucket kept moving for {now - started:.1f}s")
@@ -163,16 +188,19 @@ class DynamoRateLimiter(TableStore):
                 )
             self._sleep(wait)
 
-    def _write(self, account: str, bucket: Bucket, read: dict[str, Any] | None) -> bool:
-        """Store the bucket if nobody else wrote it since we `read` it. A write either moves `at` forward or keeps it
-        (same instant, or a clock behind the stored one) and takes a token, so (`at`, `tokens`) never comes back to
-        a value it had: the condition on both, compared as the numbers read, catches every concurrent take."""
+    def _write(self, account: str, bucket: Bucket, read: dict[str, Any] | None) -> tuple[bool, dict[str, Any] | None]:
+        """Store the bucket if the item is still what we `read`: (True, the item written), or (False, the item as
+        the failed condition found it). A write either moves `at` forward or keeps it (same instant, or a clock
+        behind the stored one) and takes a token, so (`at`, `tokens`) never comes back to a value it had: the
+        condition on both, compared as the numbers read, catches every concurrent take."""
+        written = {"tokens": _f(bucket.tokens), "at": _f(bucket.at)}
         try:
             if read is None:
                 self.client.put_item(
                     TableName=self._table,
-                    Item={**_bucket_key(account), "tokens": _f(bucket.tokens), "at": _f(bucket.at)},
+                    Item={**_bucket_key(account), **written},
                     ConditionExpression="attribute_not_exists(pk)",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
             else:
                 self.client.update_item(
@@ -182,15 +210,17 @@ class DynamoRateLimiter(TableStore):
                     ConditionExpression="#at = :old_at AND #t = :old_tokens",
                     ExpressionAttributeNames={"#t": "tokens", "#at": "at"},
                     ExpressionAttributeValues={
-                        ":tokens": _f(bucket.tokens),
-                        ":at": _f(bucket.at),
+                        ":tokens": written["tokens"],
+                        ":at": written["at"],
                         ":old_at": read["at"],
                         ":old_tokens": read["tokens"],
                     },
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        except self.client.exceptions.ConditionalCheckFailedException as exc:
+            current: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
+            return False, dict(current) if current else None
+        return True, {**_bucket_key(account), **written}
 
 
 def _echo_key(tenant_id: str, deal_id: str) -> dict[str, Any]:
