@@ -451,3 +451,18 @@ def test_reconcile_decides_what_it_decided_before(statement: Statement, tenant: 
     assert reconcile(lines, index, patterns) == old_reconcile(lines, index.by_number, patterns)
     seen = [old_fingerprint(line) for line in lines[::2]]
     assert reconcile(lines, index, patterns, seen) == old_reconcile(lines, index.by_number, patterns, seen)
+
+
+def test_the_fast_constructors_make_what_the_dataclasses_make() -> None:
+    from dataclasses import astuple, fields
+
+    from paybridge.domain.bank import new_allocation, new_decision
+
+    allocation = new_allocation("inv_a", "СЧ-1", 150)
+    assert allocation == Allocation("inv_a", "СЧ-1", 150) and hash(allocation) == hash(Allocation("inv_a", "СЧ-1", 150))
+    decision = new_decision("f" * 32, "paid", "why", (allocation,), ("сч-1",))
+    assert astuple(decision) == astuple(Decision("f" * 32, "paid", "why", (allocation,), ("сч-1",)))
+    unmatched = Decision(fingerprint="f" * 32, kind="unmatched", reason="none")
+    assert new_decision("f" * 32, "unmatched", "none") == unmatched
+    assert [field.name for field in fields(Decision)] == list(Decision.__slots__)  # the order the slots are set in
+    assert [field.name for field in fields(Allocation)] == list(Allocation.__slots__)
