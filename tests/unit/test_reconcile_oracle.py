@@ -379,6 +379,18 @@ def test_the_only_printable_whitespace_is_the_space() -> None:
     assert [hex(c) for c in range(0x110000) if chr(c).isspace() and chr(c).isprintable()] == ["0x20"]
 
 
+def test_case_folding_keeps_whitespace_where_it_is() -> None:
+    # the fingerprint folds the purpose once, before collapsing its whitespace (the old one after): the same, as
+    # folding maps each whitespace character to itself and no other character to (or with) whitespace
+    moved = []
+    for code in range(0x110000):
+        char = chr(code)
+        folded = char.casefold()
+        if (folded != char) if char.isspace() else any(each.isspace() for each in folded):
+            moved.append(hex(code))
+    assert not moved
+
+
 def test_a_default_number_holds_no_whitespace() -> None:
     # `find_numbers` normalizes the default patterns' numbers without splitting out whitespace: no character that
     # their number classes match (case-insensitively, as compiled) is whitespace

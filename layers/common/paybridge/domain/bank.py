@@ -25,14 +25,17 @@ Inn = str  # 10 digits (a company) or 12 (a person / sole trader); kept as given
 
 def _norm(text: str | None) -> str:
     """Runs of whitespace as one space, trimmed, case-folded (what `re.sub(r"\\s+", " ", text.strip())` does: `\\s`
-    and `str.split()` both split on `str.isspace()` characters — tested — at a fraction of the cost). A text that
-    is printable (so its only whitespace is " ": tested over all of Unicode), with no double space and none at
-    either end, is already folded: it is not split and joined again."""
-    if not text:
-        return ""
-    if text.isprintable() and "  " not in text and text[0] != " " and text[-1] != " ":
-        return text.casefold()
-    return " ".join(text.split()).casefold()
+    and `str.split()` both split on `str.isspace()` characters — tested — at a fraction of the cost)."""
+    return _collapse(text.casefold()) if text else ""
+
+
+def _collapse(text: str) -> str:
+    """Runs of whitespace as one space, trimmed. Case-folding before or after it is the same (folding maps each
+    whitespace character to itself and no other character to whitespace: tested over all of Unicode). A printable
+    text (its only whitespace is " ": tested) with no double space and none at either end is returned as is."""
+    if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+        return text
+    return " ".join(text.split())
 
 
 class StatementLine(BaseModel):
@@ -59,9 +62,14 @@ class StatementLine(BaseModel):
 
     @property
     def fingerprint(self) -> str:
+        return self.fingerprint_folded(self.purpose.casefold())
+
+    def fingerprint_folded(self, folded_purpose: str) -> str:
+        """`fingerprint`, given the purpose case-folded (reconciliation folds it once for the fingerprint and the
+        number search)."""
         text = (
             f"{self.account}|{self.value_date.isoformat()}|{self.amount}|{self.payer_inn or ''}|"
-            f"{self.payer_account or ''}|{_norm(self.document_number)}|{_norm(self.purpose)}"
+            f"{self.payer_account or ''}|{_norm(self.document_number)}|{_collapse(folded_purpose)}"
         )
         return hashlib.sha256(text.encode()).digest()[:16].hex()  # the first 32 hex digits, without the other 32
 

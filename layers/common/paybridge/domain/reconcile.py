@@ -132,13 +132,16 @@ def _plan(patterns: Sequence[re.Pattern[str]]) -> tuple[tuple[re.Pattern[str], .
     return tuple(patterns), False
 
 
-def _numbers(purpose: str, plain: tuple[re.Pattern[str], ...], defaults: bool) -> tuple[str, ...]:
-    """`find_numbers` with the patterns planned (by `_plan`, once per statement)."""
+def _numbers(
+    purpose: str, plain: tuple[re.Pattern[str], ...], defaults: bool, folded: str | None = None
+) -> tuple[str, ...]:
+    """`find_numbers` with the patterns planned (by `_plan`, once per statement); `folded`: `purpose.casefold()`,
+    if the caller has it."""
     spans: list[tuple[int, int]] = []
     for pattern in plain:
         _scan(pattern, purpose, spans)
     if defaults:
-        _scan_defaults(purpose, spans)
+        _scan_defaults(purpose, spans, folded)
     normalize = normalize_number if plain else _normalize_compact  # the defaults' numbers hold no whitespace
     if not spans:
         return ()
@@ -168,9 +171,10 @@ def _scan(pattern: re.Pattern[str], purpose: str, spans: list[tuple[int, int]]) 
             _take_more(match, spans)
 
 
-def _scan_defaults(purpose: str, spans: list[tuple[int, int]]) -> None:
+def _scan_defaults(purpose: str, spans: list[tuple[int, int]], folded: str | None = None) -> None:
     """`_scan` of each default pattern in turn, each tried only where one of its keywords starts."""
-    folded = purpose.casefold()
+    if folded is None:
+        folded = purpose.casefold()
     if "\u0130" in purpose or "\u0131" in purpose:
         folded = purpose.replace("\u0130", "i").replace("\u0131", "i").casefold()
     if len(folded) != len(purpose):  # a character folded to several: positions would shift
@@ -298,12 +302,14 @@ def reconcile(
     decisions: list[Decision] = []
     append = decisions.append
     for line in lines:
-        fingerprint = line.fingerprint
+        purpose = line.purpose
+        folded = purpose.casefold()
+        fingerprint = line.fingerprint_folded(folded)
         if fingerprint in known:
             append(new_decision(fingerprint, "duplicate", "this line was already reconciled"))
             continue
         known.add(fingerprint)
-        numbers = _numbers(line.purpose, plain, defaults)
+        numbers = _numbers(purpose, plain, defaults, folded)
         if not numbers:
             append(new_decision(fingerprint, "unmatched", "no invoice number in the purpose"))
             continue
