@@ -9,6 +9,7 @@ poller, pushed by the bank's webhook and uploaded in a 1C file has one fingerpri
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
@@ -25,7 +26,16 @@ Inn = str  # 10 digits (a company) or 12 (a person / sole trader); kept as given
 def _norm(text: str | None) -> str:
     """Runs of whitespace as one space, trimmed, case-folded (what `re.sub(r"\\s+", " ", text.strip())` does: `\\s`
     and `str.split()` both split on `str.isspace()` characters — tested — at a fraction of the cost)."""
-    return " ".join((text or "").split()).casefold()
+    return _collapse(text.casefold()) if text else ""
+
+
+def _collapse(text: str) -> str:
+    """Runs of whitespace as one space, trimmed. Case-folding before or after it is the same (folding maps each
+    whitespace character to itself and no other character to whitespace: tested over all of Unicode). A printable
+    text (its only whitespace is " ": tested) with no double space and none at either end is returned as is."""
+    if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+        return text
+    return " ".join(text.split())
 
 
 class StatementLine(BaseModel):
@@ -62,16 +72,16 @@ class StatementLine(BaseModel):
 
     @property
     def fingerprint(self) -> str:
-        parts = (
-            self.account,
-            self.value_date.isoformat(),
-            str(self.amount),
-            self.payer_inn or "",
-            self.payer_account or "",
-            _norm(self.document_number),
-            _norm(self.purpose),
+        return self.fingerprint_folded(self.purpose.casefold())
+
+    def fingerprint_folded(self, folded_purpose: str) -> str:
+        """`fingerprint`, given the purpose case-folded (reconciliation folds it once for the fingerprint and the
+        number search)."""
+        text = (
+            f"{self.account}|{self.value_date.isoformat()}|{self.amount}|{self.payer_inn or ''}|"
+            f"{self.payer_account or ''}|{_norm(self.document_number)}|{_collapse(folded_purpose)}"
         )
-        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+        return hashlib.sha256(text.encode()).digest()[:16].hex()  # the first 32 hex digits, without the other 32
 
 
 class OpenInvoice(BaseModel):
@@ -124,6 +134,48 @@ class Decision:
 
 #: How a decision is stored: validated when read back (`validate_json`), as a model's fields would be.
 DECISION_JSON: TypeAdapter[Decision] = TypeAdapter(Decision)
+
+# Reconciliation makes a Decision and mostly an Allocation per line; a frozen dataclass's `__init__` sets each field
+# through `object.__setattr__` (to get past its own `__setattr__`), half of what building one costs. These set the
+# slots directly: the same objects, equal to the ones `__init__` makes (tested), at half the cost.
+_new = object.__new__
+_allocation_slots = tuple(getattr(Allocation, field).__set__ for field in Allocation.__slots__)
+_decision_slots = tuple(getattr(Decision, field).__set__ for field in Decision.__slots__)
+
+
+def new_allocation(
+    invoice_id: str,
+    number: str,
+    amount: int,
+    _slots: tuple[Callable[[Allocation, object], None], ...] = _allocation_slots,
+) -> Allocation:
+    """`Allocation(invoice_id, number, amount)`, faster (see above)."""
+    allocation: Allocation = _new(Allocation)
+    set_invoice_id, set_number, set_amount = _slots
+    set_invoice_id(allocation, invoice_id)
+    set_number(allocation, number)
+    set_amount(allocation, amount)
+    return allocation
+
+
+def new_decision(
+    fingerprint: str,
+    kind: DecisionKind,
+    reason: str,
+    allocations: tuple[Allocation, ...] = (),
+    numbers_found: tuple[str, ...] = (),
+    _slots: tuple[Callable[[Decision, object], None], ...] = _decision_slots,
+) -> Decision:
+    """`Decision(fingerprint, kind, reason, allocations, numbers_found)`, faster (see above)."""
+    decision: Decision = _new(Decision)
+    set_fingerprint, set_kind, set_reason, set_allocations, set_numbers, set_settlement = _slots
+    set_fingerprint(decision, fingerprint)
+    set_kind(decision, kind)
+    set_reason(decision, reason)
+    set_allocations(decision, allocations)
+    set_numbers(decision, numbers_found)
+    set_settlement(decision, None)
+    return decision
 
 
 class Assignment(BaseModel):

@@ -13,9 +13,9 @@ Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 cod
 
 def format_money(amount: int, currency: str) -> str:
     """`150050, "RUB"` -> `"1 500.50 RUB"` (for people; never parsed back)."""
-    sign = "-" if amount < 0 else ""
-    major, minor = divmod(abs(amount), 100)
-    return f"{sign}{major:,}.{minor:02d} {currency}".replace(",", " ")
+    if amount < 0:
+        return "-" + format_money(-amount, currency)
+    return f"{amount // 100:,}.{amount % 100:02d} {currency}".replace(",", " ")
 
 
 def to_decimal_string(amount: int) -> str:

@@ -12,10 +12,18 @@ Cyrillic letters that look like Latin ones folded to Latin, so "А-17" typed wit
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Protocol
 
-from paybridge.domain.bank import Allocation, Decision, DecisionKind, OpenInvoice, StatementLine
+from paybridge.domain.bank import (
+    Allocation,
+    Decision,
+    DecisionKind,
+    OpenInvoice,
+    StatementLine,
+    new_allocation,
+    new_decision,
+)
 from paybridge.domain.money import format_money
 
 # An invoice number: an optional letter prefix ("INV-", "А-", "СЧ-"), then a digit, then letters/digits, with
@@ -58,12 +66,17 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
 )
 
 _NUM_RE = re.compile(_NUM, re.IGNORECASE)
-#: Where a match of a default pattern can begin: each begins with its keyword ("сч…", "inv…", "инв-"); the
-#: look-behinds before it are zero-width. Found with `str.find` on the case-folded purpose (a fraction of the cost of
-#: a case-insensitive regex scan), each default pattern is tried only there (`_finditer`), which finds exactly what
-#: its `finditer` finds: every character that the IGNORECASE flag lets match a keyword letter case-folds to it (the
-#: dotless/dotted i aside, mapped first; checked over all of Unicode in tests/unit/test_reconcile_fast_paths.py),
-#: and a purpose whose folding changes its length (so positions would shift) is scanned by a case-insensitive regex.
+#: The default patterns, compiled as `compile_patterns` compiles them. When a pattern list ends with them (it always
+#: does: `compile_patterns` puts the tenant's first), `find_numbers` tries each only where a match of it can begin:
+#: each begins with its keyword ("сч…", "inv…", "инв-"; the look-behinds before it are zero-width), found with
+#: `str.find` on the case-folded purpose (a fraction of the cost of a case-insensitive regex scan, and one pass for
+#: all four), which finds exactly what its `finditer` finds: every character that the IGNORECASE flag lets match a
+#: keyword letter case-folds to it (the dotless/dotted i aside, mapped first; checked over all of Unicode in
+#: tests/unit/test_reconcile_fast_paths.py), and a purpose whose folding changes its length (so positions would
+#: shift) is scanned by `finditer` itself. Checked against the plain scan by hypothesis (test_reconcile_fast_paths.py,
+#: test_reconcile_oracle.py).
+_DEFAULTS: tuple[re.Pattern[str], ...] = tuple(re.compile(pattern, re.IGNORECASE) for pattern in DEFAULT_PATTERNS)
+_ONE, _SEVERAL, _INVOICE, _BARE = (pattern.match for pattern in _DEFAULTS)
 #: Each default pattern's keywords as they read case-folded (its match begins with one of them), by the pattern.
 _DEFAULT_KEYWORDS: dict[str, tuple[str, ...]] = dict(
     zip(
@@ -72,9 +85,7 @@ _DEFAULT_KEYWORDS: dict[str, tuple[str, ...]] = dict(
         strict=True,
     )
 )
-_DEFAULT_INDEX = {pattern: index for index, pattern in enumerate(DEFAULT_PATTERNS)}
 _KEYWORDS = tuple(sorted({keyword for keywords in _DEFAULT_KEYWORDS.values() for keyword in keywords}))
-_IGNORECASE = int(re.IGNORECASE)  # an int: `flags & RegexFlag` goes through enum arithmetic on every call
 _LEADING_SIGN = re.compile(r"^(?:№|#|no\.?(?=\d)|nr\.?(?=\d)|n(?=\d))+", re.IGNORECASE)
 _SIGN_STARTS = frozenset("№#nN")
 _LOOKALIKES = str.maketrans("АВЕКМНОРСТУХЁ", "ABEKMHOPCTYXE")
@@ -82,10 +93,16 @@ _LOOKALIKES = str.maketrans("АВЕКМНОРСТУХЁ", "ABEKMHOPCTYXE")
 
 def normalize_number(text: str) -> str:
     """`"№ INV-2026-0042"` -> `"inv-2026-0042"`; `"N 77"` -> `"77"`; `"А-17"` (Cyrillic А) == `"A-17"` (Latin)."""
-    compact = "".join(text.split())
+    return _normalize_compact("".join(text.split()))
+
+
+def _normalize_compact(compact: str) -> str:
+    """`normalize_number` of a text without whitespace (what the default patterns' numbers are: tested)."""
     if compact[:1] in _SIGN_STARTS:  # else the sign pattern cannot match (checked in the fast-path tests)
         compact = _LEADING_SIGN.sub("", compact)
     compact = compact.strip("-/.,;:")
+    if compact.isascii():  # upper, the (non-ASCII) look-alikes and casefold leave ASCII as lower() does
+        return compact.lower()
     return compact.upper().translate(_LOOKALIKES).casefold()
 
 
@@ -104,96 +121,146 @@ def find_numbers(purpose: str, patterns: Sequence[re.Pattern[str]]) -> tuple[str
     Patterns are tried in order; a number whose text overlaps one already taken by an earlier pattern is skipped,
     so a tenant's pattern wins over the defaults on the same words. A pattern may have a group `more` holding a
     list of further numbers ("по счетам № 12, 13 и 14")."""
+    return _numbers(purpose, *_plan(patterns))
+
+
+def _plan(patterns: Sequence[re.Pattern[str]]) -> tuple[tuple[re.Pattern[str], ...], bool]:
+    """The patterns to scan with `finditer`, and whether the defaults follow them (to be tried by keyword)."""
+    count = len(patterns)
+    if count >= 4 and tuple(patterns[count - 4 :]) == _DEFAULTS:
+        return tuple(patterns[: count - 4]), True
+    return tuple(patterns), False
+
+
+def _numbers(
+    purpose: str, plain: tuple[re.Pattern[str], ...], defaults: bool, folded: str | None = None
+) -> tuple[str, ...]:
+    """`find_numbers` with the patterns planned (by `_plan`, once per statement); `folded`: `purpose.casefold()`,
+    if the caller has it."""
     spans: list[tuple[int, int]] = []
-    starts: tuple[list[int], ...] | None = None
-    for pattern in patterns:
-        has_more = "more" in pattern.groupindex
-        index = _DEFAULT_INDEX.get(pattern.pattern) if pattern.flags & _IGNORECASE else None
-        if index is None:
-            matches: Iterable[re.Match[str]] = pattern.finditer(purpose)
-        else:
-            if starts is None:
-                starts = _default_starts(purpose)
-            if not starts[index]:
-                continue
-            matches = _finditer(pattern, purpose, starts[index])
-        for match in matches:
-            start, end = match.span("number")
-            if start < 0 or end <= start:
-                continue
-            if not spans or all(end <= s or start >= e for s, e in spans):
-                spans.append((start, end))
-            if has_more and match.group("more"):
-                offset = match.start("more")
-                for extra in _NUM_RE.finditer(match.group("more")):
-                    _take(spans, offset + extra.start(), offset + extra.end())
+    for pattern in plain:
+        _scan(pattern, purpose, spans)
+    if defaults:
+        _scan_defaults(purpose, spans, folded)
+    normalize = normalize_number if plain else _normalize_compact  # the defaults' numbers hold no whitespace
     if not spans:
         return ()
     if len(spans) == 1:
-        number = normalize_number(purpose[spans[0][0] : spans[0][1]])
+        start, end = spans[0]
+        number = normalize(purpose[start:end])
         return (number,) if number else ()
     spans.sort()
     numbers: dict[str, None] = {}
     for start, end in spans:
-        number = normalize_number(purpose[start:end])
+        number = normalize(purpose[start:end])
         if number:
             numbers.setdefault(number, None)
     return tuple(numbers)
 
 
-def _default_starts(purpose: str) -> tuple[list[int], ...]:
-    """Where each default pattern may match in the purpose (its keywords, case-insensitively), in order."""
-    folded = purpose.replace("\u0130", "i").replace("\u0131", "i").casefold()
+def _scan(pattern: re.Pattern[str], purpose: str, spans: list[tuple[int, int]]) -> None:
+    """Take the free numbers of every match of `pattern` (its `finditer`), and of its `more` list."""
+    has_more = "more" in pattern.groupindex
+    for match in pattern.finditer(purpose):
+        start, end = match.span("number")
+        if start < 0 or end <= start:
+            continue
+        if _free(spans, start, end):
+            spans.append((start, end))
+        if has_more and match.group("more"):
+            _take_more(match, spans)
+
+
+def _scan_defaults(purpose: str, spans: list[tuple[int, int]], folded: str | None = None) -> None:
+    """`_scan` of each default pattern in turn, each tried only where one of its keywords starts."""
+    if folded is None:
+        folded = purpose.casefold()
+    if "\u0130" in purpose or "\u0131" in purpose:
+        folded = purpose.replace("\u0130", "i").replace("\u0131", "i").casefold()
     if len(folded) != len(purpose):  # a character folded to several: positions would shift
-        return tuple(
-            sorted(m.start() for k in keywords for m in re.finditer(f"(?={re.escape(k)})", purpose, re.IGNORECASE))
-            for keywords in _DEFAULT_KEYWORDS.values()
-        )
-    # the keywords share three stems: find those, then which longer keywords start there
-    own, several, invoice, bare = [], [], [], []
+        for pattern in _DEFAULTS:
+            _scan(pattern, purpose, spans)
+        return
+    # The keywords share three stems: find those (one pass each), then which longer keywords start there. The first
+    # pattern ("сч…") is tried as its stems are found: it runs first, and finditer's next search starts past a match.
+    several: list[int] = []
+    bare: list[int] = []
+    after = 0
     at = folded.find("сч")
     while at >= 0:
-        own.append(at)
         if folded.startswith(("счетам", "счётам"), at):
             several.append(at)
-        if folded.startswith("сч-", at):
+        elif folded.startswith("сч-", at):
             bare.append(at)
+        if at >= after:
+            match = _ONE(purpose, at)
+            if match is not None:  # never empty (it holds the keyword); its number never is (it holds a digit)
+                after = match.end()
+                start, end = match.span("number")
+                if not spans or _free(spans, start, end):
+                    spans.append((start, end))
         at = folded.find("сч", at + 2)
+    invoice: list[int] = []
     at = folded.find("inv")
     while at >= 0:
         invoice.append(at)
         if folded.startswith("invoices", at):
             several.append(at)
-        if folded.startswith("inv-", at):
+        elif folded.startswith("inv-", at):
             bare.append(at)
         at = folded.find("inv", at + 3)
     at = folded.find("инв-")
     while at >= 0:
         bare.append(at)
         at = folded.find("инв-", at + 4)
-    if len(several) > 1:
-        several.sort()
-    if len(bare) > 1:
-        bare.sort()
-    return own, several, invoice, bare
+    if several:
+        if len(several) > 1:
+            several.sort()
+        after = 0
+        for at in several:
+            if at >= after and (match := _SEVERAL(purpose, at)) is not None:
+                after = match.end()
+                start, end = match.span("number")
+                if _free(spans, start, end):
+                    spans.append((start, end))
+                if match.group("more"):
+                    _take_more(match, spans)
+    after = 0
+    for at in invoice:
+        if at >= after and (match := _INVOICE(purpose, at)) is not None:
+            after = match.end()
+            start, end = match.span("number")
+            if _free(spans, start, end):
+                spans.append((start, end))
+    if bare:
+        if len(bare) > 1:
+            bare.sort()
+        after = 0
+        for at in bare:
+            # A bare number's match is its number: one starting inside a number already taken is never taken, and
+            # (being the prefix, then digits, "-" and "/") holds no other keyword's start, so it need not be tried.
+            if at < after or not _free(spans, at, at + 1):
+                continue
+            if (match := _BARE(purpose, at)) is not None:
+                after = match.end()
+                if _free(spans, at, after):
+                    spans.append((at, after))
 
 
-def _finditer(pattern: re.Pattern[str], text: str, starts: list[int]) -> Iterator[re.Match[str]]:
-    """`pattern.finditer(text)` for a pattern that can only match at one of `starts`: tried there, left to right,
-    each search resuming after the previous match, as `finditer` does (a match is never empty here)."""
-    end = 0
-    for start in starts:
-        if start < end:
-            continue
-        match = pattern.match(text, start)
-        if match is not None:
-            end = max(match.end(), start + 1)
-            yield match
+def _take_more(match: re.Match[str], spans: list[tuple[int, int]]) -> None:
+    offset = match.start("more")
+    for extra in _NUM_RE.finditer(match.group("more")):
+        start, end = offset + extra.start(), offset + extra.end()
+        if end > start and _free(spans, start, end):
+            spans.append((start, end))
 
 
-def _take(spans: list[tuple[int, int]], start: int, end: int) -> None:
-    if end > start and all(end <= s or start >= e for s, e in spans):
-        spans.append((start, end))
+def _free(spans: list[tuple[int, int]], start: int, end: int) -> bool:
+    """Whether [start, end) overlaps none of the spans taken (a loop: `all()` of a generator costs more here)."""
+    for taken_start, taken_end in spans:  # noqa: SIM110
+        if start < taken_end and end > taken_start:
+            return False
+    return True
 
 
 class InvoiceIndex(Protocol):
@@ -231,28 +298,23 @@ def reconcile(
     known: set[str] = set(seen)
     remaining: dict[str, int] = {}
     by_number = index.by_number
+    plain, defaults = _plan(patterns)
     decisions: list[Decision] = []
     append = decisions.append
     for line in lines:
-        fingerprint = line.fingerprint
+        purpose = line.purpose
+        folded = purpose.casefold()
+        fingerprint = line.fingerprint_folded(folded)
         if fingerprint in known:
-            append(Decision(fingerprint=fingerprint, kind="duplicate", reason="this line was already reconciled"))
+            append(new_decision(fingerprint, "duplicate", "this line was already reconciled"))
             continue
         known.add(fingerprint)
-        numbers = find_numbers(line.purpose, patterns)
+        numbers = _numbers(purpose, plain, defaults, folded)
         if not numbers:
-            append(Decision(fingerprint=fingerprint, kind="unmatched", reason="no invoice number in the purpose"))
+            append(new_decision(fingerprint, "unmatched", "no invoice number in the purpose"))
             continue
         kind, reason, allocations = _decide(line, numbers, by_number, remaining)
-        append(
-            Decision(
-                fingerprint=fingerprint,
-                kind=kind,
-                reason=reason,
-                allocations=allocations,
-                numbers_found=numbers,
-            )
-        )
+        append(new_decision(fingerprint, kind, reason, allocations, numbers))
     return decisions
 
 
@@ -267,11 +329,24 @@ def _decide(
 ) -> _Outcome:
     """What a line that names `numbers` pays, and why; `remaining` is updated with what it leaves owed."""
     currency, payer_inn, paid = line.currency, line.payer_inn, line.amount
+    lookups: Iterable[tuple[str, Sequence[OpenInvoice]]]
+    if len(numbers) == 1:
+        # Most lines: one number, one open invoice with it, of the line's currency and not another payer's. What the
+        # loop below decides for it, without its lists and notes.
+        number = numbers[0]
+        candidates = by_number(number)
+        if len(candidates) == 1:
+            invoice = candidates[0]
+            inn = invoice.customer_inn
+            if invoice.currency == currency and not (inn and payer_inn and inn != payer_inn):
+                return _pays_one(invoice, paid, currency, "", remaining)
+        lookups = ((number, candidates),)
+    else:
+        lookups = ((number, by_number(number)) for number in numbers)  # lazily: an ambiguous number ends the look-ups
     matched: list[OpenInvoice] = []
     unknown: list[str] = []
     notes: list[str] = []
-    for number in numbers:
-        candidates = by_number(number)
+    for number, candidates in lookups:
         if not candidates:
             unknown.append(number)
             continue
@@ -306,25 +381,10 @@ def _decide(
     if not matched:
         return "unmatched", "; ".join(notes), ()
     suffix = f" ({'; '.join(notes)})" if notes else ""
-    amount = format_money(paid, currency)
-
     if len(matched) == 1:
-        invoice = matched[0]
-        invoice_id = invoice.invoice_id
-        left = remaining.get(invoice_id, invoice.outstanding)
-        remaining[invoice_id] = left - paid if left > paid else 0
-        allocation = (Allocation(invoice_id=invoice_id, number=invoice.number, amount=paid),)
-        if paid == left:
-            return "paid", f"{amount} pays invoice {invoice.number} in full{suffix}", allocation
-        owed = format_money(left, invoice.currency)
-        if paid < left:
-            short = format_money(left - paid, invoice.currency)
-            reason = f"{amount} of {owed} outstanding on invoice {invoice.number}: {short} short{suffix}"
-            return "partially_paid", reason, allocation
-        excess = format_money(paid - left, invoice.currency)
-        reason = f"{amount} for invoice {invoice.number} with {owed} outstanding: {excess} too much{suffix}"
-        return "overpaid", reason, allocation
+        return _pays_one(matched[0], paid, currency, suffix, remaining)
 
+    amount = format_money(paid, currency)
     lefts = [remaining.get(invoice.invoice_id, invoice.outstanding) for invoice in matched]
     parts = " + ".join(
         f"{invoice.number} ({format_money(left, invoice.currency)})"
@@ -339,7 +399,28 @@ def _decide(
     for invoice in matched:
         remaining[invoice.invoice_id] = 0
     allocations = tuple(
-        Allocation(invoice_id=invoice.invoice_id, number=invoice.number, amount=left)
-        for invoice, left in zip(matched, lefts, strict=True)
+        new_allocation(invoice.invoice_id, invoice.number, left) for invoice, left in zip(matched, lefts, strict=True)
     )
     return "split", f"{amount} pays invoices {parts} in full{suffix}", allocations
+
+
+def _pays_one(invoice: OpenInvoice, paid: int, currency: str, suffix: str, remaining: dict[str, int]) -> _Outcome:
+    """A line's money for the one invoice it names: in full, short or too much; `remaining` updated."""
+    amount = format_money(paid, currency)
+    invoice_id, number = invoice.invoice_id, invoice.number
+    left = remaining.get(invoice_id, invoice.outstanding)
+    remaining[invoice_id] = left - paid if left > paid else 0
+    allocation = (new_allocation(invoice_id, number, paid),)
+    if paid == left:
+        return "paid", f"{amount} pays invoice {number} in full{suffix}", allocation
+    owed = format_money(left, invoice.currency)
+    if paid < left:
+        short = format_money(left - paid, invoice.currency)
+        return (
+            "partially_paid",
+            f"{amount} of {owed} outstanding on invoice {number}: {short} short{suffix}",
+            allocation,
+        )
+    excess = format_money(paid - left, invoice.currency)
+    reason = f"{amount} for invoice {number} with {owed} outstanding: {excess} too much{suffix}"
+    return "overpaid", reason, allocation
