@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import time
+import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -81,7 +82,7 @@ def run(n: int) -> dict[str, Any]:
         moto_transactions.install()  # as the local stack: a transaction backs up its own items, not the table
         client = boto3.client("dynamodb", region_name="eu-central-1")
         reader = boto3.client("dynamodb", region_name="eu-central-1")  # not watched
-        table = "paybridge-bench-shards"
+        table = f"paybridge-bench-shards-{uuid.uuid4().hex[:8]}"  # also inside a test's own moto account
         client.create_table(TableName=table, **load_template().table())
         written: dict[str, Counter[str]] = {name: Counter() for name in INDEXES}
         known: dict[tuple[str, str], dict[str, str | None]] = {}
