@@ -190,8 +190,16 @@ def _per_invocation_metrics() -> None:
     if isinstance(shared, _PerThread):
         return
 
+    class LocalEmf(AmazonCloudWatchEMFProvider):
+        def flush_metrics(self, raise_on_empty_metrics: bool = False) -> None:
+            """With metrics disabled (`POWERTOOLS_METRICS_DISABLED`, the benchmarks) Powertools keeps an
+            invocation's values, and at 100 values of one metric prints them anyway: a thread's next invocation
+            starts empty here, as a new one does on Lambda."""
+            super().flush_metrics(raise_on_empty_metrics)
+            self.clear_metrics()
+
     def make() -> AmazonCloudWatchEMFProvider:
-        return AmazonCloudWatchEMFProvider(
+        return LocalEmf(
             namespace=shared.namespace,
             service=shared.service,
             default_dimensions=dict(shared.default_dimensions),
