@@ -1,5 +1,6 @@
 """What a handler's import leaves for later: the adapter modules and the tenant model are loaded and built at the
-first tenant read, not when a handler (or `paybridge.tenants`) is imported."""
+first tenant read, not when a handler (or `paybridge.tenants`) is imported; the HTTP API's models when their route
+first answers."""
 
 from __future__ import annotations
 
@@ -59,3 +60,27 @@ def test_a_registry_lookup_loads_the_adapters_without_the_tenant_model() -> None
         """
     )
     assert out == "tbank_business ('sandbox', 'tbank', 'yookassa', 'stripe')"
+
+
+def test_no_http_model_is_built_at_import_and_a_route_builds_its_own() -> None:
+    out = _run(
+        f"""
+        import importlib
+        for name in {HANDLERS!r}:
+            importlib.import_module(name)
+        from paybridge.http.api_model import ApiModel
+        def models(cls):
+            for sub in cls.__subclasses__():
+                yield sub
+                yield from models(sub)
+        everyone = list(models(ApiModel))
+        print(len(everyone) > 30, [m.__name__ for m in everyone if m.__pydantic_complete__])
+        from paybridge.http.ops_models import ReissueBody
+        try:
+            ReissueBody.model_validate({{"reason": "the customer asked for a new link", "extra": 1}})
+        except ValueError as exc:
+            print(exc.errors()[0]["type"])
+        print(sorted(m.__name__ for m in everyone if m.__pydantic_complete__))
+        """
+    )
+    assert out.splitlines() == ["True []", "extra_forbidden", "['ReissueBody']"]
