@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +51,19 @@ def test_no_handler_import_loads_the_adapters_or_builds_the_tenant_model() -> No
         """
     )
     assert out.splitlines() == ["[] [False, False, False]", "paybridge.adapters.psp.yookassa True True"]
+
+
+def test_no_handler_loads_the_powertools_resolvers_and_events_it_does_not_use() -> None:
+    unused = (
+        "asyncio",
+        "aws_lambda_powertools.event_handler.appsync",
+        "aws_lambda_powertools.event_handler.bedrock_agent",
+        "aws_lambda_powertools.utilities.data_classes.s3_event",
+    )
+    code = f"import sys, {{}}; print([m for m in {unused!r} if m in sys.modules])"
+    with ThreadPoolExecutor(max_workers=2) as pool:  # each in a fresh interpreter, as its own cold start
+        loaded = dict(zip(HANDLERS, pool.map(lambda name: _run(code.format(name)), HANDLERS), strict=True))
+    assert {name: out for name, out in loaded.items() if out != "[]"} == {}
 
 
 def test_a_registry_lookup_loads_the_adapters_without_the_tenant_model() -> None:
