@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from paybridge.http.auth import authenticate
 from paybridge.http.entry import RoutePolicy, resolve
 from paybridge.http.problems import register_problem_handlers
+from paybridge.http.resolver import APIGatewayHttpResolver, Header, Path, Query, Response
 from paybridge.http.responses import answers
 from paybridge.http.webhook_models import (
     CreatedWebhookOut,

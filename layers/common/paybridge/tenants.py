@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from paybridge.adapters.registry import BANK_SOURCES, CRMS, PSPS, SENDERS, load_adapters
+from paybridge.adapters.registry import BANK_SOURCES, CRMS, PSPS, SENDERS
 from paybridge.adapters.settings import (
     BankSourceSettingsBase,
     CrmSettingsBase,
@@ -33,18 +33,19 @@ from paybridge.domain.settlement import AcquiringSettings
 __all__ = ["SecretRef", "TenantConfig", "TenantDirectory", "TenantNotFound", "parse_tenants"]
 
 # Each adapter's settings come from its own module (paybridge/adapters/registry.py lists them); the tenant model
-# accepts whichever is registered, told apart by the tag field.
-load_adapters()
+# accepts whichever is registered, told apart by the tag field. The union is made, and the adapter modules imported,
+# when the model is built: the models holding one `defer_build` until their first validation, so that importing
+# this module (every handler does) costs neither the adapters nor the tenant model's schema.
 if TYPE_CHECKING:
     PspSettings = PspSettingsBase
     CrmSettings = CrmSettingsBase
     BankSourceSettings = BankSourceSettingsBase
     SenderSettings = SenderSettingsBase
 else:
-    PspSettings = PSPS.union()
-    CrmSettings = CRMS.union()
-    BankSourceSettings = BANK_SOURCES.union()
-    SenderSettings = SENDERS.union()
+    PspSettings = Annotated[PspSettingsBase, PSPS.lazy_union()]
+    CrmSettings = Annotated[CrmSettingsBase, CRMS.lazy_union()]
+    BankSourceSettings = Annotated[BankSourceSettingsBase, BANK_SOURCES.lazy_union()]
+    SenderSettings = Annotated[SenderSettingsBase, SENDERS.lazy_union()]
 
 
 class TenantNotFound(Exception):
@@ -61,7 +62,7 @@ AccountNumber = Annotated[str, Field(pattern=r"^\d{20}$", description="a Russian
 class BankSettings(BaseModel):
     """Bank transfers: which of our accounts count, where statements come from, how invoice numbers are written."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # holds a lazy union
     accounts: tuple[AccountNumber, ...] = Field(min_length=1)
     source: BankSourceSettings | None = None
     #: How often the schedule reads new operations (the webhook is faster; polling catches what it missed).
@@ -117,7 +118,7 @@ class QuietHours(BaseModel):
 class ReminderSettings(BaseModel):
     """Payment reminders to the client while an invoice waits for money."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # holds a lazy union
     after_issue_minutes: tuple[int, ...] = Field(default=(120, 1440), description="after the link is published")
     before_expiry_minutes: tuple[int, ...] = Field(default=(180,), description="before the link expires")
     channels: dict[ReminderChannel, SenderSettings] = Field(min_length=1)
@@ -227,7 +228,7 @@ ApiScope = Literal["integration", "ops"]
 
 
 class TenantConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # built at the first tenant read
     tenant_id: TenantId
     name: str
     #: SHA-256 hex of each `integration` key: issue, read, cancel, refund (CRM scripts, site back-ends).

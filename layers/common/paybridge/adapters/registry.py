@@ -12,12 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar, Union, get_args
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, GetCoreSchemaHandler
 
 from paybridge.adapters.crm.base import no_throttle
 from paybridge.adapters.settings import SecretRef
 
 if TYPE_CHECKING:
+    from pydantic_core import CoreSchema
+
     from paybridge.adapters.bank.base import BankSource
     from paybridge.adapters.crm.base import Crm, Throttle
     from paybridge.adapters.crm.oauth import OAuthSession, TokenPair
@@ -25,7 +27,9 @@ if TYPE_CHECKING:
     from paybridge.adapters.psp.base import PaymentProvider
     from paybridge.adapters.settings import OAuthAppAuth
 
-#: Every adapter module, imported once when the tenant model is built. A new adapter is one more line here.
+#: Every adapter module, imported once when the tenant model is built or a registry is first looked up (not when
+#: the tenant module is imported: a handler's cold start loads none of them until it reads a tenant). A new adapter
+#: is one more line here.
 ADAPTER_MODULES = (
     "paybridge.adapters.psp.sandbox",
     "paybridge.adapters.psp.tbank",
@@ -93,10 +97,12 @@ class Registry(Generic[A]):
         self._aliases.update({alias: name for alias in aliases})
 
     def names(self) -> tuple[str, ...]:
+        load_adapters()
         return tuple(self._entries)
 
     def entry(self, name: str) -> Entry[A]:
         """The entry named `name` or one of its aliases (an old URL segment, say)."""
+        load_adapters()
         found = self._entries.get(self._aliases.get(name, name))
         if found is None:
             raise UnknownAdapter(f"no {self.what} named {name!r}")
@@ -107,6 +113,7 @@ class Registry(Generic[A]):
 
     def union(self) -> Any:
         """The settings type a tenant's configuration field accepts: a union discriminated by `tag`."""
+        load_adapters()
         # In the order of ADAPTER_MODULES, whichever module happened to be imported first
         order = {module: index for index, module in enumerate(ADAPTER_MODULES)}
         entries = sorted(self._entries.values(), key=lambda e: order.get(e.settings.__module__, len(order)))
@@ -116,6 +123,20 @@ class Registry(Generic[A]):
         if len(classes) == 1:
             return classes[0]
         return Annotated[Union[classes], Field(discriminator=self.tag)]  # noqa: UP007 - built at run time
+
+    def lazy_union(self) -> LazyUnion:
+        """A marker for `Annotated[<the kind's settings base>, registry.lazy_union()]`: the field takes `union()`,
+        computed (and the adapter modules imported) only when the model holding it builds its schema — with
+        `defer_build`, at its first validation."""
+        return LazyUnion(self)
+
+
+@dataclass(frozen=True)
+class LazyUnion:
+    registry: Registry[Any]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return handler.generate_schema(self.registry.union())
 
 
 PSPS: Registry[PaymentProvider] = Registry("payment provider", "provider")
@@ -132,6 +153,10 @@ def load_adapters() -> None:
     global _loaded
     if _loaded:
         return
-    for module in ADAPTER_MODULES:
-        importlib.import_module(module)
-    _loaded = True
+    _loaded = True  # the modules' own `register` calls come back here
+    try:
+        for module in ADAPTER_MODULES:
+            importlib.import_module(module)
+    except BaseException:
+        _loaded = False
+        raise

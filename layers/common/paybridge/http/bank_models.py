@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from paybridge.http.api_model import ApiModel
 
 
-class BankDecisionOut(BaseModel):
+class BankDecisionOut(ApiModel):
     fingerprint: str
     kind: str
     reason: str
@@ -21,7 +23,7 @@ class BankDecisionOut(BaseModel):
     )
 
 
-class BankSummaryOut(BaseModel):
+class BankSummaryOut(ApiModel):
     """What an uploaded statement led to."""
 
     documents: int = Field(description="payment documents in the file")
@@ -47,7 +49,7 @@ class BankSummaryOut(BaseModel):
         )
 
 
-class BankReviewItem(BaseModel):
+class BankReviewItem(ApiModel):
     value_date: str
     amount: int
     currency: str
@@ -58,7 +60,7 @@ class BankReviewItem(BaseModel):
     recorded_at: str
 
 
-class BankReviewOut(BaseModel):
+class BankReviewOut(ApiModel):
     lines: list[BankReviewItem]
 
     @classmethod
@@ -111,7 +113,7 @@ def _settlement(match: Any) -> dict[str, Any] | None:
     }
 
 
-class ReconciliationOut(BaseModel):
+class ReconciliationOut(ApiModel):
     """`GET /v1/{tenant}/reconciliation?month=`: per acquiring provider, amounts in minor units — `recorded`
     (payments through the provider, by `by_method`), `refunds`, `settled` (of those, paid out to the bank), `fees`
     (per payment: exact where the provider gave its net, else estimated), `payouts` (the payout lines: their amount

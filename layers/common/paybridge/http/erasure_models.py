@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from paybridge.domain.invoice import Email, Phone
+from paybridge.http.api_model import ApiModel
 
 
-class EraseCustomerBody(BaseModel):
+class EraseCustomerBody(ApiModel):
     """One person's request to be forgotten: named by at least one of e-mail, phone, INN."""
 
     model_config = ConfigDict(extra="forbid")

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from paybridge.domain.invoice import (
     AuditEntry,
@@ -24,6 +24,7 @@ from paybridge.domain.money import Currency
 from paybridge.domain.receipt import MAX_ITEMS, ReceiptItem, check_items_sum
 from paybridge.domain.staged import StageSpec
 from paybridge.domain.subscriptions import PLAN_MAX_LENGTH
+from paybridge.http.api_model import ApiModel
 
 INVOICE_NUMBER_MAX = 40
 
@@ -33,7 +34,7 @@ StrictMinorUnits = Annotated[
 ]
 
 
-class CreateInvoiceBody(BaseModel):
+class CreateInvoiceBody(ApiModel):
     model_config = ConfigDict(extra="forbid")
     deal_id: DealId
     number: InvoiceNumber = Field(description="Invoice number; the same deal + number returns the same invoice")
@@ -70,7 +71,7 @@ class CreateInvoiceBody(BaseModel):
         return NewInvoice.model_validate(fields)
 
 
-class ScheduleBody(BaseModel):
+class ScheduleBody(ApiModel):
     """A deal paid in stages: the total and its parts (percents or amounts); invoices `<number>/1`, `<number>/2`…"""
 
     model_config = ConfigDict(extra="forbid")
@@ -106,12 +107,12 @@ class ScheduleBody(BaseModel):
         return NewInvoice.model_validate(fields)
 
 
-class CancelBody(BaseModel):
+class CancelBody(ApiModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(default="", max_length=500)
 
 
-class RefundBody(BaseModel):
+class RefundBody(ApiModel):
     model_config = ConfigDict(extra="forbid")
     amount: StrictMinorUnits | None = Field(default=None, description="Defaults to everything still refundable")
     reason: str = Field(default="", max_length=250)
@@ -128,7 +129,7 @@ class RefundBody(BaseModel):
         return self
 
 
-class RefundRequestOut(BaseModel):
+class RefundRequestOut(ApiModel):
     refund_key: str
     amount: int
     status: RefundStatus
@@ -137,7 +138,7 @@ class RefundRequestOut(BaseModel):
     reason: str
 
 
-class HistoryEntryOut(BaseModel):
+class HistoryEntryOut(ApiModel):
     at: datetime
     event: str
     from_state: InvoiceState
@@ -148,7 +149,7 @@ class HistoryEntryOut(BaseModel):
     actor: str | None = Field(default=None, description="who made the change by hand (a lever) or by a check")
 
 
-class MoneyTrailOut(BaseModel):
+class MoneyTrailOut(ApiModel):
     """One provider money fact on its way: recorded at the provider (and shown in the deal) → settled to the bank."""
 
     ref: str
@@ -162,7 +163,7 @@ class MoneyTrailOut(BaseModel):
     bank_line: str | None = Field(default=None, description="the payout line's fingerprint")
 
 
-class InvoiceOut(BaseModel):
+class InvoiceOut(ApiModel):
     invoice_id: InvoiceId
     tenant_id: str
     deal_id: str
@@ -239,13 +240,13 @@ class RefundOut(RefundRequestOut):
     invoice: InvoiceOut
 
 
-class ScheduleOut(BaseModel):
+class ScheduleOut(ApiModel):
     deal_id: str
     number: str
     invoices: list[InvoiceOut]
 
 
-class SubscribeBody(BaseModel):
+class SubscribeBody(ApiModel):
     """A subscription: its first invoice is paid by the customer (the method is saved), later ones are charged."""
 
     model_config = ConfigDict(extra="forbid")
@@ -263,14 +264,14 @@ class SubscribeBody(BaseModel):
     customer: Customer = Field(default_factory=Customer)
 
 
-class SubscriptionLeverBody(BaseModel):
+class SubscriptionLeverBody(ApiModel):
     """Why a subscription is cancelled, paused or resumed (kept in the log and the deal's timeline)."""
 
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(default="", max_length=500)
 
 
-class SubscriptionOut(BaseModel):
+class SubscriptionOut(ApiModel):
     subscription_id: str
     deal_id: str
     plan: str

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from paybridge.app.drift import DriftReport
 from paybridge.domain.invoice import (
     InvoiceId,
     ManualMethod,
 )
+from paybridge.http.api_model import ApiModel
 from paybridge.http.models import InvoiceOut, StrictMinorUnits
 
 Reason = Annotated[
@@ -20,7 +21,7 @@ Reason = Annotated[
 ]
 
 
-class ManualPaymentBody(BaseModel):
+class ManualPaymentBody(ApiModel):
     """Money received outside PayBridge (cash, a transfer to another account)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -30,7 +31,7 @@ class ManualPaymentBody(BaseModel):
     reason: Reason
 
 
-class ReissueBody(BaseModel):
+class ReissueBody(ApiModel):
     model_config = ConfigDict(extra="forbid")
     reason: Reason
     lifetime_seconds: int | None = Field(
@@ -38,23 +39,23 @@ class ReissueBody(BaseModel):
     )
 
 
-class ResyncBody(BaseModel):
+class ResyncBody(ApiModel):
     model_config = ConfigDict(extra="forbid")
     reason: Reason
 
 
-class AssignmentIn(BaseModel):
+class AssignmentIn(ApiModel):
     model_config = ConfigDict(extra="forbid")
     invoice_id: InvoiceId
     amount: StrictMinorUnits
 
 
-class DismissIn(BaseModel):
+class DismissIn(ApiModel):
     model_config = ConfigDict(extra="forbid")
     reason: Reason
 
 
-class ResolveBody(BaseModel):
+class ResolveBody(ApiModel):
     """Either `assign` the line's money to invoices (with a `reason`), or `dismiss` the line with its reason."""
 
     model_config = ConfigDict(extra="forbid")
@@ -77,7 +78,7 @@ class ResolveBody(BaseModel):
         return self.dismiss.reason if self.dismiss is not None else str(self.reason)
 
 
-class LeverOut(BaseModel):
+class LeverOut(ApiModel):
     lever: str
     idempotency_key: str
     actor: str = Field(description="`ops:<name>` from the X-Actor header")
@@ -107,7 +108,7 @@ class ListedInvoiceOut(InvoiceOut):
     age_seconds: int
 
 
-class InvoiceListOut(BaseModel):
+class InvoiceListOut(ApiModel):
     count: int
     invoices: list[ListedInvoiceOut]
 
@@ -120,7 +121,7 @@ class InvoiceListOut(BaseModel):
         return cls(count=len(items), invoices=items)
 
 
-class DriftReportsOut(BaseModel):
+class DriftReportsOut(ApiModel):
     """The tenant's latest drift checks, newest first (kept 30 days)."""
 
     reports: list[DriftReport]

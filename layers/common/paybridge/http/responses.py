@@ -5,35 +5,36 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from paybridge.domain.invoice import (
     InvoiceState,
 )
+from paybridge.http.api_model import ApiModel
 
 
-class CrmInvoiceOut(BaseModel):
+class CrmInvoiceOut(ApiModel):
     invoice_id: str
     state: InvoiceState
     created: bool
 
 
-class CrmWebhookOut(BaseModel):
+class CrmWebhookOut(ApiModel):
     status: Literal["issued", "exists", "accepted", "ignored"]
     invoices: list[CrmInvoiceOut]
     checks: int
     ignored: list[str]
     #: The tenant's CRM action triggers this call matched (a refund, a new link): one line each (absent: none).
-    actions: list[str] = []
+    actions: list[str] = []  # noqa: RUF012 - a pydantic field (copied per instance), not a class attribute
 
 
-class ProblemError(BaseModel):
+class ProblemError(ApiModel):
     loc: list[str]
     msg: str
     type: str
 
 
-class Problem(BaseModel):
+class Problem(ApiModel):
     """RFC 9457 problem details: every 4xx and 5xx answer (`application/problem+json`)."""
 
     type: str = Field(description="https://paybridge.dev/problems/<slug>")

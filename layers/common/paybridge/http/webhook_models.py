@@ -5,22 +5,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from paybridge.domain.domain_events import EventType
 from paybridge.domain.webhooks import DeliveryAttempt, EndpointState, WebhookEndpoint
+from paybridge.http.api_model import ApiModel
 
 EventId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\w.:-]+$")]
 
 
-class CreateWebhookBody(BaseModel):
+class CreateWebhookBody(ApiModel):
     model_config = ConfigDict(extra="forbid")
     url: str = Field(min_length=8, max_length=2000, description="https URL of your receiver (public host)")
     event_types: list[EventType] = Field(min_length=1, max_length=20, description="The event types it takes")
     description: str = Field(default="", max_length=200)
 
 
-class WebhookOut(BaseModel):
+class WebhookOut(ApiModel):
     endpoint_id: str
     url: str
     event_types: list[EventType]
@@ -52,15 +53,15 @@ class CreatedWebhookOut(WebhookOut):
         return cls(**WebhookOut.of(endpoint).model_dump(), secret=endpoint.secret)
 
 
-class WebhookListOut(BaseModel):
+class WebhookListOut(ApiModel):
     webhooks: list[WebhookOut]
 
 
-class DeliveriesOut(BaseModel):
+class DeliveriesOut(ApiModel):
     deliveries: list[DeliveryAttempt] = Field(description="Newest first: one line per attempt")
 
 
-class ReplayBody(BaseModel):
+class ReplayBody(ApiModel):
     model_config = ConfigDict(extra="forbid")
     event_ids: list[EventId] = Field(default_factory=list, max_length=100)
     since: datetime | None = Field(default=None, description="Replay the messages created since (with a timezone)")
@@ -75,5 +76,5 @@ class ReplayBody(BaseModel):
         return self
 
 
-class ReplayOut(BaseModel):
+class ReplayOut(ApiModel):
     queued: int
