@@ -66,7 +66,7 @@ def browser() -> Iterator[Any]:
 def page(browser: Any) -> Iterator[Any]:
     """A fresh browser tab, 1280×900 like a laptop; anything the page's scripts throw fails the test."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="ru-RU")
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(30_000)  # Playwright waits for the page; the cap only matters on a loaded machine
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
