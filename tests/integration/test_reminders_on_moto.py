@@ -142,4 +142,15 @@ def test_publishing_a_link_plans_the_first_reminder_in_the_index(stack: Any, htt
     item = DynamoReminderStore(stack.aws.table_name).get("demo", invoice["invoice_id"])
     assert item is not None and item.due_key is not None and not item.sent
     due = datetime.fromisoformat(item.due_key.split("#")[0])
-    assert timedelta(minutes=119) <= due - item.published_at <= timedelta(hours=13)  # +2 h, or after quiet hours
+    # +2 h — or, when that falls in the tenant's quiet hours (21:00–09:00 Moscow), their end
+    from datetime import time as clock
+    from zoneinfo import ZoneInfo
+
+    moscow = ZoneInfo("Europe/Moscow")
+    plain = (item.published_at + timedelta(minutes=120)).astimezone(moscow)
+    if plain.time() >= clock(21) or plain.time() < clock(9):
+        day = plain.date() + timedelta(days=1 if plain.time() >= clock(21) else 0)
+        expected = datetime.combine(day, clock(9), moscow)
+    else:
+        expected = plain
+    assert abs(due - expected) <= timedelta(minutes=1), (due, expected)
