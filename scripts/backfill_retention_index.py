@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 def backfill(client: DynamoDBClient, table: str, dry_run: bool = False) -> dict[str, int]:
     from paybridge.domain.bank import StatementLine
-    from paybridge.domain.subscriptions import CLOSED_SUBSCRIPTION_STATES, Subscription
+    from paybridge.domain.subscriptions import Subscription
     from paybridge.storage.table import retention_key
 
     counts = {"subscriptions": 0, "bank_lines": 0, "indexed": 0}
@@ -35,7 +35,7 @@ def backfill(client: DynamoDBClient, table: str, dry_run: bool = False) -> dict[
         for item in page.get("Items", []):
             if item["sk"]["S"] == "SUBSCRIPTION":
                 sub = Subscription.model_validate_json(item["doc"]["S"])
-                if sub.state not in CLOSED_SUBSCRIPTION_STATES or not any(sub.customer.model_dump().values()):
+                if not sub.holds_closed_customer_data:
                     continue
                 counts["subscriptions"] += 1
                 partition = retention_key(sub.tenant_id, "SUBPII")

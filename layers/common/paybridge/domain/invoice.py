@@ -61,6 +61,11 @@ class Customer(BaseModel):
     #: matched to this invoice automatically.
     inn: str | None = Field(default=None, pattern=r"^\d{10}(\d{2})?$")
 
+    @property
+    def holds_data(self) -> bool:
+        """Any personal data at all (what retention and erasure remove; an empty string is none)."""
+        return any(self.model_dump().values())
+
 
 class AuditEntry(BaseModel):
     model_config = ConfigDict(frozen=True)

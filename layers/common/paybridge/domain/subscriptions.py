@@ -25,6 +25,8 @@ from paybridge.domain.money import Currency, PositiveMinorUnits
 
 Period = Literal["week", "month", "year"]
 SubscriptionState = Literal["awaiting_first_payment", "active", "past_due", "blocked", "cancelled", "paused"]
+#: A subscription in one of these states charges no more: its customer's data is kept only for the retention.
+CLOSED_SUBSCRIPTION_STATES: frozenset[SubscriptionState] = frozenset({"cancelled", "blocked"})
 
 #: Default dunning schedule: retry a failed charge after 1, 3 and 7 days; after the third failure, block.
 DUNNING_HOURS: tuple[int, ...] = (24, 72, 168)
@@ -83,6 +85,11 @@ class Subscription(BaseModel):
 
     def invoice_number(self, period_index: int | None = None) -> str:
         return f"{self.plan}/{period_index or self.period_index}"
+
+    @property
+    def holds_closed_customer_data(self) -> bool:
+        """Cancelled or blocked and still holding its customer's data: the retention's to erase."""
+        return self.state in CLOSED_SUBSCRIPTION_STATES and self.customer.holds_data
 
     @property
     def monthly_amount(self) -> float:
@@ -150,17 +157,13 @@ def cancel(sub: Subscription, now: datetime) -> Subscription:
     )
 
 
-#: A subscription in one of these states charges no more: its customer's data is kept only for the retention.
-CLOSED_SUBSCRIPTION_STATES: frozenset[SubscriptionState] = frozenset({"cancelled", "blocked"})
-
-
 def erase_customer(sub: Subscription, now: datetime) -> Subscription:
     """The customer's name, e-mail, phone and INN removed from a closed subscription (plan, amounts, periods, the
     saved method's id and the deal stay). Erasing an erased one changes nothing; an open one keeps what its notices
     and receipts need."""
     if sub.state not in CLOSED_SUBSCRIPTION_STATES:
         raise InvalidTransition(f"a subscription that is {sub.state} keeps its customer's data")
-    if not any(sub.customer.model_dump().values()):
+    if not sub.customer.holds_data:
         return sub
     return sub.model_copy(update={"customer": Customer(), "customer_erased_at": now, "version": sub.version + 1})
 

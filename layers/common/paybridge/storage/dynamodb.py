@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from paybridge.domain.invoice import FINAL_STATES, OPEN_STATES, AuditEntry, Customer, Invoice
+from paybridge.domain.invoice import FINAL_STATES, OPEN_STATES, AuditEntry, Invoice
 from paybridge.storage.errors import ConcurrentModification, DuplicateProviderEvent
 from paybridge.storage.repository import ProviderEventRecord, Saved
 from paybridge.storage.settlements import ledger_keys
@@ -75,7 +75,7 @@ class DynamoInvoiceRepository(InvoiceQueries):
         item["gsi3pk"] = _s(number_key(invoice.tenant_id, invoice.number))
         item["gsi5pk"] = _s(state_key(invoice.tenant_id, invoice.state.value))
         item["gsi5sk"] = _s(f"{invoice.created_at.isoformat()}#{invoice.invoice_id}")
-        if invoice.state in FINAL_STATES and invoice.customer != Customer():  # personal data a retention erases
+        if invoice.state in FINAL_STATES and invoice.customer.holds_data:  # personal data a retention erases
             item["gsi6pk"] = _s(retention_key(invoice.tenant_id))
             item["gsi6sk"] = _s(f"{invoice.created_at.isoformat()}#{invoice.invoice_id}")
         return item

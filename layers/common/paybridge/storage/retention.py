@@ -20,5 +20,5 @@ class DynamoRetentionIndex(InvoiceQueries):
         return [
             i
             for i in self._get_many(self._keys(tenant_id, created_before, limit))
-            if not i.is_open and i.customer_erased_at is None and any(i.customer.model_dump().values())
+            if not i.is_open and i.customer_erased_at is None and i.customer.holds_data
         ]

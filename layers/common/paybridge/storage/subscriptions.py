@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from paybridge.domain.subscriptions import CLOSED_SUBSCRIPTION_STATES, Subscription
+from paybridge.domain.subscriptions import Subscription
 from paybridge.storage.due_index import GSI_REMINDERS
 from paybridge.storage.errors import SubscriptionConflict
 from paybridge.storage.table import TableStore, _n, _s, retention_key, retention_keys
@@ -64,7 +64,7 @@ class DynamoSubscriptionStore(TableStore):
             values[":d"] = _s(f"{due.isoformat()}#{sub.tenant_id}#{sub.subscription_id}")
         else:
             removes += ["gsi4pk", "gsi4sk"]
-        if sub.state in CLOSED_SUBSCRIPTION_STATES and any(sub.customer.model_dump().values()):
+        if sub.holds_closed_customer_data:
             sets += ["gsi6pk = :r", "gsi6sk = :rs"]  # closed, still holding its customer's data: retention's
             values[":r"] = _s(retention_key(sub.tenant_id, "SUBPII"))
             values[":rs"] = _s(f"{(sub.closed_at or sub.started_at).isoformat()}#{sub.subscription_id}")
@@ -89,11 +89,7 @@ class DynamoSubscriptionStore(TableStore):
         `closed_before`), oldest first — from the sparse `ByRetention` index; the item itself decides."""
         pks = retention_keys(self.client, self._table, retention_key(tenant_id, "SUBPII"), closed_before, limit)
         subs = [self.get(tenant_id, pk.split("#")[2]) for pk in pks]
-        return [
-            sub
-            for sub in subs
-            if sub is not None and sub.state in CLOSED_SUBSCRIPTION_STATES and any(sub.customer.model_dump().values())
-        ]
+        return [sub for sub in subs if sub is not None and sub.holds_closed_customer_data]
 
     def due(self, now: datetime | None, limit: int = 500) -> list[Subscription]:
         """Subscriptions with something due by `now` (all indexed ones when `now` is None: the MRR sum)."""
