@@ -30,8 +30,7 @@ def backfill(client: DynamoDBClient, table: str, dry_run: bool = False) -> dict[
         "FilterExpression": "begins_with(sk, :audit) AND attribute_not_exists(gsi1pk)",
         "ExpressionAttributeValues": {":audit": {"S": "AUDIT#"}},
     }
-    while True:
-        page = client.scan(**kwargs)
+    for page in client.get_paginator("scan").paginate(**kwargs):
         for item in page.get("Items", []):
             counts["audit_entries"] += 1
             audit = AuditEntry.model_validate_json(item["doc"]["S"])
@@ -59,9 +58,7 @@ def backfill(client: DynamoDBClient, table: str, dry_run: bool = False) -> dict[
                 counts["indexed"] += 1
             except client.exceptions.ConditionalCheckFailedException:
                 counts["skipped"] += 1
-        if "LastEvaluatedKey" not in page:
-            return counts
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return counts
 
 
 def main() -> int:

@@ -27,8 +27,7 @@ def backfill(client: DynamoDBClient, table: str, dry_run: bool = False) -> dict[
         "KeyConditionExpression": "gsi2pk = :legacy",
         "ExpressionAttributeValues": {":legacy": {"S": OPEN_PK}},
     }
-    while True:
-        page = client.query(**kwargs)
+    for page in client.get_paginator("query").paginate(**kwargs):
         for key in page.get("Items", []):
             counts["legacy"] += 1
             if dry_run:
@@ -56,9 +55,7 @@ def backfill(client: DynamoDBClient, table: str, dry_run: bool = False) -> dict[
                 counts["moved"] += 1
             except client.exceptions.ConditionalCheckFailedException:
                 counts["skipped"] += 1  # it changed meanwhile: its own write keyed it
-        if "LastEvaluatedKey" not in page:
-            return counts
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return counts
 
 
 if __name__ == "__main__":

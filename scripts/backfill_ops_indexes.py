@@ -27,8 +27,7 @@ def backfill(client: DynamoDBClient, table: str, dry_run: bool = False) -> dict[
         "FilterExpression": "sk = :sk AND attribute_not_exists(gsi5pk)",
         "ExpressionAttributeValues": {":sk": {"S": INVOICE_SK}},
     }
-    while True:
-        page = client.scan(**kwargs)
+    for page in client.get_paginator("scan").paginate(**kwargs):
         for item in page.get("Items", []):
             invoice = Invoice.model_validate_json(item["doc"]["S"])
             counts["invoices"] += 1
@@ -54,9 +53,7 @@ def backfill(client: DynamoDBClient, table: str, dry_run: bool = False) -> dict[
                 counts["indexed"] += 1
             except client.exceptions.ConditionalCheckFailedException:
                 pass  # it changed meanwhile: its own write indexed it
-        if "LastEvaluatedKey" not in page:
-            return counts
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return counts
 
 
 if __name__ == "__main__":

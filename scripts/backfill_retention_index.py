@@ -30,8 +30,7 @@ def backfill(client: DynamoDBClient, table: str, dry_run: bool = False) -> dict[
         "FilterExpression": "(sk = :sub OR sk = :line) AND attribute_not_exists(gsi6pk)",
         "ExpressionAttributeValues": {":sub": {"S": "SUBSCRIPTION"}, ":line": {"S": "LINE"}},
     }
-    while True:
-        page = client.scan(**kwargs)
+    for page in client.get_paginator("scan").paginate(**kwargs):
         for item in page.get("Items", []):
             if item["sk"]["S"] == "SUBSCRIPTION":
                 sub = Subscription.model_validate_json(item["doc"]["S"])
@@ -63,9 +62,7 @@ def backfill(client: DynamoDBClient, table: str, dry_run: bool = False) -> dict[
                 counts["indexed"] += 1
             except client.exceptions.ConditionalCheckFailedException:
                 pass  # it changed meanwhile: its own write indexed it (or erased it)
-        if "LastEvaluatedKey" not in page:
-            return counts
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return counts
 
 
 if __name__ == "__main__":
