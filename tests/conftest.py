@@ -159,6 +159,26 @@ def payment_id_of(invoice: dict[str, Any]) -> str:
     return str(invoice["payment_url"]).rsplit("/", 1)[-1]
 
 
+def sandbox_notification(
+    invoice: dict[str, Any], kind: str = "payment.succeeded", amount: int | None = None, **extra: Any
+) -> bytes:
+    """The sandbox PSP's notification of `invoice`'s payment (a fresh event and operation id each call)."""
+    import uuid
+
+    body = {
+        "event_id": f"evt_{uuid.uuid4().hex[:20]}",
+        "type": kind,
+        "payment_id": payment_id_of(invoice),
+        "order_id": invoice["invoice_id"],
+        "operation_id": f"op_{uuid.uuid4().hex[:16]}",
+        "amount": invoice["amount"] if amount is None else amount,
+        "currency": "RUB",
+        "created": int(time.time()),
+        **extra,
+    }
+    return json.dumps(body).encode()
+
+
 class CountingThrottle:
     """A CRM adapter's throttle that lets every request through and remembers each (account, limit) it was asked."""
 

@@ -4,9 +4,7 @@ entry — and its mapped fields show the total paid net of refunds and the last 
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,7 +12,7 @@ import httpx
 import pytest
 
 from paybridge.adapters.psp.sandbox import sign
-from tests.conftest import Api, Sandbox, payment_id_of, poll
+from tests.conftest import Api, Sandbox, payment_id_of, poll, sandbox_notification
 
 pytestmark = pytest.mark.e2e
 
@@ -25,20 +23,6 @@ PSP_SECRET = "sandbox-psp-secret-profile"
 @pytest.fixture
 def shop(http: httpx.Client) -> tuple[Sandbox, Api]:
     return Sandbox(http, tenant=TENANT, crm_token="sandbox-crm-token-profile-shop"), Api(http, tenant=TENANT)
-
-
-def notification(invoice: dict[str, Any], amount: int) -> bytes:
-    body = {
-        "event_id": f"evt_{uuid.uuid4().hex[:20]}",
-        "type": "payment.succeeded",
-        "payment_id": payment_id_of(invoice),
-        "order_id": invoice["invoice_id"],
-        "operation_id": f"op_{uuid.uuid4().hex[:16]}",
-        "amount": amount,
-        "currency": "RUB",
-        "created": int(time.time()),
-    }
-    return json.dumps(body).encode()
 
 
 def contact(sandbox: Sandbox, contact_id: str) -> dict[str, Any]:
@@ -59,7 +43,7 @@ def test_the_contact_shows_each_payment_once_and_the_total_net_of_refunds(
 
     # The first invoice's notification arrives five times at once (the PSP retrying)
     invoice = api.issue_awaiting(first["id"], amount=100_000)
-    body = notification(invoice, 100_000)
+    body = sandbox_notification(invoice, amount=100_000)
     headers = {"Content-Type": "application/json", "X-Sandbox-Signature": sign(PSP_SECRET, body)}
     with ThreadPoolExecutor(max_workers=5) as pool:
         answers = list(pool.map(lambda _: http.post(f"/psp/{TENANT}/sandbox", content=body, headers=headers), range(5)))

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -12,26 +10,9 @@ import httpx
 import pytest
 
 from paybridge.adapters.psp.sandbox import sign
-from tests.conftest import PSP_SECRET, Api, Sandbox, payment_id_of
+from tests.conftest import PSP_SECRET, Api, Sandbox, payment_id_of, sandbox_notification
 
 pytestmark = pytest.mark.e2e
-
-
-def notification(
-    invoice: dict[str, Any], kind: str = "payment.succeeded", amount: int | None = None, **extra: Any
-) -> bytes:
-    body = {
-        "event_id": f"evt_{uuid.uuid4().hex[:20]}",
-        "type": kind,
-        "payment_id": payment_id_of(invoice),
-        "order_id": invoice["invoice_id"],
-        "operation_id": f"op_{uuid.uuid4().hex[:16]}",
-        "amount": invoice["amount"] if amount is None else amount,
-        "currency": "RUB",
-        "created": int(time.time()),
-        **extra,
-    }
-    return json.dumps(body).encode()
 
 
 def deliver(http: httpx.Client, body: bytes, secret: str = PSP_SECRET, signature: str | None = None) -> httpx.Response:
@@ -44,7 +25,7 @@ def test_fifty_concurrent_deliveries_of_one_notification_count_once(
 ) -> None:
     deal = sandbox.new_deal(amount=100_000)
     invoice = api.issue_awaiting(deal["id"], amount=100_000)
-    body = notification(invoice, amount=60_000)
+    body = sandbox_notification(invoice, amount=60_000)
 
     # When the same notification arrives 50 times at once
     with ThreadPoolExecutor(max_workers=50) as pool:
@@ -61,7 +42,7 @@ def test_bad_signature_is_rejected_and_changes_nothing(http: httpx.Client, sandb
     deal = sandbox.new_deal(amount=10_000)
     invoice = api.issue_awaiting(deal["id"], amount=10_000)
     before = api.get(invoice["invoice_id"])
-    body = notification(invoice)
+    body = sandbox_notification(invoice)
     for response in (
         deliver(http, body, secret="not-the-merchant-secret"),
         deliver(http, body, signature=sign(PSP_SECRET, body, timestamp=int(time.time()) - 3600)),  # stale replay
@@ -97,9 +78,9 @@ def test_malformed_bodies_get_400_and_change_nothing(
 def test_out_of_order_events_end_in_the_right_state(http: httpx.Client, sandbox: Sandbox, api: Api) -> None:
     deal = sandbox.new_deal(amount=100_000)
     invoice = api.issue_awaiting(deal["id"], amount=100_000)
-    second_part = notification(invoice, amount=70_000)
-    first_part = notification(invoice, amount=30_000)
-    late_decline = notification(invoice, kind="payment.declined")
+    second_part = sandbox_notification(invoice, amount=70_000)
+    first_part = sandbox_notification(invoice, amount=30_000)
+    late_decline = sandbox_notification(invoice, kind="payment.declined")
 
     # The second part arrives first, then an old decline, then the first part
     for body in (second_part, late_decline, first_part, second_part):
@@ -109,13 +90,13 @@ def test_out_of_order_events_end_in_the_right_state(http: httpx.Client, sandbox:
     assert final["paid"] == 100_000
     sandbox.wait_deal(deal["id"], lambda d: d["stage"] == "PAID")
     # A decline that arrives after payment changes nothing
-    assert deliver(http, notification(invoice, kind="payment.declined")).text == "OK"
+    assert deliver(http, sandbox_notification(invoice, kind="payment.declined")).text == "OK"
     assert api.get(invoice["invoice_id"])["state"] == "paid"
 
 
 def test_notification_for_unknown_payment_is_refused_so_the_provider_retries(http: httpx.Client) -> None:
     fake = {"invoice_id": "inv_aaaaaaaaaaaaaaaaaaaaaaaaaa", "amount": 100, "payment_url": "http://x/pay/pay_unknown"}
-    response = deliver(http, notification(fake))
+    response = deliver(http, sandbox_notification(fake))
     assert response.status_code == 404
     assert response.json()["type"].endswith("/unknown-payment")
 

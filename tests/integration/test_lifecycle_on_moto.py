@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 from paybridge.adapters.psp.sandbox import sign
 from paybridge.app.errors import InvoiceNotFound
 from paybridge.wiring import get_payment_events, get_repo, get_tenants
-from tests.conftest import PSP_SECRET, Api, Sandbox, load_event, payment_id_of
+from tests.conftest import PSP_SECRET, Api, Sandbox, load_event, sandbox_notification
 
 
 def wait_execution(stack: Any, invoice_id: str, timeout: float = 20) -> dict[str, Any]:
@@ -28,18 +27,7 @@ def wait_execution(stack: Any, invoice_id: str, timeout: float = 20) -> dict[str
 
 
 def signed_notification(invoice: dict[str, Any], amount: int, kind: str = "payment.succeeded") -> tuple[dict, bytes]:
-    body = json.dumps(
-        {
-            "event_id": f"evt_{uuid.uuid4().hex[:20]}",
-            "type": kind,
-            "payment_id": payment_id_of(invoice),
-            "order_id": invoice["invoice_id"],
-            "operation_id": f"op_{uuid.uuid4().hex[:16]}",
-            "amount": amount,
-            "currency": "RUB",
-            "created": int(time.time()),
-        }
-    ).encode()
+    body = sandbox_notification(invoice, kind, amount)
     return {"x-sandbox-signature": sign(PSP_SECRET, body)}, body
 
 
