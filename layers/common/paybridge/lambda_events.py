@@ -11,7 +11,9 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from paybridge.domain.model import Model
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
@@ -29,7 +31,7 @@ def event_parser(*, model: type[M]) -> Callable[[Callable[[M, Any], R]], Callabl
     return decorate
 
 
-class SqsAttributes(BaseModel):
+class SqsAttributes(Model):
     """What the CRM outbox consumer reads of an SQS record's attributes (FIFO: the group; the receive count)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -37,14 +39,14 @@ class SqsAttributes(BaseModel):
     MessageGroupId: str | None = None
 
 
-class SqsRecord(BaseModel):
+class SqsRecord(Model):
     model_config = ConfigDict(extra="allow", frozen=True)
     messageId: str
     receiptHandle: str
     body: str
-    attributes: SqsAttributes = SqsAttributes()
+    attributes: SqsAttributes = Field(default_factory=SqsAttributes)
 
 
-class SqsEvent(BaseModel):
+class SqsEvent(Model):
     model_config = ConfigDict(extra="allow", frozen=True)
     Records: list[SqsRecord]

@@ -6,10 +6,12 @@ import os
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from paybridge.domain.model import Model
 
 
-class Settings(BaseModel):
+class Settings(Model):
     table_name: str = Field(default="paybridge", description="DynamoDB single table")
     state_machine_arn: str = Field(default="", description="Payment lifecycle state machine")
     tenants_source: Literal["dynamodb", "file"] = "dynamodb"

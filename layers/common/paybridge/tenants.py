@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from paybridge.adapters.registry import BANK_SOURCES, CRMS, PSPS, SENDERS
 from paybridge.adapters.settings import (
@@ -27,6 +27,7 @@ from paybridge.adapters.settings import (
     SenderSettingsBase,
 )
 from paybridge.domain.invoice import InvoiceState, TenantId
+from paybridge.domain.model import Model
 from paybridge.domain.receipt import FiscalSettings
 from paybridge.domain.settlement import AcquiringSettings
 
@@ -59,10 +60,10 @@ class TenantConfigError(Exception):
 AccountNumber = Annotated[str, Field(pattern=r"^\d{20}$", description="a Russian bank account number, 20 digits")]
 
 
-class BankSettings(BaseModel):
+class BankSettings(Model):
     """Bank transfers: which of our accounts count, where statements come from, how invoice numbers are written."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # holds a lazy union
+    model_config = ConfigDict(extra="forbid", frozen=True)  # holds a lazy union: built at its first validation
     accounts: tuple[AccountNumber, ...] = Field(min_length=1)
     source: BankSourceSettings | None = None
     #: How often the schedule reads new operations (the webhook is faster; polling catches what it missed).
@@ -107,7 +108,7 @@ def _check_zone(name: str) -> None:
         raise ValueError(f"unknown time zone {name!r} (use an IANA name, e.g. Europe/Moscow)") from None
 
 
-class QuietHours(BaseModel):
+class QuietHours(Model):
     """No reminder is sent between `start` and `end` (the tenant's local time); one due then waits for `end`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -115,16 +116,16 @@ class QuietHours(BaseModel):
     end: dt_time = dt_time(9, 0)
 
 
-class ReminderSettings(BaseModel):
+class ReminderSettings(Model):
     """Payment reminders to the client while an invoice waits for money."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # holds a lazy union
+    model_config = ConfigDict(extra="forbid", frozen=True)  # holds a lazy union: built at its first validation
     after_issue_minutes: tuple[int, ...] = Field(default=(120, 1440), description="after the link is published")
     before_expiry_minutes: tuple[int, ...] = Field(default=(180,), description="before the link expires")
     channels: dict[ReminderChannel, SenderSettings] = Field(min_length=1)
     #: Quiet hours and due times are in this zone; the tenant's `timezone` when absent.
     timezone: str | None = None
-    quiet_hours: QuietHours | None = QuietHours()
+    quiet_hours: QuietHours | None = Field(default_factory=QuietHours)
     language: Literal["ru", "en"] = "ru"
     #: Per language, a template overriding the shipped one: {number}, {amount}, {outstanding}, {link}, {due}.
     templates: dict[Literal["ru", "en"], str] = Field(default_factory=dict)
@@ -147,7 +148,7 @@ class ReminderSettings(BaseModel):
         return self
 
 
-class SubscriptionSettings(BaseModel):
+class SubscriptionSettings(Model):
     """Recurring payments: a notice before each charge, and the dunning schedule after a failed one."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -156,7 +157,7 @@ class SubscriptionSettings(BaseModel):
     dunning_hours: tuple[int, ...] = Field(default=(24, 72, 168), min_length=1, max_length=10)
 
 
-class RetentionSettings(BaseModel):
+class RetentionSettings(Model):
     """Personal data kept no longer than needed: the customer's name, e-mail, phone and INN are erased from closed
     invoices this many days after the invoice was issued (money facts, numbers and the audit history stay)."""
 
@@ -167,7 +168,7 @@ class RetentionSettings(BaseModel):
 CrmAction = Literal["refund", "reissue", "subscription_cancel", "subscription_pause", "subscription_resume"]
 
 
-class CrmActionTrigger(BaseModel):
+class CrmActionTrigger(Model):
     """A lever pulled from the CRM: when a deal enters `stage` (Bitrix24 STAGE_ID, amoCRM status id) or the robot
     `robot` runs on it (Bitrix24), PayBridge does `action` for the deal's invoice — a refund (all that is refundable,
     or the amount in the deal field `amount_field` / the robot's `amount` property), a new link for an expired,
@@ -188,7 +189,7 @@ class CrmActionTrigger(BaseModel):
         return self
 
 
-class StageMapping(BaseModel):
+class StageMapping(Model):
     """The CRM stage for every lifecycle state: defined once per tenant, every state must be mapped."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -227,8 +228,8 @@ def api_key_digest(api_key: str) -> str:
 ApiScope = Literal["integration", "ops"]
 
 
-class TenantConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # built at the first tenant read
+class TenantConfig(Model):
+    model_config = ConfigDict(extra="forbid", frozen=True)  # built at the first tenant read
     tenant_id: TenantId
     name: str
     #: SHA-256 hex of each `integration` key: issue, read, cancel, refund (CRM scripts, site back-ends).

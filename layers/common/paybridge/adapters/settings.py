@@ -9,12 +9,14 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from paybridge.domain.model import Model
+
 SecretValue = Annotated[str, Field(min_length=8)]
 HttpUrl = Annotated[str, Field(pattern=r"^https?://\S+$")]
 PaymentMethodKind = Literal["card", "sbp"]
 
 
-class SecretRef(BaseModel):
+class SecretRef(Model):
     """A secret given inline (local stack only) or by the name of a Secrets Manager secret (deployed)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -28,7 +30,7 @@ class SecretRef(BaseModel):
         return self
 
 
-class AdapterSettings(BaseModel):
+class AdapterSettings(Model):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -48,7 +50,7 @@ class PspSettingsBase(AdapterSettings):
         return []
 
 
-class ProfileFields(BaseModel):
+class ProfileFields(Model):
     """Which of the entity's fields receive the totals (each optional): in the CRM's own names — Bitrix24 `UF_CRM_…`
     user fields of the contact / company, amoCRM custom field ids, the sandbox CRM's field names."""
 
@@ -72,7 +74,7 @@ class ProfileFields(BaseModel):
         return {name: value for name, value in self.model_dump().items() if value}
 
 
-class CustomerProfileSettings(BaseModel):
+class CustomerProfileSettings(Model):
     """Payments on the customer's profile (opt-in): each payment and refund of a deal's invoice also gets a timeline
     entry on the deal's main contact (or its company), and the entity's fields in `contact_fields` /
     `company_fields` show its totals. See README "Payments on the customer's profile"."""
@@ -81,8 +83,8 @@ class CustomerProfileSettings(BaseModel):
     enabled: bool = True
     #: Where the entries go; the other entity is used when the deal has none of this one.
     entity: Literal["contact", "company"] = "contact"
-    contact_fields: ProfileFields = ProfileFields()
-    company_fields: ProfileFields = ProfileFields()
+    contact_fields: ProfileFields = Field(default_factory=ProfileFields)
+    company_fields: ProfileFields = Field(default_factory=ProfileFields)
     #: Also accepted: `fields`, for the preferred `entity`'s fields.
     fields: ProfileFields | None = None
 
@@ -158,7 +160,7 @@ class SenderSettingsBase(AdapterSettings):
     kind: str
 
 
-class CrmRateLimitSettings(BaseModel):
+class CrmRateLimitSettings(Model):
     """The CRM account's request budget: a leaky bucket of `per_second` requests holding up to `burst`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -166,7 +168,7 @@ class CrmRateLimitSettings(BaseModel):
     burst: int = Field(ge=1, le=1000)
 
 
-class OAuthAppAuth(BaseModel):
+class OAuthAppAuth(Model):
     """An OAuth 2 app (Bitrix24 local/market app, amoCRM integration). The first refresh token (from installing the
     app) seeds the token store; every refresh then stores the new single-use pair atomically."""
 
@@ -183,7 +185,7 @@ class OAuthAppAuth(BaseModel):
     redirect_uri: HttpUrl | None = None
 
 
-class LongLivedTokenAuth(BaseModel):
+class LongLivedTokenAuth(Model):
     """amoCRM private integrations: a long-lived token (up to 5 years), sent as a Bearer token."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

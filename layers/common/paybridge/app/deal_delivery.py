@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from paybridge.adapters.crm.base import Crm, DealMoved, UpdateOutcome
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable, ProviderUnavailable
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from paybridge.storage.customer_profiles import Counted
 
 logger = logging.getLogger(__name__)
-_MESSAGE: TypeAdapter[DealUpdate | DealCheck] = TypeAdapter(OutboxMessage)
+_MESSAGE: TypeAdapter[DealUpdate | DealCheck] = TypeAdapter(OutboxMessage, config=ConfigDict(defer_build=True))
 
 FIRST_DELAY_SECONDS = 5
 MAX_DELAY_SECONDS = 300

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, computed_field
+from pydantic import ConfigDict, computed_field
 
 from paybridge.adapters.crm.base import Crm, Throttle
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable, ProviderRejected, ProviderUnavailable
@@ -26,6 +26,7 @@ from paybridge.app.changes import Actor, utc_now
 from paybridge.app.payment_checks import PaymentChecks
 from paybridge.app.rechecks import STATUS_READS
 from paybridge.domain.invoice import Invoice, InvoiceState
+from paybridge.domain.model import Model
 from paybridge.storage.repository import InvoiceRepository
 from paybridge.tenants import TenantConfig, TenantDirectory
 
@@ -51,7 +52,7 @@ DRIFT_EVENT = "resync:drift"
 FindingKind = Literal["invoice_behind_provider", "deal_behind_invoice", "deal_moved_on", "provider_disagrees"]
 
 
-class Finding(BaseModel):
+class Finding(Model):
     model_config = ConfigDict(frozen=True)
     kind: FindingKind
     invoice_id: str
@@ -60,7 +61,7 @@ class Finding(BaseModel):
     repaired: bool
 
 
-class DriftReport(BaseModel):
+class DriftReport(Model):
     model_config = ConfigDict(frozen=True)
     tenant_id: str
     at: datetime

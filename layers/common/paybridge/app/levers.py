@@ -21,10 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from paybridge.app.changes import Actor
 from paybridge.domain.invoice import Invoice
+from paybridge.domain.model import Model
 from paybridge.storage.errors import IdempotencyKeyReused
 from paybridge.storage.lever_keys import LeverKey
 
@@ -56,7 +57,7 @@ class LeverRequest:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-class LeverOutcome(BaseModel):
+class LeverOutcome(Model):
     """What a lever did, stored under its key and answered to every request with the key."""
 
     model_config = ConfigDict(frozen=True)

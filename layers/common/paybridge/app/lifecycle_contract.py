@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from paybridge.domain.invoice import FINAL_STATES, Invoice, InvoiceState
+from paybridge.domain.model import Model
 
 
-class TaskError(BaseModel):
+class TaskError(Model):
     """What Step Functions puts in `ResultPath` when a task fails (`Error`: the exception's class name)."""
 
     Error: str | None = ""
@@ -30,7 +31,7 @@ class TaskError(BaseModel):
     Cause: str | None = ""
 
 
-class Outcome(BaseModel):
+class Outcome(Model):
     """The lifecycle's view of an invoice: the state machine chooses on `final` and waits `seconds_left`."""
 
     model_config = ConfigDict(extra="ignore")
@@ -56,7 +57,7 @@ class Outcome(BaseModel):
         )
 
 
-class LifecycleState(BaseModel):
+class LifecycleState(Model):
     """The execution's state document: the input of every task, and their output."""
 
     model_config = ConfigDict(extra="ignore")

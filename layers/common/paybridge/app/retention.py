@@ -26,13 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from paybridge.app.changes import Actor, InvoiceChanges
 from paybridge.app.errors import LeverInvalid
 from paybridge.app.levers import Commit, LeverOutcome, LeverRequest, LeverResult, LeverRunner
 from paybridge.domain.events import CustomerErased
 from paybridge.domain.invoice import OPEN_STATES, Customer, Invoice
+from paybridge.domain.model import Model
 from paybridge.domain.subscriptions import Subscription, erase_customer
 from paybridge.storage.bank import DynamoBankStore
 from paybridge.storage.errors import SubscriptionConflict
@@ -47,7 +48,7 @@ SWEEP_LIMIT = 2000
 OPEN_LISTED = 500
 
 
-class Person(BaseModel):
+class Person(Model):
     """Who asks to be forgotten: at least one of e-mail, phone, INN (matched exactly; e-mail case-insensitively)."""
 
     model_config = ConfigDict(frozen=True)

@@ -27,12 +27,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from paybridge.adapters.outbox import CrmOutbox
 from paybridge.app.errors import WebhookInvalid, WebhookNotFound
 from paybridge.domain.deal_sync import DealOp, DealUpdate
 from paybridge.domain.domain_events import EventType
+from paybridge.domain.model import Model
 from paybridge.domain.webhooks import (
     ATTEMPTS,
     SECRET_PREFIX,
@@ -53,7 +54,7 @@ MAX_ENDPOINTS = 20
 MAX_REPLAY = 500
 
 
-class DeliveryMessage(BaseModel):
+class DeliveryMessage(Model):
     """One message on the delivery queue: which event, to which endpoint."""
 
     model_config = ConfigDict(frozen=True)

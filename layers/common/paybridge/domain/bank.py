@@ -12,10 +12,11 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import ConfigDict, Field, TypeAdapter, field_validator
 
+from paybridge.domain.model import Model
 from paybridge.domain.money import Currency, PositiveMinorUnits
 from paybridge.domain.settlement import SettlementMatch
 
@@ -38,7 +39,7 @@ def _collapse(text: str) -> str:
     return " ".join(text.split())
 
 
-class StatementLine(BaseModel):
+class StatementLine(Model):
     """One incoming transfer to our account (debits and other accounts' lines never become one)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -84,7 +85,7 @@ class StatementLine(BaseModel):
         return hashlib.sha256(text.encode()).digest()[:16].hex()  # the first 32 hex digits, without the other 32
 
 
-class OpenInvoice(BaseModel):
+class OpenInvoice(Model):
     """What matching needs to know of an invoice that still waits for money."""
 
     model_config = ConfigDict(frozen=True)
@@ -115,6 +116,9 @@ class Allocation:
 @dataclass(frozen=True, slots=True)
 class Decision:
     """What reconciliation decided for one line, and why (recorded for people as is)."""
+
+    #: `DECISION_JSON`'s validator is built at its first use, as a `Model`'s (paybridge/domain/model.py).
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(defer_build=True)
 
     fingerprint: str
     kind: DecisionKind
@@ -178,7 +182,7 @@ def new_decision(
     return decision
 
 
-class Assignment(BaseModel):
+class Assignment(Model):
     """A person's share of a bank line for one invoice."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -186,7 +190,7 @@ class Assignment(BaseModel):
     amount: PositiveMinorUnits
 
 
-class LineResolution(BaseModel):
+class LineResolution(Model):
     """What a person decided for a line on the review list: its money assigned to invoices, or the line dismissed
     (not a payment of ours: a loan, a refund from a supplier …), with who and why. Recorded on the line once, under
     the person's idempotency key."""

@@ -13,16 +13,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from paybridge.domain.invoice import Invoice, PaymentMethod
+from paybridge.domain.model import Model
 from paybridge.domain.money import Currency, PositiveMinorUnits, format_money
 
 ProfileEntityKind = Literal["contact", "company"]
 FactKind = Literal["payment", "refund"]
 
 
-class MoneyFact(BaseModel):
+class MoneyFact(Model):
     """One payment received or one refund confirmed for an invoice, as it stands on the invoice."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -61,7 +62,7 @@ def facts_of(invoice: Invoice) -> tuple[MoneyFact, ...]:
     return (*payments, *refunds)
 
 
-class ProfileEntity(BaseModel):
+class ProfileEntity(Model):
     """The CRM entity a deal's payments go to: its main contact, or its company."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -80,7 +81,7 @@ def choose_entity(preferred: ProfileEntityKind, contact_id: str | None, company_
     return None
 
 
-class ProfileTotals(BaseModel):
+class ProfileTotals(Model):
     """An entity's running totals: what it paid net of refunds, per currency, and its last payment."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -104,7 +105,7 @@ class ProfileTotals(BaseModel):
         return self.model_copy(update=update)
 
 
-class ProfileWrite(BaseModel):
+class ProfileWrite(Model):
     """What the CRM adapter writes to the entity for one deal update: the entries of the facts not shown yet, and
     the entity's totals as they now stand (absolute values: writing them again is harmless). `currency` is the
     currency whose total the fields show (the latest fact's)."""

@@ -9,16 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import ConfigDict, Discriminator, Field, Tag
 
 from paybridge.domain import messages
 from paybridge.domain.customer_profile import MoneyFact, ProfileWrite, facts_of
 from paybridge.domain.invoice import Customer, Invoice, InvoiceState
+from paybridge.domain.model import Model
 
 DealOpKind = Literal["set_stage", "comment", "notify_manager", "send_to_customer", "customer_profile"]
 
 
-class DealOp(BaseModel):
+class DealOp(Model):
     """One write to a deal. `set_stage` may carry the payment link (written into the tenant's link field)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -34,7 +35,7 @@ class DealOp(BaseModel):
     profile: ProfileWrite | None = None
 
 
-class DealUpdate(BaseModel):
+class DealUpdate(Model):
     """One outbox message: the writes one lifecycle step asks of one deal, applied in this order."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -61,7 +62,7 @@ class DealUpdate(BaseModel):
         return f"{self.tenant_id}:{self.deal_id}"[:128]
 
 
-class DealCheck(BaseModel):
+class DealCheck(Model):
     """One outbox message: "this deal changed — if it is now in `when_stage`, issue its invoice". A CRM event that
     carries only the deal id (Bitrix24's ONCRMDEALUPDATE, which our own writes raise too) becomes a check, so the
     deal reads of many events share one batched, rate-limited request instead of one request each."""

@@ -14,9 +14,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from paybridge.domain.invoice import Invoice, InvoiceState
+from paybridge.domain.model import Model
 
 #: The `source` of every event on the bus (EventBridge rules match on it).
 SOURCE = "paybridge"
@@ -41,7 +42,7 @@ EventType = Literal[
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 
 
-class DomainEvent(BaseModel):
+class DomainEvent(Model):
     """One event as published: the envelope (id, type, tenant, time, subject) and its `data`."""
 
     model_config = ConfigDict(frozen=True)

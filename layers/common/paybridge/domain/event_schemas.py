@@ -7,15 +7,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from paybridge.domain.domain_events import SCHEMA_VERSION, DomainEvent
 from paybridge.domain.invoice import InvoiceState
+from paybridge.domain.model import Model
 
 # -- the payloads' schemas (versioned: `schemas/events/<type>.v1.json`, written by `make event-schemas`) ---------------
 
 
-class _Data(BaseModel):
+class _Data(Model):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 

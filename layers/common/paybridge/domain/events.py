@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from paybridge.domain.errors import InvalidTransition, InvoiceConflict
 from paybridge.domain.invoice import (
@@ -27,11 +27,12 @@ from paybridge.domain.invoice import (
     PaymentMethod,
     RefundRequest,
 )
+from paybridge.domain.model import Model
 from paybridge.domain.money import PositiveMinorUnits
 from paybridge.domain.receipt import ReceiptItem
 
 
-class PaymentCreated(BaseModel):
+class PaymentCreated(Model):
     model_config = ConfigDict(frozen=True)
     kind: Literal["payment_created"] = "payment_created"
     payment_id: str
@@ -39,7 +40,7 @@ class PaymentCreated(BaseModel):
     qr_payload: str | None = None
 
 
-class MoneyReceived(BaseModel):
+class MoneyReceived(Model):
     """Money arrived: `ref` identifies the operation at the provider or bank (dedupe key inside the invoice)."""
 
     model_config = ConfigDict(frozen=True)
@@ -51,21 +52,21 @@ class MoneyReceived(BaseModel):
     method: PaymentMethod | None = None
 
 
-class PaymentDeclined(BaseModel):
+class PaymentDeclined(Model):
     model_config = ConfigDict(frozen=True)
     kind: Literal["payment_declined"] = "payment_declined"
     ref: str
     reason: str = ""
 
 
-class Close(BaseModel):
+class Close(Model):
     model_config = ConfigDict(frozen=True)
     kind: Literal["close"] = "close"
     closure: Closure
     reason: str = ""
 
 
-class RefundRequested(BaseModel):
+class RefundRequested(Model):
     """We are about to ask the provider for a refund: reserve the amount under the client's key."""
 
     model_config = ConfigDict(frozen=True)
@@ -76,7 +77,7 @@ class RefundRequested(BaseModel):
     items: tuple[ReceiptItem, ...] = ()
 
 
-class RefundConfirmed(BaseModel):
+class RefundConfirmed(Model):
     """The provider confirmed a refund: `ref` is its reference of the refund operation (dedupe key); `request_key`
     links it to our request when it was ours."""
 
@@ -87,7 +88,7 @@ class RefundConfirmed(BaseModel):
     request_key: str | None = None
 
 
-class RefundAccepted(BaseModel):
+class RefundAccepted(Model):
     """The provider took our refund request and will confirm it later under `ref`."""
 
     model_config = ConfigDict(frozen=True)
@@ -96,7 +97,7 @@ class RefundAccepted(BaseModel):
     ref: str
 
 
-class RefundFailed(BaseModel):
+class RefundFailed(Model):
     """The provider refused (or gave up on) our refund request: the reserved amount is free again."""
 
     model_config = ConfigDict(frozen=True)
@@ -105,7 +106,7 @@ class RefundFailed(BaseModel):
     reason: str = ""
 
 
-class PaidOutside(BaseModel):
+class PaidOutside(Model):
     """A person records money received outside PayBridge; `key` (their idempotency key) makes it land once."""
 
     model_config = ConfigDict(frozen=True)
@@ -120,7 +121,7 @@ class PaidOutside(BaseModel):
         return f"manual:{self.key}"
 
 
-class Reissued(BaseModel):
+class Reissued(Model):
     """A person reissues the link of an expired, cancelled or failed invoice that holds no money: the closure and
     the old payment are cleared (the money facts stay), the attempt goes up and the link gets a new deadline."""
 
@@ -130,7 +131,7 @@ class Reissued(BaseModel):
     expires_at: datetime
 
 
-class DealResynced(BaseModel):
+class DealResynced(Model):
     """A person asked that the deal show this invoice again (written to the CRM); changes no fact, only the audit."""
 
     model_config = ConfigDict(frozen=True)
@@ -138,7 +139,7 @@ class DealResynced(BaseModel):
     key: str = Field(min_length=1, max_length=64)
 
 
-class CustomerErased(BaseModel):
+class CustomerErased(Model):
     """The customer's personal data (name, e-mail, phone, INN) erased from a closed invoice: by the tenant's retention
     period, or at the person's request. The money facts, the numbers and the audit history stay."""
 
@@ -163,7 +164,7 @@ InvoiceEvent = (
 )
 
 
-class Applied(BaseModel):
+class Applied(Model):
     """The result of applying an event: the new invoice and its audit entry, or `changed=False` for a no-op."""
 
     model_config = ConfigDict(frozen=True)

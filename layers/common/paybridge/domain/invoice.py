@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from paybridge.domain.model import Model
 from paybridge.domain.money import Currency, MinorUnits, PositiveMinorUnits, format_money
 from paybridge.domain.receipt import ReceiptItem, ReceiptItems, check_items_sum
 
@@ -52,7 +53,7 @@ FINAL_STATES = frozenset(set(InvoiceState) - OPEN_STATES)
 Flag = Literal["overpaid", "paid_after_close", "amount_mismatch"]
 
 
-class Customer(BaseModel):
+class Customer(Model):
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: str | None = Field(default=None, max_length=200)
     email: Email | None = None
@@ -67,7 +68,7 @@ class Customer(BaseModel):
         return any(self.model_dump().values())
 
 
-class AuditEntry(BaseModel):
+class AuditEntry(Model):
     model_config = ConfigDict(frozen=True)
     at: datetime
     event: str
@@ -84,7 +85,7 @@ class AuditEntry(BaseModel):
 RefundStatus = Literal["pending", "succeeded", "failed"]
 
 
-class RefundRequest(BaseModel):
+class RefundRequest(Model):
     """A refund we asked the provider for, keyed in the invoice by the client's idempotency key. While `pending` its
     amount is reserved, so two refunds asked at once can never together exceed what was paid."""
 
@@ -105,7 +106,7 @@ PaymentMethod = Literal["card", "sbp", "bank_transfer", "saved_method", "manual"
 PAYMENT_METHODS: tuple[PaymentMethod, ...] = ("card", "sbp", "bank_transfer", "saved_method", "manual")
 
 
-class ManualPayment(BaseModel):
+class ManualPayment(Model):
     """Money a person recorded as received outside PayBridge (cash at the office, a transfer to another account),
     keyed in the invoice by the person's idempotency key; its money fact is the receipt `manual:<key>`."""
 
@@ -119,7 +120,7 @@ class ManualPayment(BaseModel):
 REISSUABLE = frozenset({Closure.EXPIRED, Closure.CANCELLED, Closure.FAILED})
 
 
-class InvoicePart(BaseModel):
+class InvoicePart(Model):
     """This invoice is stage `index` of `count` of a staged payment (e.g. 1 of 2, "Аванс 30%") for one deal; the
     stages' invoices are numbered `<schedule number>/<index>` and each has its own lifecycle."""
 
@@ -130,7 +131,7 @@ class InvoicePart(BaseModel):
     schedule_number: InvoiceNumber
 
 
-class Invoice(BaseModel):
+class Invoice(Model):
     """The aggregate. Stored as one item; every change goes through `apply` and a conditional write on `version`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -267,7 +268,7 @@ def invoice_id_for(tenant_id: str, deal_id: str, number: str) -> str:
     return "inv_" + base64.b32encode(digest).decode("ascii").lower()[:26]
 
 
-class NewInvoice(BaseModel):
+class NewInvoice(Model):
     """What is needed to issue an invoice (already validated at the boundary)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

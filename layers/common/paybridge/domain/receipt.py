@@ -8,9 +8,10 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from paybridge.domain.errors import ReceiptError
+from paybridge.domain.model import Model
 
 #: VAT rates. 22% and 22/122 are the general rates since 1 January 2026; 20% stays for earlier documents.
 VatRate = Literal[
@@ -43,7 +44,7 @@ Quantity = Annotated[Decimal, Field(gt=0, le=Decimal("99999.999"), max_digits=8,
 MAX_ITEMS = 100
 
 
-class ReceiptItem(BaseModel):
+class ReceiptItem(Model):
     """One line of the receipt. `price` is per unit in minor units; the line's amount is price × quantity,
     which must come to whole kopecks."""
 
@@ -86,7 +87,7 @@ def check_items_sum(items: tuple[ReceiptItem, ...], amount: int, what: str = "th
         raise ReceiptError(f"the items add up to {total} minor units, but {what} is {amount}")
 
 
-class FiscalSettings(BaseModel):
+class FiscalSettings(Model):
     """A tenant's receipt settings. When set, every payment and refund carries a receipt."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -98,7 +99,7 @@ class FiscalSettings(BaseModel):
     default_payment_method: PaymentMethod = "full_prepayment"
 
 
-class FiscalReceipt(BaseModel):
+class FiscalReceipt(Model):
     """What travels to the provider with a payment or a refund."""
 
     model_config = ConfigDict(frozen=True)

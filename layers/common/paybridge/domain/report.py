@@ -12,9 +12,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from paybridge.domain.invoice import Invoice, InvoiceState
+from paybridge.domain.model import Model
 
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 _MONTH = re.compile(MONTH_PATTERN)
@@ -66,7 +67,7 @@ def _add(totals: dict[str, int], key: str, amount: int) -> None:
     totals[key] = totals.get(key, 0) + amount
 
 
-class Refunds(BaseModel):
+class Refunds(Model):
     model_config = ConfigDict(frozen=True)
     #: Confirmed refunds of the month's invoices (one provider refund each).
     count: int = 0
@@ -78,7 +79,7 @@ class Refunds(BaseModel):
     share_of_paid: dict[str, float] = Field(default_factory=dict)
 
 
-class MonthFigures(BaseModel):
+class MonthFigures(Model):
     """One month's figures. Counts are of invoices issued in the month; money is minor units by currency."""
 
     model_config = ConfigDict(frozen=True)

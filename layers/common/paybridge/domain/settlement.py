@@ -31,8 +31,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from paybridge.domain.model import Model
 from paybridge.domain.money import format_money
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ _NO_DEFAULTS = ProviderDefaults(payer_inns=(), purpose_patterns=(), usual_delay_
 _PERCENT = re.compile(r"^\d{1,2}(?:\.\d{1,4})?$")
 
 
-class AcquiringSettings(BaseModel):
+class AcquiringSettings(Model):
     """One provider's payouts to the tenant's accounts (`bank.acquiring` in the tenant config)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -190,7 +191,7 @@ def recognise(line: StatementLine, sources: Sequence[AcquiringSettings]) -> Acqu
 OperationKind = Literal["payment", "refund"]
 
 
-class ProviderOperation(BaseModel):
+class ProviderOperation(Model):
     """A money fact recorded through a provider: a payment (or a refund) that reached one of our invoices."""
 
     model_config = ConfigDict(frozen=True)
@@ -213,7 +214,7 @@ class ProviderOperation(BaseModel):
         return self.recorded_at.astimezone(PROVIDER_DAY).date()
 
 
-class SettledItem(BaseModel):
+class SettledItem(Model):
     """One operation a payout pays out: what it brought (a refund: what it took) and the fee on it."""
 
     model_config = ConfigDict(frozen=True)
@@ -232,7 +233,7 @@ class SettledItem(BaseModel):
         return -self.amount if self.kind == "refund" else self.amount - self.fee
 
 
-class SettlementMatch(BaseModel):
+class SettlementMatch(Model):
     """What a payout line was matched to, and whether it adds up."""
 
     model_config = ConfigDict(frozen=True)

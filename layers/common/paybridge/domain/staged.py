@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from paybridge.domain.errors import ScheduleError
 from paybridge.domain.invoice import InvoicePart, InvoiceState
+from paybridge.domain.model import Model
 from paybridge.domain.money import PositiveMinorUnits
 
 
-class StageSpec(BaseModel):
+class StageSpec(Model):
     """One part: a share of the total in percent, or an amount."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

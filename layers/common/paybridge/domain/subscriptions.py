@@ -17,10 +17,11 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from paybridge.domain.errors import InvalidTransition
 from paybridge.domain.invoice import Customer
+from paybridge.domain.model import Model
 from paybridge.domain.money import Currency, PositiveMinorUnits
 
 Period = Literal["week", "month", "year"]
@@ -59,7 +60,7 @@ def add_period(moment: datetime, period: Period, count: int = 1) -> datetime:
     return moment.replace(year=year, month=month, day=day)
 
 
-class Subscription(BaseModel):
+class Subscription(Model):
     model_config = ConfigDict(frozen=True, extra="forbid")
     subscription_id: str
     tenant_id: str

@@ -17,9 +17,10 @@ import hmac
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from paybridge.domain.domain_events import EventType
+from paybridge.domain.model import Model
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the specification's prefix, not a secret
 #: Delays before the 2nd, 3rd, … attempt (seconds): the Standard Webhooks suggestion. 99,305 s in all (27.6 h).
@@ -58,7 +59,7 @@ def headers(secret: str, msg_id: str, timestamp: int, body: str) -> dict[str, st
     }
 
 
-class WebhookEndpoint(BaseModel):
+class WebhookEndpoint(Model):
     """A company's receiver: its URL, the event types it takes, its secret (shown once, kept to sign)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -105,7 +106,7 @@ def after_success(endpoint: WebhookEndpoint) -> WebhookEndpoint:
     )
 
 
-class DeliveryAttempt(BaseModel):
+class DeliveryAttempt(Model):
     """One line of an endpoint's delivery log."""
 
     model_config = ConfigDict(frozen=True)

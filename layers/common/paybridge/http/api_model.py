@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from paybridge.domain.model import Model
 
 
-class ApiModel(BaseModel):
-    """A request or response model of a route: its validator and serializer are built at first use (`defer_build`),
-    so a cold start builds the models of the route it serves, not those of every route the function has. The
-    OpenAPI document and the validation are the same (building it then is what pydantic would have done at import);
-    a subclass's own `model_config` is merged with this one."""
-
-    model_config = ConfigDict(defer_build=True)
+class ApiModel(Model):
+    """A request or response model of a route: built at first use, as every `Model`, so a cold start builds the
+    models of the route it serves, not those of every route the function has (the OpenAPI document and the
+    validation are the same)."""

@@ -73,7 +73,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlencode
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from paybridge.adapters.crm.base import (
     CrmWebhook,
@@ -100,10 +100,11 @@ from paybridge.adapters.settings import (
 )
 from paybridge.domain.customer_profile import ProfileWrite
 from paybridge.domain.invoice import Customer
+from paybridge.domain.model import Model
 from paybridge.domain.money import to_decimal_string
 
 
-class AmoCrmStatusTrigger(BaseModel):
+class AmoCrmStatusTrigger(Model):
     """Issue an invoice when a lead moves to this status (webhook `leads[status]`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -131,7 +132,7 @@ class AmoCrmSettings(CrmSettingsBase):
     invoice_number_field_id: int | None = Field(default=None, gt=0)
     #: Tasks for the responsible manager are due this many hours after they are set.
     task_due_hours: int = Field(default=24, ge=1, le=720)
-    rate_limit: CrmRateLimitSettings = CrmRateLimitSettings(per_second=7, burst=7)
+    rate_limit: CrmRateLimitSettings = Field(default_factory=lambda: CrmRateLimitSettings(per_second=7, burst=7))
 
     def stage_problems(self, stages: dict[str, str | None]) -> list[str]:
         wrong = [name for name, value in stages.items() if value is not None and not str(value).isdigit()]

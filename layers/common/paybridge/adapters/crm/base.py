@@ -12,32 +12,33 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict, Field
 
 from paybridge.adapters.errors import CrmRejected
 from paybridge.domain.deal_sync import DealOp as DealOp  # planned by the domain, delivered by the adapters
 from paybridge.domain.deal_sync import DealUpdate as DealUpdate
 from paybridge.domain.invoice import Customer
+from paybridge.domain.model import Model
 
 
-class Deal(BaseModel):
+class Deal(Model):
     model_config = ConfigDict(frozen=True)
     deal_id: str
     title: str = ""
     amount: int | None = None  # minor units
     currency: str | None = None
     stage: str | None = None
-    customer: Customer = Customer()
+    customer: Customer = Field(default_factory=Customer)
     invoice_number: str | None = None
     manager_id: str | None = None  # the responsible user, where the CRM has one
     #: The deal's main contact and its company in the CRM (ids only), where it has them.
     contact_id: str | None = None
     company_id: str | None = None
     #: The deal's custom fields as text (Bitrix24 `UF_CRM_*`, amoCRM field ids), for triggers that read one.
-    fields: dict[str, str] = {}
+    fields: dict[str, str] = Field(default_factory=dict)
 
 
-class IssueInvoiceCommand(BaseModel):
+class IssueInvoiceCommand(Model):
     """An inbound CRM call asking us to issue an invoice for a deal."""
 
     model_config = ConfigDict(frozen=True)
@@ -47,7 +48,7 @@ class IssueInvoiceCommand(BaseModel):
     when_stage: str | None = None
 
 
-class DealMoved(BaseModel):
+class DealMoved(Model):
     """An inbound call saying a deal moved or a robot ran on it: what the tenant's CRM action triggers (a refund, a
     new link, a subscription lever) are matched against (`app/crm_actions.py`)."""
 
@@ -59,10 +60,10 @@ class DealMoved(BaseModel):
     robot: str | None = None
     run_id: str | None = None
     #: The robot's parameters (`properties[...]`), e.g. an amount.
-    properties: dict[str, str] = {}
+    properties: dict[str, str] = Field(default_factory=dict)
 
 
-class CrmWebhook(BaseModel):
+class CrmWebhook(Model):
     """A verified inbound call: the invoices it asks for (one per deal), and why the rest was ignored."""
 
     model_config = ConfigDict(frozen=True)

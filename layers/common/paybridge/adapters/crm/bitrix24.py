@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import parse_qsl, quote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from paybridge.adapters.crm.base import (
     CrmWebhook,
@@ -83,10 +83,11 @@ from paybridge.adapters.settings import (
 )
 from paybridge.domain.customer_profile import ProfileWrite
 from paybridge.domain.invoice import Customer
+from paybridge.domain.model import Model
 from paybridge.domain.money import from_decimal_string, to_decimal_string
 
 
-class Bitrix24WebhookAuth(BaseModel):
+class Bitrix24WebhookAuth(Model):
     """Writes through an incoming webhook: `https://<portal>/rest/<user_id>/<secret>/` (a secret: it grants access)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -94,7 +95,7 @@ class Bitrix24WebhookAuth(BaseModel):
     url: SecretRef = Field(description="the incoming webhook URL, https://<portal>/rest/<user>/<secret>/")
 
 
-class Bitrix24StageTrigger(BaseModel):
+class Bitrix24StageTrigger(Model):
     """Issue an invoice when a deal enters this stage (ONCRMDEALUPDATE, the deal re-read with crm.deal.get)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -102,7 +103,7 @@ class Bitrix24StageTrigger(BaseModel):
     stage_id: str = Field(min_length=1, max_length=50)
 
 
-class Bitrix24RobotTrigger(BaseModel):
+class Bitrix24RobotTrigger(Model):
     """Issue an invoice when our robot (bizproc.robot.add, this CODE) runs on a deal."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -128,7 +129,7 @@ class Bitrix24Settings(CrmSettingsBase):
     link_field: str | None = Field(default="UF_CRM_PAYBRIDGE_LINK", pattern=r"^UF_CRM_[A-Z0-9_]+$")
     #: A deal field holding the invoice number; the deal id is used when absent or empty.
     invoice_number_field: str | None = Field(default=None, pattern=r"^(UF_CRM_[A-Z0-9_]+|TITLE)$")
-    rate_limit: CrmRateLimitSettings = CrmRateLimitSettings(per_second=2, burst=50)
+    rate_limit: CrmRateLimitSettings = Field(default_factory=lambda: CrmRateLimitSettings(per_second=2, burst=50))
     #: Several pending updates of one deal sent as one: the last stage only (the stages in between are skipped, so
     #: the portal's automation on them does not run — enable where no robot depends on passing through a stage),
     #: every comment and notice kept. Off: each update is sent, a deal's k-th update in the k-th round.

@@ -17,9 +17,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable
+from paybridge.domain.model import Model
 from paybridge.redaction import register_secret
 
 #: Refresh this long before the access token's expiry.
@@ -28,7 +29,7 @@ EARLY_SECONDS = 120
 LEASE_SECONDS = 30
 
 
-class TokenPair(BaseModel):
+class TokenPair(Model):
     model_config = ConfigDict(frozen=True)
     access_token: str
     refresh_token: str
@@ -39,7 +40,7 @@ class TokenPair(BaseModel):
         register_secret(self.refresh_token)
 
 
-class StoredTokens(BaseModel):
+class StoredTokens(Model):
     model_config = ConfigDict(frozen=True)
     pair: TokenPair
     version: int

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from paybridge.domain.invoice import Customer, PaymentMethod
+from paybridge.domain.model import Model
 from paybridge.domain.receipt import FiscalReceipt
 
 
-class PaymentRequest(BaseModel):
+class PaymentRequest(Model):
     model_config = ConfigDict(frozen=True)
     tenant_id: str
     invoice_id: str
@@ -32,14 +33,14 @@ class PaymentRequest(BaseModel):
     save_method: bool = False
 
 
-class CreatedPayment(BaseModel):
+class CreatedPayment(Model):
     model_config = ConfigDict(frozen=True)
     payment_id: str
     payment_url: str
     qr_payload: str | None = None
 
 
-class RefundOrder(BaseModel):
+class RefundOrder(Model):
     """A refund to make. `key` is the client's idempotency key: retries with it never refund twice."""
 
     model_config = ConfigDict(frozen=True)
@@ -58,7 +59,7 @@ class RefundOrder(BaseModel):
 RefundState = Literal["succeeded", "pending", "failed"]
 
 
-class RefundResult(BaseModel):
+class RefundResult(Model):
     """The provider's answer to a refund: `ref` names the refund operation the same way its notifications will, so
     a confirmation seen twice (answer + notification) counts once."""
 
@@ -72,7 +73,7 @@ class RefundResult(BaseModel):
 NotificationKind = Literal["paid", "declined", "cancelled", "refunded", "refund_failed", "ignored"]
 
 
-class Notification(BaseModel):
+class Notification(Model):
     """A verified provider notification, mapped to what it means for us."""
 
     model_config = ConfigDict(frozen=True)
@@ -100,7 +101,7 @@ class Notification(BaseModel):
 PaymentPhase = Literal["open", "in_progress", "held", "paid", "closed"]
 
 
-class MoneyFact(BaseModel):
+class MoneyFact(Model):
     """Money the provider holds for the payment, named as its notifications name it (`Notification.operation_ref`),
     so that a fact learnt by asking and the same fact notified later count once."""
 
@@ -111,7 +112,7 @@ class MoneyFact(BaseModel):
     method: PaymentMethod | None = None
 
 
-class PaymentSnapshot(BaseModel):
+class PaymentSnapshot(Model):
     """What the provider's API says of a payment now (its own status, mapped once per provider)."""
 
     model_config = ConfigDict(frozen=True)
@@ -131,7 +132,7 @@ class PaymentSnapshot(BaseModel):
     net_amount: int | None = None
 
 
-class ChargeRequest(BaseModel):
+class ChargeRequest(Model):
     """A charge of a saved payment method without the payer (a recurring payment). `order_id` is our order id at the
     provider and the idempotency key of the charge: a retry with it never charges twice."""
 
@@ -151,7 +152,7 @@ class ChargeRequest(BaseModel):
 ChargeState = Literal["succeeded", "pending", "failed"]
 
 
-class ChargeResult(BaseModel):
+class ChargeResult(Model):
     """The provider's answer to a charge: `pending` ends with a notification of `payment_id` like any payment."""
 
     model_config = ConfigDict(frozen=True)
@@ -160,7 +161,7 @@ class ChargeResult(BaseModel):
     detail: str = ""
 
 
-class Acknowledgement(BaseModel):
+class Acknowledgement(Model):
     """What the provider expects to hear back."""
 
     model_config = ConfigDict(frozen=True)

@@ -29,7 +29,7 @@ import hmac
 import time
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from paybridge.adapters.errors import InvalidSignature, MalformedNotification, ProviderRejected, ProviderUnavailable
 from paybridge.adapters.http import make_client, send
@@ -51,6 +51,7 @@ from paybridge.adapters.registry import PSPS, AdapterContext
 from paybridge.adapters.settings import HttpUrl, PaymentMethodKind, PspSettingsBase, SecretRef
 from paybridge.adapters.wire import loads_json
 from paybridge.domain.invoice import PaymentMethod
+from paybridge.domain.model import Model
 from paybridge.domain.money import MinorUnits
 
 
@@ -122,7 +123,7 @@ def verify(secret: str, body: bytes, header: str | None, now: float | None = Non
         raise InvalidSignature("signature does not match")
 
 
-class SandboxNotificationBody(BaseModel):
+class SandboxNotificationBody(Model):
     event_id: str = Field(min_length=1, max_length=100)
     type: str
     payment_id: str = Field(min_length=1, max_length=100)

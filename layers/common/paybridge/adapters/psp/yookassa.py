@@ -34,7 +34,7 @@ import logging
 import uuid
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from paybridge.adapters.errors import InvalidSignature, MalformedNotification, ProviderRejected, ProviderUnavailable
 from paybridge.adapters.http import make_client, send
@@ -58,6 +58,7 @@ from paybridge.adapters.registry import PSPS, AdapterContext
 from paybridge.adapters.settings import HttpUrl, PaymentMethodKind, PspSettingsBase, SecretRef
 from paybridge.adapters.wire import loads_json
 from paybridge.domain.invoice import PaymentMethod
+from paybridge.domain.model import Model
 from paybridge.domain.money import from_decimal_string, to_decimal_string
 from paybridge.domain.receipt import FiscalReceipt
 
@@ -172,7 +173,7 @@ def receipt_body(receipt: FiscalReceipt, currency: str) -> dict[str, Any]:
     }
 
 
-class _Envelope(BaseModel):
+class _Envelope(Model):
     type: str
     event: str
     object: dict[str, Any]
