@@ -164,33 +164,28 @@ _BOTO_CLIENT_USERS = (
 )
 
 
-class _PerThread:
-    """Delegates to one object per thread, made by `make` on the thread's first use."""
-
-    def __init__(self, make: Callable[[], Any]) -> None:
-        self._make, self._local = make, threading.local()
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self._local, "target", None)
-        if target is None:
-            target = self._local.target = self._make()
-        return getattr(target, name)
-
-
 def _per_invocation_metrics() -> None:
     """In Lambda each execution environment has its own module state; here the invocations share one process, so
-    the shared Metrics object (paybridge.observability) gets one EMF provider per thread: a thread runs one
-    invocation at a time, so each invocation adds to and flushes only its own metrics (one invocation's flush
-    could otherwise iterate a set another is adding to). Idempotent."""
+    the shared Metrics object's EMF provider (paybridge.observability) keeps what it collects per thread: a thread
+    runs one invocation at a time, so each invocation adds to and flushes only its own metrics (one invocation's
+    flush could otherwise iterate a set another is adding to). It is one provider, set before the handlers are
+    imported: a handler's `log_metrics` decorator is bound to it at import, on whichever thread. Idempotent."""
     from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
     from paybridge.observability import metrics
 
     shared = metrics.provider
-    if isinstance(shared, _PerThread):
+    if getattr(shared, "_paybridge_per_thread", False):
         return
+    defaults = {name: str(value) for name, value in shared.default_dimensions.items()}
 
     class LocalEmf(AmazonCloudWatchEMFProvider):
+        _paybridge_per_thread = True
+        metric_set = _PerThreadSlot("metric_set", per_instance=True, default=dict)
+        metadata_set = _PerThreadSlot("metadata_set", per_instance=True, default=dict)
+        dimension_sets = _PerThreadSlot("dimension_sets", per_instance=True, default=list)
+        dimension_set = _PerThreadSlot("dimension_set", per_instance=True, default=lambda: dict(defaults))
+
         def flush_metrics(self, raise_on_empty_metrics: bool = False) -> None:
             """With metrics disabled (`POWERTOOLS_METRICS_DISABLED`, the benchmarks) Powertools keeps an
             invocation's values, and at 100 values of one metric prints them anyway: a thread's next invocation
@@ -198,15 +193,12 @@ def _per_invocation_metrics() -> None:
             super().flush_metrics(raise_on_empty_metrics)
             self.clear_metrics()
 
-    def make() -> AmazonCloudWatchEMFProvider:
-        return LocalEmf(
-            namespace=shared.namespace,
-            service=shared.service,
-            default_dimensions=dict(shared.default_dimensions),
-            function_name=getattr(shared, "function_name", None),
-        )
-
-    metrics.provider = _PerThread(make)  # type: ignore[assignment]
+    metrics.provider = LocalEmf(
+        namespace=shared.namespace,
+        service=shared.service,
+        default_dimensions=dict(shared.default_dimensions),
+        function_name=getattr(shared, "function_name", None),
+    )
 
 
 class _PerThreadSlot:

@@ -31,6 +31,12 @@ def emf_records(out: str, invoice_metric_names: set[str]) -> list[dict[str, Any]
 PAID = {"MoneyReceived", "MoneyReceivedAmount", "InvoicesPaid", "TimeToPay", "InvoicesPaidByIssueTime"}
 
 
+@pytest.fixture(autouse=True)
+def _metrics_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite runs with `POWERTOOLS_METRICS_DISABLED` (tests/conftest.py); these read the EMF lines."""
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+
+
 def paid_records(out: str) -> dict[str, dict[str, Any]]:
     return {r["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"]: r for r in emf_records(out, PAID)}
 

@@ -52,6 +52,12 @@ PATHS: dict[str, tuple[InvoiceEvent, str]] = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _metrics_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite runs with `POWERTOOLS_METRICS_DISABLED` (tests/conftest.py); these read the EMF lines."""
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+
+
 @pytest.mark.parametrize("path", sorted(PATHS))
 def test_every_paying_path_counts_the_same_metrics_with_provider_and_method(path: str) -> None:
     metrics = RecordingMetrics()
@@ -129,3 +135,11 @@ def test_the_emf_record_has_provider_and_method_dimensions_and_the_tenant_as_a_p
     assert record["InvoicesPaid"] == 1 and record["tenant"] == "acme"
     assert (record["provider"], record["method"]) == ("sandbox", "card")
     assert all("tenant" not in dims for dims in directive["Dimensions"])
+
+
+def test_with_metrics_disabled_the_emf_record_is_not_printed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    EmfInvoiceMetrics().record("InvoicesPaid", 1, "Count", tenant_id="acme", provider="sandbox", method="card")
+    assert capsys.readouterr().out == ""

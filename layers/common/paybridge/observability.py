@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from paybridge import redaction
 
@@ -140,6 +141,8 @@ class EmfInvoiceMetrics:
         method: str,
         at: datetime | None = None,
     ) -> None:
+        if is_metrics_disabled():  # POWERTOOLS_METRICS_DISABLED, as for every other metric
+            return
         service = os.environ.get("POWERTOOLS_SERVICE_NAME") or "paybridge"
         document = {
             "_aws": {
