@@ -20,9 +20,10 @@ from paybridge.wiring import get_webhooks
 def lambda_handler(event: SqsEvent, context: LambdaContext) -> dict[str, Any]:
     failed: list[str] = []
     queued = 0
-    for record in event.Records:
+    endpoints: dict[str, Any] = {}  # each tenant's endpoints, read once for the batch
+    for record in event.Records:  # one at a time: a record that fails comes back alone
         try:
-            queued += get_webhooks().fan_out([json.loads(record.body)])
+            queued += get_webhooks().fan_out([json.loads(record.body)], endpoints)
         except Exception:
             logger.exception("fan-out of message %s failed", record.messageId)
             failed.append(record.messageId)

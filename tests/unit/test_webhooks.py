@@ -163,3 +163,52 @@ def test_a_short_outage_of_a_busy_endpoint_disables_nothing() -> None:
     for n in range(30):  # thirty first attempts failing within one minute
         hooks.deliver(DeliveryMessage(tenant_id="acme", endpoint_id=endpoint.endpoint_id, event_id=f"e{n}"), 1, "rh")
     assert store.endpoint.state == "enabled" and store.endpoint.consecutive_failures == 30
+
+
+@dataclass
+class FanOutStore(FakeStore):
+    reads: list[str] = field(default_factory=list)
+    added: list[tuple[str, str]] = field(default_factory=list)
+
+    def endpoints(self, tenant_id: str) -> list[WebhookEndpoint]:
+        self.reads.append(tenant_id)
+        return [self.endpoint] if tenant_id == self.endpoint.tenant_id else []
+
+    def add_message(self, tenant_id: str, endpoint_id: str, event_id: str, kind: str, body: str, at: Any) -> bool:
+        self.added.append((tenant_id, event_id))
+        return True
+
+
+def test_a_batch_of_events_reads_each_tenants_endpoints_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from functions.webhook_fanout import app
+
+    endpoint = WebhookEndpoint(
+        endpoint_id="ep_" + "b" * 26,
+        tenant_id="acme",
+        url="https://hooks.example.com/x",
+        event_types=("invoice.paid", "payment.received"),
+        secret=new_secret(),
+        created_at=T0,
+    )
+    store = FanOutStore(endpoint)
+    hooks = Webhooks(None, store, FakeQueue(), DownReceiver(), CrmNotes(), clock=lambda: T0)  # type: ignore[arg-type]
+    monkeypatch.setattr(app, "get_webhooks", lambda: hooks)
+
+    def record(k: int, tenant: str, kind: str) -> dict[str, Any]:
+        envelope = {"id": f"e{k}", "type": kind, "tenant_id": tenant, "data": {}}
+        return {"messageId": f"m{k}", "receiptHandle": f"rh{k}", "body": json.dumps({"detail": envelope})}
+
+    records = [
+        record(1, "acme", "payment.received"),
+        record(2, "acme", "invoice.paid"),
+        record(3, "other", "invoice.paid"),
+        record(4, "acme", "invoice.expired"),  # not wanted by the endpoint
+        {"messageId": "m5", "receiptHandle": "rh5", "body": "not json"},
+        record(6, "acme", "invoice.paid"),
+    ]
+    from devstack.aws import LambdaContext
+
+    answer = app.lambda_handler({"Records": records}, LambdaContext("WebhookFanoutFunction", "req-1"))
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "m5"}]}  # the bad record alone comes back
+    assert store.reads == ["acme", "other"]  # one read per tenant for the whole batch, not one per event
+    assert store.added == [("acme", "e1"), ("acme", "e2"), ("acme", "e6")]

@@ -221,9 +221,13 @@ class Webhooks:
 
     # -- fan-out -------------------------------------------------------------------------------------------------------
 
-    def fan_out(self, events: Sequence[dict[str, Any]]) -> int:
-        """Events as EventBridge delivers them (`detail` is the envelope): one message per interested endpoint."""
-        by_tenant: dict[str, list[WebhookEndpoint]] = {}
+    def fan_out(
+        self, events: Sequence[dict[str, Any]], endpoints: dict[str, list[WebhookEndpoint]] | None = None
+    ) -> int:
+        """Events as EventBridge delivers them (`detail` is the envelope): one message per interested endpoint.
+        `endpoints`, each tenant's endpoints as read for an earlier event of the same batch (filled here): one read
+        per tenant per batch, not one per event."""
+        by_tenant: dict[str, list[WebhookEndpoint]] = {} if endpoints is None else endpoints
         queued: list[DeliveryMessage] = []
         for event in events:
             envelope = event.get("detail", event)
