@@ -120,3 +120,14 @@ def test_a_purpose_whose_folding_changes_its_length() -> None:
     purpose = "Straße ß, оплата по счёту № 17 и İNV-2026-5"
     assert find_numbers(purpose, FAST) == find_numbers(purpose, PLAIN)
     assert "17" in find_numbers(purpose, FAST)
+
+
+def test_a_text_of_digits_is_its_own_whitespace_folding() -> None:
+    # `_norm` returns a text of `str.isdigit()` characters as is: over all of Unicode, no such character is
+    # whitespace, unprintable, or changed by case-folding
+    digits = [chr(code) for code in range(0x110000) if chr(code).isdigit()]
+    assert len(digits) > 700
+    for digit in digits:
+        assert digit.casefold() == digit and digit.isprintable() and not digit.isspace(), hex(ord(digit))
+    assert _norm("".join(digits)) == re.sub(r"\s+", " ", "".join(digits)).casefold()
+    assert _norm("42") == "42" and _norm("٤٢") == "٤٢"
