@@ -270,16 +270,26 @@ class InvoiceIndex(Protocol):
         ...
 
 
+class _ByNumber(dict[str, tuple[OpenInvoice, ...]]):
+    """Invoices by normalized number; no invoice for a number not in it (nothing is added by looking)."""
+
+    def __missing__(self, number: str) -> tuple[OpenInvoice, ...]:
+        return ()
+
+
 class MemoryIndex:
-    """An InvoiceIndex over invoices in memory: a dict by normalized number."""
+    """An InvoiceIndex over invoices in memory: a dict by normalized number, of tuples (a tuple holds its items
+    itself, a list in a block of its own: one memory access less per look-up, which counts at 100,000 invoices).
+    `by_number` is the dict's own look-up (no Python call per line)."""
+
+    by_number: Callable[[str], Sequence[OpenInvoice]]
 
     def __init__(self, invoices: Iterable[OpenInvoice]) -> None:
-        self._by_number: dict[str, list[OpenInvoice]] = {}
+        by_number: dict[str, list[OpenInvoice]] = {}
         for invoice in invoices:
-            self._by_number.setdefault(normalize_number(invoice.number), []).append(invoice)
-
-    def by_number(self, number: str) -> Sequence[OpenInvoice]:
-        return self._by_number.get(number, ())
+            by_number.setdefault(normalize_number(invoice.number), []).append(invoice)
+        self._by_number = _ByNumber((number, tuple(invoices)) for number, invoices in by_number.items())
+        self.by_number = self._by_number.__getitem__
 
     def __len__(self) -> int:
         return sum(len(invoices) for invoices in self._by_number.values())
