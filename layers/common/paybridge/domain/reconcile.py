@@ -176,12 +176,15 @@ def _scan_defaults(purpose: str, spans: list[tuple[int, int]], folded: str | Non
     """`_scan` of each default pattern in turn, each tried only where one of its keywords starts."""
     if folded is None:
         folded = purpose.casefold()
-    if "\u0130" in purpose or "\u0131" in purpose:
-        folded = purpose.replace("\u0130", "i").replace("\u0131", "i").casefold()
-    if len(folded) != len(purpose):  # a character folded to several: positions would shift
-        for pattern in _DEFAULTS:
-            _scan(pattern, purpose, spans)
-        return
+    # "İ" and "ı" match "i" case-insensitively: folded to "i" first. "İ" folds to two characters (no character folds
+    # to none), so a purpose whose folding keeps its length and holds no "ı" holds neither: one scan, not two.
+    if len(folded) != len(purpose) or "\u0131" in purpose:
+        if "\u0130" in purpose or "\u0131" in purpose:
+            folded = purpose.replace("\u0130", "i").replace("\u0131", "i").casefold()
+        if len(folded) != len(purpose):  # a character folded to several: positions would shift
+            for pattern in _DEFAULTS:
+                _scan(pattern, purpose, spans)
+            return
     # The keywords share three stems: find those (one pass each), then which longer keywords start there. The first
     # pattern ("сч…") is tried as its stems are found: it runs first, and finditer's next search starts past a match.
     several: list[int] = []
@@ -226,13 +229,14 @@ def _scan_defaults(purpose: str, spans: list[tuple[int, int]], folded: str | Non
                     spans.append((start, end))
                 if match.group("more"):
                     _take_more(match, spans)
-    after = 0
-    for at in invoice:
-        if at >= after and (match := _INVOICE(purpose, at)) is not None:
-            after = match.end()
-            start, end = match.span("number")
-            if _free(spans, start, end):
-                spans.append((start, end))
+    if invoice:
+        after = 0
+        for at in invoice:
+            if at >= after and (match := _INVOICE(purpose, at)) is not None:
+                after = match.end()
+                start, end = match.span("number")
+                if _free(spans, start, end):
+                    spans.append((start, end))
     if bare:
         if len(bare) > 1:
             bare.sort()
