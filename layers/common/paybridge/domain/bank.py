@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from paybridge.domain.money import Currency, PositiveMinorUnits
 from paybridge.domain.settlement import SettlementMatch
@@ -96,10 +97,12 @@ class StatementLine(BaseModel):
         return _sha256(text.encode()).digest()[:16].hex()  # the first 32 hex digits, without the other 32
 
 
-class OpenInvoice(BaseModel):
-    """What matching needs to know of an invoice that still waits for money."""
+@pydantic_dataclass(frozen=True, slots=True)
+class OpenInvoice:
+    """What matching needs to know of an invoice that still waits for money. A validated slotted dataclass, not a
+    model: the matcher reads it once per line, from an index of up to all open invoices — a model's `__dict__` and
+    fields-set made each of them ~600 bytes in three blocks (~80 in one now), and each read of a field slower."""
 
-    model_config = ConfigDict(frozen=True)
     invoice_id: str
     number: str
     amount: PositiveMinorUnits
