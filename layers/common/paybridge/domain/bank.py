@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
@@ -51,17 +51,21 @@ _isoformat: Callable[[date], str] = lru_cache(maxsize=1024)(date.isoformat)
 _sha256 = hashlib.sha256
 
 
-class StatementLine(BaseModel):
-    """One incoming transfer to our account (debits and other accounts' lines never become one)."""
+@pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
+class StatementLine:
+    """One incoming transfer to our account (debits and other accounts' lines never become one).
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    A validated slotted dataclass, not a model (stored through `LINE_JSON`, as `Decision` through `DECISION_JSON`):
+    a statement is read a line at a time by the matcher, and a model's `__dict__` and fields-set were most of a
+    100,000-line statement's memory, each field read through the model's attribute hook."""
+
     source: LineSource
-    account: str = Field(pattern=r"^\d{20}$", description="our account the money came to")
+    account: Annotated[str, Field(pattern=r"^\d{20}$", description="our account the money came to")]
     value_date: date
     amount: PositiveMinorUnits
     currency: Currency = "RUB"
-    purpose: str = Field(default="", max_length=1000)
-    payer_name: str = Field(default="", max_length=500)
+    purpose: Annotated[str, Field(max_length=1000)] = ""
+    payer_name: Annotated[str, Field(max_length=500)] = ""
     payer_inn: Inn | None = None
     payer_account: str | None = None
     document_number: str | None = None
@@ -81,7 +85,7 @@ class StatementLine(BaseModel):
         """The line with the payer's name, INN and account erased (date, amount, purpose, document number stay).
         Its `fingerprint` is no longer the one it is stored under: only a done line is erased, and a done line is
         found by the fingerprint of the line as the bank sends it again."""
-        return self.model_copy(update={"payer_name": "", "payer_inn": None, "payer_account": None})
+        return replace(self, payer_name="", payer_inn=None, payer_account=None)
 
     @property
     def fingerprint(self) -> str:
@@ -95,6 +99,10 @@ class StatementLine(BaseModel):
             f"{self.payer_account or ''}|{_norm(self.document_number)}|{_collapse(folded_purpose)}"
         )
         return _sha256(text.encode()).digest()[:16].hex()  # the first 32 hex digits, without the other 32
+
+
+#: How a line is stored: `LINE_JSON.dump_json(line)`, read back (validated) with `LINE_JSON.validate_json(text)`.
+LINE_JSON: TypeAdapter[StatementLine] = TypeAdapter(StatementLine)
 
 
 @pydantic_dataclass(frozen=True, slots=True)
