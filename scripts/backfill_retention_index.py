@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def backfill(client: DynamoDBClient, table: str, dry_run: bool = False) -> dict[str, int]:
-    from paybridge.domain.bank import StatementLine
+    from paybridge.domain.bank import LINE_JSON
     from paybridge.domain.subscriptions import Subscription
     from paybridge.storage.table import retention_key
 
@@ -41,7 +41,7 @@ def backfill(client: DynamoDBClient, table: str, dry_run: bool = False) -> dict[
                 sort = f"{(sub.closed_at or sub.started_at).isoformat()}#{sub.subscription_id}"
                 condition, values = "version = :v", {":v": item["version"]}
             else:
-                line = StatementLine.model_validate_json(item["line"]["S"])
+                line = LINE_JSON.validate_json(item["line"]["S"])
                 if not line.has_payer_data or "payer_erased_at" in item:
                     continue
                 counts["bank_lines"] += 1

@@ -6,8 +6,9 @@ customer's INN) and n statement lines with purposes written the many ways payers
 exactly, 8% part of it, 4% too much, 3% two invoices at once (a split), 5% name no invoice or an unknown one. The
 index is built and the lines generated before the clock starts (and frozen out of the garbage collector's way);
 only `reconcile` is timed (best of 3 up to 20,000 lines, one run above), as it runs, and once more with the cyclic
-garbage collector paused, for comparison. Prints each size, the growth of the time against the growth of the size
-(linear: about the same; quadratic: its square), a verdict, and one JSON line at the end.
+garbage collector paused, for comparison (`reconcile` pauses it for its own run now, so the two differ by noise).
+Prints each size, the growth of the time against the growth of the size (linear: about the same; quadratic: its
+square), a verdict, and one JSON line at the end.
 
     python scripts/bench_reconcile.py
     python scripts/bench_reconcile.py --lines 20000 --invoices 20000 --steps 1000,5000,20000

@@ -89,7 +89,7 @@ def test_a_recorded_decision_is_applied_after_a_crash_even_if_the_matcher_would_
 def test_a_line_to_someone_elses_account_is_not_ours(http: Any, unique: Any) -> None:
     number = unique("X-")
     invoice = awaiting(http, 10_000, number)
-    foreign = line(10_000, f"Оплата сч. {number}", unique("d")).model_copy(update={"account": "40702810000000099999"})
+    foreign = dataclasses.replace(line(10_000, f"Оплата сч. {number}", unique("d")), account="40702810000000099999")
     summary = get_banking().reconcile_lines(TENANT, [foreign])
     assert summary.not_ours == 1 and summary.applied == 0
     assert Api(http, tenant=TENANT).get(invoice["invoice_id"])["paid"] == 0

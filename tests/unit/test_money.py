@@ -31,6 +31,18 @@ def test_format_money(amount: int, currency: str, expected: str) -> None:
     assert format_money(amount, currency) == expected
 
 
+def test_format_money_is_the_grouping_format_at_every_boundary() -> None:
+    # the fast path below a million (joined from tables) writes what the format spec with grouping writes
+    def reference(amount: int, currency: str) -> str:
+        sign = "-" if amount < 0 else ""
+        return f"{sign}{abs(amount) // 100:,}.{abs(amount) % 100:02d} {currency}".replace(",", " ")
+
+    amounts = {*range(0, 200_000), *(10**k + d for k in range(16) for d in range(-101, 102))}
+    for amount in sorted(amounts | {-amount for amount in amounts}):
+        for currency in ("RUB", "X,Y"):
+            assert format_money(amount, currency) == reference(amount, currency), (amount, currency)
+
+
 @pytest.mark.parametrize(
     ("amount", "expected"),
     [(0, "0.00"), (5, "0.05"), (50, "0.50"), (100, "1.00"), (150050, "1500.50"), (10**13, "100000000000.00")],

@@ -3,10 +3,11 @@ each statement line pays."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import re
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import date
 
 import pytest
@@ -443,3 +444,35 @@ def test_an_invoice_never_gets_more_than_the_lines_naming_it(statement: Statemen
 
 def test_patterns_are_compiled_case_insensitive() -> None:
     assert all(p.flags & re.IGNORECASE for p in PATTERNS)
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_the_garbage_collector_is_paused_while_matching_and_restored_after(collecting: bool) -> None:
+    during: list[bool] = []
+
+    def lines() -> Iterator[StatementLine]:
+        during.append(gc.isenabled())
+        yield line(100, "Оплата по счету № 1")
+
+    was = gc.isenabled()
+    try:
+        if not collecting:
+            gc.disable()
+        [decision] = reconcile(lines(), MemoryIndex([invoice("inv_1", "1", 100)]), PATTERNS)
+        assert decision.kind == "paid"
+        assert during == [False]
+        assert gc.isenabled() is collecting
+    finally:
+        if was:
+            gc.enable()
+
+
+def test_the_garbage_collector_is_restored_when_matching_fails() -> None:
+    def lines() -> Iterator[StatementLine]:
+        yield line(100, "Оплата по счету № 1")
+        raise RuntimeError("the statement's reader failed")
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError, match="reader failed"):
+        reconcile(lines(), MemoryIndex([]), PATTERNS)
+    assert gc.isenabled()

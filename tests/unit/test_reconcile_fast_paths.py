@@ -115,8 +115,28 @@ def test_every_character_matching_a_keyword_letter_case_folds_to_it() -> None:
     assert {chr(code) for code in range(0x110000) if signs(chr(code))} <= _SIGN_STARTS
 
 
+def test_a_dotted_capital_i_lengthens_the_folding() -> None:
+    # The fast path looks for "İ" only when the folding is longer than the purpose: "İ" folds to two characters,
+    # and no character folds to none (over all of Unicode)
+    assert len("\u0130".casefold()) == 2
+    assert all(chr(code).casefold() for code in range(0x110000))
+    for purpose in ("İnv 12", "Оплата İNV-2026-5", "по сч İ 5", "ınvoice 7", "İ ı inv 3"):
+        assert find_numbers(purpose, FAST) == find_numbers(purpose, PLAIN), purpose
+
+
 def test_a_purpose_whose_folding_changes_its_length() -> None:
     # "ß" folds to "ss": positions would shift, so the starts come from the case-insensitive regex
     purpose = "Straße ß, оплата по счёту № 17 и İNV-2026-5"
     assert find_numbers(purpose, FAST) == find_numbers(purpose, PLAIN)
     assert "17" in find_numbers(purpose, FAST)
+
+
+def test_a_text_of_digits_is_its_own_whitespace_folding() -> None:
+    # `_norm` returns a text of `str.isdigit()` characters as is: over all of Unicode, no such character is
+    # whitespace, unprintable, or changed by case-folding
+    digits = [chr(code) for code in range(0x110000) if chr(code).isdigit()]
+    assert len(digits) > 700
+    for digit in digits:
+        assert digit.casefold() == digit and digit.isprintable() and not digit.isspace(), hex(ord(digit))
+    assert _norm("".join(digits)) == re.sub(r"\s+", " ", "".join(digits)).casefold()
+    assert _norm("42") == "42" and _norm("٤٢") == "٤٢"

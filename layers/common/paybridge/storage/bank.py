@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from paybridge.domain.bank import DECISION_JSON, Decision, LineResolution, StatementLine
+from paybridge.domain.bank import DECISION_JSON, LINE_JSON, Decision, LineResolution, StatementLine
 from paybridge.storage.table import GSI_BY_PAYMENT, TableStore, _s, retention_key, retention_keys
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ class DynamoBankStore(TableStore):
     def _from_item(item: dict[str, Any]) -> BankLineRecord:
         resolution = item.get("resolution", {}).get("S")
         return BankLineRecord(
-            line=StatementLine.model_validate_json(item["line"]["S"]),
+            line=LINE_JSON.validate_json(item["line"]["S"]),
             decision=DECISION_JSON.validate_json(item["decision"]["S"]),
             state=_STATES.get(item["state"]["S"], "pending"),
             recorded_at=item["recorded_at"]["S"],
@@ -93,7 +93,7 @@ class DynamoBankStore(TableStore):
         now = datetime.now(UTC).isoformat()
         item: dict[str, Any] = {
             **self._line_key(tenant_id, line.fingerprint),
-            "line": _s(line.model_dump_json()),
+            "line": _s(LINE_JSON.dump_json(line).decode()),
             "decision": _s(DECISION_JSON.dump_json(decision).decode()),
             "state": _s("pending"),
             "recorded_at": _s(now),
@@ -146,7 +146,7 @@ class DynamoBankStore(TableStore):
                 ConditionExpression="#s <> :pending AND attribute_not_exists(gsi1pk)",
                 ExpressionAttributeNames={"#s": "state"},
                 ExpressionAttributeValues={
-                    ":erased": _s(record.line.without_payer().model_dump_json()),
+                    ":erased": _s(LINE_JSON.dump_json(record.line.without_payer()).decode()),
                     ":at": _s(at.isoformat()),
                     ":pending": _s("pending"),
                 },

@@ -161,11 +161,13 @@ class DynamoSettlementStore(TableStore):
 
     def save_payout(self, tenant_id: str, line: StatementLine, match: SettlementMatch) -> None:
         """The payout as its recorded decision matched it (the same for every reader of the line)."""
+        from paybridge.domain.bank import LINE_JSON
+
         self.client.put_item(
             TableName=self._table,
             Item={
                 **self._payout_key(tenant_id, line.fingerprint),
-                "line": _s(line.model_dump_json()),
+                "line": _s(LINE_JSON.dump_json(line).decode()),
                 "match": _s(match.model_dump_json()),
                 "gsi1pk": _s(f"SETTLEMENTS#{tenant_id}"),
                 "gsi1sk": _s(f"{line.value_date.isoformat()}#{line.fingerprint}"),
@@ -174,7 +176,7 @@ class DynamoSettlementStore(TableStore):
 
     def payouts(self, tenant_id: str, since: date, until: date) -> list[PayoutRecord]:
         """The payouts with a value date in [since, until], oldest first."""
-        from paybridge.domain.bank import StatementLine
+        from paybridge.domain.bank import LINE_JSON
         from paybridge.domain.settlement import SettlementMatch
 
         fingerprints: list[str] = []
@@ -203,7 +205,7 @@ class DynamoSettlementStore(TableStore):
                 records.append(
                     PayoutRecord(
                         fingerprint=fingerprint,
-                        line=StatementLine.model_validate_json(item["line"]["S"]),
+                        line=LINE_JSON.validate_json(item["line"]["S"]),
                         match=SettlementMatch.model_validate_json(item["match"]["S"]),
                     )
                 )
