@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from paybridge.adapters.crm.base import Crm, DealMoved, UpdateOutcome
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable, ProviderUnavailable
@@ -31,6 +31,7 @@ from paybridge.app.issuing import Issuing
 from paybridge.domain.customer_profile import MoneyFact, ProfileEntity, ProfileWrite, choose_entity
 from paybridge.domain.deal_sync import DealCheck, DealOp, DealUpdate, OutboxMessage
 from paybridge.domain.errors import InvoiceConflict, ReceiptError
+from paybridge.domain.model import DEFERRED
 from paybridge.tenants import TenantConfig, TenantDirectory, TenantNotFound
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from paybridge.storage.customer_profiles import Counted
 
 logger = logging.getLogger(__name__)
-_MESSAGE: TypeAdapter[DealUpdate | DealCheck] = TypeAdapter(OutboxMessage, config=ConfigDict(defer_build=True))
+_MESSAGE: TypeAdapter[DealUpdate | DealCheck] = TypeAdapter(OutboxMessage, config=DEFERRED)
 
 FIRST_DELAY_SECONDS = 5
 MAX_DELAY_SECONDS = 300

@@ -18,7 +18,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import ConfigDict, Field, TypeAdapter, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from paybridge.domain.model import Model
+from paybridge.domain.model import DEFERRED, Model
 from paybridge.domain.money import Currency, PositiveMinorUnits
 from paybridge.domain.settlement import SettlementMatch
 
@@ -52,7 +52,7 @@ _isoformat: Callable[[date], str] = lru_cache(maxsize=1024)(date.isoformat)
 _sha256 = hashlib.sha256
 
 
-@pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid", defer_build=True))
+@pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(**DEFERRED, extra="forbid"))
 class StatementLine:
     """One incoming transfer to our account (debits and other accounts' lines never become one).
 
@@ -106,7 +106,7 @@ class StatementLine:
 LINE_JSON: TypeAdapter[StatementLine] = TypeAdapter(StatementLine)
 
 
-@pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(defer_build=True))
+@pydantic_dataclass(frozen=True, slots=True, config=DEFERRED)
 class OpenInvoice:
     """What matching needs to know of an invoice that still waits for money. A validated slotted dataclass, not a
     model: the matcher reads it once per line, from an index of up to all open invoices — a model's `__dict__` and
@@ -140,8 +140,7 @@ class Allocation:
 class Decision:
     """What reconciliation decided for one line, and why (recorded for people as is)."""
 
-    #: `DECISION_JSON`'s validator is built at its first use, as a `Model`'s (paybridge/domain/model.py).
-    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(defer_build=True)
+    __pydantic_config__: ClassVar[ConfigDict] = DEFERRED  # `DECISION_JSON` is built at its first use
 
     fingerprint: str
     kind: DecisionKind
