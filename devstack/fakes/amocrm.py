@@ -382,16 +382,7 @@ class FakeAmoCrm(FakeApp):
         """`PATCH /api/v4/contacts` (or companies): their custom fields."""
 
         def errors(account: Account, item: dict[str, Any]) -> list[dict[str, str]]:
-            found = self._entity_errors(kind)(account, item)
-            for n, value in enumerate(item.get("custom_fields_values") or ()):
-                if not (
-                    isinstance(value, dict)
-                    and _positive_int(value.get("field_id"))
-                    and isinstance(value.get("values"), list)
-                    and all(isinstance(v, dict) and "value" in v for v in value["values"])
-                ):
-                    found.append(_err("InvalidType", f"custom_fields_values.{n}", "field_id and values expected"))
-            return found
+            return self._entity_errors(kind)(account, item) + _custom_fields_errors(item.get("custom_fields_values"))
 
         def write(account: Account, index: int, item: dict[str, Any]) -> dict[str, Any]:
             entity = self._entities(kind)[item["id"]]
@@ -441,20 +432,7 @@ class FakeAmoCrm(FakeApp):
         for name in ("status_id", "pipeline_id"):
             if name in item and not _positive_int(item[name]):
                 errors.append(_err("InvalidType", name, "This value should be of type int."))
-        cfv = item.get("custom_fields_values")
-        if cfv is not None:
-            if not isinstance(cfv, list):
-                errors.append(_err("InvalidType", "custom_fields_values", "This value should be of type array."))
-            else:
-                for n, value in enumerate(cfv):
-                    if not (
-                        isinstance(value, dict)
-                        and _positive_int(value.get("field_id"))
-                        and isinstance(value.get("values"), list)
-                        and all(isinstance(v, dict) and "value" in v for v in value["values"])
-                    ):
-                        errors.append(_err("InvalidType", f"custom_fields_values.{n}", "field_id and values expected"))
-        return errors
+        return errors + _custom_fields_errors(item.get("custom_fields_values"))
 
     def _note_errors(self, account: Account, item: dict[str, Any]) -> list[dict[str, str]]:
         errors = []
@@ -730,6 +708,24 @@ def _validation_failed(errors: list[dict[str, Any]]) -> Response:
 
 def _err(code: str, path: str, detail: str) -> dict[str, str]:
     return {"code": code, "path": path, "detail": detail}
+
+
+def _custom_fields_errors(cfv: Any) -> list[dict[str, str]]:
+    """`custom_fields_values` of a lead, contact or company: an array of `{field_id, values: [{value}, ...]}`."""
+    if cfv is None:
+        return []
+    if not isinstance(cfv, list):
+        return [_err("InvalidType", "custom_fields_values", "This value should be of type array.")]
+    return [
+        _err("InvalidType", f"custom_fields_values.{n}", "field_id and values expected")
+        for n, value in enumerate(cfv)
+        if not (
+            isinstance(value, dict)
+            and _positive_int(value.get("field_id"))
+            and isinstance(value.get("values"), list)
+            and all(isinstance(v, dict) and "value" in v for v in value["values"])
+        )
+    ]
 
 
 def _positive_int(value: Any) -> bool:
