@@ -254,12 +254,7 @@ class FakeBitrix24(FakeApp):
                 return dict(contact)
             case "crm.deal.update":
                 deal = self._deal(portal, params.get("id"))
-                fields = params.get("fields") or {}
-                if not isinstance(fields, dict):
-                    raise BitrixError("ERROR_CORE", "fields must be an object")
-                unknown = [f for f in fields if f not in deal and not f.startswith("UF_CRM_")]
-                if unknown:
-                    raise BitrixError("ERROR_CORE", f"Unknown fields: {', '.join(unknown)}")
+                fields = _update_fields(params, deal)
                 deal.update(fields)
                 if "STAGE_ID" in fields:
                     self.writes.setdefault(int(deal["ID"]), []).append(f"stage:{fields['STAGE_ID']}")
@@ -276,12 +271,7 @@ class FakeBitrix24(FakeApp):
                 return comment_id
             case "crm.contact.update" | "crm.company.update":
                 entity = self._entity(portal, method.split(".")[1], params.get("id"))
-                fields = params.get("fields") or {}
-                if not isinstance(fields, dict):
-                    raise BitrixError("ERROR_CORE", "fields must be an object")
-                unknown = [f for f in fields if f not in entity and not f.startswith("UF_CRM_")]
-                if unknown:
-                    raise BitrixError("ERROR_CORE", f"Unknown fields: {', '.join(unknown)}")
+                fields = _update_fields(params, entity)
                 money = [f for f, v in fields.items() if f.startswith("UF_CRM_") and "|" in str(v)]
                 for name in money:  # a money user field is "<amount>|<currency>"
                     amount, _, currency = str(fields[name]).partition("|")
@@ -520,6 +510,17 @@ def _ref(results: dict[str, Any], key: str, field_name: str) -> Any:
     if isinstance(value, dict):
         return value.get(field_name, "")
     return ""
+
+
+def _update_fields(params: dict[str, Any], entity: dict[str, Any]) -> dict[str, Any]:
+    """The `fields` of a `crm.*.update` call: an object naming the entity's own fields or `UF_CRM_*` user fields."""
+    fields = params.get("fields") or {}
+    if not isinstance(fields, dict):
+        raise BitrixError("ERROR_CORE", "fields must be an object")
+    unknown = [f for f in fields if f not in entity and not f.startswith("UF_CRM_")]
+    if unknown:
+        raise BitrixError("ERROR_CORE", f"Unknown fields: {', '.join(unknown)}")
+    return fields
 
 
 def _int(value: Any) -> int:
