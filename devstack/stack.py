@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer
 from werkzeug.wrappers import Request, Response
 
 from devstack import fakes
@@ -19,6 +19,7 @@ from devstack.fakes import FakeProvider
 from devstack.gateway import Gateway
 from devstack.sandbox_crm import SandboxCrm
 from devstack.sandbox_psp import SandboxPsp
+from devstack.serving import make_keepalive_server
 from devstack.template import ROOT
 from devstack.web import json_response, page
 
@@ -60,7 +61,7 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         # Bind first (port 0 = any free port), so that every URL below is known.
-        self.server = make_server(self.host, self.port, self._wsgi, threaded=True)
+        self.server = make_keepalive_server(self.host, self.port, self._wsgi)
         self.port = self.server.server_port
         os.environ["PAYBRIDGE_LOCAL_URL"] = self.url
         os.environ["PAYBRIDGE_TENANTS"] = self.tenants_file

@@ -1,0 +1,52 @@
+"""The local stack's HTTP server: werkzeug's threaded dev server, with keep-alive connections.
+
+werkzeug's server closes every connection (`Connection: close`): `http.server` cannot tell where a request body the
+application left unread ends, so werkzeug drains whatever is on the socket after each response, which would eat the
+next request of a kept connection. Here the body (its `Content-Length`) is read before the application runs and
+handed to it as `wsgi.input`; the drain then reads that (already empty) copy, never the socket, and the connection
+stays open as at API Gateway, a PSP or a CRM. A chunked request body keeps werkzeug's behaviour (closed after the
+response); our clients send lengths.
+
+Why: every request inside the local stack (a PSP's notification, a CRM call from a consumer, a fake portal's
+outbound webhook, a benchmark's client) paid a TCP connect, a new server thread, a selector and a close — with 200
+payments at once about a quarter of the stack's CPU (py-spy). A connection still gets its own thread (a handler
+may call back into this server, e.g. a CRM webhook whose handler reads the deal from the sandbox CRM: a fixed pool of
+workers could deadlock), kept while the connection is: `IDLE_SECONDS` without a request closes it.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+#: an idle kept connection is closed after this (its client's pool expires its idle connections sooner: 5-30 s)
+IDLE_SECONDS = 60.0
+
+
+class KeepAliveHandler(WSGIRequestHandler):
+    timeout = IDLE_SECONDS  # socketserver: the connection's timeout, so an idle one ends its thread
+
+    def run_wsgi(self) -> None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True  # werkzeug's own path: dechunked from the socket, then closed
+            super().run_wsgi()
+            return
+        socket_file = self.rfile
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile = io.BytesIO(socket_file.read(length) if length > 0 else b"")
+        try:
+            super().run_wsgi()
+        finally:
+            self.rfile = socket_file
+
+    def send_header(self, keyword: str, value: str) -> None:
+        if keyword.lower() == "connection" and value.lower() == "close" and not self.close_connection:
+            return  # werkzeug's "always close": the body was read whole, the connection can serve the next request
+        super().send_header(keyword, value)
+
+
+def make_keepalive_server(host: str, port: int, app: Any) -> BaseWSGIServer:
+    """`werkzeug.serving.make_server(host, port, app, threaded=True)` with `KeepAliveHandler`."""
+    return make_server(host, port, app, threaded=True, request_handler=KeepAliveHandler)
