@@ -153,16 +153,8 @@ class DynamoProfileLedger(TableStore):
             )
 
     def _facts(self, tenant_id: str, entity: ProfileEntity, fact_ids: list[str]) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
-        unique = list(dict.fromkeys(fact_ids))
-        for start in range(0, len(unique), 100):
-            keys = [_fact_key(tenant_id, entity, fact_id) for fact_id in unique[start : start + 100]]
-            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
-            while request:
-                answer = self.client.batch_get_item(RequestItems=request)
-                for item in answer.get("Responses", {}).get(self._table, []):
-                    found[item["sk"]["S"].removeprefix("FACT#")] = item
-                request = answer.get("UnprocessedKeys") or {}
+        keys = [_fact_key(tenant_id, entity, fact_id) for fact_id in fact_ids]
+        found = {item["sk"]["S"].removeprefix("FACT#"): item for item in self._batch_get(keys)}
         return found
 
     def _count_one(

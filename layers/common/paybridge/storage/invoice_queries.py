@@ -100,21 +100,9 @@ class InvoiceQueries(TableStore):
         """The invoices themselves (the indexes hold keys only), in the order of `keys`."""
         found: dict[str, Invoice] = {}
         unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), 100):
-            pending: Any = {
-                self._table: {
-                    "Keys": [
-                        {"pk": _s(invoice_pk(t, i)), "sk": _s(INVOICE_SK)} for t, i in unique[start : start + 100]
-                    ],
-                    "ConsistentRead": True,
-                }
-            }
-            while pending:
-                response = self.client.batch_get_item(RequestItems=pending)
-                for item in response.get("Responses", {}).get(self._table, []):
-                    invoice = self._from_item(item).invoice
-                    found[invoice.invoice_id] = invoice
-                pending = response.get("UnprocessedKeys") or None
+        for item in self._batch_get([{"pk": _s(invoice_pk(t, i)), "sk": _s(INVOICE_SK)} for t, i in unique]):
+            invoice = self._from_item(item).invoice
+            found[invoice.invoice_id] = invoice
         return [found[i] for _, i in unique if i in found]
 
     def list_by_state(

@@ -115,17 +115,9 @@ class DynamoSettlementStore(TableStore):
 
     def settled(self, tenant_id: str, refs: list[str]) -> dict[str, SettledMark]:
         """Which of `refs` a payout settled already."""
-        marks: dict[str, SettledMark] = {}
-        unique = list(dict.fromkeys(refs))
-        for start in range(0, len(unique), 100):
-            keys = [self._mark_key(tenant_id, ref) for ref in unique[start : start + 100]]
-            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
-            while request:
-                response = self.client.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self._table, []):
-                    mark = _mark(item)
-                    marks[mark.ref] = mark
-                request = response.get("UnprocessedKeys") or {}
+        marks = {
+            mark.ref: mark for mark in map(_mark, self._batch_get([self._mark_key(tenant_id, ref) for ref in refs]))
+        }
         return marks
 
     def mark_settled(

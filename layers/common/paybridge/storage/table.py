@@ -4,6 +4,9 @@ client). The items each store keeps are listed in `storage/dynamodb.py`."""
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -13,6 +16,8 @@ if TYPE_CHECKING:
 
 
 INVOICE_SK = "INVOICE"
+#: DynamoDB's caps: keys per BatchGetItem, items per BatchWriteItem
+BATCH_GET_KEYS, BATCH_WRITE_ITEMS = 100, 25
 
 
 #: The `OpenByDue` index is sharded: an open invoice is written under `OPEN#<k>`, k = a hash of its id mod
@@ -125,6 +130,11 @@ def _n(value: int) -> dict[str, str]:
     return {"N": str(value)}
 
 
+def _backoff(attempt: int) -> float:
+    """Seconds before asking again for what a batch request left unprocessed (AWS: back off exponentially)."""
+    return min(0.05 * 2**attempt, 2.0)
+
+
 class TableStore:
     """What every store on the single table shares: its name and a boto3 client made on first use."""
 
@@ -137,6 +147,36 @@ class TableStore:
         if self._client is None:
             self._client = _client()
         return self._client
+
+    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The items found under `keys` (strongly consistent; in no particular order): `BatchGetItem` in requests of
+        100 keys, its unprocessed keys asked again (after a growing pause) until none is left."""
+        found: list[dict[str, Any]] = []
+        unique = list({json.dumps(key, sort_keys=True): key for key in keys}.values())
+        for start in range(0, len(unique), BATCH_GET_KEYS):
+            request: Any = {self._table: {"Keys": unique[start : start + BATCH_GET_KEYS], "ConsistentRead": True}}
+            for attempt in itertools.count():
+                answer = self.client.batch_get_item(RequestItems=request)
+                found += answer.get("Responses", {}).get(self._table, [])
+                request = answer.get("UnprocessedKeys") or None
+                if not request:
+                    break
+                time.sleep(_backoff(attempt))
+        return found
+
+    def _batch_put(self, items: list[dict[str, Any]]) -> None:
+        """Unconditional puts of distinct items: `BatchWriteItem` in requests of 25, its unprocessed items sent
+        again (after a growing pause) until none is left. Each put is atomic; the batch as a whole is not."""
+        for start in range(0, len(items), BATCH_WRITE_ITEMS):
+            request: Any = {
+                self._table: [{"PutRequest": {"Item": item}} for item in items[start : start + BATCH_WRITE_ITEMS]]
+            }
+            for attempt in itertools.count():
+                answer = self.client.batch_write_item(RequestItems=request)
+                request = answer.get("UnprocessedItems") or None
+                if not request:
+                    break
+                time.sleep(_backoff(attempt))
 
     def _outbox_put(self, batch: OutboxBatch) -> dict[str, Any]:
         """A change's domain events as one Put of the change's own transaction (the transactional outbox)."""
