@@ -57,6 +57,26 @@ def db(monkeypatch: pytest.MonkeyPatch) -> Iterator[Db]:
         client.delete_table(TableName=table)
 
 
+class Counting:
+    """A DynamoDB client that records the name of each call it passes on."""
+
+    def __init__(self, client: Any, pause: float = 0.0) -> None:
+        self._client, self._pause = client, pause
+        self.exceptions = client.exceptions
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self._client, name)
+
+        def counted(**kwargs: Any) -> Any:
+            self.calls.append(name)
+            if self._pause:
+                time.sleep(self._pause)
+            return call(**kwargs)
+
+        return counted
+
+
 def pair(n: int, expires_at: int | None = None) -> TokenPair:
     return TokenPair(
         access_token=f"access-{n}",
@@ -411,23 +431,7 @@ def test_one_processs_threads_take_one_at_a_time(db: Db) -> None:
 
     LocalAws._patch_dynamodb()
 
-    class Counting:
-        def __init__(self, client: Any) -> None:
-            self._client = client
-            self.exceptions = client.exceptions
-            self.calls: list[str] = []
-
-        def __getattr__(self, name: str) -> Any:
-            call = getattr(self._client, name)
-
-            def counted(**kwargs: Any) -> Any:
-                self.calls.append(name)
-                time.sleep(0.001)  # yield the GIL between the view and the write
-                return call(**kwargs)
-
-            return counted
-
-    fake, counting = FakeTime(), Counting(db.client)
+    fake, counting = FakeTime(), Counting(db.client, pause=0.001)  # yield the GIL between the view and the write
     throttle = DynamoRateLimiter(db.table, client=counting, clock=fake.clock, sleep=fake.sleep)  # type: ignore[arg-type]
     limit = RateLimit(per_second=1, burst=40)
     barrier = threading.Barrier(4)
@@ -473,6 +477,38 @@ class TestEchoLedger:
         assert not ledger.take("acme", "7")
         ledger.expect("acme", {"7": 1})  # a stale count starts again from the new one
         assert [ledger.take("acme", "7") for _ in range(2)] == [True, False]
+
+    def test_a_full_request_is_expected_in_two_requests_keeping_counts_in_their_window(self, db: Db) -> None:
+        from paybridge.storage.crm_state import DynamoEchoLedger
+
+        now = [1_000.0]
+        ledger = DynamoEchoLedger(db.table, db.client, clock=lambda: now[0], window_seconds=60)
+        # Given deals 0-2 with an echo still pending from a write 30 s ago, and deals 3-4 with one the CRM never sent
+        ledger.expect("acme", {"3": 2, "4": 1})
+        now[0] += 30
+        ledger.expect("acme", {"0": 1, "1": 1, "2": 1})
+        now[0] += 31  # deals 3-4's window passed, deals 0-2's did not
+        # When a CRM request writes 30 deals (two stage writes to deal 5)
+        counting = Counting(db.client)
+        batched = DynamoEchoLedger(db.table, counting, clock=lambda: now[0], window_seconds=60)  # type: ignore[arg-type]
+        batched.expect("acme", {str(d): 2 if d == 5 else 1 for d in range(30)} | {"99": 0})
+        # Then one read and two batch writes (25 + 2 new counts) and one exact sum for each of deals 0-2
+        assert counting.calls == ["batch_get_item", "batch_write_item", "batch_write_item"] + ["update_item"] * 3
+        # and every deal's echoes are taken exactly as many times as they will come
+        taken = {d: 0 for d in [*map(str, range(30)), "99"]}
+        for deal_id in taken:
+            while ledger.take("acme", deal_id):
+                taken[deal_id] += 1
+        assert taken == {str(d): 2 if d in (0, 1, 2, 5) else 1 for d in range(30)} | {"99": 0}
+        assert int(db.item("ECHO#acme#3", "ECHO")["until"]["N"]) == int(now[0]) + 60  # a new window, and its TTL
+        assert int(db.item("ECHO#acme#3", "ECHO")["ttl"]["N"]) == int(now[0]) + 60 + 3600
+
+    def test_two_deals_are_expected_one_request_each(self, db: Db) -> None:
+        from paybridge.storage.crm_state import DynamoEchoLedger
+
+        counting = Counting(db.client)
+        DynamoEchoLedger(db.table, counting).expect("acme", {"7": 1, "8": 1})  # type: ignore[arg-type]
+        assert counting.calls == ["update_item", "update_item"]
 
     def test_writes_not_sent_expect_no_echo(self, db: Db) -> None:
         from paybridge.storage.crm_state import DynamoEchoLedger
