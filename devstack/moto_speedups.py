@@ -156,3 +156,61 @@ def install_queue_signals() -> None:
     queue_class.add_message = add  # type: ignore[method-assign,assignment]
     queue_class.delete_message = delete  # type: ignore[method-assign,assignment]
     backend.change_message_visibility = change  # type: ignore[method-assign]
+
+
+_QUEUE_COUNTS = (
+    "messages",
+    "approximate_number_of_messages_delayed",
+    "approximate_number_of_messages_not_visible",
+    "approximate_number_of_messages",
+)
+SQS_ORIGINALS: dict[tuple[type, str], Any] = {}
+
+
+def install_sqs_scans() -> None:
+    """moto's SQS recounts a queue's messages again and again: `Queue.attributes` (read six times per SendMessage
+    and twice per received message, for one static setting each time) computes the three approximate counts, each a
+    pass over every message asking the time twice per message through two properties; `Queue.messages` (every
+    receive) the same. Here each count is one pass with one reading of the clock (the same predicates: visible is
+    `now > visible_at`, delayed is `now < delayed_until`), and the retention check of a received message reads the
+    queue's retention period itself instead of building every attribute twice. Same answers; a queue of 2,000
+    messages received 10 at a time ~4x faster (`make bench-crm` holds 2,000)."""
+    import moto.sqs.models as sqs_models
+
+    queue_class, backend = sqs_models.Queue, sqs_models.SQSBackend
+    if getattr(queue_class.__dict__["messages"].fget, "_paybridge_fast", False):
+        return
+    #: what is replaced, for a test to compare with (`SQS_ORIGINALS[(owner, name)]`)
+    SQS_ORIGINALS.update({(queue_class, name): queue_class.__dict__[name] for name in _QUEUE_COUNTS})
+    SQS_ORIGINALS[(backend, "is_message_valid_based_on_retention_period")] = (
+        backend.is_message_valid_based_on_retention_period
+    )
+
+    def now_ms() -> float:
+        return float(sqs_models.unix_time_millis())  # the local stack's fast clock (`LocalAws._patch_sqs`)
+
+    def messages(self: Any) -> list[Any]:
+        now = now_ms()
+        return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+
+    def delayed(self: Any) -> int:
+        now = now_ms()
+        return sum(1 for m in self._messages if now < m.delayed_until)
+
+    def not_visible(self: Any) -> int:
+        now = now_ms()
+        return sum(1 for m in self._messages if not now > m.visible_at)
+
+    def visible_count(self: Any) -> int:
+        return len(messages(self))
+
+    def retained(self: Any, queue_name: str, message: Any) -> bool:
+        retention_period = self.get_queue(queue_name).message_retention_period
+        return not retention_period + message.sent_timestamp / 1000 <= sqs_models.unix_time()
+
+    messages._paybridge_fast = True  # type: ignore[attr-defined]
+    queue_class.messages = property(messages)  # type: ignore[method-assign,assignment]
+    queue_class.approximate_number_of_messages_delayed = property(delayed)  # type: ignore[method-assign,assignment]
+    queue_class.approximate_number_of_messages_not_visible = property(not_visible)  # type: ignore[method-assign,assignment]
+    queue_class.approximate_number_of_messages = property(visible_count)  # type: ignore[method-assign,assignment]
+    backend.is_message_valid_based_on_retention_period = retained  # type: ignore[method-assign]
