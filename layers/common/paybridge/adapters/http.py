@@ -5,8 +5,7 @@ Adapters are built per invocation (per tenant, with that tenant's secrets), but 
 every client made here without a transport of its own shares the process's `SharedTransport`. So a warm Lambda
 environment keeps its TLS connections to a provider across invocations (AWS's advice for Lambda: one TLS handshake
 saved per call, ~50-150 ms to a provider across the internet), and builds one TLS context for its life — building
-one loads the CA bundle, ~25 ms of CPU, which every adapter built per invocation used to pay (with 200 payments at
-once on the local stack, about a fifth of its CPU)."""
+one loads the CA bundle, ~25 ms of CPU on the project's VM, which every adapter built per invocation used to pay."""
 
 from __future__ import annotations
 
