@@ -29,13 +29,13 @@ class KeepAliveHandler(WSGIRequestHandler):
     timeout = IDLE_SECONDS  # socketserver: the connection's timeout, so an idle one ends its thread
 
     def run_wsgi(self) -> None:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self.close_connection = True  # werkzeug's own path: dechunked from the socket, then closed
+        declared = self.headers.get("Content-Length") or "0"
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower() or not declared.isdigit():
+            self.close_connection = True  # werkzeug's own path (dechunked, or its answer to a bad length), closed
             super().run_wsgi()
             return
-        socket_file = self.rfile
-        length = int(self.headers.get("Content-Length") or 0)
-        self.rfile = io.BytesIO(socket_file.read(length) if length > 0 else b"")
+        socket_file, length = self.rfile, int(declared)
+        self.rfile = io.BytesIO(socket_file.read(length) if length else b"")
         try:
             super().run_wsgi()
         finally:

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from werkzeug.wrappers import Request
 
 from devstack.serving import make_keepalive_server
 from paybridge.adapters import http as adapters_http
@@ -21,7 +22,7 @@ def server() -> Iterator[tuple[str, list[tuple[str, int, bytes]]]]:
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         path = environ["PATH_INFO"]
-        body = b"" if path == "/ignore" else environ["wsgi.input"].read()
+        body = b"" if path == "/ignore" else Request(environ).get_data()  # as the local stack reads bodies
         seen.append((path, int(environ["REMOTE_PORT"]), body))
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
         return [b"ok"]
@@ -79,3 +80,17 @@ def test_a_client_with_its_own_transport_keeps_it() -> None:
     client = adapters_http.make_client("https://psp.example", transport=mock)
     assert client._transport is mock
     assert client.get("/ping").status_code == 204
+
+
+def test_a_bad_content_length_gets_werkzeugs_answer_and_a_closed_connection(server: Any) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    url, _ = server
+    address = urlsplit(url)
+    with socket.create_connection((address.hostname, address.port), timeout=5) as raw:
+        raw.sendall(b"POST /read HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n\r\nbody")
+        answer = b""
+        while chunk := raw.recv(4096):  # the server closes: recv returns b"" instead of waiting for a next request
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 ") and b"Connection: close" in answer
