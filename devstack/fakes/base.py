@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -23,6 +24,11 @@ from devstack.web import json_response
 
 log = logging.getLogger("devstack.fakes")
 RETRY_DELAYS = (0.5, 1, 2, 4, 8)
+#: Notifications a fake sends at once (a provider's sender works through a queue): one thread per notification, as
+#: before, meant thousands of threads at a burst (bench-crm's 6,000 echoes) queueing on one client's pool lock
+#: (httpcore assigns queued requests to connections in a pass over all of them, under that lock), timing out and
+#: retrying — a collapse the merchant's side never caused
+SENDERS = 16
 
 
 @dataclass
@@ -53,10 +59,13 @@ class FakeApp:
         self.faults: dict[str, int] = {}
         self.deliveries: list[Delivery] = []
         self._stopped = False
-        self._http = httpx.Client(timeout=httpx.Timeout(10.0, connect=2.0))
+        limits = httpx.Limits(max_connections=SENDERS, max_keepalive_connections=SENDERS)
+        self._http = httpx.Client(timeout=httpx.Timeout(10.0, connect=2.0), limits=limits)
+        self._senders = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix=f"{type(self).__name__}-send")
 
     def stop(self) -> None:
         self._stopped = True
+        self._senders.shutdown(wait=False, cancel_futures=True)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
@@ -107,7 +116,15 @@ class FakeApp:
         if self.fault("lose_notification"):
             delivery.lost = True
             return
-        threading.Thread(target=self._attempt, args=(delivery, accepted, 0), daemon=True).start()
+        self._send(delivery, accepted, 0)
+
+    def _send(self, delivery: Delivery, accepted: Callable[[httpx.Response], bool], attempt: int) -> None:
+        if self._stopped:
+            return
+        try:
+            self._senders.submit(self._attempt, delivery, accepted, attempt)
+        except RuntimeError:  # stopped meanwhile (a retry's timer fired after `stop`)
+            return
 
     def _attempt(self, delivery: Delivery, accepted: Callable[[httpx.Response], bool], attempt: int) -> None:
         if self._stopped:
@@ -122,6 +139,6 @@ class FakeApp:
         if ok:
             delivery.delivered = True
         elif attempt < len(RETRY_DELAYS):
-            timer = threading.Timer(RETRY_DELAYS[attempt], self._attempt, args=(delivery, accepted, attempt + 1))
+            timer = threading.Timer(RETRY_DELAYS[attempt], self._send, args=(delivery, accepted, attempt + 1))
             timer.daemon = True
             timer.start()
