@@ -34,6 +34,7 @@ MSK = ZoneInfo("Europe/Moscow")
 class Shop:
     def __init__(self, http: httpx.Client) -> None:
         self.http = http
+        self.day: str | None = None  # the Moscow day of the last payment captured
         self.crm = f"/sandbox/crm/{TENANT}/api"
         self.crm_auth = {"Authorization": f"Bearer {CRM_TOKEN}"}
         self.api = {"x-api-key": API_KEY}
@@ -63,6 +64,8 @@ class Shop:
         )
         if paid.status_code != 200:
             raise DemoFailed(f"YooKassa did not take the payment: {paid.text}")
+        captured = datetime.fromisoformat(paid.json()["captured_at"].replace("Z", "+00:00"))
+        self.day = captured.astimezone(MSK).date().isoformat()  # its payout's day (not "today": midnight may pass)
         return dict(wait_for("the payment to be recorded", lambda: self._paid(invoice["invoice_id"])))
 
     def _paid(self, invoice_id: str) -> dict[str, Any] | None:
@@ -79,9 +82,10 @@ class Shop:
             raise DemoFailed(f"refund failed: {answer.text}")
 
     def payout(self, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
-        today = datetime.now(MSK).date().isoformat()
+        """The payout of the day the last payment was captured (today before any)."""
+        day = self.day or datetime.now(MSK).date().isoformat()
         answer = self.http.post(
-            "/fake/yookassa/_control/payout", json={"shop_id": SHOP, "date": today, "exclude": list(exclude)}
+            "/fake/yookassa/_control/payout", json={"shop_id": SHOP, "date": day, "exclude": list(exclude)}
         )
         return dict(answer.json())
 
