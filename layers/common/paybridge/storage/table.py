@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -152,7 +151,7 @@ class TableStore:
         """The items found under `keys` (strongly consistent; in no particular order): `BatchGetItem` in requests of
         100 keys, its unprocessed keys asked again (after a growing pause) until none is left."""
         found: list[dict[str, Any]] = []
-        unique = list({json.dumps(key, sort_keys=True): key for key in keys}.values())
+        unique = list({(key["pk"]["S"], key["sk"]["S"]): key for key in keys}.values())  # DynamoDB refuses twins
         for start in range(0, len(unique), BATCH_GET_KEYS):
             request: Any = {self._table: {"Keys": unique[start : start + BATCH_GET_KEYS], "ConsistentRead": True}}
             for attempt in itertools.count():
