@@ -269,9 +269,10 @@ class DynamoEchoLedger(TableStore):
             for item in self._batch_get([_echo_key(tenant_id, deal_id) for deal_id in wanted])
             if int(item.get("until", {}).get("N", "0")) >= now
         }
+        until, ttl = self._window_ends(now)
         self._batch_put(
             [
-                {**_echo_key(tenant_id, deal_id), **self._window_values(count, now, names=True)}
+                {**_echo_key(tenant_id, deal_id), "pending": _n(count), "until": until, "ttl": ttl}
                 for deal_id, count in wanted.items()
                 if deal_id not in live
             ]
@@ -279,16 +280,14 @@ class DynamoEchoLedger(TableStore):
         for deal_id in live:
             self._add(tenant_id, deal_id, wanted[deal_id], now)
 
-    def _window_values(self, count: int, now: int, names: bool = False) -> dict[str, Any]:
-        """A count good for the window: as the item's attributes (`names`) or as the updates' `:values`."""
-        until, ttl = _n(now + self._window), _n(now + self._window + 3600)
-        if names:
-            return {"pending": _n(count), "until": until, "ttl": ttl}
-        return {":n": _n(count), ":until": until, ":ttl": ttl}
+    def _window_ends(self, now: int) -> tuple[dict[str, str], dict[str, str]]:
+        """A count written now: until when it is good, and when the table may drop its item (TTL)."""
+        return _n(now + self._window), _n(now + self._window + 3600)
 
     def _add(self, tenant_id: str, deal_id: str, count: int, now: int) -> None:
         names = {"#until": "until", "#ttl": "ttl"}
-        values = self._window_values(count, now)
+        until, ttl = self._window_ends(now)
+        values = {":n": _n(count), ":until": until, ":ttl": ttl}
         try:  # a first count, or add to one still in its window: one request either way
             self.client.update_item(
                 TableName=self._table,
