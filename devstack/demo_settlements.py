@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from devstack.demo import DemoFailed, run_on_local_stack, wait_for
+from devstack.fakes.yookassa import moscow_day
 
 TENANT = "acquiring-shop"
 API_KEY = "demo-api-key"
@@ -64,8 +65,8 @@ class Shop:
         )
         if paid.status_code != 200:
             raise DemoFailed(f"YooKassa did not take the payment: {paid.text}")
-        captured = datetime.fromisoformat(paid.json()["captured_at"].replace("Z", "+00:00"))
-        self.day = captured.astimezone(MSK).date().isoformat()  # its payout's day (not "today": midnight may pass)
+        captured = moscow_day(paid.json()["captured_at"])
+        self.day = captured.isoformat() if captured else None  # its payout's day (not "today": midnight may pass)
         return dict(wait_for("the payment to be recorded", lambda: self._paid(invoice["invoice_id"])))
 
     def _paid(self, invoice_id: str) -> dict[str, Any] | None:

@@ -305,7 +305,7 @@ class FakeYooKassa(FakeApp):
                 for pid, p in self.payments.items()
                 if self.owner.get(pid) == shop
                 and p["status"] == "succeeded"
-                and _day(p.get("captured_at")) == day
+                and moscow_day(p.get("captured_at")) == day
                 and pid not in withheld
                 and pid not in self.paid_out
             ]
@@ -314,7 +314,7 @@ class FakeYooKassa(FakeApp):
                 for rid, r in self.refunds.items()
                 if self.owner.get(rid) == shop
                 and r.get("status") == "succeeded"
-                and _day(r.get("created_at")) == day
+                and moscow_day(r.get("created_at")) == day
                 and rid not in self.paid_out
             ]
             self.paid_out.update(p["id"] for p in paid)
@@ -368,7 +368,8 @@ def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _day(stamp: object) -> date | None:
+def moscow_day(stamp: object) -> date | None:
+    """The Moscow day of one of the fake's ISO stamps (what its payouts go by)."""
     if not isinstance(stamp, str):
         return None
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(_MSK).date()
