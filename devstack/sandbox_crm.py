@@ -133,8 +133,10 @@ class SandboxCrm:
                 Rule("/<portal>/api/messages", methods=["GET"], endpoint="messages"),
                 Rule("/<portal>/api/messages", methods=["POST"], endpoint="message"),
                 Rule("/<portal>/api/faults", methods=["POST"], endpoint="faults"),
+                Rule("/<portal>/api/batch", methods=["POST"], endpoint="batch"),
             ]
         )
+        self._matcher = self.url_map.bind("sandbox-crm.local")
 
     def add_portal(self, name: str, token: str, webhook_url: str, seed: bool = True) -> Portal:
         portal = Portal(name=name, token=token, webhook_url=webhook_url)
@@ -157,7 +159,7 @@ class SandboxCrm:
             portal = self.portals.get(args.pop("portal"))
             if portal is None:
                 response = error(404, "no such portal")
-            elif "/api/" in request.path and not endpoint.startswith(("faults", "issue")):
+            elif endpoint in _API:
                 response = self._api(request, portal, endpoint, args)
             else:
                 response = getattr(self, f"on_{endpoint}")(request, portal, **args)
@@ -166,13 +168,81 @@ class SandboxCrm:
         return response(environ, start_response)
 
     def _api(self, request: Request, portal: Portal, endpoint: str, args: dict[str, Any]) -> Response:
+        """One API request: the token, the injected outage, then the call (a batch counts as one request)."""
         if bearer(request) != portal.token:
             return error(401, "wrong token")
         with self._lock:
             self.calls += 1
             if time.time() < self.unavailable_until:
                 return error(503, "sandbox fault: CRM unavailable")
-        return getattr(self, f"on_{endpoint}")(request, portal, **args)
+        try:
+            data = json.loads(request.get_data() or b"null")
+        except ValueError:
+            return error(400, "the body is not JSON")
+        if endpoint == "batch":
+            return self.on_batch(portal, data)
+        return self._call(portal, endpoint, data, args)
+
+    def _call(self, portal: Portal, endpoint: str, data: Any, args: dict[str, Any]) -> Response:
+        try:
+            return getattr(self, f"on_{endpoint}")(portal, data, **args)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            return error(400, f"bad request body: {exc!r}")
+
+    def on_batch(self, portal: Portal, data: Any) -> Response:
+        """`POST /api/batch {"requests": [{"method", "path", "body"?, "group"?}, …]}`: up to 50 of the API's own
+        requests (paths as under `/api/`, without the portal) applied in order, as one request of the portal's budget.
+        Answers 200 `{"responses": [{"status", "body"}, …]}`, one per request in the same order; a request whose
+        `group` already has a failed request (status ≥ 400) is not applied and answers 424. A malformed batch
+        answers 400 and applies nothing."""
+        requests = data.get("requests") if isinstance(data, dict) else None
+        if not isinstance(requests, list) or not requests:
+            return error(400, "requests must be a non-empty array")
+        if len(requests) > MAX_BATCH:
+            return error(400, f"at most {MAX_BATCH} requests in one batch, got {len(requests)}")
+        calls: list[tuple[str, dict[str, Any], Any, str | None]] = []
+        for number, sub in enumerate(requests):
+            call = self._batched(portal, sub)
+            if isinstance(call, str):
+                return error(400, f"requests[{number}]: {call}")
+            calls.append(call)
+        failed: dict[str, int] = {}
+        responses: list[dict[str, Any]] = []
+        for number, (endpoint, args, body, group) in enumerate(calls):
+            if group is not None and group in failed:
+                responses.append(
+                    {"status": 424, "body": {"error": f"not applied: request {failed[group]} of its group failed"}}
+                )
+                continue
+            try:
+                response = self._call(portal, endpoint, body, args)
+            except HTTPException as exc:
+                response = exc.get_response()
+            if response.status_code >= 400 and group is not None:
+                failed[group] = number
+            responses.append({"status": response.status_code, "body": json.loads(response.get_data())})
+        return json_response({"responses": responses})
+
+    def _batched(self, portal: Portal, sub: Any) -> tuple[str, dict[str, Any], Any, str | None] | str:
+        """A batch's request as (endpoint, arguments, body, group), or what is wrong with it."""
+        if not isinstance(sub, dict):
+            return "must be an object"
+        method, path, group = sub.get("method"), sub.get("path"), sub.get("group")
+        if method not in ("GET", "POST", "PATCH"):
+            return "method must be GET, POST or PATCH"
+        if not isinstance(path, str) or not path.startswith("/api/"):
+            return "path must start with /api/"
+        if group is not None and not isinstance(group, str):
+            return "group must be a string"
+        try:
+            endpoint, matched = self._matcher.match(f"/{portal.name}{path}", method=method)
+        except HTTPException:
+            return f"no such request: {method} {path}"
+        if endpoint not in _API or endpoint == "batch":
+            return f"not allowed in a batch: {method} {path}"
+        args = dict(matched)
+        args.pop("portal")
+        return endpoint, args, sub.get("body"), group
 
     def _deal(self, portal: Portal, deal_id: str) -> Deal:
         deal = portal.deals.get(deal_id)
@@ -226,38 +296,37 @@ class SandboxCrm:
             raise _NotFound()
         return entity
 
-    def on_entity(self, request: Request, portal: Portal, kind: str, entity_id: str) -> Response:
+    def on_entity(self, portal: Portal, data: Any, kind: str, entity_id: str) -> Response:
         return json_response(self._entity(portal, kind, entity_id).public())
 
-    def on_entity_update(self, request: Request, portal: Portal, kind: str, entity_id: str) -> Response:
+    def on_entity_update(self, portal: Portal, data: Any, kind: str, entity_id: str) -> Response:
         entity = self._entity(portal, kind, entity_id)
-        fields = json.loads(request.get_data()).get("fields")
+        fields = data.get("fields")
         if not isinstance(fields, dict):
             return error(400, "fields must be an object")
         with self._lock:
             entity.fields.update(fields)
         return json_response(entity.public())
 
-    def on_entity_timeline(self, request: Request, portal: Portal, kind: str, entity_id: str) -> Response:
+    def on_entity_timeline(self, portal: Portal, data: Any, kind: str, entity_id: str) -> Response:
         entity = self._entity(portal, kind, entity_id)
         with self._lock:
-            entity.timeline.append({"text": json.loads(request.get_data())["text"], "at": time.time()})
+            entity.timeline.append({"text": data["text"], "at": time.time()})
         return json_response({"ok": True}, 201)
 
     # -- REST --------------------------------------------------------------------------------------------------------
 
-    def on_list(self, request: Request, portal: Portal) -> Response:
+    def on_list(self, portal: Portal, data: Any) -> Response:
         return json_response([d.public() for d in portal.deals.values()])
 
-    def on_create(self, request: Request, portal: Portal) -> Response:
-        return json_response(self._create(portal, json.loads(request.get_data())).public(), 201)
+    def on_create(self, portal: Portal, data: Any) -> Response:
+        return json_response(self._create(portal, data).public(), 201)
 
-    def on_show(self, request: Request, portal: Portal, deal_id: str) -> Response:
+    def on_show(self, portal: Portal, data: Any, deal_id: str) -> Response:
         return json_response(self._deal(portal, deal_id).public())
 
-    def on_update(self, request: Request, portal: Portal, deal_id: str) -> Response:
+    def on_update(self, portal: Portal, data: Any, deal_id: str) -> Response:
         deal = self._deal(portal, deal_id)
-        data = json.loads(request.get_data())
         with self._lock:
             if "stage" in data and data["stage"] != deal.stage:
                 deal.stage = data["stage"]
@@ -266,24 +335,24 @@ class SandboxCrm:
                 deal.payment_url = data["payment_url"]
         return json_response(deal.public())
 
-    def on_timeline(self, request: Request, portal: Portal, deal_id: str) -> Response:
+    def on_timeline(self, portal: Portal, data: Any, deal_id: str) -> Response:
         deal = self._deal(portal, deal_id)
         with self._lock:
-            deal.timeline.append({"text": json.loads(request.get_data())["text"], "at": time.time()})
+            deal.timeline.append({"text": data["text"], "at": time.time()})
         return json_response({"ok": True}, 201)
 
-    def on_notify(self, request: Request, portal: Portal, deal_id: str) -> Response:
+    def on_notify(self, portal: Portal, data: Any, deal_id: str) -> Response:
         deal = self._deal(portal, deal_id)
         with self._lock:
-            deal.notifications.append({"text": json.loads(request.get_data())["text"], "at": time.time()})
+            deal.notifications.append({"text": data["text"], "at": time.time()})
         return json_response({"ok": True}, 201)
 
-    def on_messages(self, request: Request, portal: Portal) -> Response:
+    def on_messages(self, portal: Portal, data: Any) -> Response:
         return json_response(portal.messages)
 
-    def on_message(self, request: Request, portal: Portal) -> Response:
+    def on_message(self, portal: Portal, data: Any) -> Response:
         with self._lock:
-            portal.messages.append({**json.loads(request.get_data()), "at": time.time()})
+            portal.messages.append({**data, "at": time.time()})
         return json_response({"ok": True}, 201)
 
     def on_faults(self, request: Request, portal: Portal) -> Response:
@@ -446,6 +515,18 @@ def _feedback(deal: Deal, banner: bool) -> str:
     if banner:
         return f'<p class="notice {kind} wrap" role="status" id="feedback">{html.escape(text)}</p>'
     return f'<p class="muted wrap issued">{html.escape(text)} <span class="muted">{stamp}</span></p>'
+
+
+#: The API's requests: the portal's token checked, counted in `calls`, failed by an injected outage.
+_API = frozenset(
+    {
+        "list", "create", "show", "update", "timeline", "notify", "entity", "entity_update", "entity_timeline",
+        "messages", "message", "batch",
+    }
+)  # fmt: skip
+
+#: Requests in one `POST /api/batch` (Bitrix24's `batch` takes 50 too).
+MAX_BATCH = 50
 
 
 class _NotFound(HTTPException):

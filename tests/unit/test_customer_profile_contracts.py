@@ -208,9 +208,8 @@ class TestSandbox:
         )
         crm = SandboxCrm("https://crm.test/p", "sandbox-token-1", profile=settings)
         with respx.mock(base_url="https://crm.test/p", assert_all_called=True) as api:
-            timeline = api.post("/api/contacts/c1/timeline").mock(return_value=httpx.Response(201, json={"ok": True}))
-            patch = api.patch("/api/contacts/c1").mock(return_value=httpx.Response(200, json={}))
-            api.post("/api/deals/42/timeline").mock(return_value=httpx.Response(201, json={"ok": True}))
+            ok = [{"status": 201, "body": {"ok": True}}, {"status": 201, "body": {"ok": True}}, {"status": 200}]
+            batch = api.post("/api/batch").mock(return_value=httpx.Response(200, json={"responses": ok}))
             update = DealUpdate(
                 tenant_id="p",
                 deal_id="42",
@@ -219,9 +218,20 @@ class TestSandbox:
                 ops=(b24.comment("x"), profile("contact", "c1")),
             )
             assert [o.ok for o in crm.apply([update])] == [True]
-        assert json.loads(timeline.calls[0].request.content) == {"text": ENTRY}
-        assert json.loads(patch.calls[0].request.content) == {
-            "fields": {"total": {"amount": 300_050, "currency": "RUB"}, "last": "2026-12-01T11:30:05+00:00"}
+        # one batch: the deal's comment, the contact's entry, then its fields — in the deal's group, in this order
+        assert json.loads(batch.calls[0].request.content) == {
+            "requests": [
+                {"method": "POST", "path": "/api/deals/42/timeline", "body": {"text": "x"}, "group": "42"},
+                {"method": "POST", "path": "/api/contacts/c1/timeline", "body": {"text": ENTRY}, "group": "42"},
+                {
+                    "method": "PATCH",
+                    "path": "/api/contacts/c1",
+                    "body": {
+                        "fields": {"total": {"amount": 300_050, "currency": "RUB"}, "last": "2026-12-01T11:30:05+00:00"}
+                    },
+                    "group": "42",
+                },
+            ]
         }
 
 
