@@ -308,6 +308,7 @@ class LocalAws:
         self._patch_sqs()
         self._patch_stepfunctions()
         moto_speedups.install_jsonpath_cache()  # EventBridge's target input: each JSONPath parsed once
+        moto_speedups.install_method_names()  # a handler class's method names listed once, not per request
         _per_invocation_metrics()
         _per_invocation_routers()
         self._create_resources()
@@ -519,6 +520,9 @@ class LocalAws:
         _one_request_at_a_time(DynamoHandler, "dynamodb")
         moto_transactions.install()  # transactions back up the items they touch, not the whole table
         moto_speedups.install_query()  # a query does not sort the whole table first
+        moto_speedups.install_attribute_values()  # an item's attributes serialised without the shape walk
+        moto_speedups.install_update_expression_cache()  # each UpdateExpression parsed once, not twice per update
+        moto_speedups.install_traverser_maps()  # the update validators build their processing maps once
 
     @staticmethod
     def _patch_stepfunctions() -> None:

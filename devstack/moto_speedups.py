@@ -1,6 +1,8 @@
-"""Three places where moto (5.2) spends CPU the service it emulates does not, made cheap without changing an answer.
+"""Places where moto (5.2) spends CPU the service it emulates does not, made cheap without changing an answer.
 Each is installed once per process by `LocalAws.start` (idempotent), found by profiling `make bench-latency`
-(py-spy, 60 payments at once: together ~35% of the samples, ~50% of the busy ones).
+(py-spy, 60 payments at once: the first three together ~35% of the samples, ~50% of the busy ones; then the CPU of
+each AWS call, timed per call: the SQS counts, the response serialiser, the update expressions). Each is checked
+against moto's own code in `tests/integration/test_moto_speedups.py`.
 
 - `Table.query` builds its candidates from `Table.all_items()`, which sorts every item of the table (DynamoType
   comparisons) before the query filters them: O(n log n) in the table for each query, even for one partition. The
@@ -14,6 +16,9 @@ Each is installed once per process by `LocalAws.start` (idempotent), found by pr
   `QUEUE_SIGNALS` counts each queue's changes (a message added or made visible again, a FIFO queue's message
   deleted: its group is free), so that an idle poller sleeps until its queue changes (Lambda's pollers long-poll)
   instead of asking again and again.
+- SQS counts (`install_sqs_scans`), DynamoDB items in responses (`install_attribute_values`), a handler's method
+  names (`install_method_names`), UpdateExpression parses (`install_update_expression_cache`) and the update
+  validators' maps (`install_traverser_maps`): see each.
 """
 
 from __future__ import annotations
@@ -214,3 +219,169 @@ def install_sqs_scans() -> None:
     queue_class.approximate_number_of_messages_not_visible = property(not_visible)  # type: ignore[method-assign,assignment]
     queue_class.approximate_number_of_messages = property(visible_count)  # type: ignore[method-assign,assignment]
     backend.is_message_valid_based_on_retention_period = retained  # type: ignore[method-assign]
+
+
+class _Generic(Exception):
+    """A value the fast path does not take as it is: moto's own serializer handles the whole value."""
+
+
+#: The AttributeValue members, by how moto's JSON serializer writes each (string, blob, list of either, a map or a
+#: list of AttributeValues, or the value as it is).
+_AS_STRING, _AS_BLOB = frozenset({"S", "N"}), frozenset({"B"})
+_AS_STRINGS, _AS_BLOBS = frozenset({"SS", "NS"}), frozenset({"BS"})
+SERIALIZER_ORIGINALS: dict[str, Any] = {}
+
+
+def install_attribute_values() -> None:
+    """moto 5.2 serialises every response by walking the operation's output shape, and for each member of each
+    structure asks a value picker for up to four spellings of its name (camelCase, snake_case, aliases): a DynamoDB
+    item's every attribute is an `AttributeValue` structure of ten members, so a GetItem of a 40-attribute invoice
+    made ~400 picker calls (~27 % of a GetItem's CPU). Here an `AttributeValue` that is a plain dict of its own
+    members (what moto's items give) is written as moto's serializer would write it — strings as they are, blobs
+    base64, a map's `None` entries left out, a list's kept, members in the shape's order — and anything else (a
+    value of another type, an unknown key, a response transformer registered) goes to moto's own code. Checked
+    against moto's serializer for every member type, nested, in `tests/integration/test_moto_speedups.py`."""
+    from moto.core.serialize import BaseJSONSerializer
+
+    if "structure" in SERIALIZER_ORIGINALS:
+        return
+    original = BaseJSONSerializer._serialize_type_structure
+    SERIALIZER_ORIGINALS["structure"] = original
+
+    def attribute_value(self: Any, value: Any, shape: Any) -> dict[str, Any]:
+        if type(value) is not dict:
+            raise _Generic
+        members = tuple(shape.members)
+        if not value.keys() <= set(members):
+            raise _Generic
+        out: dict[str, Any] = {}
+        for name in members:
+            if name not in value or (v := value[name]) is None:
+                continue
+            if name in _AS_STRING:
+                out[name] = _string(v)
+            elif name in _AS_BLOB:
+                out[name] = _blob(self, v)
+            elif name in _AS_STRINGS:
+                out[name] = [_string(x) for x in _listed(v)]
+            elif name in _AS_BLOBS:
+                out[name] = [_blob(self, x) for x in _listed(v)]
+            elif name == "M":
+                if type(v) is not dict:
+                    raise _Generic
+                out[name] = {k: attribute_value(self, x, shape) for k, x in v.items() if x is not None}
+            elif name == "L":
+                out[name] = [attribute_value(self, x, shape) if x is not None else None for x in _listed(v)]
+            else:  # NULL, BOOL: booleans, written as they are
+                out[name] = v
+        return out
+
+    def structure(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        picker = self._value_picker
+        if key and shape.name == "AttributeValue" and not getattr(picker, "response_transformers", True):
+            try:
+                serialized[self.get_serialized_name(shape, key)] = attribute_value(self, value, shape)
+                return
+            except _Generic:
+                pass
+        original(self, serialized, value, shape, key)
+
+    BaseJSONSerializer._serialize_type_structure = structure  # type: ignore[method-assign]
+
+
+def _string(value: Any) -> str:
+    if type(value) is not str:
+        raise _Generic
+    return value
+
+
+def _blob(serializer: Any, value: Any) -> str:
+    if not isinstance(value, str | bytes):
+        raise _Generic
+    return str(serializer._base64(value))
+
+
+def _listed(value: Any) -> list[Any]:
+    if type(value) is not list:
+        raise _Generic
+    return value
+
+
+def install_method_names() -> None:
+    """Each moto request asks `inspect.getmembers` for its handler class's methods (`BaseResponse.call_action`:
+    does the class have one named like the action?) — ~9 % of a GetItem's CPU. The names are cached per class,
+    keyed by the sizes of the class's MRO dictionaries, so that a method added later (a patch) is seen."""
+    import moto.core.responses as responses
+
+    if "method_names" in SERIALIZER_ORIGINALS:
+        return
+    original = responses.method_names_from_class
+    SERIALIZER_ORIGINALS["method_names"] = original
+    cache: dict[tuple[Any, ...], list[str]] = {}
+
+    def method_names(clazz: Any) -> list[str]:
+        names = cache.get((clazz, *(len(c.__dict__) for c in clazz.__mro__)))
+        if names is None:
+            names = original(clazz)  # (listing a class may add to its dictionary: the key is taken after)
+            cache[(clazz, *(len(c.__dict__) for c in clazz.__mro__))] = names
+        return names
+
+    responses.method_names_from_class = method_names
+
+
+def install_update_expression_cache() -> None:
+    """moto parses each UpdateExpression twice per UpdateItem (the handler lists its placeholders, the backend
+    validates and applies it; the same in a transaction), with a tokenizer and a recursive-descent parser: ~14 % of
+    the PSP webhook's transaction. The parse depends on the string alone, and nothing changes the tree it returns
+    (the handler only reads it; the backend's validator works on a deep copy), so each string is parsed once; a
+    malformed one raises again each time (nothing is cached for it)."""
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+
+    if "update_expression" in SERIALIZER_ORIGINALS:
+        return
+    original = UpdateExpressionParser.__dict__["make"].__func__
+    SERIALIZER_ORIGINALS["update_expression"] = original
+
+    @functools.lru_cache(maxsize=1024)
+    def parsed(expression: str) -> Any:
+        return original(UpdateExpressionParser, expression)
+
+    def make(cls: Any, expression_str: str) -> Any:
+        if cls is UpdateExpressionParser and type(expression_str) is str:
+            return parsed(expression_str)
+        return original(cls, expression_str)
+
+    UpdateExpressionParser.make = classmethod(make)
+
+
+def install_traverser_maps() -> None:
+    """moto's update validation runs ten tree walkers over each UpdateExpression's tree (`DepthFirstTraverser`);
+    at every node each walker rebuilds its processing map twice (a dict of bound methods: which node types it
+    processes, and how). The map depends on the walker alone (no walker overrides the two accessors), so each
+    walker builds it once."""
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser  # type: ignore[attr-defined]
+
+    if "traverser" in SERIALIZER_ORIGINALS:
+        return
+    SERIALIZER_ORIGINALS["traverser"] = (DepthFirstTraverser.nodes_to_be_processed, DepthFirstTraverser.process)
+
+    def processing_map(self: Any) -> dict[type, Any]:
+        known = self.__dict__.get("_paybridge_map")
+        if known is None:
+            known = self.__dict__["_paybridge_map"] = self._processing_map()
+        return known
+
+    def nodes_to_be_processed(self: Any) -> tuple[type, ...]:
+        known = self.__dict__.get("_paybridge_types")
+        if known is None:
+            known = self.__dict__["_paybridge_types"] = tuple(processing_map(self))
+        return known
+
+    def process(self: Any, node: Any) -> Any:
+        for class_key, processor in processing_map(self).items():
+            if isinstance(node, class_key):
+                return processor(node)
+        return None
+
+    DepthFirstTraverser.nodes_to_be_processed = nodes_to_be_processed
+    DepthFirstTraverser.process = process

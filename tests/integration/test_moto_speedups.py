@@ -157,3 +157,151 @@ def test_the_cheaper_queue_counts_answer_as_motos_own(moto_aws: Any, monkeypatch
         "ApproximateNumberOfMessagesDelayed": "3",
         "ApproximateNumberOfMessagesNotVisible": "8",
     }
+
+
+#: An item with every AttributeValue type, nested in maps and lists.
+ITEM: dict[str, Any] = {
+    "pk": {"S": "P#values"},
+    "sk": {"S": "A"},
+    "s": {"S": "строка"},
+    "empty": {"S": ""},
+    "n": {"N": "-12.50"},
+    "b": {"B": b"\x00\x01bytes"},
+    "ss": {"SS": ["a", "b"]},
+    "ns": {"NS": ["1", "2.5"]},
+    "bs": {"BS": [b"x", b"y"]},
+    "null": {"NULL": True},
+    "yes": {"BOOL": True},
+    "no": {"BOOL": False},
+    "m": {"M": {"inner": {"S": "v"}, "deeper": {"M": {"l": {"L": [{"N": "1"}, {"M": {}}, {"L": []}]}}}}},
+    "l": {"L": [{"S": "x"}, {"B": b"z"}, {"SS": ["q"]}, {"NULL": True}]},
+}
+
+
+def _serializer() -> Any:
+    from moto.core.serialize import JSONSerializer, XFormedAttributePicker
+    from moto.core.utils import get_service_model
+
+    model = get_service_model("dynamodb").operation_model("GetItem")
+    return JSONSerializer(operation_model=model, value_picker=XFormedAttributePicker(response_transformers={}))
+
+
+def test_attribute_values_are_serialised_as_motos_own(moto_aws: Any, monkeypatch: Any) -> None:
+    from moto.core.serialize import AttributePicker, BaseJSONSerializer
+
+    from devstack import moto_speedups
+
+    moto_speedups.install_attribute_values()
+    moto_speedups.install_attribute_values()  # idempotent
+    client, table = new_table(moto_aws, "values")
+    client.put_item(TableName=table, Item=ITEM)
+    key = {"pk": ITEM["pk"], "sk": ITEM["sk"]}
+
+    def answers() -> list[Any]:
+        return [  # the update first: both rounds read the same item
+            client.update_item(
+                TableName=table,
+                Key=key,
+                UpdateExpression="SET extra = :e",
+                ReturnValues="ALL_NEW",
+                ExpressionAttributeValues={":e": {"M": {"k": {"L": [{"S": "v"}]}}}},
+            )["Attributes"],
+            client.get_item(TableName=table, Key=key)["Item"],
+            client.query(
+                TableName=table, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": ITEM["pk"]}
+            )["Items"],
+            client.batch_get_item(RequestItems={table: {"Keys": [key]}})["Responses"][table],
+        ]
+
+    # values moto's items never hold, but a response might: None in a map (left out) or a list (kept), str blobs
+    odd = {"Item": {"a": {"M": {"x": None, "y": {"S": "1"}}}, "b": {"L": [None, {"B": "c3Ry"}]}, "c": None}}
+    calls = {"picker": 0}
+    picker_call = AttributePicker.__call__
+
+    def counted(self: Any, context: Any) -> Any:
+        calls["picker"] += 1
+        return picker_call(self, context)
+
+    monkeypatch.setattr(AttributePicker, "__call__", counted)
+    with monkeypatch.context() as unpatched:
+        unpatched.setattr(
+            BaseJSONSerializer, "_serialize_type_structure", moto_speedups.SERIALIZER_ORIGINALS["structure"]
+        )
+        expected, expected_odd = answers(), _serializer().serialize(odd)
+        generic_picks, calls["picker"] = calls["picker"], 0
+    assert answers() == expected
+    assert _serializer().serialize(odd) == expected_odd
+    assert expected[1] == ITEM | {"extra": {"M": {"k": {"L": [{"S": "v"}]}}}}  # moto's own answer: the item as written
+    assert calls["picker"] < generic_picks / 10  # the shape walk is skipped, not taken after all
+
+    # not a plain AttributeValue (an unknown member, a value of another type): moto's own code, same answer
+    for strange in ({"Item": {"a": {"X": "1"}}}, {"Item": {"a": {"S": 5}}}, {"Item": {"a": {"SS": ("a",)}}}):
+        with monkeypatch.context() as unpatched:
+            original = moto_speedups.SERIALIZER_ORIGINALS["structure"]
+            unpatched.setattr(BaseJSONSerializer, "_serialize_type_structure", original)
+            want = _serializer().serialize(strange)
+        assert _serializer().serialize(strange) == want
+
+
+def test_method_names_are_listed_once_per_class_and_see_a_new_method() -> None:
+    import moto.core.responses as responses
+
+    from devstack import moto_speedups
+
+    moto_speedups.install_method_names()
+    moto_speedups.install_method_names()  # idempotent
+
+    class Handler(responses.BaseResponse):
+        def first(self) -> None: ...
+
+    names = responses.method_names_from_class(Handler)
+    assert "first" in names and names == moto_speedups.SERIALIZER_ORIGINALS["method_names"](Handler)
+    assert responses.method_names_from_class(Handler) is names  # cached
+    Handler.second = lambda self: None  # type: ignore[attr-defined]
+    assert "second" in responses.method_names_from_class(Handler)
+
+
+def _updates(client: Any, table: str) -> list[Any]:
+    """The same expressions with other values, again and again, a bad one twice: the items and errors seen."""
+    seen: list[Any] = []
+    expression = "SET #c = if_not_exists(#c, :z) + :n, tags = list_append(if_not_exists(tags, :e), :t) REMOVE gone"
+    for k in range(4):
+        key = {"pk": {"S": f"U#{k % 2}"}, "sk": {"S": "A"}}
+        client.update_item(
+            TableName=table, Key=key, UpdateExpression=expression, ConditionExpression="attribute_not_exists(#l)",
+            ExpressionAttributeNames={"#c": "count", "#l": "locked"},
+            ExpressionAttributeValues={":z": {"N": "0"}, ":n": {"N": str(k + 1)}, ":e": {"L": []},
+                                       ":t": {"L": [{"S": f"t{k}"}]}},
+        )  # fmt: skip
+        client.update_item(TableName=table, Key=key, UpdateExpression="ADD seen :one, marks :m",
+                           ExpressionAttributeValues={":one": {"N": "1"}, ":m": {"SS": [f"m{k}"]}})  # fmt: skip
+        seen.append(client.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"])
+    for bad in ("SET a = :v SET b = :v", "SET a = :v, a = :v", "SET pk = :v", "SET = :v"):
+        for _ in range(2):
+            try:
+                client.update_item(TableName=table, Key={"pk": {"S": "U#0"}, "sk": {"S": "A"}},
+                                   UpdateExpression=bad, ExpressionAttributeValues={":v": {"S": "x"}})  # fmt: skip
+            except client.exceptions.ClientError as exc:
+                seen.append((bad, exc.response["Error"]["Code"], exc.response["Error"]["Message"]))
+    return seen
+
+
+def test_updates_apply_as_with_motos_own_parsing_and_walkers(moto_aws: Any, monkeypatch: Any) -> None:
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser  # type: ignore[attr-defined]
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+
+    from devstack import moto_speedups
+
+    for install in (moto_speedups.install_update_expression_cache, moto_speedups.install_traverser_maps) * 2:
+        install()  # idempotent
+    originals = moto_speedups.SERIALIZER_ORIGINALS
+    with monkeypatch.context() as unpatched:
+        unpatched.setattr(UpdateExpressionParser, "make", classmethod(originals["update_expression"]))
+        unpatched.setattr(DepthFirstTraverser, "nodes_to_be_processed", originals["traverser"][0])
+        unpatched.setattr(DepthFirstTraverser, "process", originals["traverser"][1])
+        client, table = new_table(moto_aws, "updates-moto")
+        expected = _updates(client, table)
+    client, table = new_table(moto_aws, "updates-fast")
+    assert _updates(client, table) == expected
+    assert expected[3]["count"] == {"N": "6"} and [t["S"] for t in expected[3]["tags"]["L"]] == ["t1", "t3"]
+    assert len(expected) == 4 + 8  # every bad expression refused both times
