@@ -34,6 +34,10 @@ CRM_TOKEN = "sandbox-crm-token-demo"  # noqa: S105 - the sandbox portal's shippe
 #: How often the deals are read while waiting (the CRM stamps each stage change itself, so this does not change
 #: the figures; reading all deals five times a second was ~7 % of the CPU the stack under test had).
 POLL_SECONDS = 1.0
+#: The "Issue invoice" webhook may answer "try again" (503: our rate limiter of the CRM account waited its maximum
+#: while the stack was busy; 429) — the CRM redelivers such a webhook; the setup clicks again, up to this many times.
+TRY_AGAIN = frozenset({429, 503})
+ISSUE_ATTEMPTS = 5
 
 
 def _cpu_seconds() -> float:
@@ -94,18 +98,28 @@ def run(base_url: str, n: int, timeout: float) -> dict[str, Any]:
         request per deal per turn, 200 of them five times a second, was load the stack under test had to bear)."""
         return {str(d["id"]): d for d in http().get(f"{crm}/deals", headers=auth).json()}
 
+    reissued: list[str] = []
+
     def issue(k: int) -> str:
         created = (
             http().post(f"{crm}/deals", headers=auth, json={"title": f"Нагрузка {k}", "amount": 100_000 + k}).json()
         )
-        answer = http().post(f"{crm}/deals/{created['id']}/issue").json()
+        for attempt in range(ISSUE_ATTEMPTS):
+            answer = http().post(f"{crm}/deals/{created['id']}/issue").json()
+            if answer.get("webhook_status") not in TRY_AGAIN or attempt == ISSUE_ATTEMPTS - 1:
+                break
+            reissued.append(str(created["id"]))  # "try again" (the CRM's rate limit was busy): as a CRM would
+            time.sleep(1.0)
         if answer.get("webhook_status") != 200:
             raise RuntimeError(f"issue for deal {created['id']}: {answer}")
         return str(created["id"])
 
     with ThreadPoolExecutor(max_workers=4) as pool:  # setup: not so many at once that the CRM's bucket thrashes
         deals = list(pool.map(issue, range(n)))
-    say(f"{n} deals with an invoice each in the sandbox CRM; waiting for their payment links")
+    say(
+        f"{n} deals with an invoice each in the sandbox CRM ({len(reissued)} clicked again after a 'try again'); "
+        "waiting for their payment links"
+    )
     links: dict[str, str] = {}
     deadline = time.monotonic() + timeout
     while len(links) < n and time.monotonic() < deadline:
@@ -115,7 +129,8 @@ def run(base_url: str, n: int, timeout: float) -> dict[str, Any]:
                 links[deal_id] = url
         time.sleep(0.2)
     if len(links) < n:
-        raise RuntimeError(f"only {len(links)} of {n} payment links were published")
+        missing = [d for d in deals if d not in links]
+        raise RuntimeError(f"only {len(links)} of {n} payment links were published (none for deals {missing[:10]})")
     say(f"{n} payment links published; paying all {n} at once")
 
     payers = min(n, 200)
@@ -180,6 +195,7 @@ def run(base_url: str, n: int, timeout: float) -> dict[str, Any]:
         "max": round(worst, 3),
         "mean": round(statistics.fmean(latencies), 3) if latencies else None,
         "notifications_retried": retried,
+        "issues_clicked_again": len(reissued),
         "cpu_seconds": round(cpu, 3),
         "cpu_ms_per_payment": round(cpu / n * 1000, 1),
     }
