@@ -8,7 +8,9 @@ against moto's own code in `tests/integration/test_moto_speedups.py`.
   comparisons) before the query filters them: O(n log n) in the table for each query, even for one partition. The
   query sorts its candidates itself afterwards — by the range key within a partition, by the index keys and the
   table keys for an index — a total order, so the input's order never shows. Here the query reads the partition
-  (a table query) or the items unsorted (an index query); everything else is moto's own code.
+  (a table query) or the items unsorted (an index query), and an index query on string or binary keys only the
+  items that hold its key values (moto's loop compared each item's attributes as `DynamoType`s, casting both
+  sides: ~70 % of a `find_by_payment` query with 3,000 items); everything else is moto's own code.
 - EventBridge's target input (`EventTemplateParser.parse`) builds a new JSONPath parser — ply's lexer and LALR
   tables — for every path of every target of every event; the parsed paths are cached (`jsonpath_ng.ext.parse`
   is pure).
@@ -33,6 +35,19 @@ _QUERYING = threading.local()
 _ALL = object()  # an index query: every item, unsorted
 
 
+class _Match(tuple[tuple[str, str, Any], ...]):
+    """An index query on string or binary hash keys: the items whose key attributes hold these values, unsorted
+    (equal as moto's `DynamoType` compares them: the same type and, for S and B, the same value)."""
+
+    def holds(self, item: Any) -> bool:
+        attrs = item.attrs
+        for name, kind, value in self:
+            found = attrs.get(name)
+            if found is None or found.type != kind or found.value != value:
+                return False
+        return True
+
+
 def install_query() -> None:
     from moto.dynamodb.models.table import Table
 
@@ -44,10 +59,14 @@ def install_query() -> None:
         scope = getattr(_QUERYING, "scope", None)
         if scope is None:  # a scan, an export...: moto's sorted list
             return original_all_items(self)
-        if scope is _ALL:
+        if scope is _ALL or type(scope) is _Match:
             if self.range_key_attr:
-                return [item for partition in self.items.values() for item in partition.values()]
-            return list(self.items.values())
+                items = [item for partition in self.items.values() for item in partition.values()]
+            else:
+                items = list(self.items.values())
+            if type(scope) is _Match:  # moto's loop compares these again: it only sees fewer of the others
+                return [item for item in items if scope.holds(item)]
+            return items
         partition = self.items.get(scope)
         if partition is None:
             return []
@@ -59,7 +78,12 @@ def install_query() -> None:
         bound = signature.bind(self, *args, **kwargs).arguments
         hash_key = bound.get("hash_key")
         outer = getattr(_QUERYING, "scope", None)
-        _QUERYING.scope = _ALL if bound.get("index_name") or hash_key is None else hash_key
+        conditions = bound.get("hash_key_conditions") or ()
+        strings = len(conditions) > 0 and all(getattr(v, "type", None) in ("S", "B") for _, v in conditions)
+        if bound.get("index_name") and strings:
+            _QUERYING.scope = _Match(tuple((name, v.type, v.value) for name, v in conditions))
+        else:
+            _QUERYING.scope = _ALL if bound.get("index_name") or hash_key is None else hash_key
         try:
             return original_query(self, *args, **kwargs)
         finally:

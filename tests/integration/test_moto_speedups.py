@@ -80,8 +80,17 @@ def test_the_cheaper_query_answers_as_motos_own(moto_aws: Any, monkeypatch: Any)
     moto_speedups.install_query()  # idempotent
     assert Table.query._paybridge_unsorted  # type: ignore[attr-defined]
 
+    matched: list[Any] = []
+    holds = moto_speedups._Match.holds
+
+    def counted(self: Any, item: Any) -> bool:
+        matched.append(item)
+        return holds(self, item)
+
+    monkeypatch.setattr(moto_speedups._Match, "holds", counted)
     assert _answers(client, table) == expected
     assert sum(len(page) for page in expected[0]) == 8 and len(expected[0]) == 3  # paged: 3 + 3 + 2
+    assert matched  # the index queries took the pre-filtered path
 
 
 def test_an_idle_wait_ends_when_the_queue_changes_and_not_before() -> None:
