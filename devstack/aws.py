@@ -312,6 +312,7 @@ class LocalAws:
         _per_invocation_metrics()
         _per_invocation_routers()
         self._create_resources()
+        moto_speedups.install_name_cache()  # after the resources: the moto modules the stack uses are loaded
         METER.configure(self.template.table(), self.template.memory_mb())
         return self
 

@@ -409,3 +409,21 @@ def install_traverser_maps() -> None:
 
     DepthFirstTraverser.nodes_to_be_processed = nodes_to_be_processed
     DepthFirstTraverser.process = process
+
+
+def install_name_cache() -> None:
+    """`camelcase_to_underscores` (a pure function of its string, a character-by-character loop) is called ~15 times
+    per SQS message sent — `Queue.attributes` builds every attribute by its snake_case name, to read one — and by
+    moto's request handling: ~20 % of a `PutEvents` with two queue targets. Each name is converted once, in every
+    moto module that imported the function (those loaded by then: `LocalAws.start` has made its clients)."""
+    import sys
+
+    import moto.core.utils as utils
+
+    original = SERIALIZER_ORIGINALS.setdefault("camelcase", utils.camelcase_to_underscores)
+    cached = functools.lru_cache(maxsize=4096)(original)
+    for name, module in list(sys.modules.items()):
+        if (name == "moto" or name.startswith("moto.")) and getattr(
+            module, "camelcase_to_underscores", None
+        ) is original:
+            module.camelcase_to_underscores = cached  # type: ignore[attr-defined]

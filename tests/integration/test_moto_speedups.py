@@ -314,3 +314,20 @@ def test_updates_apply_as_with_motos_own_parsing_and_walkers(moto_aws: Any, monk
     assert _updates(client, table) == expected
     assert expected[3]["count"] == {"N": "6"} and [t["S"] for t in expected[3]["tags"]["L"]] == ["t1", "t3"]
     assert len(expected) == 4 + 8  # every bad expression refused both times
+
+
+def test_names_are_converted_once_and_the_same(moto_aws: Any) -> None:
+    import moto.core.utils as utils
+    import moto.sqs.models as sqs_models
+
+    from devstack import moto_speedups
+
+    moto_aws.client("sqs").create_queue(QueueName="names")  # moto's SQS modules loaded, as the stack has them
+    moto_speedups.install_name_cache()
+    moto_speedups.install_name_cache()  # idempotent: the cached one is not wrapped again
+    original = moto_speedups.SERIALIZER_ORIGINALS["camelcase"]
+    converted = sqs_models.camelcase_to_underscores
+    assert converted is not original and utils.camelcase_to_underscores is converted
+    for name in ("ApproximateNumberOfMessages", "FifoQueue", "KmsMasterKeyId", "theNewAttribute", "", "A", "SQS"):
+        assert converted(name) == original(name)
+    assert converted("VisibilityTimeout") == "visibility_timeout"
