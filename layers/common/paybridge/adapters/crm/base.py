@@ -14,7 +14,6 @@ from typing import Protocol
 
 from pydantic import ConfigDict, Field
 
-from paybridge.adapters.errors import CrmRejected
 from paybridge.domain.deal_sync import DealOp as DealOp  # planned by the domain, delivered by the adapters
 from paybridge.domain.deal_sync import DealUpdate as DealUpdate
 from paybridge.domain.invoice import Customer
@@ -110,17 +109,6 @@ Throttle = Callable[[str, RateLimit], None]
 
 def no_throttle(account: str, limit: RateLimit) -> None:
     return None
-
-
-def read_one_by_one(get_deal: Callable[[str], Deal], deal_ids: Sequence[str]) -> dict[str, Deal]:
-    """`get_deals` for a CRM without a batch read: one request per deal; a deal the CRM does not know is left out."""
-    deals: dict[str, Deal] = {}
-    for deal_id in deal_ids:
-        try:
-            deals[deal_id] = get_deal(deal_id)
-        except CrmRejected:
-            continue
-    return deals
 
 
 class Crm(Protocol):
