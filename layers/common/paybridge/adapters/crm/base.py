@@ -93,6 +93,12 @@ class UpdateOutcome:
         return cls(ok=False, transient=False, detail=detail)
 
 
+def undecided_wait(outcomes: Sequence[UpdateOutcome | None], why: str = "not sent") -> list[UpdateOutcome]:
+    """A batched `apply`'s outcomes, each update not decided yet (its request failed as a whole, or was never sent)
+    retried with `why`: what earlier requests wrote stays done, nothing is dropped."""
+    return [o if o is not None else UpdateOutcome.retry(why) for o in outcomes]
+
+
 @dataclass(frozen=True)
 class RateLimit:
     """The CRM's request budget per account: a leaky bucket of `per_second`, holding up to `burst`."""

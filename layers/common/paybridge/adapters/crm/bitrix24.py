@@ -69,6 +69,7 @@ from paybridge.adapters.crm.base import (
     Throttle,
     UpdateOutcome,
     no_throttle,
+    undecided_wait,
 )
 from paybridge.adapters.crm.oauth import TokenPair
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable, InvalidSignature, MalformedNotification
@@ -516,10 +517,8 @@ class Bitrix24:
             # What earlier requests wrote stays done; this request's updates and the later ones wait — an
             # account-wide refusal is not the updates' fault, so they are retried (and parked by the queue's redrive
             # policy if it lasts), never dropped.
-            for index, outcome in enumerate(outcomes):
-                if outcome is None:
-                    outcomes[index] = UpdateOutcome.retry(str(exc))
-        return [o if o is not None else UpdateOutcome.retry("not sent") for o in outcomes]
+            return undecided_wait(outcomes, str(exc))
+        return undecided_wait(outcomes)
 
     # -- inbound -----------------------------------------------------------------------------------------------------
 

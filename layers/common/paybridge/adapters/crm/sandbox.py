@@ -40,6 +40,7 @@ from paybridge.adapters.crm.base import (
     Throttle,
     UpdateOutcome,
     no_throttle,
+    undecided_wait,
 )
 from paybridge.adapters.errors import CrmRejected, CrmUnavailable, InvalidSignature, MalformedNotification
 from paybridge.adapters.http import make_client, send
@@ -170,10 +171,8 @@ class SandboxCrm:
             # The batch failed as a whole (down, over the limit, refused: a dead token). What earlier batches wrote
             # stays done; this one's updates and the later ones wait — retried (and parked by the queue's redrive
             # policy if it lasts), never dropped.
-            for index, outcome in enumerate(outcomes):
-                if outcome is None:
-                    outcomes[index] = UpdateOutcome.retry(str(exc))
-        return [o if o is not None else UpdateOutcome.retry("not sent") for o in outcomes]
+            return undecided_wait(outcomes, str(exc))
+        return undecided_wait(outcomes)
 
     def _calls_of(self, deal_id: str, op: DealOp) -> list[Call]:
         match op.kind:
