@@ -253,7 +253,8 @@ class _Generic(Exception):
 #: list of AttributeValues, or the value as it is).
 _AS_STRING, _AS_BLOB = frozenset({"S", "N"}), frozenset({"B"})
 _AS_STRINGS, _AS_BLOBS = frozenset({"SS", "NS"}), frozenset({"BS"})
-SERIALIZER_ORIGINALS: dict[str, Any] = {}
+#: What each patch below replaced, by patch: for the tests to compare moto's own code with.
+ORIGINALS: dict[str, Any] = {}
 
 
 def install_attribute_values() -> None:
@@ -267,16 +268,16 @@ def install_attribute_values() -> None:
     against moto's serializer for every member type, nested, in `tests/integration/test_moto_speedups.py`."""
     from moto.core.serialize import BaseJSONSerializer
 
-    if "structure" in SERIALIZER_ORIGINALS:
+    if "structure" in ORIGINALS:
         return
     original = BaseJSONSerializer._serialize_type_structure
-    SERIALIZER_ORIGINALS["structure"] = original
+    ORIGINALS["structure"] = original
 
     def attribute_value(self: Any, value: Any, shape: Any) -> dict[str, Any]:
         if type(value) is not dict:
             raise _Generic
-        members = tuple(shape.members)
-        if not value.keys() <= set(members):
+        members = shape.members  # the shape's own order, looked up without building a set per value
+        if not all(key in members for key in value):
             raise _Generic
         out: dict[str, Any] = {}
         for name in members:
@@ -337,10 +338,10 @@ def install_method_names() -> None:
     keyed by the sizes of the class's MRO dictionaries, so that a method added later (a patch) is seen."""
     import moto.core.responses as responses
 
-    if "method_names" in SERIALIZER_ORIGINALS:
+    if "method_names" in ORIGINALS:
         return
     original = responses.method_names_from_class
-    SERIALIZER_ORIGINALS["method_names"] = original
+    ORIGINALS["method_names"] = original
     cache: dict[tuple[Any, ...], list[str]] = {}
 
     def method_names(clazz: Any) -> list[str]:
@@ -361,10 +362,10 @@ def install_update_expression_cache() -> None:
     malformed one raises again each time (nothing is cached for it)."""
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 
-    if "update_expression" in SERIALIZER_ORIGINALS:
+    if "update_expression" in ORIGINALS:
         return
     original = UpdateExpressionParser.__dict__["make"].__func__
-    SERIALIZER_ORIGINALS["update_expression"] = original
+    ORIGINALS["update_expression"] = original
 
     @functools.lru_cache(maxsize=1024)
     def parsed(expression: str) -> Any:
@@ -385,9 +386,9 @@ def install_traverser_maps() -> None:
     walker builds it once."""
     from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser  # type: ignore[attr-defined]
 
-    if "traverser" in SERIALIZER_ORIGINALS:
+    if "traverser" in ORIGINALS:
         return
-    SERIALIZER_ORIGINALS["traverser"] = (DepthFirstTraverser.nodes_to_be_processed, DepthFirstTraverser.process)
+    ORIGINALS["traverser"] = (DepthFirstTraverser.nodes_to_be_processed, DepthFirstTraverser.process)
 
     def processing_map(self: Any) -> dict[type, Any]:
         known = self.__dict__.get("_paybridge_map")
@@ -420,7 +421,7 @@ def install_name_cache() -> None:
 
     import moto.core.utils as utils
 
-    original = SERIALIZER_ORIGINALS.setdefault("camelcase", utils.camelcase_to_underscores)
+    original = ORIGINALS.setdefault("camelcase", utils.camelcase_to_underscores)
     cached = functools.lru_cache(maxsize=4096)(original)
     for name, module in list(sys.modules.items()):
         if (name == "moto" or name.startswith("moto.")) and getattr(

@@ -233,9 +233,7 @@ def test_attribute_values_are_serialised_as_motos_own(moto_aws: Any, monkeypatch
 
     monkeypatch.setattr(AttributePicker, "__call__", counted)
     with monkeypatch.context() as unpatched:
-        unpatched.setattr(
-            BaseJSONSerializer, "_serialize_type_structure", moto_speedups.SERIALIZER_ORIGINALS["structure"]
-        )
+        unpatched.setattr(BaseJSONSerializer, "_serialize_type_structure", moto_speedups.ORIGINALS["structure"])
         expected, expected_odd = answers(), _serializer().serialize(odd)
         generic_picks, calls["picker"] = calls["picker"], 0
     assert answers() == expected
@@ -246,7 +244,7 @@ def test_attribute_values_are_serialised_as_motos_own(moto_aws: Any, monkeypatch
     # not a plain AttributeValue (an unknown member, a value of another type): moto's own code, same answer
     for strange in ({"Item": {"a": {"X": "1"}}}, {"Item": {"a": {"S": 5}}}, {"Item": {"a": {"SS": ("a",)}}}):
         with monkeypatch.context() as unpatched:
-            original = moto_speedups.SERIALIZER_ORIGINALS["structure"]
+            original = moto_speedups.ORIGINALS["structure"]
             unpatched.setattr(BaseJSONSerializer, "_serialize_type_structure", original)
             want = _serializer().serialize(strange)
         assert _serializer().serialize(strange) == want
@@ -264,7 +262,7 @@ def test_method_names_are_listed_once_per_class_and_see_a_new_method() -> None:
         def first(self) -> None: ...
 
     names = responses.method_names_from_class(Handler)
-    assert "first" in names and names == moto_speedups.SERIALIZER_ORIGINALS["method_names"](Handler)
+    assert "first" in names and names == moto_speedups.ORIGINALS["method_names"](Handler)
     assert responses.method_names_from_class(Handler) is names  # cached
     Handler.second = lambda self: None  # type: ignore[attr-defined]
     assert "second" in responses.method_names_from_class(Handler)
@@ -303,7 +301,7 @@ def test_updates_apply_as_with_motos_own_parsing_and_walkers(moto_aws: Any, monk
 
     for install in (moto_speedups.install_update_expression_cache, moto_speedups.install_traverser_maps) * 2:
         install()  # idempotent
-    originals = moto_speedups.SERIALIZER_ORIGINALS
+    originals = moto_speedups.ORIGINALS
     with monkeypatch.context() as unpatched:
         unpatched.setattr(UpdateExpressionParser, "make", classmethod(originals["update_expression"]))
         unpatched.setattr(DepthFirstTraverser, "nodes_to_be_processed", originals["traverser"][0])
@@ -325,7 +323,7 @@ def test_names_are_converted_once_and_the_same(moto_aws: Any) -> None:
     moto_aws.client("sqs").create_queue(QueueName="names")  # moto's SQS modules loaded, as the stack has them
     moto_speedups.install_name_cache()
     moto_speedups.install_name_cache()  # idempotent: the cached one is not wrapped again
-    original = moto_speedups.SERIALIZER_ORIGINALS["camelcase"]
+    original = moto_speedups.ORIGINALS["camelcase"]
     converted = sqs_models.camelcase_to_underscores
     assert converted is not original and utils.camelcase_to_underscores is converted
     for name in ("ApproximateNumberOfMessages", "FifoQueue", "KmsMasterKeyId", "theNewAttribute", "", "A", "SQS"):
