@@ -28,6 +28,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
+from devstack.serving import ClientPool
 from devstack.web import bearer, error, json_response, money, page
 from paybridge.adapters.crm.sandbox import ISSUE_EVENT
 
@@ -107,7 +108,7 @@ class SandboxCrm:
         self.unavailable_until = 0.0
         self.calls = 0
         self._lock = threading.RLock()
-        self._http = httpx.Client(timeout=httpx.Timeout(30.0, connect=2.0))
+        self._http = ClientPool(httpx.Timeout(30.0, connect=2.0))
         self.url_map = Map(
             [
                 Rule("/<portal>/", methods=["GET"], endpoint="index"),

@@ -30,6 +30,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
+from devstack.serving import ClientPool
 from devstack.web import bearer, checkout_page, error, json_response, money
 from paybridge.adapters.psp.sandbox import sign
 
@@ -101,7 +102,7 @@ class SandboxPsp:
         self.charges: dict[tuple[str, str], dict[str, Any]] = {}  # (secret, order id) → the charge's answer
         self.faults: dict[str, int] = {}
         self._lock = threading.RLock()
-        self._http = httpx.Client(timeout=httpx.Timeout(10.0, connect=2.0))
+        self._http = ClientPool(httpx.Timeout(10.0, connect=2.0))
         self._timers: list[threading.Timer] = []
         self._stopped = False
         self.url_map = Map(
@@ -123,6 +124,7 @@ class SandboxPsp:
         self._stopped = True
         for timer in self._timers:
             timer.cancel()
+        self._http.close()
 
     # -- WSGI --------------------------------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from werkzeug.wrappers import Request
 
-from devstack.serving import make_keepalive_server
+from devstack.serving import ClientPool, make_keepalive_server
 from paybridge.adapters import http as adapters_http
 
 
@@ -94,3 +94,26 @@ def test_a_bad_content_length_gets_werkzeugs_answer_and_a_closed_connection(serv
         while chunk := raw.recv(4096):  # the server closes: recv returns b"" instead of waiting for a next request
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 ") and b"Connection: close" in answer
+
+
+def test_a_sandbox_client_pool_lends_one_client_per_request_in_flight_and_keeps_them(server: Any) -> None:
+    """The sandboxes' pool (`ClientPool`): concurrent requests never share a client (so no request waits in a
+    shared client's queue), and a client lent again reuses its kept connection."""
+    url, seen = server
+    pool = ClientPool(httpx.Timeout(5.0))
+    lent: list[httpx.Client] = []
+    with pool.client() as first, pool.client() as second:  # two requests in flight at once
+        lent += [first, second]
+        assert first is not second
+        first.get(f"{url}/read")
+        second.get(f"{url}/read")
+    again = [pool.post(f"{url}/read", content=b"a"), pool.post(f"{url}/read", content=b"b")]
+    assert [answer.status_code for answer in again] == [200, 200]
+    with pool.client() as reused:
+        assert reused in lent  # kept, not made anew
+    ports = [port for _, port, _ in seen]
+    assert len(set(ports)) == 2  # the two clients' two connections served all four requests
+    assert ports[2] in ports[:2] and ports[3] in ports[:2]
+    pool.close()
+    with pool.client() as fresh:
+        assert fresh not in lent  # closed clients are not lent again
