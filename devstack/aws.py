@@ -524,6 +524,7 @@ class LocalAws:
         moto_speedups.install_attribute_values()  # an item's attributes serialised without the shape walk
         moto_speedups.install_update_expression_cache()  # each UpdateExpression parsed once, not twice per update
         moto_speedups.install_traverser_maps()  # the update validators build their processing maps once
+        moto_speedups.install_simple_updates()  # top-level SET/REMOVE applied without the ten tree walks
 
     @staticmethod
     def _patch_stepfunctions() -> None:

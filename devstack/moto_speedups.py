@@ -19,8 +19,8 @@ against moto's own code in `tests/integration/test_moto_speedups.py`.
   deleted: its group is free), so that an idle poller sleeps until its queue changes (Lambda's pollers long-poll)
   instead of asking again and again.
 - SQS counts (`install_sqs_scans`), DynamoDB items in responses (`install_attribute_values`), a handler's method
-  names (`install_method_names`), UpdateExpression parses (`install_update_expression_cache`) and the update
-  validators' maps (`install_traverser_maps`): see each.
+  names (`install_method_names`), UpdateExpression parses (`install_update_expression_cache`), the update
+  validators' maps (`install_traverser_maps`) and top-level SET/REMOVE updates (`install_simple_updates`): see each.
 """
 
 from __future__ import annotations
@@ -61,12 +61,20 @@ def install_query() -> None:
             return original_all_items(self)
         if scope is _ALL or type(scope) is _Match:
             if self.range_key_attr:
-                items = [item for partition in self.items.values() for item in partition.values()]
+                items = (item for partition in self.items.values() for item in partition.values())
             else:
-                items = list(self.items.values())
-            if type(scope) is _Match:  # moto's loop compares these again: it only sees fewer of the others
-                return [item for item in items if scope.holds(item)]
-            return items
+                items = iter(self.items.values())
+            if type(scope) is not _Match:
+                return list(items)
+            # moto's loop compares these again: it only sees fewer of the others
+            if len(scope) == 1:  # one hash key (most index queries): `holds` inlined, the value compared first
+                ((name, kind, value),) = scope
+                return [
+                    item
+                    for item in items
+                    if (found := item.attrs.get(name)) is not None and found.value == value and found.type == kind
+                ]
+            return [item for item in items if scope.holds(item)]
         partition = self.items.get(scope)
         if partition is None:
             return []
@@ -428,3 +436,152 @@ def install_name_cache() -> None:
             module, "camelcase_to_underscores", None
         ) is original:
             module.camelcase_to_underscores = cached  # type: ignore[attr-defined]
+
+
+def _simple_update(ast: Any) -> tuple[list[tuple[str, str]], list[str]] | None:
+    """The actions of an UpdateExpression tree made only of top-level `SET name = :value` and `REMOVE name` (names
+    bare or `#placeholder`), at most one clause of each: ([(name token, value placeholder)], [name token]) in order;
+    None for any other tree (nested paths, functions, arithmetic, ADD, DELETE, two clauses of a kind)."""
+    from moto.dynamodb.parsing import ast_nodes
+
+    n: Any = ast_nodes  # untyped: its node classes are not known to mypy
+
+    sets: list[tuple[str, str]] = []
+    removes: list[str] = []
+    clauses: set[type] = set()
+    pending = [ast]
+    while pending:
+        node = pending.pop()
+        kind = type(node)
+        if kind is n.UpdateExpression:
+            pending.extend(reversed(node.children))
+        elif kind in (n.UpdateExpressionSetClause, n.UpdateExpressionRemoveClause):
+            if kind in clauses:
+                return None
+            clauses.add(kind)
+            pending.extend(reversed(node.children))
+        elif kind in (n.UpdateExpressionSetActions, n.UpdateExpressionRemoveActions):
+            pending.extend(reversed(node.children))
+        elif kind in (n.UpdateExpressionSetAction, n.UpdateExpressionRemoveAction):
+            path = node.children[0]
+            if type(path) is not n.UpdateExpressionPath or len(path.children) != 1:
+                return None
+            name = path.children[0]
+            if type(name) not in (n.ExpressionAttribute, n.ExpressionAttributeName) or len(name.children) != 1:
+                return None
+            token = name.children[0]
+            if kind is n.UpdateExpressionRemoveAction:
+                removes.append(token)
+                continue
+            value: Any = node.children[1] if len(node.children) == 2 else None
+            if type(value) is not n.UpdateExpressionValue or len(value.children) != 1:
+                return None
+            placeholder = value.children[0]
+            if type(placeholder) is not n.ExpressionAttributeValue:
+                return None
+            sets.append((token, placeholder.children[0]))
+        else:
+            return None
+    return sets, removes
+
+
+def install_simple_updates() -> None:
+    """moto applies every UpdateExpression by deep-copying its parsed tree, walking the copy with ten validators
+    (each a full walk: ~90 nodes for the PSP webhook's 8 SETs and 4 REMOVEs), deep-copying the item (kept only for
+    a table with a stream) and recomputing the item's whole size at each attribute set: ~60 % of the webhook's
+    transaction. Most of our updates are top-level `SET #name = :value` and `REMOVE name`; for those, when none of
+    the validators could object, the attributes are set and removed directly, as moto's executor would:
+
+    - the expression is parsed by moto (cached: `install_update_expression_cache`), so its syntax and reserved
+      words are moto's checks; the condition is evaluated by moto's own code, as moto's `update_item` does;
+    - every name placeholder and value placeholder is defined; no two actions name the same attribute; no action
+      names a key attribute of the table; no SET gives an attribute that the table defines (a key of the table or
+      of an index) an empty string or binary, or another type than its definition (the placeholder and the name it
+      stands for are both checked: moto checks one or the other);
+    - the item exists, the table has no stream, the request has no legacy `Expected`/`AttributeUpdates`, and the
+      item's size plus the new values' stays within moto's 405,000-byte limit (so no set could fail half-way).
+
+    Anything else, success or error, is moto's own `update_item`. Checked against it in
+    `tests/integration/test_moto_speedups.py` (items and errors, over generated expressions and values)."""
+    from moto.dynamodb.comparisons import create_condition_expression_parser
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.utilities import bytesize
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+    from moto.dynamodb.parsing.reserved_keywords import ReservedKeywords
+
+    if "update_item" in ORIGINALS:
+        return
+    original = ORIGINALS["update_item"] = DynamoDBBackend.update_item
+    signature = inspect.signature(original)
+    limit = 405_000  # moto's LimitedSizeDict
+    reserved = frozenset(ReservedKeywords.get_reserved_keywords())
+
+    def name_of(token: str, names: dict[str, str]) -> str | None:
+        """The attribute a token names; None for an undefined placeholder or a bare reserved word (moto refuses)."""
+        if token.startswith("#"):
+            return names.get(token)
+        return None if token.upper() in reserved else token
+
+    def update_item(self: Any, *args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        expression = a["update_expression"]
+        if not expression or a["attribute_updates"] or a["expected"]:
+            return original(self, *args, **kwargs)
+        table = self.get_table(a["table_name"])
+        key = a["key"]
+        if table.stream_shard is not None or table.hash_key_attr not in key:
+            return original(self, *args, **kwargs)
+        actions = _simple_update(UpdateExpressionParser.make(expression))
+        if actions is None:
+            return original(self, *args, **kwargs)
+        names, values = a["expression_attribute_names"] or {}, a["expression_attribute_values"] or {}
+        sets, removes = actions
+        keys = set(table.table_key_attrs)
+        defined = {d["AttributeName"]: d["AttributeType"] for d in table.attr}
+        index_keys = set(table.attribute_keys) | set(defined)
+        resolved: list[str] = []
+        new_values: list[tuple[str, DynamoType]] = []
+        for token, placeholder in sets:
+            name = name_of(token, names)
+            if name is None or placeholder not in values:
+                return original(self, *args, **kwargs)
+            value = DynamoType(values[placeholder])
+            for checked in {token, name} & index_keys:
+                wanted = defined.get(checked)
+                if (wanted is not None and wanted != value.type) or (value.type in ("S", "B") and not value.value):
+                    return original(self, *args, **kwargs)
+            resolved.append(name)
+            new_values.append((name, value))
+        removed: list[str] = []
+        for token in removes:
+            name = name_of(token, names)
+            if name is None:
+                return original(self, *args, **kwargs)
+            removed.append(name)
+        resolved += removed
+        if len(set(resolved)) != len(resolved) or keys & set(resolved):
+            return original(self, *args, **kwargs)
+        hash_value = DynamoType(key[table.hash_key_attr])
+        range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr in key else None
+        item = table.get_item(hash_value, range_value)
+        if item is None:
+            return original(self, *args, **kwargs)
+        attrs = item.attrs
+        size = sum(bytesize(k) + v.size() for k, v in attrs.items())
+        size += sum(bytesize(name) + value.size() for name, value in new_values)
+        if size > limit:
+            return original(self, *args, **kwargs)
+        condition = create_condition_expression_parser(a["condition_expression"], names, values).parse()
+        if not condition.expr(item):
+            return original(self, *args, **kwargs)  # moto raises ConditionalCheckFailed, with the item if asked
+        for name, value in new_values:
+            dict.__setitem__(attrs, name, value)  # within the size limit: checked above for all of them at once
+        for name in removed:
+            attrs.pop(name, None)
+        return item
+
+    update_item.__wrapped__ = original  # type: ignore[attr-defined]
+    DynamoDBBackend.update_item = update_item  # type: ignore[method-assign]

@@ -80,17 +80,18 @@ def test_the_cheaper_query_answers_as_motos_own(moto_aws: Any, monkeypatch: Any)
     moto_speedups.install_query()  # idempotent
     assert Table.query._paybridge_unsorted  # type: ignore[attr-defined]
 
-    matched: list[Any] = []
-    holds = moto_speedups._Match.holds
+    seen: list[int] = []  # how many candidates each query's loop was given
+    all_items = Table.all_items
 
-    def counted(self: Any, item: Any) -> bool:
-        matched.append(item)
-        return holds(self, item)
+    def counted(self: Any) -> Any:
+        candidates = all_items(self)
+        seen.append(len(candidates))
+        return candidates
 
-    monkeypatch.setattr(moto_speedups._Match, "holds", counted)
+    monkeypatch.setattr(Table, "all_items", counted)
     assert _answers(client, table) == expected
     assert sum(len(page) for page in expected[0]) == 8 and len(expected[0]) == 3  # paged: 3 + 3 + 2
-    assert matched  # the index queries took the pre-filtered path
+    assert len(items) == 24 and 12 in seen and 24 not in seen  # an index query saw only its key's 12 items
 
 
 def test_an_idle_wait_ends_when_the_queue_changes_and_not_before() -> None:
@@ -329,3 +330,108 @@ def test_names_are_converted_once_and_the_same(moto_aws: Any) -> None:
     for name in ("ApproximateNumberOfMessages", "FifoQueue", "KmsMasterKeyId", "theNewAttribute", "", "A", "SQS"):
         assert converted(name) == original(name)
     assert converted("VisibilityTimeout") == "visibility_timeout"
+
+
+_TOKENS = {  # a name token as written in an expression -> the name it stands for (None: a placeholder not defined)
+    **{name: name for name in ("a", "b", "c", "doc", "status", "pk", "sk", "gsi1pk", "gsi3pk")},
+    "#a": "a", "#b": "b", "#x": "a", "#k": "pk", "#g": "gsi1pk", "#u": None,
+}  # fmt: skip
+_VALUES = {  # None: a value placeholder not defined
+    ":s": {"S": "x"}, ":e": {"S": ""}, ":n": {"N": "5"}, ":m": {"M": {"q": {"S": "1"}}}, ":l": {"L": [{"N": "1"}]},
+    ":b": {"B": b"\x01"}, ":eb": {"B": b""}, ":t": {"BOOL": True}, ":big": {"S": "x" * 380_000}, ":u": None,
+}  # fmt: skip
+_OTHER_SETS = ("a.q = :s", "a = if_not_exists(a, :n)", "c = c + :n", "b = a", "#b[0] = :s")
+
+
+def _update_case(rng: random.Random) -> dict[str, Any]:
+    """One UpdateItem request: mostly top-level SET/REMOVE of names and placeholders, defined or not, of keys or
+    not, twice or not, with values of every kind (empty, big, of a key's type or not); sometimes another kind."""
+    spellings = {"a": ("a", "#a", "#x"), "b": ("b", "#b"), "c": ("c",), "doc": ("doc",), "gsi1pk": ("gsi1pk", "#g")}
+    count = rng.randint(1, 5)
+    if rng.random() < 0.85:  # distinct names an update may set, so that most requests succeed
+        tokens = [rng.choice(spellings[name]) for name in rng.sample(sorted(spellings), count)]
+    else:  # any tokens: keys, undefined or reserved ones, the same attribute twice...
+        tokens = [rng.choice(tuple(_TOKENS)) for _ in range(count)]
+
+    def value() -> str:
+        return rng.choice((":s", ":n", ":m", ":l", ":b", ":t") if rng.random() < 0.85 else tuple(_VALUES))
+
+    split = rng.randint(0, count)
+    sets = [rng.choice(_OTHER_SETS) if rng.random() < 0.05 else f"{t} = {value()}" for t in tokens[:split]]
+    removes = tokens[split:]
+    clauses = [f"SET {', '.join(sets)}"] if sets else []
+    clauses += [f"REMOVE {', '.join(removes)}"] if removes else []
+    if rng.random() < 0.05:
+        clauses.append("ADD c :n" if rng.random() < 0.5 else "SET b = :s")
+    rng.shuffle(clauses)
+    condition = rng.choice((None,) * 12 + ("attribute_exists(pk)", "attribute_not_exists(pk)", "a = :s", "c = :n"))
+    text = " ".join(clauses) + " " + (condition or "")
+    request: dict[str, Any] = {
+        "Key": {"pk": {"S": rng.choice(("P#1", "P#1", "P#1", "P#new"))}, "sk": {"S": "A"}},
+        "UpdateExpression": " ".join(clauses) or "SET a = :s",
+    }
+    names = {t: n for t, n in _TOKENS.items() if t.startswith("#") and n and t in text}
+    used = {v: value for v, value in _VALUES.items() if value is not None and v in text}
+    if condition:
+        request["ConditionExpression"] = condition
+    if names:
+        request["ExpressionAttributeNames"] = names
+    if used or request["UpdateExpression"] == "SET a = :s":
+        request["ExpressionAttributeValues"] = used or {":s": {"S": "x"}}
+    return request
+
+
+def _apply_updates(client: Any, table: str, cases: list[dict[str, Any]]) -> list[Any]:
+    """Each case on a fresh copy of one item: the item after it, or the error it got."""
+    seen: list[Any] = []
+    start = {"pk": {"S": "P#1"}, "sk": {"S": "A"}, "a": {"S": "old"}, "gsi1pk": {"S": "G"}, "c": {"N": "1"},
+             "doc": {"S": "y" * 30_000}}  # fmt: skip
+    for case in cases:
+        client.put_item(TableName=table, Item=start)
+        client.delete_item(TableName=table, Key={"pk": {"S": "P#new"}, "sk": {"S": "A"}})
+        try:
+            client.update_item(TableName=table, **case)
+            seen.append(client.get_item(TableName=table, Key=case["Key"], ConsistentRead=True).get("Item"))
+        except client.exceptions.ClientError as exc:
+            seen.append((exc.response["Error"]["Code"], exc.response["Error"]["Message"]))
+        except Exception as exc:  # moto's own failures (a KeyError for an undefined #name) count too
+            seen.append(("raised", type(exc).__name__, str(exc)))
+    return seen
+
+
+def test_simple_updates_apply_as_motos_own_update_item(moto_aws: Any, monkeypatch: Any) -> None:
+    """Generated UpdateItem requests (`_update_case`), each applied by moto's own `update_item` and by the fast
+    path's: the same item after each, or the same error; and the fast path taken for many of them."""
+    import moto.dynamodb.models as models
+    from moto.dynamodb.models import DynamoDBBackend
+
+    from devstack import moto_speedups
+
+    for _ in range(2):
+        moto_speedups.install_update_expression_cache()
+        moto_speedups.install_simple_updates()  # idempotent
+    rng = random.Random(20261202)
+    cases = [_update_case(rng) for _ in range(400)]
+    with monkeypatch.context() as unpatched:
+        unpatched.setattr(DynamoDBBackend, "update_item", moto_speedups.ORIGINALS["update_item"])
+        client, table = new_table(moto_aws, "simple-moto")
+        expected = _apply_updates(client, table, cases)
+
+    validated: list[int] = []
+    validator = models.UpdateExpressionValidator
+
+    class Counted(validator):  # type: ignore[misc, valid-type]
+        def validate(self) -> Any:
+            validated.append(1)
+            return super().validate()
+
+    monkeypatch.setattr(models, "UpdateExpressionValidator", Counted)
+    client, table = new_table(moto_aws, "simple-fast")
+    fast: list[bool] = []
+    for case, want in zip(cases, expected, strict=True):
+        before = len(validated)
+        assert _apply_updates(client, table, [case]) == [want], case
+        fast.append(len(validated) == before and not isinstance(want, tuple))
+    errors = sum(isinstance(want, tuple) for want in expected)
+    assert 40 <= errors <= 300, errors  # both outcomes are well represented
+    assert sum(fast) >= 100, sum(fast)  # the fast path applied many of them (moto's the others)
