@@ -72,8 +72,12 @@ class Portal:
     rejected_by_limit: int = 0
     rejected_by_outage: int = 0
     calls_by_method: dict[str, int] = field(default_factory=dict)
-    #: When the bucket first filled (the end of the first burst: from then on requests go at the drain rate).
+    #: When the bucket first filled (the end of the first burst: from then on requests go at the drain rate), and
+    #: when the request that filled it had been applied (the steady state's start: what completes later was limited).
     full_at: float | None = None
+    filled_done_at: float | None = None
+    #: Each admitted request as it was applied: (time.monotonic(), how many calls it made).
+    applied: list[tuple[float, int]] = field(default_factory=list)
 
 
 def parse_php_query(query: str) -> dict[str, Any]:
@@ -211,6 +215,7 @@ class FakeBitrix24(FakeApp):
     def _rest(self, portal: Portal, method: str, params: dict[str, Any], app: bool = True) -> Response:
         with self.lock:
             self._app_call = app  # event.bind and bizproc.robot.* are for applications only
+            was_full, calls_before = portal.full_at is not None, portal.calls
             refused = self._admit(portal)
             if refused is not None:
                 return _error(refused)
@@ -221,6 +226,10 @@ class FakeBitrix24(FakeApp):
                     result = self._method(portal, method, params)
             except BitrixError as exc:
                 return _error(exc)
+            finally:
+                portal.applied.append((time.monotonic(), portal.calls - calls_before))
+                if not was_full and portal.full_at is not None:
+                    portal.filled_done_at = portal.applied[-1][0]
             return json_response({"result": result, "time": {"start": time.time(), "duration": 0.001}})
 
     def _batch(self, portal: Portal, params: dict[str, Any]) -> dict[str, Any]:
