@@ -140,3 +140,10 @@ def test_a_text_of_digits_is_its_own_whitespace_folding() -> None:
         assert digit.casefold() == digit and digit.isprintable() and not digit.isspace(), hex(ord(digit))
     assert _norm("".join(digits)) == re.sub(r"\s+", " ", "".join(digits)).casefold()
     assert _norm("42") == "42" and _norm("٤٢") == "٤٢"
+
+
+def test_the_number_is_each_default_patterns_first_group() -> None:
+    # `find_numbers` reads a default match's number by the group's index (`_NUMBER`), not by its name
+    from paybridge.domain.reconcile import _DEFAULTS, _NUMBER
+
+    assert [pattern.groupindex["number"] for pattern in _DEFAULTS] == [_NUMBER] * len(_DEFAULTS)

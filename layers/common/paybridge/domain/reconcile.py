@@ -78,6 +78,9 @@ _NUM_RE = re.compile(_NUM, re.IGNORECASE)
 #: test_reconcile_oracle.py).
 _DEFAULTS: tuple[re.Pattern[str], ...] = tuple(re.compile(pattern, re.IGNORECASE) for pattern in DEFAULT_PATTERNS)
 _ONE, _SEVERAL, _INVOICE, _BARE = (pattern.match for pattern in _DEFAULTS)
+#: The group `number` of each default pattern, by its index (its first group: tested); a match's span by index skips
+#: the look-up of the name.
+_NUMBER = 1
 #: Each default pattern's keywords as they read case-folded (its match begins with one of them), by the pattern.
 _DEFAULT_KEYWORDS: dict[str, tuple[str, ...]] = dict(
     zip(
@@ -185,38 +188,45 @@ def _scan_defaults(purpose: str, spans: list[tuple[int, int]], folded: str | Non
             for pattern in _DEFAULTS:
                 _scan(pattern, purpose, spans)
             return
-    # The keywords share three stems: find those (one pass each), then which longer keywords start there. The first
-    # pattern ("сч…") is tried as its stems are found: it runs first, and finditer's next search starts past a match.
+    # The keywords share three stems: find those (one pass each), then which longer keywords start there: what
+    # follows the stem, sliced once and compared (`str.startswith`, a call that parses its arguments into a tuple,
+    # costs more than the slice; two of them did per stem). A stem that is not in the purpose (`in`: no call) is not
+    # looked for. The first pattern ("сч…") is tried as its stems are found: it runs first, and finditer's next
+    # search starts past a match.
     several: list[int] = []
     bare: list[int] = []
     after = 0
     at = folded.find("сч")
     while at >= 0:
-        if folded.startswith(("счетам", "счётам"), at):
+        follows = folded[at + 2 : at + 6]
+        if follows == "етам" or follows == "ётам":
             several.append(at)
-        elif folded.startswith("сч-", at):
+        elif follows[:1] == "-":
             bare.append(at)
         if at >= after:
             match = _ONE(purpose, at)
             if match is not None:  # never empty (it holds the keyword); its number never is (it holds a digit)
                 after = match.end()
-                start, end = match.span("number")
+                start, end = match.span(_NUMBER)
                 if not spans or _free(spans, start, end):
                     spans.append((start, end))
         at = folded.find("сч", at + 2)
     invoice: list[int] = []
-    at = folded.find("inv")
-    while at >= 0:
-        invoice.append(at)
-        if folded.startswith("invoices", at):
-            several.append(at)
-        elif folded.startswith("inv-", at):
+    if "inv" in folded:
+        at = folded.find("inv")
+        while at >= 0:
+            invoice.append(at)
+            follows = folded[at + 3 : at + 8]
+            if follows == "oices":
+                several.append(at)
+            elif follows[:1] == "-":
+                bare.append(at)
+            at = folded.find("inv", at + 3)
+    if "инв-" in folded:
+        at = folded.find("инв-")
+        while at >= 0:
             bare.append(at)
-        at = folded.find("inv", at + 3)
-    at = folded.find("инв-")
-    while at >= 0:
-        bare.append(at)
-        at = folded.find("инв-", at + 4)
+            at = folded.find("инв-", at + 4)
     if several:
         if len(several) > 1:
             several.sort()
@@ -224,7 +234,7 @@ def _scan_defaults(purpose: str, spans: list[tuple[int, int]], folded: str | Non
         for at in several:
             if at >= after and (match := _SEVERAL(purpose, at)) is not None:
                 after = match.end()
-                start, end = match.span("number")
+                start, end = match.span(_NUMBER)
                 if _free(spans, start, end):
                     spans.append((start, end))
                 if match.group("more"):
@@ -234,7 +244,7 @@ def _scan_defaults(purpose: str, spans: list[tuple[int, int]], folded: str | Non
         for at in invoice:
             if at >= after and (match := _INVOICE(purpose, at)) is not None:
                 after = match.end()
-                start, end = match.span("number")
+                start, end = match.span(_NUMBER)
                 if _free(spans, start, end):
                     spans.append((start, end))
     if bare:
