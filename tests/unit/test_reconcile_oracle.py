@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import date
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -466,7 +467,7 @@ def test_reconcile_decides_what_it_decided_before(statement: Statement, tenant: 
 
 
 def test_the_fast_constructors_make_what_the_dataclasses_make() -> None:
-    from dataclasses import astuple, fields
+    from dataclasses import FrozenInstanceError, astuple, fields
 
     from paybridge.domain.bank import new_allocation, new_decision
 
@@ -478,3 +479,10 @@ def test_the_fast_constructors_make_what_the_dataclasses_make() -> None:
     assert new_decision("f" * 32, "unmatched", "none") == unmatched
     assert [field.name for field in fields(Decision)] == list(Decision.__slots__)  # the order the slots are set in
     assert [field.name for field in fields(Allocation)] == list(Allocation.__slots__)
+    # built as a twin of the same slots, then given its class: of that class, as frozen, with no dict
+    assert type(decision) is Decision and type(allocation) is Allocation
+    for made, field in ((decision, "reason"), (allocation, "number")):
+        assert not hasattr(made, "__dict__")
+        with pytest.raises(FrozenInstanceError):
+            setattr(made, field, "x")
+    assert astuple(new_decision("f" * 32, "duplicate", "again")) == astuple(Decision("f" * 32, "duplicate", "again"))
