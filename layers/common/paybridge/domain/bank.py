@@ -95,9 +95,17 @@ class StatementLine:
     def fingerprint_folded(self, folded_purpose: str) -> str:
         """`fingerprint`, given the purpose case-folded (reconciliation folds it once for the fingerprint and the
         number search)."""
+        # `_norm` of the document number and `_collapse` of the purpose, written out: no call for what most lines
+        # hold (a document number of digits, a purpose with single spaces only).
+        document = self.document_number or ""
+        if document and not document.isdigit():
+            document = _collapse(document.casefold())
+        purpose = folded_purpose
+        if not (purpose.isprintable() and "  " not in purpose and purpose[:1] != " " and purpose[-1:] != " "):
+            purpose = " ".join(purpose.split())
         text = (
             f"{self.account}|{_isoformat(self.value_date)}|{self.amount}|{self.payer_inn or ''}|"
-            f"{self.payer_account or ''}|{_norm(self.document_number)}|{_collapse(folded_purpose)}"
+            f"{self.payer_account or ''}|{document}|{purpose}"
         )
         return _sha256(text.encode()).digest()[:16].hex()  # the first 32 hex digits, without the other 32
 
