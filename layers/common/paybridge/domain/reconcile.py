@@ -215,12 +215,15 @@ def _scan_defaults(purpose: str, spans: list[tuple[int, int]], folded: str | Non
     if "inv" in folded:
         at = folded.find("inv")
         while at >= 0:
-            invoice.append(at)
             follows = folded[at + 3 : at + 8]
-            if follows == "oices":
-                several.append(at)
-            elif follows[:1] == "-":
+            if follows[:1] == "-":
+                # "inv-" (a bare number's prefix, "INV-2026-0042"): the English pattern cannot match there (its
+                # keyword is "invoice", "inv." or "inv" before whitespace, and only "-" folds to "-": tested)
                 bare.append(at)
+            else:
+                invoice.append(at)
+                if follows == "oices":
+                    several.append(at)
             at = folded.find("inv", at + 3)
     if "инв-" in folded:
         at = folded.find("инв-")
