@@ -363,6 +363,17 @@ def _reconcile(
         if not numbers:
             append(new_decision(fingerprint, "unmatched", "no invoice number in the purpose"))
             continue
+        if len(numbers) == 1:
+            # Most lines: one number, one open invoice with it, of the line's currency and not another payer's. What
+            # `_decide` decides for it, without its call, lists and notes.
+            candidates = by_number(numbers[0])
+            if len(candidates) == 1:
+                invoice = candidates[0]
+                inn, payer_inn, currency = invoice.customer_inn, line.payer_inn, line.currency
+                if invoice.currency == currency and not (inn and payer_inn and inn != payer_inn):
+                    kind, reason, allocations = _pays_one(invoice, line.amount, currency, "", remaining)
+                    append(new_decision(fingerprint, kind, reason, allocations, numbers))
+                    continue
         kind, reason, allocations = _decide(line, numbers, by_number, remaining)
         append(new_decision(fingerprint, kind, reason, allocations, numbers))
     return decisions
@@ -379,20 +390,9 @@ def _decide(
 ) -> _Outcome:
     """What a line that names `numbers` pays, and why; `remaining` is updated with what it leaves owed."""
     currency, payer_inn, paid = line.currency, line.payer_inn, line.amount
-    lookups: Iterable[tuple[str, Sequence[OpenInvoice]]]
-    if len(numbers) == 1:
-        # Most lines: one number, one open invoice with it, of the line's currency and not another payer's. What the
-        # loop below decides for it, without its lists and notes.
-        number = numbers[0]
-        candidates = by_number(number)
-        if len(candidates) == 1:
-            invoice = candidates[0]
-            inn = invoice.customer_inn
-            if invoice.currency == currency and not (inn and payer_inn and inn != payer_inn):
-                return _pays_one(invoice, paid, currency, "", remaining)
-        lookups = ((number, candidates),)
-    else:
-        lookups = ((number, by_number(number)) for number in numbers)  # lazily: an ambiguous number ends the look-ups
+    # (`_reconcile` decides most lines, one number of one open invoice that may be paid, without this call.) Looked up
+    # lazily: an ambiguous number ends the look-ups.
+    lookups = ((number, by_number(number)) for number in numbers)
     matched: list[OpenInvoice] = []
     unknown: list[str] = []
     notes: list[str] = []
