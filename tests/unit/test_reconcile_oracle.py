@@ -486,3 +486,21 @@ def test_the_fast_constructors_make_what_the_dataclasses_make() -> None:
         with pytest.raises(FrozenInstanceError):
             setattr(made, field, "x")
     assert astuple(new_decision("f" * 32, "duplicate", "again")) == astuple(Decision("f" * 32, "duplicate", "again"))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(ANY_PURPOSE, st.text(max_size=40), st.text(" \t\u00a0\n", max_size=4).map(lambda s: f"{s}сч 1{s}")),
+    st.one_of(st.none(), st.text(max_size=8), st.sampled_from(["", "1", " 3  a ", "٤٢", "Ab"])),
+)
+def test_the_fingerprint_is_the_old_one(purpose: str, document_number: str | None) -> None:
+    # `fingerprint_folded` folds the purpose's and the document number's whitespace itself (no `_norm` call)
+    line = StatementLine(
+        source="1c_file",
+        account=ACCOUNT,
+        value_date=date(2026, 11, 2),
+        amount=100,
+        purpose=purpose[:1000],
+        document_number=document_number,
+    )
+    assert line.fingerprint == old_fingerprint(line)

@@ -101,7 +101,8 @@ class StatementLine:
         if document and not document.isdigit():
             document = _collapse(document.casefold())
         purpose = folded_purpose
-        if not (purpose.isprintable() and "  " not in purpose and purpose[:1] != " " and purpose[-1:] != " "):
+        # (`strip` returns a text it leaves as is, so the comparison is of a text with itself: no copy, no scan)
+        if not (purpose.isprintable() and "  " not in purpose and purpose.strip(" ") == purpose):
             purpose = " ".join(purpose.split())
         text = (
             f"{self.account}|{_isoformat(self.value_date)}|{self.amount}|{self.payer_inn or ''}|"

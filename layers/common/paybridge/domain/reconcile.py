@@ -350,7 +350,7 @@ def _reconcile(
     by_number = index.by_number
     plain, defaults = _plan(patterns)
     decisions: list[Decision] = []
-    append = decisions.append
+    append, add = decisions.append, known.add
     for line in lines:
         purpose = line.purpose
         folded = purpose.casefold()
@@ -358,7 +358,7 @@ def _reconcile(
         if fingerprint in known:
             append(new_decision(fingerprint, "duplicate", "this line was already reconciled"))
             continue
-        known.add(fingerprint)
+        add(fingerprint)
         numbers = _numbers(purpose, plain, defaults, folded)
         if not numbers:
             append(new_decision(fingerprint, "unmatched", "no invoice number in the purpose"))
