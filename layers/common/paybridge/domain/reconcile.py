@@ -363,6 +363,7 @@ def _reconcile(
         if not numbers:
             append(new_decision(fingerprint, "unmatched", "no invoice number in the purpose"))
             continue
+        candidates = None
         if len(numbers) == 1:
             # Most lines: one number, one open invoice with it, of the line's currency and not another payer's. What
             # `_decide` decides for it, without its call, lists and notes.
@@ -374,7 +375,7 @@ def _reconcile(
                     kind, reason, allocations = _pays_one(invoice, line.amount, currency, "", remaining)
                     append(new_decision(fingerprint, kind, reason, allocations, numbers))
                     continue
-        kind, reason, allocations = _decide(line, numbers, by_number, remaining)
+        kind, reason, allocations = _decide(line, numbers, by_number, remaining, candidates)
         append(new_decision(fingerprint, kind, reason, allocations, numbers))
     return decisions
 
@@ -387,12 +388,17 @@ def _decide(
     numbers: tuple[str, ...],
     by_number: Callable[[str], Sequence[OpenInvoice]],
     remaining: dict[str, int],
+    candidates: Sequence[OpenInvoice] | None = None,
 ) -> _Outcome:
-    """What a line that names `numbers` pays, and why; `remaining` is updated with what it leaves owed."""
+    """What a line that names `numbers` pays, and why; `remaining` is updated with what it leaves owed.
+    `candidates`: the invoices of a line's only number, if the caller looked them up (each number is looked up once:
+    the index may be a GSI). `_reconcile` decides most lines, one number of one open invoice it may pay, itself."""
     currency, payer_inn, paid = line.currency, line.payer_inn, line.amount
-    # (`_reconcile` decides most lines, one number of one open invoice that may be paid, without this call.) Looked up
-    # lazily: an ambiguous number ends the look-ups.
-    lookups = ((number, by_number(number)) for number in numbers)
+    lookups: Iterable[tuple[str, Sequence[OpenInvoice]]]
+    if candidates is not None:
+        lookups = ((numbers[0], candidates),)
+    else:
+        lookups = ((number, by_number(number)) for number in numbers)  # lazily: an ambiguous number ends the look-ups
     matched: list[OpenInvoice] = []
     unknown: list[str] = []
     notes: list[str] = []
