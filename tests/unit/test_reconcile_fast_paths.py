@@ -140,3 +140,22 @@ def test_a_text_of_digits_is_its_own_whitespace_folding() -> None:
         assert digit.casefold() == digit and digit.isprintable() and not digit.isspace(), hex(ord(digit))
     assert _norm("".join(digits)) == re.sub(r"\s+", " ", "".join(digits)).casefold()
     assert _norm("42") == "42" and _norm("٤٢") == "٤٢"
+
+
+def test_the_number_is_each_default_patterns_first_group() -> None:
+    # `find_numbers` reads a default match's number by the group's index (`_NUMBER`), not by its name
+    from paybridge.domain.reconcile import _DEFAULTS, _NUMBER
+
+    assert [pattern.groupindex["number"] for pattern in _DEFAULTS] == [_NUMBER] * len(_DEFAULTS)
+
+
+def test_the_english_pattern_never_matches_at_inv_dash() -> None:
+    # `find_numbers` does not try the English pattern ("invoice" / "inv." / "inv" before whitespace) where "inv" is
+    # followed by what folds to "-": only "-" does (over all of Unicode), and it is none of "o", "." or whitespace
+    assert [hex(code) for code in range(0x110000) if chr(code).casefold() == "-"] == ["0x2d"]
+    english = re.compile(DEFAULT_PATTERNS[2], re.IGNORECASE)
+    for purpose in ("inv-12", "INV-2026-0042", "Inv-5 inv 6", "по инвойсу inv-7/8 invoice 9"):
+        assert all(
+            not english.match(purpose, at) for at in range(len(purpose)) if purpose[at : at + 4].lower() == "inv-"
+        )
+    assert find_numbers("INV-2026-0042 inv. 5 inv-6", FAST) == find_numbers("INV-2026-0042 inv. 5 inv-6", PLAIN)

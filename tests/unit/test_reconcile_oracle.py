@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import date
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -466,7 +467,7 @@ def test_reconcile_decides_what_it_decided_before(statement: Statement, tenant: 
 
 
 def test_the_fast_constructors_make_what_the_dataclasses_make() -> None:
-    from dataclasses import astuple, fields
+    from dataclasses import FrozenInstanceError, astuple, fields
 
     from paybridge.domain.bank import new_allocation, new_decision
 
@@ -478,3 +479,28 @@ def test_the_fast_constructors_make_what_the_dataclasses_make() -> None:
     assert new_decision("f" * 32, "unmatched", "none") == unmatched
     assert [field.name for field in fields(Decision)] == list(Decision.__slots__)  # the order the slots are set in
     assert [field.name for field in fields(Allocation)] == list(Allocation.__slots__)
+    # built as a twin of the same slots, then given its class: of that class, as frozen, with no dict
+    assert type(decision) is Decision and type(allocation) is Allocation
+    for made, field in ((decision, "reason"), (allocation, "number")):
+        assert not hasattr(made, "__dict__")
+        with pytest.raises(FrozenInstanceError):
+            setattr(made, field, "x")
+    assert astuple(new_decision("f" * 32, "duplicate", "again")) == astuple(Decision("f" * 32, "duplicate", "again"))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(ANY_PURPOSE, st.text(max_size=40), st.text(" \t\u00a0\n", max_size=4).map(lambda s: f"{s}сч 1{s}")),
+    st.one_of(st.none(), st.text(max_size=8), st.sampled_from(["", "1", " 3  a ", "٤٢", "Ab"])),
+)
+def test_the_fingerprint_is_the_old_one(purpose: str, document_number: str | None) -> None:
+    # `fingerprint_folded` folds the purpose's and the document number's whitespace itself (no `_norm` call)
+    line = StatementLine(
+        source="1c_file",
+        account=ACCOUNT,
+        value_date=date(2026, 11, 2),
+        amount=100,
+        purpose=purpose[:1000],
+        document_number=document_number,
+    )
+    assert line.fingerprint == old_fingerprint(line)

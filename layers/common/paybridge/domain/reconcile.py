@@ -78,6 +78,9 @@ _NUM_RE = re.compile(_NUM, re.IGNORECASE)
 #: test_reconcile_oracle.py).
 _DEFAULTS: tuple[re.Pattern[str], ...] = tuple(re.compile(pattern, re.IGNORECASE) for pattern in DEFAULT_PATTERNS)
 _ONE, _SEVERAL, _INVOICE, _BARE = (pattern.match for pattern in _DEFAULTS)
+#: The group `number` of each default pattern, by its index (its first group: tested); a match's span by index skips
+#: the look-up of the name.
+_NUMBER = 1
 #: Each default pattern's keywords as they read case-folded (its match begins with one of them), by the pattern.
 _DEFAULT_KEYWORDS: dict[str, tuple[str, ...]] = dict(
     zip(
@@ -185,38 +188,48 @@ def _scan_defaults(purpose: str, spans: list[tuple[int, int]], folded: str | Non
             for pattern in _DEFAULTS:
                 _scan(pattern, purpose, spans)
             return
-    # The keywords share three stems: find those (one pass each), then which longer keywords start there. The first
-    # pattern ("сч…") is tried as its stems are found: it runs first, and finditer's next search starts past a match.
+    # The keywords share three stems: find those (one pass each), then which longer keywords start there: what
+    # follows the stem, sliced once and compared (`str.startswith`, a call that parses its arguments into a tuple,
+    # costs more than the slice; two of them did per stem). A stem that is not in the purpose (`in`: no call) is not
+    # looked for. The first pattern ("сч…") is tried as its stems are found: it runs first, and finditer's next
+    # search starts past a match.
     several: list[int] = []
     bare: list[int] = []
     after = 0
     at = folded.find("сч")
     while at >= 0:
-        if folded.startswith(("счетам", "счётам"), at):
+        follows = folded[at + 2 : at + 6]
+        if follows == "етам" or follows == "ётам":
             several.append(at)
-        elif folded.startswith("сч-", at):
+        elif follows[:1] == "-":
             bare.append(at)
         if at >= after:
             match = _ONE(purpose, at)
             if match is not None:  # never empty (it holds the keyword); its number never is (it holds a digit)
                 after = match.end()
-                start, end = match.span("number")
+                start, end = match.span(_NUMBER)
                 if not spans or _free(spans, start, end):
                     spans.append((start, end))
         at = folded.find("сч", at + 2)
     invoice: list[int] = []
-    at = folded.find("inv")
-    while at >= 0:
-        invoice.append(at)
-        if folded.startswith("invoices", at):
-            several.append(at)
-        elif folded.startswith("inv-", at):
+    if "inv" in folded:
+        at = folded.find("inv")
+        while at >= 0:
+            follows = folded[at + 3 : at + 8]
+            if follows[:1] == "-":
+                # "inv-" (a bare number's prefix, "INV-2026-0042"): the English pattern cannot match there (its
+                # keyword is "invoice", "inv." or "inv" before whitespace, and only "-" folds to "-": tested)
+                bare.append(at)
+            else:
+                invoice.append(at)
+                if follows == "oices":
+                    several.append(at)
+            at = folded.find("inv", at + 3)
+    if "инв-" in folded:
+        at = folded.find("инв-")
+        while at >= 0:
             bare.append(at)
-        at = folded.find("inv", at + 3)
-    at = folded.find("инв-")
-    while at >= 0:
-        bare.append(at)
-        at = folded.find("инв-", at + 4)
+            at = folded.find("инв-", at + 4)
     if several:
         if len(several) > 1:
             several.sort()
@@ -224,7 +237,7 @@ def _scan_defaults(purpose: str, spans: list[tuple[int, int]], folded: str | Non
         for at in several:
             if at >= after and (match := _SEVERAL(purpose, at)) is not None:
                 after = match.end()
-                start, end = match.span("number")
+                start, end = match.span(_NUMBER)
                 if _free(spans, start, end):
                     spans.append((start, end))
                 if match.group("more"):
@@ -234,7 +247,7 @@ def _scan_defaults(purpose: str, spans: list[tuple[int, int]], folded: str | Non
         for at in invoice:
             if at >= after and (match := _INVOICE(purpose, at)) is not None:
                 after = match.end()
-                start, end = match.span("number")
+                start, end = match.span(_NUMBER)
                 if _free(spans, start, end):
                     spans.append((start, end))
     if bare:
@@ -337,7 +350,7 @@ def _reconcile(
     by_number = index.by_number
     plain, defaults = _plan(patterns)
     decisions: list[Decision] = []
-    append = decisions.append
+    append, add = decisions.append, known.add
     for line in lines:
         purpose = line.purpose
         folded = purpose.casefold()
@@ -345,12 +358,24 @@ def _reconcile(
         if fingerprint in known:
             append(new_decision(fingerprint, "duplicate", "this line was already reconciled"))
             continue
-        known.add(fingerprint)
+        add(fingerprint)
         numbers = _numbers(purpose, plain, defaults, folded)
         if not numbers:
             append(new_decision(fingerprint, "unmatched", "no invoice number in the purpose"))
             continue
-        kind, reason, allocations = _decide(line, numbers, by_number, remaining)
+        candidates = None
+        if len(numbers) == 1:
+            # Most lines: one number, one open invoice with it, of the line's currency and not another payer's. What
+            # `_decide` decides for it, without its call, lists and notes.
+            candidates = by_number(numbers[0])
+            if len(candidates) == 1:
+                invoice = candidates[0]
+                inn, payer_inn, currency = invoice.customer_inn, line.payer_inn, line.currency
+                if invoice.currency == currency and not (inn and payer_inn and inn != payer_inn):
+                    kind, reason, allocations = _pays_one(invoice, line.amount, currency, "", remaining)
+                    append(new_decision(fingerprint, kind, reason, allocations, numbers))
+                    continue
+        kind, reason, allocations = _decide(line, numbers, by_number, remaining, candidates)
         append(new_decision(fingerprint, kind, reason, allocations, numbers))
     return decisions
 
@@ -363,21 +388,15 @@ def _decide(
     numbers: tuple[str, ...],
     by_number: Callable[[str], Sequence[OpenInvoice]],
     remaining: dict[str, int],
+    candidates: Sequence[OpenInvoice] | None = None,
 ) -> _Outcome:
-    """What a line that names `numbers` pays, and why; `remaining` is updated with what it leaves owed."""
+    """What a line that names `numbers` pays, and why; `remaining` is updated with what it leaves owed.
+    `candidates`: the invoices of a line's only number, if the caller looked them up (each number is looked up once:
+    the index may be a GSI). `_reconcile` decides most lines, one number of one open invoice it may pay, itself."""
     currency, payer_inn, paid = line.currency, line.payer_inn, line.amount
     lookups: Iterable[tuple[str, Sequence[OpenInvoice]]]
-    if len(numbers) == 1:
-        # Most lines: one number, one open invoice with it, of the line's currency and not another payer's. What the
-        # loop below decides for it, without its lists and notes.
-        number = numbers[0]
-        candidates = by_number(number)
-        if len(candidates) == 1:
-            invoice = candidates[0]
-            inn = invoice.customer_inn
-            if invoice.currency == currency and not (inn and payer_inn and inn != payer_inn):
-                return _pays_one(invoice, paid, currency, "", remaining)
-        lookups = ((number, candidates),)
+    if candidates is not None:
+        lookups = ((numbers[0], candidates),)
     else:
         lookups = ((number, by_number(number)) for number in numbers)  # lazily: an ambiguous number ends the look-ups
     matched: list[OpenInvoice] = []
