@@ -42,7 +42,7 @@ def _collapse(text: str) -> str:
     """Runs of whitespace as one space, trimmed. Case-folding before or after it is the same (folding maps each
     whitespace character to itself and no other character to whitespace: tested over all of Unicode). A printable
     text (its only whitespace is " ": tested) with no double space and none at either end is returned as is."""
-    if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+    if text.isprintable() and "  " not in text and text.strip(" ") == text:  # strip returns a text it keeps itself
         return text
     return " ".join(text.split())
 
@@ -95,18 +95,9 @@ class StatementLine:
     def fingerprint_folded(self, folded_purpose: str) -> str:
         """`fingerprint`, given the purpose case-folded (reconciliation folds it once for the fingerprint and the
         number search)."""
-        # `_norm` of the document number and `_collapse` of the purpose, written out: no call for what most lines
-        # hold (a document number of digits, a purpose with single spaces only).
-        document = self.document_number or ""
-        if document and not document.isdigit():
-            document = _collapse(document.casefold())
-        purpose = folded_purpose
-        # (`strip` returns a text it leaves as is, so the comparison is of a text with itself: no copy, no scan)
-        if not (purpose.isprintable() and "  " not in purpose and purpose.strip(" ") == purpose):
-            purpose = " ".join(purpose.split())
         text = (
             f"{self.account}|{_isoformat(self.value_date)}|{self.amount}|{self.payer_inn or ''}|"
-            f"{self.payer_account or ''}|{document}|{purpose}"
+            f"{self.payer_account or ''}|{_norm(self.document_number)}|{_collapse(folded_purpose)}"
         )
         return _sha256(text.encode()).digest()[:16].hex()  # the first 32 hex digits, without the other 32
 
