@@ -192,6 +192,31 @@ CONTACT = {
 }
 
 
+def test_the_default_rate_limit_never_sends_more_than_seven_requests_in_a_second() -> None:
+    """amoCRM's limit is 7 requests in any second (the fake counts a sliding 1 s window). Senders that take the
+    bucket's tokens as fast as it gives them — after a long pause (a full bucket), each request arriving up to 50 ms
+    late or early — never put 8 in one second; 7/s with a burst of 7, the old default, put 13."""
+    import random
+
+    from paybridge.domain.ratelimit import take
+
+    def worst_second(per_second: float, burst: int) -> int:
+        rng, bucket, now, arrivals = random.Random(7), None, 1000.0, []
+        while now < 1010.0:
+            taken, wait = take(bucket, now, per_second, burst)
+            if taken is None:
+                now += wait + 1e-9  # (the refill, in floating point, may fall a hair short)
+                continue
+            bucket = taken
+            arrivals.append(now + rng.uniform(0.0, 0.05))  # the network: later, never before it was sent
+        arrivals.sort()
+        return max(sum(1 for t in arrivals if a <= t < a + 1.0) for a in arrivals)
+
+    limit = settings().rate_limit
+    assert worst_second(limit.per_second, limit.burst) <= 7
+    assert worst_second(7, 7) >= 13  # the old default: the check can fail
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # get_deal
 # ---------------------------------------------------------------------------------------------------------------
@@ -212,7 +237,7 @@ class TestGetDeal:
         assert request.url.params["with"] == "contacts"
         assert request.headers["authorization"] == f"Bearer {TOKEN}"
         assert contact.calls[0].request.headers["authorization"] == f"Bearer {TOKEN}"
-        assert throttle.calls == [("acme", RateLimit(per_second=7, burst=7))] * 2
+        assert throttle.calls == [("acme", RateLimit(per_second=6, burst=1))] * 2
 
     def test_no_contact_no_number_no_price(self, api: respx.MockRouter) -> None:
         bare = lead_json(
