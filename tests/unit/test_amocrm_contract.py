@@ -53,6 +53,7 @@ def adapter(throttle: Callable[[str, RateLimit], None] | None = None, **kwargs: 
         webhook_token=WEBHOOK_TOKEN,
         throttle=throttle or CountingThrottle(),
         clock=lambda: NOW,
+        sleep=kwargs.pop("sleep", lambda seconds: None),
         **kwargs,
     )
 
@@ -271,7 +272,7 @@ class TestGetDeal:
         "answer", [httpx.Response(429), httpx.Response(502, text="Bad Gateway"), httpx.ReadTimeout("slow")]
     )
     def test_transient_failures(self, api: respx.MockRouter, answer: Any) -> None:
-        api.get("/api/v4/leads/3912171").mock(side_effect=[answer])
+        api.get("/api/v4/leads/3912171").mock(side_effect=[answer] * 3)  # a 429 is sent twice more, then given up
         with pytest.raises(CrmUnavailable) as caught:
             adapter().get_deal("3912171")
         assert type(caught.value) is CrmUnavailable  # Step Functions retries match the class name exactly
@@ -432,15 +433,32 @@ class TestApplyFailures:
         assert "earlier update of lead 101" in outcomes[2].detail
         assert body(r["notes"]) == [{"entity_id": 202, "note_type": "common", "params": {"text": "Ссылка"}}]
 
-    def test_429_stops_the_batch(self, api: respx.MockRouter) -> None:
+    def test_429_is_sent_again_and_then_stops_the_batch(self, api: respx.MockRouter) -> None:
         r = routes(api)
         r["patch"].mock(return_value=httpx.Response(429))
-        throttle = CountingThrottle()
+        throttle, slept = CountingThrottle(), []
         updates = [update("101", stage(PAID)), update("202", comment("x")), update("303", notify("y"))]
-        outcomes = adapter(throttle).apply(updates)
+        outcomes = adapter(throttle, sleep=slept.append).apply(updates)
         assert all(o.transient and not o.ok for o in outcomes)
         assert "429" in outcomes[0].detail and "429" in outcomes[1].detail
-        assert len(api.calls) == 1 and len(throttle.calls) == 1
+        assert len(api.calls) == 3 and len(throttle.calls) == 3  # the PATCH twice more, each after a token
+        assert slept == [1.0, 1.0] and not r["notes"].called
+
+    @pytest.mark.parametrize(("retry_after", "waited"), [(None, 1.0), ("2", 2.0), ("600", 1.0), ("soon", 1.0)])
+    def test_a_429_in_the_middle_does_not_send_the_notes_before_it_again(
+        self, api: respx.MockRouter, retry_after: str | None, waited: float
+    ) -> None:
+        """A 429 refused the request (amoCRM applied none of it): the same request is sent again after a wait, so
+        the updates complete in this call and the notes that landed before it are not repeated by a retry."""
+        r = routes(api)
+        refused = httpx.Response(429, headers={"Retry-After": retry_after} if retry_after else {})
+        r["tasks"].mock(side_effect=[refused, ok("tasks", [1])])
+        slept: list[float] = []
+        updates = [update("103", stage(PAID), comment("Оплачено"), notify("Позвоните клиенту"))]
+        outcomes = adapter(sleep=slept.append).apply(updates)
+        assert [o.ok for o in outcomes] == [True]
+        assert r["patch"].call_count == 1 and r["notes"].call_count == 1  # sent once: not again for the 429
+        assert r["tasks"].call_count == 2 and slept == [waited]
 
     def test_a_throttle_that_will_not_wait_stops_the_batch(self, api: respx.MockRouter) -> None:
         routes(api)

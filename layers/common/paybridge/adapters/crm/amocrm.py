@@ -41,9 +41,12 @@ How `apply` delivers a batch of updates (in as few requests as possible):
 digital-pipeline automation on the awaiting-payment status, which reads the link field.
 
 Outcomes, one per update:
+- a 429 refused the request (nothing of it was applied): the same request is sent again after a second (amoCRM's
+  window; `Retry-After` when it gives up to 5 s), at most `RATE_LIMIT_RESENDS` times, each after a token of the
+  account's bucket — so the notes that landed before it are not sent again by a retry of their updates;
 - a request that fails transiently (timeout, 5xx) → every update with an item in it that is not complete yet is
-  retried; a 429, a throttle that will not wait, or a token amoCRM keeps refusing (401 after one refresh, a dead
-  refresh token) stops the batch: nothing more is sent and every update not complete yet is retried;
+  retried; a 429 after those resends, a throttle that will not wait, or a token amoCRM keeps refusing (401 after one
+  refresh, a dead refresh token) stops the batch: nothing more is sent and every update not complete yet is retried;
 - a 400 with `validation-errors` → the updates whose items amoCRM names are parked; the rest of that request is sent
   again without them (amoCRM saved none of it). A 400 we cannot map, or another 4xx, parks every update in it;
 - updates are all-or-nothing in order per lead: an update with a failed item sends nothing more in later steps, and
@@ -153,6 +156,8 @@ TASK_TYPE_FOLLOW_UP = 1
 TRIGGER_EVENTS = frozenset({"status", "update"})
 #: A 400 naming bad items is answered by sending the rest again, at most this many times per request.
 MAX_RESENDS = 3
+#: A request refused with 429 (not applied) is sent again, after a wait, at most this many times.
+RATE_LIMIT_RESENDS = 2
 
 _LEAD_KEY = re.compile(r"^leads\[([a-z_]+)\]\[(\d+)\]\[([a-z_]+)\]$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -297,11 +302,12 @@ class AmoCrm:
         transport: Any = None,
         on_unauthorized: Callable[[], str] | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ):
         self._settings = settings
         self._access, self._on_unauthorized = access, on_unauthorized
         self._webhook_token = webhook_token
-        self._throttle, self._clock = throttle, clock
+        self._throttle, self._clock, self._sleep = throttle, clock, sleep
         self.rate_limit = RateLimit(per_second=settings.rate_limit.per_second, burst=settings.rate_limit.burst)
         self._http = make_client(_url(settings), {"Accept": "application/json"}, transport)
 
@@ -318,10 +324,12 @@ class AmoCrm:
             raise _AuthUnavailable(str(exc)) from exc
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One request (throttled), retried once with a fresh token after a 401; errors mapped to ours."""
+        """One request (throttled), sent again with a fresh token after a 401 (once) and after a wait when refused
+        with 429 (`RATE_LIMIT_RESENDS` times: it was not applied); errors mapped to ours."""
         where = f"amoCRM {self._settings.subdomain}: {method} {path}"
         token = self._token(refresh=False)
-        for attempt in range(2):
+        refreshed, resent = False, 0
+        while True:
             try:
                 self._throttle(self._settings.subdomain, self.rate_limit)
             except CrmUnavailable as exc:
@@ -333,9 +341,15 @@ class AmoCrm:
             except httpx.TransportError as exc:
                 raise CrmUnavailable(f"{where}: {type(exc).__name__}: {exc}") from exc
             status = response.status_code
-            if status == 401 and attempt == 0 and self._on_unauthorized is not None:
+            if status == 401 and not refreshed and self._on_unauthorized is not None:
                 logger.info("%s: 401, refreshing the token once", where)
-                token = self._token(refresh=True)
+                token, refreshed = self._token(refresh=True), True
+                continue
+            if status == 429 and resent < RATE_LIMIT_RESENDS:
+                resent += 1
+                wait = _retry_after(response)
+                logger.info("%s: 429, sending it again in %.1f s (%d of %d)", where, wait, resent, RATE_LIMIT_RESENDS)
+                self._sleep(wait)
                 continue
             if status < 400:
                 return response
@@ -351,7 +365,6 @@ class AmoCrm:
             if status == 400:
                 raise _BadRequest(text, _rejected_items(response))
             raise CrmRejected(text)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- setup -----------------------------------------------------------------------------------------------------
 
@@ -763,6 +776,17 @@ def _embedded_id(lead: dict[str, Any], name: str, main: bool) -> str | None:
         return None
     chosen = next((c for c in items if c.get("is_main")), items[0]) if main else items[0]
     return str(chosen["id"])
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """How long to wait before sending a refused request again: `Retry-After` in seconds when amoCRM gives one of
+    up to 5 s, else a second (its limit is per second)."""
+    given = response.headers.get("Retry-After", "")
+    try:
+        seconds = float(given)
+    except ValueError:
+        return 1.0
+    return seconds if 0 < seconds <= 5 else 1.0
 
 
 def _owners(items: Sequence[_Item]) -> list[int]:
