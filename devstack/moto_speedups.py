@@ -542,7 +542,6 @@ def install_simple_updates() -> None:
         keys = set(table.table_key_attrs)
         defined = {d["AttributeName"]: d["AttributeType"] for d in table.attr}
         index_keys = set(table.attribute_keys) | set(defined)
-        resolved: list[str] = []
         new_values: list[tuple[str, DynamoType]] = []
         for token, placeholder in sets:
             name = name_of(token, names)
@@ -553,7 +552,6 @@ def install_simple_updates() -> None:
                 wanted = defined.get(checked)
                 if (wanted is not None and wanted != value.type) or (value.type in ("S", "B") and not value.value):
                     return original(self, *args, **kwargs)
-            resolved.append(name)
             new_values.append((name, value))
         removed: list[str] = []
         for token in removes:
@@ -561,7 +559,7 @@ def install_simple_updates() -> None:
             if name is None:
                 return original(self, *args, **kwargs)
             removed.append(name)
-        resolved += removed
+        resolved = [name for name, _ in new_values] + removed
         if len(set(resolved)) != len(resolved) or keys & set(resolved):
             return original(self, *args, **kwargs)
         hash_value = DynamoType(key[table.hash_key_attr])

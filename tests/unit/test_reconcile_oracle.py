@@ -494,7 +494,7 @@ def test_the_fast_constructors_make_what_the_dataclasses_make() -> None:
     st.one_of(st.none(), st.text(max_size=8), st.sampled_from(["", "1", " 3  a ", "٤٢", "Ab"])),
 )
 def test_the_fingerprint_is_the_old_one(purpose: str, document_number: str | None) -> None:
-    # `fingerprint_folded` folds the purpose's and the document number's whitespace itself (no `_norm` call)
+    # `fingerprint_folded`'s whitespace folding (`_collapse`, with its strip check; `_norm`) against the oracle's
     line = StatementLine(
         source="1c_file",
         account=ACCOUNT,
