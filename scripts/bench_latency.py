@@ -4,6 +4,13 @@ deal's "Paid" stage — the whole path: the PSP webhook (verify, record, apply, 
 the outbox and its consumer. Prints p50 / p95 / p99 / max and ends with one
 JSON line (`n`, `p50`, `p95`, `p99`; the goal is p99 < 2 s at 200).
 
+With several sizes (`--invoices 25,50,100,200`) each runs on a fresh local stack, one after the other, and the end
+shows how the p99 grows with the number paid at once: a straight line through the origin whose slope is the CPU
+of a payment over the cores the process gets is a machine that is busy, not a path that waits (a wait would show
+as a p99 that does not fall with the size). The JSON line then holds the largest size's figures and `sweep`: each
+size's, with the fitted `seconds_per_payment` (least squares through the origin) and the largest size whose p99 is
+under 2 s (`under_2s_up_to`).
+
 The invoices are issued, and their links published, before the clock starts (deals created in the sandbox CRM,
 "Issue invoice" clicked on each); then every payment is made at once (N threads), and the sandbox PSP notifies.
 
@@ -55,23 +62,67 @@ def percentile(values: list[float], q: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--invoices", type=int, default=200, help="how many invoices are paid at once")
+    parser.add_argument(
+        "--invoices", default="200", help="how many invoices are paid at once; several, comma-separated, for a sweep"
+    )
     parser.add_argument("--timeout", type=float, default=300, help="give up after this many seconds")
     args = parser.parse_args(argv)
-    if args.invoices < 1:
-        parser.error("--invoices must be at least 1")
+    try:
+        sizes = sizes_of(args.invoices)
+    except ValueError as exc:
+        parser.error(str(exc))
     from bench_env import quiet_local_stack
 
     quiet_local_stack()
     from devstack.stack import LocalStack
 
-    stack = LocalStack(port=0).start()
-    try:
-        summary = run(stack.url, args.invoices, args.timeout)
-    finally:
-        stack.stop()
+    results: list[dict[str, Any]] = []
+    for n in sizes:
+        stack = LocalStack(port=0).start()  # a fresh one per size: the tables of the last would weigh on the next
+        try:
+            results.append(run(stack.url, n, args.timeout))
+        finally:
+            stack.stop()
+    summary = results[-1] if len(results) == 1 else {**results[-1], "sweep": sweep(results)}
+    if len(results) > 1:
+        print(sweep_table(results, summary["sweep"]))
     print(json.dumps(summary))
-    return 0 if summary["paid"] == summary["n"] else 1
+    return 0 if all(result["paid"] == result["n"] for result in results) else 1
+
+
+def sizes_of(spec: str) -> list[int]:
+    """`"25,50,200"` -> `[25, 50, 200]` (sorted, each once); ValueError for anything but positive integers."""
+    try:
+        sizes = sorted({int(part) for part in spec.split(",") if part.strip()})
+    except ValueError:
+        raise ValueError(f"--invoices must be positive integers, comma-separated: {spec!r}") from None
+    if not sizes or sizes[0] < 1:
+        raise ValueError(f"--invoices must be positive integers, comma-separated: {spec!r}")
+    return sizes
+
+
+def sweep(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each size's p99, the slope of p99 over n through the origin (least squares), and the largest size under 2 s."""
+    points = [(result["n"], result["p99"]) for result in results]
+    slope = sum(n * p99 for n, p99 in points) / sum(n * n for n, _ in points)
+    under = [n for n, p99 in points if p99 < 2.0]
+    return {
+        "sizes": [{key: result[key] for key in ("n", "p50", "p95", "p99", "cpu_ms_per_payment")} for result in results],
+        "seconds_per_payment": round(slope, 4),
+        "under_2s_up_to": max(under) if under else None,
+    }
+
+
+def sweep_table(results: list[dict[str, Any]], fitted: dict[str, Any]) -> str:
+    rows = [f"{'n':>6} {'p50 s':>8} {'p99 s':>8} {'p99/n ms':>9} {'CPU ms/payment':>15}"]
+    for r in results:
+        per_payment, cpu = r["p99"] / r["n"] * 1000, r["cpu_ms_per_payment"]
+        rows.append(f"{r['n']:>6} {r['p50']:>8.3f} {r['p99']:>8.3f} {per_payment:>9.1f} {cpu:>15.1f}")
+    slope = fitted["seconds_per_payment"] * 1000
+    rows.append(
+        f"p99 ~ {slope:.1f} ms x n (least squares through the origin); p99 < 2 s up to n = {fitted['under_2s_up_to']}"
+    )
+    return "\n".join(rows)
 
 
 def run(base_url: str, n: int, timeout: float) -> dict[str, Any]:
