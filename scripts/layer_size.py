@@ -1,7 +1,8 @@
 """`make layer-size`: the built shared layer (`.aws-sam/build/CommonLayer`, after `sam build`): its size unpacked
 and zipped, its largest packages, whether it carries a boto3/botocore of its own (it must not: they come from the
 Lambda runtime), and whether every handler imports against it alone. Ends with one JSON line; exits 1 when the
-layer has boto3/botocore, exceeds 15 MB unpacked, or a handler cannot import."""
+layer has boto3/botocore, exceeds 15 MB unpacked, a handler cannot import, or httpx cannot send a request (the
+layer leaves out anyio, httpx's dependency for its async client only: its sync client must work without it)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,43 @@ def smoke_import(layer_site: Path) -> list[str]:
     return failed
 
 
+def smoke_request(layer_site: Path) -> str | None:
+    """Send a request with httpx's sync client against the built layer alone (`python -S`) to a server of this
+    process. None when it got the answer, else what went wrong."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"layer-ok"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    script = f"import httpx\nwith httpx.Client() as c:\n    assert c.get({url!r}).text == 'layer-ok'"
+    try:
+        done = subprocess.run(  # noqa: S603
+            [sys.executable, "-S", "-c", script],
+            env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(layer_site)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    if done.returncode:
+        return done.stderr.strip().splitlines()[-1] if done.stderr else f"exit {done.returncode}"
+    return None
+
+
 def main() -> int:
     if not LAYER.is_dir():
         print(f"{LAYER} is missing: run `make build` first", file=sys.stderr)
@@ -74,6 +112,8 @@ def main() -> int:
     for failure in failed:
         print(f"cannot import against the layer alone: {failure}")
     print(f"every handler imports against the layer alone: {'no' if failed else 'yes'}")
+    request_failed = smoke_request(site)
+    print(f"httpx sends a request against the layer alone: {'no: ' + request_failed if request_failed else 'yes'}")
     summary = {
         "unpacked_mb": round(unpacked / mb, 2),
         "zipped_mb": round(zipped / mb, 2),
@@ -81,9 +121,10 @@ def main() -> int:
         "limit_unpacked_mb": LIMIT_MB,
         "largest": {name: round(size / mb, 2) for name, size in largest},
         "handlers_import": not failed,
+        "httpx_request": request_failed is None,
     }
     print(json.dumps(summary))
-    return 0 if not own_sdk and not failed and unpacked / mb <= LIMIT_MB else 1
+    return 0 if not own_sdk and not failed and request_failed is None and unpacked / mb <= LIMIT_MB else 1
 
 
 if __name__ == "__main__":
